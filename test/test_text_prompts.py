@@ -1,0 +1,97 @@
+"""Text prompts: the offline class-name backend with the real MiniLM embedder, and
+the CLIP backend's mechanics with a small randomly initialised open_clip model (no CLIP
+weights can be installed offline, so its rankings carry no meaning here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fastsam_ros.mask_set import MaskSet
+from fastsam_ros.text_prompts import ClassNameBackend, ClipBackend, TextPromptError
+
+TINY_CLIP = str(Path(__file__).parent / "data" / "tiny-clip.json")
+
+
+@pytest.fixture(scope="module")
+def class_backend(loaded_model):
+    return ClassNameBackend(loaded_model.class_names)
+
+
+@pytest.fixture(scope="module")
+def clip_backend():
+    torch.manual_seed(0)
+    return ClipBackend(TINY_CLIP, "", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("text", ["bus", "a photo of a bus", "the bus"])
+def test_bus_texts_select_the_bus(class_backend, bus_masks, bus, text):
+    [match] = class_backend.rank(bus_masks, bus, [text], top_k=1)
+    assert bus_masks[match.instance_index].class_name == "bus"
+    assert 0.5 < match.score <= 1.0001
+
+
+def test_people_returns_people_best_score_first(class_backend, bus_masks, bus):
+    matches = class_backend.rank(bus_masks, bus, ["people"], top_k=3)
+    assert [bus_masks[m.instance_index].class_name for m in matches] == ["person"] * 3
+    scores = [bus_masks[m.instance_index].score for m in matches]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_several_texts_are_answered_in_order(class_backend, bus_masks, bus):
+    matches = class_backend.rank(bus_masks, bus, ["stop sign", "bus"], top_k=1)
+    assert [m.text_index for m in matches] == [0, 1]
+    assert [bus_masks[m.instance_index].class_name for m in matches] == ["stop sign", "bus"]
+
+
+def test_class_backend_needs_classes():
+    with pytest.raises(TextPromptError, match="class-agnostic"):
+        ClassNameBackend({0: "object"}, embedder=object())
+
+
+@pytest.mark.parametrize(
+    ("texts", "top_k", "reason"), [([], 1, "no texts"), (["  "], 1, "empty"), (["bus"], 0, "top_k")]
+)
+def test_bad_text_prompts(class_backend, bus_masks, bus, texts, top_k, reason):
+    with pytest.raises(TextPromptError, match=reason):
+        class_backend.rank(bus_masks, bus, texts, top_k)
+
+
+def test_clip_ranks_all_large_crops_and_caches_them(clip_backend, bus_masks, bus):
+    before = clip_backend.crop_encodings
+    matches = clip_backend.rank(bus_masks, bus, ["a bus"], top_k=len(bus_masks))
+    kept, vectors = clip_backend.crop_embeddings(bus_masks, bus)
+    assert clip_backend.crop_encodings == before + 1, "the second call must reuse the crop embeddings"
+    assert sorted(m.instance_index for m in matches) == sorted(kept)
+    assert kept == [i for i, inst in enumerate(bus_masks.instances) if inst.area > 100]
+    assert torch.allclose(vectors.norm(dim=-1), torch.ones(len(kept)), atol=1e-5)
+    scores = [m.score for m in matches]
+    assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0 for s in scores)
+
+
+def test_clip_scores_equal_cosine_similarity(clip_backend, bus_masks, bus):
+    [match] = clip_backend.rank(bus_masks, bus, ["a person"], top_k=1)
+    kept, vectors = clip_backend.crop_embeddings(bus_masks, bus)
+    with torch.inference_mode():
+        text = clip_backend.model.encode_text(clip_backend.tokenizer(["a person"]))
+    similarity = (torch.nn.functional.normalize(text, dim=-1) @ vectors.T)[0]
+    assert match.instance_index == kept[int(similarity.argmax())]
+    assert np.isclose(match.score, float(similarity.max()), atol=1e-5)
+
+
+def test_clip_new_mask_set_is_encoded_again(clip_backend, bus_masks, bus):
+    clip_backend.rank(bus_masks, bus, ["x"], 1)
+    before = clip_backend.crop_encodings
+    copy = MaskSet(bus_masks.height, bus_masks.width, bus_masks.instances)
+    clip_backend.rank(copy, bus, ["x"], 1)
+    assert clip_backend.crop_encodings == before + 1
+
+
+def test_clip_unknown_model_and_offline_weights_fail_clearly():
+    with pytest.raises(TextPromptError, match="could not load CLIP"):
+        ClipBackend("no-such-architecture", "", torch.device("cpu"))
+    with pytest.raises(TextPromptError, match="not found"):
+        ClipBackend("/nowhere/config.json", "", torch.device("cpu"))
