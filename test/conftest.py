@@ -143,8 +143,8 @@ class GraphClient:
 def node_graph(tmp_path_factory, request) -> Iterator[GraphClient]:
     """fastsam_node in its own process, plus a client in this one, on one private graph.
 
-    Test modules may define NODE_PARAMETERS (a list of "name:=value") to configure it,
-    and WARM_UP = False to receive a node that has not seen any frame yet.
+    Test modules may define NODE_PARAMETERS (a list of "name:=value"), NODE_ARGS (more
+    --ros-args arguments) and WARM_UP = False for a node that has not seen a frame yet.
     """
     parameters = getattr(request.module, "NODE_PARAMETERS", [])
     camera = "/test/camera/image_raw"
@@ -152,6 +152,7 @@ def node_graph(tmp_path_factory, request) -> Iterator[GraphClient]:
     args = ["-r", f"image:={camera}", "-p", "device:=cpu"]
     for parameter in parameters:
         args += ["-p", parameter]
+    args += getattr(request.module, "NODE_ARGS", [])
     process = start_node(args, dict(os.environ), str(log))
     client = GraphClient(camera)
     client.process = process

@@ -1,0 +1,65 @@
+"""Start-up and run-time parameters of the real node process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+
+from fastsam_ros.ros_graph import start_node
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE_ARGS = ["--params-file", str(ROOT / "config" / "fastsam.yaml")]
+
+
+def _run_to_exit(tmp_path, args: list[str]) -> tuple[int, str]:
+    log = tmp_path / "node.log"
+    process = start_node(args, dict(os.environ), str(log))
+    try:
+        code = process.wait(120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("the node kept running with an invalid configuration")
+    return code, log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["-p", "device:=cpu", "-p", "conf:=2.0"], "conf: must be in [0.0, 1.0], got 2.0"),
+        (["-p", "device:=cpu", "-p", "imgsz:=100"], "imgsz: must be a multiple of 32"),
+        (["-p", "device:=cpu", "-p", "model:=/no/such/weights.pt"], "model weights not found"),
+        pytest.param(
+            ["-p", "device:=cuda:0"],
+            "CUDA is not available",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="behaviour on machines without CUDA"),
+        ),
+    ],
+)
+def test_bad_start_up_configuration_fails_fast_with_one_line(tmp_path, args, expected):
+    code, output = _run_to_exit(tmp_path, args)
+    assert code == 2
+    errors = [line for line in output.splitlines() if line.startswith("fastsam_node: error:")]
+    assert len(errors) == 1 and expected in errors[0], output
+    assert "Traceback" not in output
+
+
+def _set(node_graph, name: str, value: float) -> tuple[bool, str]:
+    parameter = Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))
+    response = node_graph.call(SetParameters, "/fastsam/set_parameters", SetParameters.Request(parameters=[parameter]))
+    return response.results[0].successful, response.results[0].reason
+
+
+def test_node_from_params_file_applies_valid_run_time_changes_only(node_graph, bus):
+    ok, reason = _set(node_graph, "conf", 5.0)
+    assert not ok and "conf: must be in" in reason
+    ok, _ = _set(node_graph, "conf", 0.8)
+    assert ok
+    result = node_graph.result_for(node_graph.send(bus))
+    assert result.instances and all(instance.score >= 0.8 for instance in result.instances)
+    assert len(result.instances) < 6, "the default conf 0.25 finds more on this photo"
