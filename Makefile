@@ -13,6 +13,9 @@ demo: setup
 test: setup
 	@$(ACTIVATE) && ruff check . && ruff format --check . && pytest -ra test
 
+bench: setup
+	@$(ACTIVATE) && fastsam_bench --output docs/PERFORMANCE.md
+
 lint: setup
 	@$(ACTIVATE) && ruff check . && ruff format --check .
 

@@ -17,6 +17,7 @@ setup(
         "console_scripts": [
             "fastsam_node = fastsam_ros.node:main",
             "fastsam_demo = fastsam_ros.demo:main",
+            "fastsam_bench = fastsam_ros.benchmark:main",
         ]
     },
 )

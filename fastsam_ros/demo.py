@@ -16,38 +16,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import rclpy
-from rclpy.node import Node
-from sensor_msgs.msg import Image
 
 from fastsam_ros.msg import InstanceArray
-from fastsam_ros.ros_graph import (
-    bgr_image_msg,
-    isolated_ros_env,
-    stamp_to_ns,
-    start_node,
-    stop_node,
-    wait_until,
-)
+from fastsam_ros.ros_graph import NodeClient, isolated_ros_env, start_node, stop_node
 from fastsam_ros.sample_frames import demo_sequence
 
 CAMERA_TOPIC = "/demo/camera/image_raw"
-
-
-class DemoClient(Node):
-    def __init__(self) -> None:
-        super().__init__("fastsam_demo_client")
-        self.camera = self.create_publisher(Image, CAMERA_TOPIC, 1)
-        self.instances: dict[int, tuple[InstanceArray, float]] = {}
-        self.debug: dict[int, Image] = {}
-        self.create_subscription(InstanceArray, "/fastsam/instances", self._on_instances, 10)
-        self.create_subscription(Image, "/fastsam/debug_image", self._on_debug, 10)
-
-    def _on_instances(self, msg: InstanceArray) -> None:
-        self.instances[stamp_to_ns(msg.header.stamp)] = (msg, time.perf_counter())
-
-    def _on_debug(self, msg: Image) -> None:
-        self.debug[stamp_to_ns(msg.header.stamp)] = msg
 
 
 def summarise(msg: InstanceArray) -> str:
@@ -65,41 +39,29 @@ def run(output: Path, model: str, timeout: float) -> int:
         env,
         str(output / "node.log"),
     )
-    rclpy.init()
-    client = DemoClient()
+    client = NodeClient(CAMERA_TOPIC, name="fastsam_demo")
+    client.process = process
     failures = 0
     try:
-
-        def spin() -> None:
-            if process.poll() is not None:
-                raise RuntimeError(f"fastsam_node exited with code {process.returncode}; see {output / 'node.log'}")
-            rclpy.spin_once(client, timeout_sec=0.1)
-
         print("[demo] waiting for the node to load its model and subscribe ...", flush=True)
-        wait_until(
-            lambda: client.camera.get_subscription_count() > 0 and client.count_publishers("/fastsam/debug_image") > 0,
-            timeout,
-            spin,
-            "fastsam_node to subscribe to the camera",
-        )
+        client.wait(lambda: client.camera.get_subscription_count() > 0, timeout, "fastsam_node to subscribe")
+        client.warm_up()
         frames = demo_sequence()
         print(f"[demo] publishing {len(frames)} frames on {CAMERA_TOPIC}\n")
         print(f"{'frame':>5}  {'source':<11} {'size':>9}  {'inst':>4}  {'node ms':>7}  {'e2e ms':>7}  top instances")
         processing, end_to_end = [], []
         for index, (source, frame) in enumerate(frames):
-            stamp = time.time_ns()
             sent = time.perf_counter()
-            client.camera.publish(bgr_image_msg(frame, stamp))
+            stamp = client.send(frame)
             try:
-                wait_until(lambda s=stamp: s in client.instances and s in client.debug, 60.0, spin, "results")
+                msg = client.result_for(stamp, timeout=60.0)
+                debug = client.result_for(stamp, "debug_image", timeout=10.0)
             except TimeoutError:
                 failures += 1
                 print(f"{index:>5}  {source:<11} no result within 60 s")
                 continue
-            msg, received = client.instances[stamp]
             processing.append(msg.processing_ms)
-            end_to_end.append((received - sent) * 1e3)
-            debug = client.debug[stamp]
+            end_to_end.append((client.arrival[stamp] - sent) * 1e3)
             overlay = np.frombuffer(bytes(debug.data), np.uint8).reshape(debug.height, debug.width, 3)
             cv2.imwrite(str(output / f"frame_{index:02d}.png"), overlay)
             size = f"{msg.width}x{msg.height}"
@@ -115,8 +77,7 @@ def run(output: Path, model: str, timeout: float) -> int:
             )
         print(f"[demo] overlays written to {output.resolve()}/frame_*.png")
     finally:
-        client.destroy_node()
-        rclpy.try_shutdown()
+        client.close()
         code = stop_node(process)
     if code != 0:
         print(f"[demo] fastsam_node exited with code {code}; see {output / 'node.log'}", file=sys.stderr)

@@ -14,6 +14,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import torch
 
@@ -172,10 +173,10 @@ def crop_masks_at_source(
     """Binary masks at source resolution, computed only inside each box.
 
     A source pixel centre is mapped through the letterbox into prototype coordinates
-    and the logits are sampled bilinearly there (align_corners=False, edges clamped,
-    as torch's interpolate does). Pixel columns c with x1 <= c < x2 belong to the box,
-    the same rule ultralytics' ``crop_mask`` applies. With sample_scale < 1 the logits
-    are sampled on a coarser grid and scaled up by nearest neighbour.
+    and the logits are sampled bilinearly there (edges clamped), in one affine warp
+    per instance. Pixel columns c with x1 <= c < x2 belong to the box, the same rule
+    ultralytics' ``crop_mask`` applies. With sample_scale < 1 the logits are sampled
+    on a coarser grid and scaled up by nearest neighbour.
     """
     _, mh, mw = logits.shape
     in_h, in_w = input_shape
@@ -183,30 +184,35 @@ def crop_masks_at_source(
     gain = min(in_h / height, in_w / width)
     left = round((in_w - width * gain) / 2 - 0.1)
     top = round((in_h - height * gain) / 2 - 0.1)
-    content_w = in_w - 2 * left
-    content_h = in_h - 2 * top
-    proto_per_input_x = mw / in_w
-    proto_per_input_y = mh / in_h
-    device = logits.device
+    # Prototype pixels per source pixel, and the prototype coordinate of source pixel 0.
+    step_x = (in_w - 2 * left) / width * mw / in_w
+    step_y = (in_h - 2 * top) / height * mh / in_h
+    origin_x = (0.5 * (in_w - 2 * left) / width + left) * mw / in_w - 0.5
+    origin_y = (0.5 * (in_h - 2 * top) / height + top) * mh / in_h - 0.5
+    planes = logits.float().cpu().numpy()
     crops = []
-    for index, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+    for plane, (x1, y1, x2, y2) in zip(planes, boxes.tolist(), strict=True):
         c1, c2 = _pixel_span(x1, x2, width)
         r1, r2 = _pixel_span(y1, y2, height)
         if c1 >= c2 or r1 >= r2:
             crops.append(((c1, r1), np.zeros((0, 0), dtype=bool)))
             continue
-        cols = _sample_positions(c1, c2, sample_scale, device)
-        rows = _sample_positions(r1, r2, sample_scale, device)
-        u = ((cols + 0.5) * (content_w / width) + left) * proto_per_input_x - 0.5
-        v = ((rows + 0.5) * (content_h / height) + top) * proto_per_input_y - 0.5
-        u0, u1, wu = _bilinear_taps(u, mw)
-        v0, v1, wv = _bilinear_taps(v, mh)
-        plane = logits[index]
-        along_rows = plane[v0] * (1 - wv)[:, None] + plane[v1] * wv[:, None]
-        sampled = along_rows[:, u0] * (1 - wu) + along_rows[:, u1] * wu
-        mask = (sampled > 0).cpu().numpy()
-        if mask.shape != (r2 - r1, c2 - c1):
-            mask = mask[_nearest_index(r2 - r1, mask.shape[0])][:, _nearest_index(c2 - c1, mask.shape[1])]
+        cols, rows = c2 - c1, r2 - r1
+        out_cols, out_rows = max(1, math.ceil(cols * sample_scale)), max(1, math.ceil(rows * sample_scale))
+        sx, sy = step_x * cols / out_cols, step_y * rows / out_rows
+        # Output pixel j samples prototype coordinate origin + step * (c1 + (j + 0.5) * cols / out_cols - 0.5).
+        tx = origin_x + step_x * (c1 + 0.5 * cols / out_cols - 0.5)
+        ty = origin_y + step_y * (r1 + 0.5 * rows / out_rows - 0.5)
+        sampled = cv2.warpAffine(
+            plane,
+            np.array([[sx, 0.0, tx], [0.0, sy, ty]]),
+            (out_cols, out_rows),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        mask = sampled > 0
+        if (out_rows, out_cols) != (rows, cols):
+            mask = cv2.resize(mask.view(np.uint8), (cols, rows), interpolation=cv2.INTER_NEAREST).view(bool)
         crops.append(((c1, r1), mask))
     return crops
 
@@ -214,26 +220,3 @@ def crop_masks_at_source(
 def _pixel_span(low: float, high: float, limit: int) -> tuple[int, int]:
     """Integer pixels p with low <= p < high, clipped to [0, limit)."""
     return max(math.ceil(low), 0), min(math.ceil(high), limit)
-
-
-def _sample_positions(start: int, stop: int, scale: float, device: torch.device) -> torch.Tensor:
-    """Source coordinates (minus the half-pixel) of the grid the logits are sampled on."""
-    count = stop - start
-    samples = max(1, math.ceil(count * scale))
-    if samples == count:
-        return torch.arange(start, stop, device=device, dtype=torch.float32)
-    centres = (torch.arange(samples, device=device, dtype=torch.float32) + 0.5) * (count / samples)
-    return start + centres - 0.5
-
-
-def _nearest_index(size: int, samples: int) -> np.ndarray:
-    return ((np.arange(size) + 0.5) * (samples / size)).astype(np.intp)
-
-
-def _bilinear_taps(coords: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    coords = coords.clamp(min=0)
-    lower = coords.floor()
-    weight = coords - lower
-    lower = lower.long().clamp(max=size - 1)
-    upper = (lower + 1).clamp(max=size - 1)
-    return lower, upper, weight

@@ -31,12 +31,13 @@ def draw_overlay(image: np.ndarray, masks: MaskSet, alpha: float = 0.45) -> np.n
     canvas = image.copy()
     by_area = sorted(enumerate(masks.instances), key=lambda item: item[1].area, reverse=True)
     for index, instance in by_area:
-        colour = np.array(colour_for(_colour_key(index, instance.track_id)), dtype=np.float32)
         ox, oy = instance.mask_offset
         rows, cols = instance.mask.shape
         region = canvas[oy : oy + rows, ox : ox + cols]
-        picked = region[instance.mask].astype(np.float32)
-        region[instance.mask] = (picked * (1 - alpha) + colour * alpha).astype(np.uint8)
+        tint = np.empty_like(region)
+        tint[:] = colour_for(_colour_key(index, instance.track_id))
+        blended = cv2.addWeighted(region, 1 - alpha, tint, alpha, 0.0)
+        np.copyto(region, blended, where=instance.mask[:, :, None])
     for index, instance in enumerate(masks.instances):
         colour = colour_for(_colour_key(index, instance.track_id))
         x1, y1, x2, y2 = (round(v) for v in instance.box)

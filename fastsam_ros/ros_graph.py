@@ -15,10 +15,15 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import rclpy
 from builtin_interfaces.msg import Time
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
+from fastsam_ros.msg import InstanceArray
 from fastsam_ros.ros_convert import array_to_image
+
+OUTPUTS = {"instances": InstanceArray, "label_image": Image, "debug_image": Image, "selection": InstanceArray}
 
 
 def isolated_ros_env(domain_id: int | None = None) -> dict[str, str]:
@@ -74,8 +79,110 @@ def stamp_to_ns(stamp: Time) -> int:
     return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
-def bgr_image_msg(image: np.ndarray, stamp_ns: int, frame_id: str = "camera") -> Image:
-    msg = array_to_image(image, "bgr8")
-    msg.header.stamp = stamp_from_ns(stamp_ns)
-    msg.header.frame_id = frame_id
-    return msg
+class NodeClient:
+    """The other side of a fastsam node: publishes camera frames, records its outputs.
+
+    Runs in its own rclpy context so it can live beside other ROS code in a process.
+    Arrival times of ~/instances are kept for end-to-end latency.
+    """
+
+    def __init__(
+        self,
+        camera_topic: str,
+        node_name: str = "fastsam",
+        name: str = "fastsam_client",
+        outputs: tuple[str, ...] = tuple(OUTPUTS),
+    ) -> None:
+        self.context = rclpy.Context()
+        self.context.init()
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.camera = self.node.create_publisher(Image, camera_topic, qos_profile_sensor_data)
+        self.outputs = outputs
+        self.received: dict[str, list] = {topic: [] for topic in OUTPUTS}
+        self.arrival: dict[int, float] = {}
+        for topic in outputs:
+            self.node.create_subscription(OUTPUTS[topic], f"/{node_name}/{topic}", self._recorder(topic), 10)
+        self.process: subprocess.Popen | None = None
+
+    def _recorder(self, topic: str) -> Callable:
+        def record(msg) -> None:
+            if topic == "instances":
+                self.arrival[stamp_to_ns(msg.header.stamp)] = time.perf_counter()
+            self.received[topic].append(msg)
+
+        return record
+
+    def spin(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"node process exited with code {self.process.returncode}")
+        self.executor.spin_once(timeout_sec=0.05)
+
+    def wait(self, condition: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+        wait_until(condition, timeout, self.spin, what)
+
+    def call(self, service_type, name: str, request, timeout: float = 60.0):
+        """Call a service and wait for its response."""
+        client = self.node.create_client(service_type, name)
+        try:
+            self.wait(client.service_is_ready, timeout, f"service {name}")
+            future = client.call_async(request)
+            self.wait(future.done, timeout, f"response from {name}")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def send(self, image: np.ndarray, encoding: str = "bgr8") -> int:
+        """Publish a frame stamped now; returns the stamp in nanoseconds."""
+        stamp = time.time_ns()
+        msg = array_to_image(image, encoding)
+        msg.header.stamp = stamp_from_ns(stamp)
+        msg.header.frame_id = "camera"
+        self.camera.publish(msg)
+        return stamp
+
+    def result_for(self, stamp: int, topic: str = "instances", timeout: float = 60.0):
+        """The output on topic for the frame with this stamp, waiting for it."""
+
+        def found():
+            return next((m for m in self.received[topic] if stamp_to_ns(m.header.stamp) == stamp), None)
+
+        self.wait(lambda: found() is not None, timeout, f"{topic} for frame {stamp}")
+        return found()
+
+    def first_result(self, image: np.ndarray, timeout: float = 60.0, resend: float = 2.0) -> tuple[int, object]:
+        """Send a frame, again every `resend` seconds, until one is answered.
+
+        Best-effort samples sent before both sides of a new connection have matched are
+        lost; a first frame must therefore be retried, not awaited.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            stamp = self.send(image)
+            try:
+                return stamp, self.result_for(stamp, timeout=min(resend, max(deadline - time.monotonic(), 0.1)))
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
+
+    def warm_up(self, timeout: float = 60.0) -> None:
+        """Send small frames until every subscribed output reaches us: both sides matched."""
+        frame = np.full((48, 64, 3), 127, np.uint8)
+        awaited = [topic for topic in ("instances", "label_image", "debug_image") if topic in self.outputs]
+        deadline = time.monotonic() + timeout
+        while not all(self.received[topic] for topic in awaited):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no output from the node on {awaited}")
+            self.send(frame)
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end and not all(self.received[topic] for topic in awaited):
+                self.spin()
+        for values in self.received.values():
+            values.clear()
+        self.arrival.clear()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()

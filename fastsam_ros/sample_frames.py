@@ -48,3 +48,20 @@ def demo_sequence() -> list[tuple[str, np.ndarray]]:
     bus = panned(asset_image("bus.jpg"), 640, 800, 6)
     zidane = panned(asset_image("zidane.jpg"), 960, 600, 6)
     return [("bus.jpg", frame) for frame in bus] + [("zidane.jpg", frame) for frame in zidane]
+
+
+def camera_frames(width: int, height: int, count: int) -> list[np.ndarray]:
+    """Frames of one resolution: pans over both photos, scaled a little larger than the frame."""
+    frames = []
+    for name in ("bus.jpg", "zidane.jpg"):
+        photo = resized(asset_image(name), round(width * 1.25), round(height * 1.25))
+        frames += panned(photo, width, height, (count + 1) // 2)
+    return frames[:count]
+
+
+def mosaic(columns: int, rows: int, width: int, height: int) -> np.ndarray:
+    """A crowded frame: the two photos tiled alternately, for prompts over many instances."""
+    tile_w, tile_h = width // columns, height // rows
+    photos = [resized(asset_image(name), tile_w, tile_h) for name in ("bus.jpg", "zidane.jpg")]
+    grid = [np.hstack([photos[(r + c) % 2] for c in range(columns)]) for r in range(rows)]
+    return np.ascontiguousarray(resized(np.vstack(grid), width, height))

@@ -24,8 +24,8 @@ def test_prompt_before_any_frame_says_so(node_graph):
 
 @pytest.fixture(scope="module")
 def bus_frame(node_graph, bus):
-    stamp = node_graph.send(bus)
-    return stamp, msg_to_mask_set(node_graph.result_for(stamp))
+    stamp, result = node_graph.first_result(bus)
+    return stamp, msg_to_mask_set(result)
 
 
 def _inside(masks, index):
@@ -121,3 +121,24 @@ def test_prompts_during_streaming_are_answered_from_the_frame_they_name(node_gra
         assert all(0 <= i.mask_x < width for i in answer.instances)
         if photo == "bus":
             assert "bus" in [i.class_name for i in answer.instances]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["text", "bus"], " bus score "),
+        (["point", "400", "500"], "success=True"),
+        (["box", "0", "0", "800", "700"], " bus "),
+    ],
+)
+def test_readme_python_client_works(node_graph, bus, args, expected):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    node_graph.first_result(bus)
+    script = Path(__file__).resolve().parents[1] / "examples" / "prompt_client.py"
+    output = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert expected in output, output

@@ -1,0 +1,443 @@
+"""`make bench`: where the time goes, measured in one run, written to docs/PERFORMANCE.md.
+
+Every ratio compares figures taken in this one process tree, interleaved frame by frame,
+because these machines are noisy. Nothing here passes or fails: it prints figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastsam_ros.engine import EngineSettings, SegmentationEngine
+from fastsam_ros.model_loading import load_model
+from fastsam_ros.prompts import select_by_box, select_by_points
+from fastsam_ros.ros_convert import mask_set_to_msg
+from fastsam_ros.sample_frames import camera_frames, mosaic
+
+RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080)}
+PROMPT_CONF = 0.1
+"""Confidence for the crowded prompt frame: 53 real instances at 720p with yolo11n-seg."""
+
+
+@dataclass
+class Report:
+    rows: list[tuple[str, ...]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, *cells: object) -> None:
+        row = tuple(str(cell) for cell in cells)
+        self.rows.append(row)
+        print("  " + " | ".join(row), flush=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def timed(function, *args) -> float:
+    start = time.perf_counter()
+    function(*args)
+    return (time.perf_counter() - start) * 1e3
+
+
+def bench_processing(loaded, report: Report, device: str, repeats: int, frames_per_res: int) -> dict[str, float]:
+    """Raw ultralytics predict against the node's per-frame work, interleaved per frame."""
+    from ultralytics import FastSAM
+
+    raw = FastSAM(loaded.source)
+    engine = SegmentationEngine(loaded)
+    raw_medians = {}
+    for label, (width, height) in RESOLUTIONS.items():
+        frames = camera_frames(width, height, frames_per_res)
+        for frame in frames[:2]:
+            raw.predict(frame, device=device, verbose=False)
+            raw.predict(frame, device=device, retina_masks=True, verbose=False)
+            mask_set_to_msg(engine.segment(frame), _header())
+        times: dict[str, list[float]] = {"raw": [], "raw_retina": [], "node": []}
+        for _ in range(repeats):
+            for frame in frames:
+                times["raw"].append(timed(lambda f=frame: raw.predict(f, device=device, verbose=False)))
+                times["raw_retina"].append(
+                    timed(lambda f=frame: raw.predict(f, device=device, retina_masks=True, verbose=False))
+                )
+                times["node"].append(timed(lambda f=frame: mask_set_to_msg(engine.segment(f), _header())))
+        medians = {name: float(np.median(values)) for name, values in times.items()}
+        raw_medians[label] = medians["raw"]
+        report.add(
+            f"{device} {label}",
+            f"{medians['raw']:.1f}",
+            f"{medians['raw_retina']:.1f}",
+            f"{medians['node']:.1f}",
+            f"{medians['node'] / medians['raw']:.2f}x",
+            f"{medians['node'] / medians['raw_retina']:.2f}x",
+            len(times["node"]),
+        )
+    return raw_medians
+
+
+def _header():
+    from std_msgs.msg import Header
+
+    return Header(frame_id="camera")
+
+
+def bench_bytes(loaded, report: Report) -> None:
+    """Serialized InstanceArray size against one full-resolution mono8 plane per instance."""
+    from rclpy.serialization import serialize_message
+
+    engine = SegmentationEngine(loaded)
+    cases = [(label, camera_frames(w, h, 2)[0], 0.25) for label, (w, h) in RESOLUTIONS.items()]
+    cases.append(("720p crowded", mosaic(4, 3, 1280, 720), PROMPT_CONF))
+    for label, frame, conf in cases:
+        engine.settings = EngineSettings(conf=conf)
+        masks = engine.segment(frame)
+        msg = mask_set_to_msg(masks, _header())
+        ours = len(serialize_message(msg))
+        crops = sum(len(instance.mask.data) for instance in msg.instances)
+        naive = ours - crops + len(masks) * masks.height * masks.width
+        report.add(label, len(masks), f"{ours / 1024:.1f}", f"{naive / 1024:.1f}", f"{100 * ours / naive:.1f}%")
+
+
+def bench_prompts_in_process(loaded, report: Report, calls: int) -> tuple[np.ndarray, object]:
+    from fastsam_ros.text_prompts import ClassNameBackend
+
+    frame = mosaic(4, 3, 1280, 720)
+    masks = SegmentationEngine(loaded, EngineSettings(conf=PROMPT_CONF)).segment(frame)
+    rng = np.random.default_rng(0)
+    points = [_point_inside(masks, int(rng.integers(len(masks)))) for _ in range(calls)]
+    boxes = [masks[int(rng.integers(len(masks)))].box for _ in range(calls)]
+    text = ClassNameBackend(loaded.class_names)
+    text.rank(masks, frame, ["person"], 1)
+    results = {
+        "point": [timed(select_by_points, masks, [p], [1]) for p in points],
+        "box": [timed(select_by_box, masks, b) for b in boxes],
+        "text (class_names)": [timed(text.rank, masks, frame, ["a person"], 1) for _ in range(calls // 4)],
+    }
+    for name, values in results.items():
+        report.add(f"{name}, in-process", len(masks), f"{percentile(values, 50):.3f}", f"{percentile(values, 99):.3f}")
+    return frame, masks
+
+
+def _point_inside(masks, index: int) -> tuple[float, float]:
+    instance = masks[index]
+    rows, cols = np.nonzero(instance.mask)
+    middle = len(rows) // 2
+    return float(cols[middle] + instance.mask_offset[0]), float(rows[middle] + instance.mask_offset[1])
+
+
+class NodeUnderTest:
+    """fastsam_node in its own process, a client in this one, and the node's peak memory."""
+
+    def __init__(self, workdir: Path, device: str, extra: list[str]) -> None:
+        from fastsam_ros.ros_graph import NodeClient, isolated_ros_env, start_node
+
+        os.environ.update(isolated_ros_env())
+        camera = "/bench/camera/image_raw"
+        args = ["-r", f"image:={camera}", "-p", f"device:={device}", *extra]
+        self.process = start_node(args, dict(os.environ), str(workdir / "bench_node.log"))
+        self.camera = camera
+        self.client = NodeClient(camera, name="fastsam_bench", outputs=("instances",))
+        self.client.process = self.process
+        self.peak_rss = 0
+        self._sampling = True
+        self._sampler = threading.Thread(target=self._sample_memory, daemon=True)
+        self._sampler.start()
+        self.client.wait(lambda: self.client.camera.get_subscription_count() > 0, 180.0, "the node to subscribe")
+        self.client.warm_up()
+        # The node loads its text backend in the background; one text prompt waits for
+        # it, so that loading does not share the CPU with the measurements.
+        from fastsam_ros.srv import TextPrompt
+
+        self.client.call(TextPrompt, "/fastsam/prompt_text", TextPrompt.Request(texts=["warm-up"]), timeout=180.0)
+
+    def _sample_memory(self) -> None:
+        import psutil
+
+        process = psutil.Process(self.process.pid)
+        while self._sampling and self.process.poll() is None:
+            try:
+                self.peak_rss = max(self.peak_rss, process.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        from fastsam_ros.ros_graph import stop_node
+
+        self._sampling = False
+        self.client.close()
+        stop_node(self.process)
+
+
+def bench_node(node: NodeUnderTest, report: Report, raw_medians: dict[str, float], frames_per_res: int) -> float:
+    """Frames sent one at a time; the node's own processing time and publish-to-receive time.
+
+    First with only ~/instances subscribed, then with a viewer on ~/label_image and
+    ~/debug_image as well, which makes the node render them.
+    """
+    from fastsam_ros.ros_graph import NodeClient
+
+    inference = _node_rows(node.client, report, raw_medians, frames_per_res, "")
+    viewer = NodeClient(node.camera, name="fastsam_bench_viewer", outputs=("label_image", "debug_image"))
+    try:
+        viewer.warm_up()
+        _node_rows(node.client, report, raw_medians, frames_per_res, ", label+debug subscribed")
+    finally:
+        viewer.close()
+    return inference
+
+
+def _node_rows(client, report: Report, raw_medians: dict[str, float], frames_per_res: int, suffix: str) -> float:
+    inference = []
+    for label, (width, height) in RESOLUTIONS.items():
+        frames = camera_frames(width, height, frames_per_res)
+        client.result_for(client.send(frames[0]))
+        processing, end_to_end = [], []
+        for frame in frames * 2:
+            sent = time.perf_counter()
+            stamp = client.send(frame)
+            msg = client.result_for(stamp)
+            processing.append(msg.processing_ms)
+            end_to_end.append((client.arrival[stamp] - sent) * 1e3)
+        node_ms, e2e_ms = float(np.median(processing)), float(np.median(end_to_end))
+        if label == "720p":
+            inference = processing
+        report.add(
+            label + suffix,
+            f"{raw_medians[label]:.1f}",
+            f"{node_ms:.1f}",
+            f"{e2e_ms:.1f}",
+            f"{node_ms / raw_medians[label]:.2f}x",
+            f"{e2e_ms / raw_medians[label]:.2f}x",
+        )
+    return float(np.median(inference))
+
+
+def bench_prompts_over_ros(node: NodeUnderTest, report: Report, frame: np.ndarray, masks, calls: int) -> None:
+    from geometry_msgs.msg import Point
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    from fastsam_ros.msg import BoundingBox
+    from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
+
+    client = node.client
+    conf = Parameter(name="conf", value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=PROMPT_CONF))
+    client.call(SetParameters, "/fastsam/set_parameters", SetParameters.Request(parameters=[conf]))
+    result = client.result_for(client.send(frame))
+    rng = np.random.default_rng(1)
+    picks = [int(rng.integers(len(masks))) for _ in range(calls)]
+    points = [Point(x=x, y=y) for x, y in (_point_inside(masks, i) for i in picks)]
+    boxes = [BoundingBox(x1=b[0], y1=b[1], x2=b[2], y2=b[3]) for b in (masks[i].box for i in picks)]
+    requests = {
+        "point": (PointPrompt, "prompt_point", [PointPrompt.Request(points=[p], labels=[1]) for p in points]),
+        "box": (BoxPrompt, "prompt_box", [BoxPrompt.Request(boxes=[b]) for b in boxes]),
+        "text (class_names)": (TextPrompt, "prompt_text", [TextPrompt.Request(texts=["a person"])] * (calls // 4)),
+    }
+    for name, (kind, service, batch) in requests.items():
+        ros_client = client.node.create_client(kind, f"/fastsam/{service}")
+        client.wait(ros_client.service_is_ready, 30.0, service)
+        latencies = []
+        for request in [batch[0], *batch]:
+            start = time.perf_counter()
+            future = ros_client.call_async(request)
+            client.wait(future.done, 30.0, service)
+            latencies.append((time.perf_counter() - start) * 1e3)
+            if not future.result().success:
+                raise RuntimeError(f"{service} failed: {future.result().message}")
+        latencies = latencies[1:]
+        p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+        report.add(f"{name}, over ROS", len(result.instances), f"{p50:.3f}", f"{p99:.3f}")
+        client.node.destroy_client(ros_client)
+    conf.value.double_value = 0.25
+    client.call(SetParameters, "/fastsam/set_parameters", SetParameters.Request(parameters=[conf]))
+
+
+def bench_overload(node: NodeUnderTest, report: Report, inference_ms: float, seconds: float) -> None:
+    """30 Hz of 720p into a slower model: latest frame wins, so latency must not grow."""
+    client = node.client
+    frames = camera_frames(1280, 720, 6)
+    sent: dict[int, float] = {}
+    period = 1 / 30
+    start = time.perf_counter()
+    next_send = start
+    index = 0
+    while time.perf_counter() - start < seconds:
+        now = time.perf_counter()
+        if now >= next_send:
+            stamp = client.send(frames[index % len(frames)])
+            sent[stamp] = time.perf_counter()
+            index += 1
+            next_send += period
+        client.executor.spin_once(timeout_sec=max(0.0, min(next_send - time.perf_counter(), 0.005)))
+    drain_until = time.perf_counter() + 2.0
+    while time.perf_counter() < drain_until:
+        client.spin()
+    latencies = [(client.arrival[s] - t) * 1e3 for s, t in sent.items() if s in client.arrival]
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    report.add(
+        len(sent),
+        len(latencies),
+        f"{inference_ms:.1f}",
+        f"{p50:.1f}",
+        f"{p99:.1f}",
+        f"{p99 / inference_ms:.2f}x",
+    )
+
+
+def machine_lines(device: str) -> list[str]:
+    import rclpy
+    import ultralytics
+
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [
+        line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+    ]
+    cpu = names[0] if names else "unknown CPU"
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return [
+        f"- CPU: {cpu}, {os.cpu_count()} cores; GPU: {gpu}; device benchmarked: {device}",
+        f"- Python {platform.python_version()}, torch {torch.__version__}, ultralytics {ultralytics.__version__}, "
+        f"rclpy from ROS 2 Kilted wheels ({Path(rclpy.__file__).parent.parent.name})",
+        "- model: yolo11n-seg.pt (COCO, offline default), imgsz 640, conf 0.25, iou 0.7",
+    ]
+
+
+def table(headers: list[str], rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def run(output: Path, quick: bool) -> int:
+    torch.set_num_threads(os.cpu_count() or 1)
+    repeats, per_res, calls, overload_s = (1, 2, 40, 3.0) if quick else (2, 6, 400, 10.0)
+    device = "cpu"
+    loaded = load_model("yolo11n-seg.pt", device)
+    sections: list[tuple[str, list[str], Report, str]] = []
+
+    print("[bench] per-frame processing, in-process (ms, median)")
+    processing = Report()
+    raw_medians = bench_processing(loaded, processing, device, repeats, per_res)
+    sections.append(
+        (
+            "Per-frame processing in one process (median ms)",
+            ["frames", "raw predict", "raw, retina_masks", "node work", "node / raw", "node / raw retina", "n"],
+            processing,
+            "raw predict: `FastSAM(weights).predict(frame)` in everything mode, masks at network resolution. "
+            "raw retina: the same with `retina_masks=True`, masks at source resolution as the node publishes them. "
+            "node work: what the node does per frame (segment and build the InstanceArray), without DDS.",
+        )
+    )
+    print("[bench] InstanceArray size")
+    sizes = Report()
+    bench_bytes(loaded, sizes)
+    sections.append(
+        (
+            "Bytes per frame",
+            ["frame", "instances", "InstanceArray KiB", "naive KiB", "ratio"],
+            sizes,
+            "naive: the same message with one full-resolution mono8 mask per instance.",
+        )
+    )
+    print("[bench] prompts in-process (ms)")
+    prompts = Report()
+    frame, masks = bench_prompts_in_process(loaded, prompts, calls)
+
+    print("[bench] the node over DDS")
+    workdir = Path(tempfile.mkdtemp(prefix="fastsam_bench_"))
+    print(f"[bench] the node's log: {workdir / 'bench_node.log'}")
+    node = NodeUnderTest(workdir, device, [])
+    try:
+        through_node = Report()
+        inference = bench_node(node, through_node, raw_medians, per_res)
+        sections.append(
+            (
+                "Through the node (median ms)",
+                ["frames", "raw predict", "node processing", "end-to-end over DDS", "node / raw", "end-to-end / raw"],
+                through_node,
+                "node processing: frame received to ~/instances published, measured by the node "
+                "(InstanceArray.processing_ms). end-to-end: publish in this process to receive here, "
+                "through fastsam_node in its own process. raw predict: measured earlier in this run.",
+            )
+        )
+        print("[bench] prompts over ROS (ms)")
+        bench_prompts_over_ros(node, prompts, frame, masks, calls)
+        sections.append(
+            (
+                "Prompt latency (ms)",
+                ["prompt", "instances", "p50", "p99"],
+                prompts,
+                "A 1280x720 mosaic of the two photos at conf 0.1. Over ROS: a service call from this process "
+                "to the node's process and back.",
+            )
+        )
+        print("[bench] overload: 30 Hz of 720p frames")
+        overload = Report()
+        bench_overload(node, overload, inference, overload_s)
+        sections.append(
+            (
+                "Overload: 30 Hz input, latest frame wins",
+                ["frames sent", "answered", "one inference (median)", "latency p50", "latency p99", "p99 / inference"],
+                overload,
+                "Latency: publish of a frame to the arrival of its InstanceArray, for the frames the node processed.",
+            )
+        )
+    finally:
+        node.close()
+    memory = Report()
+    memory.add("fastsam_node (peak RSS)", f"{node.peak_rss / 2**20:.0f}")
+    memory.add("benchmark process (peak RSS)", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+    sections.append(("Memory (MiB)", ["process", "MiB"], memory, ""))
+    gpu_note = (
+        "GPU figures: not measured in this run (no CUDA device here). `make bench` on a machine with a GPU "
+        "adds them with device cuda:0."
+        if not torch.cuda.is_available()
+        else ""
+    )
+    write_report(output, device, sections, gpu_note)
+    print(f"[bench] written {output}")
+    return 0
+
+
+def write_report(output: Path, device: str, sections, gpu_note: str) -> None:
+    parts = [
+        "# Performance",
+        "",
+        "Written by `make bench` (fastsam_ros/benchmark.py); every ratio compares figures taken in the same run.",
+        "",
+        *machine_lines(device),
+        "",
+    ]
+    for title, headers, report, note in sections:
+        parts += [f"## {title}", "", table(headers, report.rows), ""]
+        if note:
+            parts += [note, ""]
+    if gpu_note:
+        parts += ["## GPU", "", gpu_note, ""]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("\n".join(parts))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=Path("docs/PERFORMANCE.md"))
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, for a smoke run")
+    args = parser.parse_args(argv)
+    return run(args.output, args.quick)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
