@@ -9,6 +9,7 @@ result through a single reference, so each sees one coherent frame.
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
 import threading
 import time
@@ -23,6 +24,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
@@ -181,18 +183,32 @@ class FastSamNode(Node):
             self.debug_pub.publish(array_to_image(draw_overlay(image, masks), "bgr8", header))
 
     def close(self) -> None:
+        """Stop the worker and background loads; call before the ROS context goes down."""
         self._mailbox.close()
-        self._worker.join(timeout=5.0)
+        self._worker.join(timeout=10.0)
+        self.prompts.text_backends.wait_loaded(timeout=60.0)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+    # rclpy's own handler would shut the context down under the worker thread's feet;
+    # here SIGINT and SIGTERM unwind the executor, the node stops its threads, and only
+    # then does the context go down.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         node = FastSamNode()
     except (ConfigError, ModelLoadError) as error:
         print(f"fastsam_node: error: {error}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:
+        rclpy.try_shutdown()
+        return 0
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     try:

@@ -51,7 +51,12 @@ class TextBackends:
         self.default = values["text_backend"]
         if self.default == "auto":
             self.default = "class_names" if len(class_names) > 1 else "clip"
-        threading.Thread(target=self.get, args=(self.default,), name="text_backend_load", daemon=True).start()
+        self._loader = threading.Thread(target=self.get, args=(self.default,), name="text_backend_load")
+        self._loader.start()
+
+    def wait_loaded(self, timeout: float | None = None) -> None:
+        """Wait for the background load of the default backend (at shutdown, say)."""
+        self._loader.join(timeout)
 
     def get(self, name: str) -> TextBackend:
         if name not in TEXT_BACKENDS:
