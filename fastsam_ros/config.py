@@ -34,6 +34,14 @@ def _imgsz(value: int) -> str | None:
     return None
 
 
+def _roi(value: list[float]) -> str | None:
+    if len(value) < 6 or len(value) % 2:
+        return f"needs at least 3 x, y pairs, got {len(value)} numbers"
+    if not all(0.0 <= v <= 1.0 for v in value):
+        return "coordinates are fractions of the image size, in [0, 1]"
+    return None
+
+
 def _non_empty(value: str) -> str | None:
     return None if value.strip() else "must not be empty"
 
@@ -93,6 +101,54 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "clip_pretrained",
         "openai",
         "open_clip pretrained tag or a checkpoint path for the clip backend (downloads need internet).",
+    ),
+    ParameterSpec(
+        "tracker",
+        "bytetrack",
+        "Track ids across frames with ultralytics' trackers: none, bytetrack or botsort.",
+        _one_of("none", "bytetrack", "botsort"),
+        read_only=False,
+    ),
+    ParameterSpec(
+        "tracker_config",
+        "",
+        "YAML file overriding the tracker's ultralytics settings (track_buffer, match_thresh, ...).",
+        read_only=False,
+    ),
+    ParameterSpec(
+        "obstacle_roi",
+        [0.3, 0.55, 0.7, 0.55, 1.0, 1.0, 0.0, 1.0],
+        "Obstacle region of interest: polygon x1, y1, x2, y2, ... as fractions of the image width and height.",
+        _roi,
+        read_only=False,
+    ),
+    ParameterSpec(
+        "obstacle_min_area",
+        400,
+        "Smallest mask, in pixels, that counts as an obstacle.",
+        _in_range(0, 100_000_000),
+        read_only=False,
+    ),
+    ParameterSpec(
+        "obstacle_min_overlap",
+        0.05,
+        "Share of a mask that must lie in the region of interest.",
+        _in_range(0.0, 1.0),
+        read_only=False,
+    ),
+    ParameterSpec(
+        "max_distance",
+        0.0,
+        "Obstacles farther than this (metres, needs depth) are dropped; 0: no limit.",
+        _in_range(0.0, 1000.0),
+        read_only=False,
+    ),
+    ParameterSpec(
+        "depth_slop",
+        0.05,
+        "Largest stamp difference, in seconds, for pairing a depth frame.",
+        _in_range(0.0, 10.0),
+        read_only=False,
     ),
     ParameterSpec("drop_log_period", 5.0, "Seconds between logs of dropped-frame counts.", _in_range(0.1, 3600.0)),
 )

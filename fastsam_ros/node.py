@@ -25,8 +25,9 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
 
 from fastsam_ros import config
 from fastsam_ros.engine import EngineSettings, SegmentationEngine
@@ -34,13 +35,31 @@ from fastsam_ros.frame_mailbox import LatestFrameMailbox
 from fastsam_ros.image_codec import ImageDecodeError
 from fastsam_ros.mask_set import MaskSet
 from fastsam_ros.model_loading import ModelLoadError, load_model
-from fastsam_ros.msg import InstanceArray
+from fastsam_ros.msg import InstanceArray, ObstacleArray
+from fastsam_ros.obstacles import DepthError, DepthPairer, Intrinsics, ObstacleSettings, roi_polygon
+from fastsam_ros.perception import Perception
 from fastsam_ros.prompt_service import PromptService
 from fastsam_ros.rendering import draw_overlay
-from fastsam_ros.ros_convert import array_to_image, check_header, image_to_bgr, mask_set_to_msg
+from fastsam_ros.ros_convert import (
+    array_to_image,
+    check_header,
+    depth_to_metres,
+    image_to_bgr,
+    intrinsics_from,
+    mask_set_to_msg,
+    obstacles_to_msg,
+)
+from fastsam_ros.ros_markers import obstacle_markers
 from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
+from fastsam_ros.tracking import TrackerConfigError
 
 RUNTIME_ENGINE_PARAMETERS = ("imgsz", "conf", "iou", "max_det", "retina_masks")
+OBSTACLE_PARAMETERS = {
+    "obstacle_roi": "roi",
+    "obstacle_min_area": "min_area",
+    "obstacle_min_overlap": "min_overlap",
+    "max_distance": "max_distance",
+}
 
 
 class ConfigError(ValueError):
@@ -75,6 +94,15 @@ class FastSamNode(Node):
         loaded = load_model(self.values["model"], self.values["device"], self.values["half"])
         self.engine = SegmentationEngine(loaded, self._engine_settings(self.values))
         self.engine.segment(np.zeros((64, 64, 3), dtype=np.uint8))
+        try:
+            self.perception = Perception(
+                self.engine,
+                self.values["tracker"],
+                self.values["tracker_config"],
+                ObstacleSettings(**{field: self._obstacle_value(name) for name, field in OBSTACLE_PARAMETERS.items()}),
+            )
+        except TrackerConfigError as error:
+            raise ConfigError(f"tracker: {error}") from error
         classes = f"{len(loaded.class_names)} classes" if loaded.has_classes else "class-agnostic"
         log.info(f"model ready in {time.perf_counter() - started:.1f} s: {loaded.source} on {loaded.device}, {classes}")
 
@@ -88,6 +116,12 @@ class FastSamNode(Node):
         self.label_pub = self.create_publisher(Image, "~/label_image", 5)
         self.debug_pub = self.create_publisher(Image, "~/debug_image", 5)
         self.selection_pub = self.create_publisher(InstanceArray, "~/selection", 10)
+        self.obstacles_pub = self.create_publisher(ObstacleArray, "~/obstacles", 10)
+        self.markers_pub = self.create_publisher(MarkerArray, "~/markers", 5)
+        self._depth = DepthPairer(round(self.values["depth_slop"] * 1e9))
+        self._camera_info: CameraInfo | None = None
+        self.create_subscription(Image, "depth", self._on_depth, qos_profile_sensor_data)
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data)
 
         qos = qos_profile_sensor_data if self.values["image_qos"] == "sensor_data" else QoSProfile(depth=1)
         if self.values["input"] == "compressed":
@@ -115,6 +149,10 @@ class FastSamNode(Node):
             values[spec.name] = self.declare_parameter(spec.name, spec.default, descriptor).value
         return values
 
+    def _obstacle_value(self, name: str) -> Any:
+        value = self.values[name]
+        return tuple(value) if name == "obstacle_roi" else value
+
     @staticmethod
     def _engine_settings(values: dict[str, Any]) -> EngineSettings:
         return EngineSettings(**{name: values[name] for name in RUNTIME_ENGINE_PARAMETERS})
@@ -124,11 +162,73 @@ class FastSamNode(Node):
         reasons = config.validate(changes)
         if reasons:
             return SetParametersResult(successful=False, reason="; ".join(reasons))
+        if "tracker" in changes or "tracker_config" in changes:
+            kind = changes.get("tracker", self.values["tracker"])
+            try:
+                self.perception.set_tracker(kind, changes.get("tracker_config", self.values["tracker_config"]))
+            except TrackerConfigError as error:
+                return SetParametersResult(successful=False, reason=f"tracker: {error}")
         self.values.update(changes)
         engine_changes = {k: v for k, v in changes.items() if k in RUNTIME_ENGINE_PARAMETERS}
         if engine_changes:
             self.engine.settings = dataclasses.replace(self.engine.settings, **engine_changes)
+        obstacle_changes = {
+            OBSTACLE_PARAMETERS[k]: self._obstacle_value(k) for k in changes if k in OBSTACLE_PARAMETERS
+        }
+        if obstacle_changes:
+            self.perception.set_obstacle_settings(**obstacle_changes)
+        if "depth_slop" in changes:
+            self._depth.slop_ns = round(changes["depth_slop"] * 1e9)
         return SetParametersResult(successful=True)
+
+    def _on_depth(self, msg: Image) -> None:
+        self._depth.add(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, msg)
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _depth_for(self, stamp_ns: int, shape: tuple[int, ...]) -> np.ndarray | None:
+        """The depth frame paired with this colour frame, in metres, or None with a warning."""
+        if not self._depth.has_frames:
+            return None
+        msg = self._depth.match(stamp_ns)
+        log = self.get_logger()
+        if msg is None:
+            log.warning(
+                f"no depth frame within {self.values['depth_slop']} s of the colour frame; obstacles have no distance",
+                throttle_duration_sec=5.0,
+            )
+            return None
+        try:
+            depth = depth_to_metres(msg)
+        except DepthError as error:
+            log.warning(f"depth frame refused: {error}", throttle_duration_sec=5.0)
+            return None
+        if depth.shape != shape[:2]:
+            log.warning(
+                f"depth {depth.shape[1]}x{depth.shape[0]} is not aligned with the colour frame "
+                f"{shape[1]}x{shape[0]}; obstacles have no distance",
+                throttle_duration_sec=5.0,
+            )
+            return None
+        if not np.isfinite(depth).any():
+            log.warning(
+                "depth frame has no valid readings (all zero or NaN); obstacles have no distance",
+                throttle_duration_sec=5.0,
+            )
+        return depth
+
+    def _intrinsics_for(self, shape: tuple[int, ...]) -> Intrinsics | None:
+        info = self._camera_info
+        if info is None:
+            return None
+        if (info.height, info.width) != shape[:2]:
+            self.get_logger().warning(
+                f"camera_info is for {info.width}x{info.height}, the frame is {shape[1]}x{shape[0]}; no 3D centroids",
+                throttle_duration_sec=5.0,
+            )
+            return None
+        return intrinsics_from(info)
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         received = time.perf_counter()
@@ -167,20 +267,28 @@ class FastSamNode(Node):
             self._refuse(error)
             return
         stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        depth = self._depth_for(stamp_ns, image.shape)
+        intrinsics = self._intrinsics_for(image.shape)
         try:
-            masks = self.engine.segment(image, stamp_ns, header.frame_id)
+            output = self.perception.process(image, stamp_ns, header.frame_id, depth, intrinsics)
         except Exception as error:  # keep serving: one bad frame must not stop the node
             self.frames_rejected += 1
             self.get_logger().error(f"segmentation failed: {error!r}", throttle_duration_sec=2.0)
             return
+        masks = output.masks
         self.latest = FrameResult(masks, image, header)
         self.frames_processed += 1
         processing_ms = (time.perf_counter() - frame.received) * 1e3
         self.instances_pub.publish(mask_set_to_msg(masks, header, processing_ms))
+        self.obstacles_pub.publish(obstacles_to_msg(header, masks, output.obstacles, depth is not None))
+        if self.markers_pub.get_subscription_count() > 0:
+            self.markers_pub.publish(obstacle_markers(header, masks, output.obstacles, intrinsics))
         if self.label_pub.get_subscription_count() > 0:
             self.label_pub.publish(array_to_image(masks.label_image(), "mono16", header))
         if self.debug_pub.get_subscription_count() > 0:
-            self.debug_pub.publish(array_to_image(draw_overlay(image, masks), "bgr8", header))
+            roi = roi_polygon(self.perception.obstacle_settings.roi, masks.width, masks.height)
+            overlay = draw_overlay(image, masks, obstacles=output.obstacles, roi=roi)
+            self.debug_pub.publish(array_to_image(overlay, "bgr8", header))
 
     def close(self) -> None:
         """Stop the worker and background loads; call before the ROS context goes down."""

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from fastsam_ros.mask_set import MaskSet
+from fastsam_ros.obstacles import Obstacle
 
 _PALETTE = np.array(
     [
@@ -23,10 +24,21 @@ def colour_for(index: int) -> tuple[int, int, int]:
     return tuple(int(c) for c in _PALETTE[index % len(_PALETTE)])
 
 
-def draw_overlay(image: np.ndarray, masks: MaskSet, alpha: float = 0.45) -> np.ndarray:
+OBSTACLE_RED = (0, 0, 255)
+
+
+def draw_overlay(
+    image: np.ndarray,
+    masks: MaskSet,
+    alpha: float = 0.45,
+    obstacles: list[Obstacle] = (),
+    roi: np.ndarray | None = None,
+) -> np.ndarray:
     """A BGR copy of ``image`` with each instance's mask tinted and its box labelled.
 
     Larger masks are tinted first, so smaller objects in front keep their own colour.
+    Labels show track ids when tracking is on; obstacles get a thick red box and their
+    distance, and the obstacle region of interest (pixel polygon) is outlined.
     """
     canvas = image.copy()
     by_area = sorted(enumerate(masks.instances), key=lambda item: item[1].area, reverse=True)
@@ -38,13 +50,21 @@ def draw_overlay(image: np.ndarray, masks: MaskSet, alpha: float = 0.45) -> np.n
         tint[:] = colour_for(_colour_key(index, instance.track_id))
         blended = cv2.addWeighted(region, 1 - alpha, tint, alpha, 0.0)
         np.copyto(region, blended, where=instance.mask[:, :, None])
+    if roi is not None:
+        cv2.polylines(canvas, [roi], isClosed=True, color=OBSTACLE_RED, thickness=1, lineType=cv2.LINE_AA)
+    distances = {o.index: o.distance for o in obstacles}
     for index, instance in enumerate(masks.instances):
         colour = colour_for(_colour_key(index, instance.track_id))
         x1, y1, x2, y2 = (round(v) for v in instance.box)
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
         name = instance.class_name or "object"
         tag = f"#{index}" if instance.track_id < 0 else f"id{instance.track_id}"
-        _label(canvas, f"{tag} {name} {instance.score:.2f}", (x1, y1), colour)
+        text = f"{tag} {name} {instance.score:.2f}"
+        if index in distances:
+            colour = OBSTACLE_RED
+            distance = distances[index]
+            text += " OBSTACLE" + (f" {distance:.2f} m" if distance is not None else "")
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 4 if index in distances else 2)
+        _label(canvas, text, (x1, y1), colour)
     return canvas
 
 

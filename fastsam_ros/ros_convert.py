@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
-from sensor_msgs.msg import CompressedImage, Image
+from geometry_msgs.msg import Point
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from fastsam_ros.image_codec import ImageDecodeError, check_raw, decode_compressed, decode_raw
 from fastsam_ros.mask_set import Instance, MaskSet
-from fastsam_ros.msg import BoundingBox, InstanceArray
+from fastsam_ros.msg import BoundingBox, InstanceArray, ObstacleArray
 from fastsam_ros.msg import Instance as InstanceMsg
+from fastsam_ros.msg import Obstacle as ObstacleMsg
+from fastsam_ros.obstacles import DepthError, Intrinsics, Obstacle, depth_in_metres
+
+_DEPTH_DTYPES = {"16UC1": np.dtype("<u2"), "32FC1": np.dtype("<f4")}
 
 
 def image_to_bgr(msg: Image | CompressedImage) -> np.ndarray:
@@ -86,3 +91,43 @@ def msg_to_mask_set(msg: InstanceArray) -> MaskSet:
         stamp_ns=msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec,
         frame_id=msg.header.frame_id,
     )
+
+
+def depth_to_metres(msg: Image) -> np.ndarray:
+    """float32 metres (NaN = no reading) from a 16UC1 (mm) or 32FC1 (m) image."""
+    dtype = _DEPTH_DTYPES.get(msg.encoding)
+    if dtype is None:
+        raise DepthError(f"unsupported depth encoding '{msg.encoding}' (use 16UC1 millimetres or 32FC1 metres)")
+    row_bytes = msg.width * dtype.itemsize
+    if msg.height == 0 or msg.width == 0 or msg.step < row_bytes or len(msg.data) != msg.step * msg.height:
+        raise DepthError(f"malformed depth image {msg.width}x{msg.height}, step {msg.step}, {len(msg.data)} bytes")
+    rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)[:, :row_bytes]
+    pixels = rows.copy().view(dtype.newbyteorder(">" if msg.is_bigendian else "<")).reshape(msg.height, msg.width)
+    return depth_in_metres(pixels, msg.encoding)
+
+
+def intrinsics_from(msg: CameraInfo) -> Intrinsics | None:
+    fx, fy, cx, cy = msg.k[0], msg.k[4], msg.k[2], msg.k[5]
+    return Intrinsics(fx, fy, cx, cy) if fx > 0 and fy > 0 else None
+
+
+def obstacles_to_msg(header: Header, masks: MaskSet, obstacles: list[Obstacle], depth_paired: bool) -> ObstacleArray:
+    msg = ObstacleArray(header=header, depth_paired=depth_paired)
+    for obstacle in obstacles:
+        instance = masks[obstacle.index]
+        item = ObstacleMsg(
+            instance_id=obstacle.index,
+            track_id=instance.track_id,
+            class_name=instance.class_name,
+            score=float(instance.score),
+            box=BoundingBox(x1=instance.box[0], y1=instance.box[1], x2=instance.box[2], y2=instance.box[3]),
+            area=instance.area,
+            roi_overlap=float(obstacle.overlap),
+        )
+        if obstacle.distance is not None:
+            item.has_distance, item.distance = True, float(obstacle.distance)
+        if obstacle.centroid is not None:
+            item.has_centroid = True
+            item.centroid = Point(x=obstacle.centroid[0], y=obstacle.centroid[1], z=obstacle.centroid[2])
+        msg.obstacles.append(item)
+    return msg

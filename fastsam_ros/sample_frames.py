@@ -29,17 +29,20 @@ def resized(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.ascontiguousarray(scaled[top : top + height, left : left + width])
 
 
+def pan_offsets(photo_shape: tuple[int, ...], width: int, height: int, frames: int) -> list[tuple[int, int]]:
+    """Top-left corners (x, y) of windows sliding diagonally across a photo."""
+    if width > photo_shape[1] or height > photo_shape[0]:
+        raise ValueError(f"window {width}x{height} is larger than the {photo_shape[1]}x{photo_shape[0]} photo")
+    span_x, span_y = photo_shape[1] - width, photo_shape[0] - height
+    steps = max(frames - 1, 1)
+    return [(i * span_x // steps, i * span_y // steps) for i in range(frames)]
+
+
 def panned(image: np.ndarray, width: int, height: int, frames: int) -> list[np.ndarray]:
     """Windows of width x height sliding diagonally across the photo, one per frame."""
-    if width > image.shape[1] or height > image.shape[0]:
-        raise ValueError(f"window {width}x{height} is larger than the {image.shape[1]}x{image.shape[0]} photo")
-    span_x, span_y = image.shape[1] - width, image.shape[0] - height
-    steps = max(frames - 1, 1)
     return [
-        np.ascontiguousarray(
-            image[i * span_y // steps : i * span_y // steps + height, i * span_x // steps : i * span_x // steps + width]
-        )
-        for i in range(frames)
+        np.ascontiguousarray(image[y : y + height, x : x + width])
+        for x, y in pan_offsets(image.shape, width, height, frames)
     ]
 
 

@@ -89,3 +89,17 @@ def test_blank_frame_gives_no_instances(engine):
 def test_malformed_arrays_are_refused(engine, shape):
     with pytest.raises(ValueError):
         engine.segment(np.zeros(shape, np.uint8))
+
+
+def test_overlay_marks_obstacles_and_track_ids(bus_masks, bus):
+    import dataclasses as dc
+
+    from fastsam_ros.obstacles import Obstacle
+    from fastsam_ros.rendering import OBSTACLE_RED, draw_overlay
+
+    tracked = dc.replace(bus_masks, instances=tuple(dc.replace(i, track_id=40 + n) for n, i in enumerate(bus_masks)))
+    person = next(n for n, inst in enumerate(tracked.instances) if inst.class_name == "person")
+    overlay = draw_overlay(bus, tracked, obstacles=[Obstacle(person, 0.5, 2.0)])
+    x1, y1, _, y2 = (round(v) for v in tracked[person].box)
+    edge = overlay[(y1 + y2) // 2, x1 - 1 : x1 + 2]
+    assert (edge == OBSTACLE_RED).all(axis=1).any(), "obstacle boxes are drawn in red"

@@ -1,0 +1,168 @@
+"""Which instances are obstacles, and how far away they are.
+
+An instance is an obstacle when enough of its mask lies inside a region of interest
+(by default a corridor in front of the robot, at the bottom of the image) and it is
+large enough. With an aligned depth image and the camera intrinsics, each obstacle
+gets a robust distance (median of the valid depth under its mask) and a 3D centroid.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from fastsam_ros.mask_set import MaskSet
+
+DEFAULT_ROI = (0.3, 0.55, 0.7, 0.55, 1.0, 1.0, 0.0, 1.0)
+"""x, y pairs as fractions of the image size: a trapezoid widening towards the robot."""
+
+DEPTH_BAND = 0.1
+"""Mask pixels farther than 10% from the median depth are background seen past the
+object's outline (masks bleed a little); they are left out of the 3D centroid."""
+
+
+class DepthError(ValueError):
+    """A depth image that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole camera parameters in pixels (from sensor_msgs/CameraInfo K)."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+
+@dataclass(frozen=True)
+class ObstacleSettings:
+    roi: tuple[float, ...] = DEFAULT_ROI
+    min_area: int = 400
+    min_overlap: float = 0.05
+    max_distance: float = 0.0
+    """Metres; 0 keeps obstacles at any distance."""
+
+
+@dataclass(frozen=True)
+class Obstacle:
+    index: int
+    overlap: float
+    """Share of the mask inside the region of interest."""
+    distance: float | None = None
+    centroid: tuple[float, float, float] | None = None
+
+
+def roi_polygon(roi: tuple[float, ...], width: int, height: int) -> np.ndarray:
+    """Pixel vertices of the region of interest given as fractions of the image size."""
+    if len(roi) < 6 or len(roi) % 2:
+        raise ValueError(f"the region of interest needs at least 3 x, y pairs, got {len(roi)} numbers")
+    if not all(0.0 <= v <= 1.0 for v in roi):
+        raise ValueError("region of interest coordinates are fractions of the image size, in [0, 1]")
+    points = np.asarray(roi, dtype=np.float64).reshape(-1, 2) * (width, height)
+    return np.round(points).astype(np.int32)
+
+
+def roi_mask(roi: tuple[float, ...], width: int, height: int) -> np.ndarray:
+    plane = np.zeros((height, width), dtype=np.uint8)
+    cv2.fillPoly(plane, [roi_polygon(roi, width, height)], 1)
+    return plane.view(bool)
+
+
+def depth_in_metres(pixels: np.ndarray, encoding: str) -> np.ndarray:
+    """float32 metres with NaN where there is no measurement."""
+    if encoding == "16UC1":
+        metres = pixels.astype(np.float32) / 1000.0
+        metres[pixels == 0] = np.nan
+        return metres
+    if encoding == "32FC1":
+        metres = pixels.astype(np.float32, copy=True)
+        metres[~np.isfinite(metres) | (metres <= 0)] = np.nan
+        return metres
+    raise DepthError(f"unsupported depth encoding '{encoding}' (use 16UC1 millimetres or 32FC1 metres)")
+
+
+def find_obstacles(
+    masks: MaskSet,
+    settings: ObstacleSettings,
+    roi: np.ndarray,
+    depth: np.ndarray | None = None,
+    intrinsics: Intrinsics | None = None,
+) -> list[Obstacle]:
+    """Obstacles among the instances, nearest first when depth is known.
+
+    ``roi`` is the boolean region mask at the frame's size; ``depth`` is float32
+    metres aligned with the colour image (NaN = no measurement).
+    """
+    if depth is not None and depth.shape != (masks.height, masks.width):
+        raise DepthError(
+            f"depth image {depth.shape[1]}x{depth.shape[0]} is not aligned with the {masks.width}x{masks.height} frame"
+        )
+    found = []
+    for index, instance in enumerate(masks.instances):
+        area = instance.area
+        if area < settings.min_area:
+            continue
+        ox, oy = instance.mask_offset
+        rows, cols = instance.mask.shape
+        inside = np.count_nonzero(roi[oy : oy + rows, ox : ox + cols] & instance.mask)
+        overlap = inside / area
+        if overlap < settings.min_overlap:
+            continue
+        distance, centroid = None, None
+        if depth is not None:
+            distance, centroid = _locate(instance.mask, depth[oy : oy + rows, ox : ox + cols], (ox, oy), intrinsics)
+            if distance is not None and settings.max_distance > 0 and distance > settings.max_distance:
+                continue
+        found.append(Obstacle(index, overlap, distance, centroid))
+    found.sort(key=lambda o: (o.distance is None, o.distance or 0.0, -masks[o.index].area))
+    return found
+
+
+def _locate(
+    mask: np.ndarray, depth: np.ndarray, offset: tuple[int, int], intrinsics: Intrinsics | None
+) -> tuple[float | None, tuple[float, float, float] | None]:
+    values = depth[mask]
+    valid = values[np.isfinite(values)]
+    if valid.size == 0:
+        return None, None
+    distance = float(np.median(valid))
+    if intrinsics is None:
+        return distance, None
+    rows, cols = np.nonzero(mask)
+    near = np.isfinite(values) & (np.abs(values - distance) <= DEPTH_BAND * distance)
+    z = values[near].astype(np.float64)
+    u = cols[near] + offset[0]
+    v = rows[near] + offset[1]
+    x = (u - intrinsics.cx) * z / intrinsics.fx
+    y = (v - intrinsics.cy) * z / intrinsics.fy
+    return distance, (float(x.mean()), float(y.mean()), float(z.mean()))
+
+
+class DepthPairer:
+    """Pairs colour frames with depth frames by timestamp, within a slop.
+
+    message_filters' ApproximateTime is not available everywhere this node runs, and one
+    colour stream against one depth stream needs only this: keep the last few depth
+    frames, take the one nearest in time.
+    """
+
+    def __init__(self, slop_ns: int, keep: int = 10) -> None:
+        self.slop_ns = slop_ns
+        self._frames: deque[tuple[int, object]] = deque(maxlen=keep)
+
+    @property
+    def has_frames(self) -> bool:
+        return bool(self._frames)
+
+    def add(self, stamp_ns: int, depth: object) -> None:
+        self._frames.append((stamp_ns, depth))
+
+    def match(self, stamp_ns: int) -> object | None:
+        best = min(self._frames, key=lambda item: abs(item[0] - stamp_ns), default=None)
+        if best is None or abs(best[0] - stamp_ns) > self.slop_ns:
+            return None
+        return best[1]

@@ -1,0 +1,85 @@
+"""One frame through the whole pipeline: segment, track, find obstacles.
+
+Settings can change between frames (ROS parameters at run time); each frame works
+with one consistent snapshot of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastsam_ros.engine import SegmentationEngine
+from fastsam_ros.mask_set import MaskSet
+from fastsam_ros.obstacles import Intrinsics, Obstacle, ObstacleSettings, find_obstacles, roi_mask
+from fastsam_ros.tracking import InstanceTracker
+
+
+@dataclass(frozen=True)
+class FrameOutput:
+    masks: MaskSet
+    obstacles: list[Obstacle]
+    tracking_ms: float
+    obstacles_ms: float
+
+
+class Perception:
+    def __init__(
+        self,
+        engine: SegmentationEngine,
+        tracker: str = "none",
+        tracker_config: str = "",
+        obstacles: ObstacleSettings | None = None,
+    ) -> None:
+        self.engine = engine
+        self.obstacle_settings = obstacles or ObstacleSettings()
+        self._lock = threading.Lock()
+        self._tracker = self._make_tracker(tracker, tracker_config)
+        self._tracker_spec = (tracker, tracker_config)
+        self._roi_cache: tuple[tuple, np.ndarray] | None = None
+
+    @staticmethod
+    def _make_tracker(kind: str, config_path: str) -> InstanceTracker | None:
+        return None if kind == "none" else InstanceTracker(kind, config_path)
+
+    def set_tracker(self, kind: str, config_path: str = "") -> None:
+        """Switch trackers from the next frame on; raises TrackerConfigError, keeping the old one."""
+        if (kind, config_path) == self._tracker_spec:
+            return
+        tracker = self._make_tracker(kind, config_path)
+        with self._lock:
+            self._tracker, self._tracker_spec = tracker, (kind, config_path)
+
+    def set_obstacle_settings(self, **changes: object) -> None:
+        with self._lock:
+            self.obstacle_settings = dataclasses.replace(self.obstacle_settings, **changes)
+
+    def roi(self, width: int, height: int) -> np.ndarray:
+        key = (self.obstacle_settings.roi, width, height)
+        if self._roi_cache is None or self._roi_cache[0] != key:
+            self._roi_cache = (key, roi_mask(self.obstacle_settings.roi, width, height))
+        return self._roi_cache[1]
+
+    def process(
+        self,
+        image: np.ndarray,
+        stamp_ns: int = 0,
+        frame_id: str = "",
+        depth: np.ndarray | None = None,
+        intrinsics: Intrinsics | None = None,
+    ) -> FrameOutput:
+        masks = self.engine.segment(image, stamp_ns, frame_id)
+        with self._lock:
+            tracker, settings = self._tracker, self.obstacle_settings
+            roi = self.roi(masks.width, masks.height)
+        start = time.perf_counter()
+        if tracker is not None:
+            masks = tracker.update(masks, image)
+        tracked = time.perf_counter()
+        obstacles = find_obstacles(masks, settings, roi, depth, intrinsics)
+        done = time.perf_counter()
+        return FrameOutput(masks, obstacles, (tracked - start) * 1e3, (done - tracked) * 1e3)

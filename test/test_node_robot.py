@@ -1,0 +1,136 @@
+"""Tracking, obstacles with depth, and markers from the node process, over DDS."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from visualization_msgs.msg import Marker, MarkerArray
+
+from fastsam_ros.msg import ObstacleArray
+from fastsam_ros.ros_convert import array_to_image, msg_to_mask_set
+from fastsam_ros.ros_graph import stamp_from_ns, stamp_to_ns
+from fastsam_ros.sample_frames import asset_image, panned
+
+NODE_PARAMETERS = ["tracker:=bytetrack"]
+NODE_ARGS = ["-r", "depth:=/test/camera/depth", "-r", "camera_info:=/test/camera/camera_info"]
+
+FX = FY = 900.0
+
+
+@pytest.fixture(scope="module")
+def robot(node_graph):
+    node = node_graph.node
+    node_graph.depth = node.create_publisher(Image, "/test/camera/depth", qos_profile_sensor_data)
+    node_graph.info = node.create_publisher(CameraInfo, "/test/camera/camera_info", qos_profile_sensor_data)
+    node_graph.obstacles, node_graph.markers = [], []
+    node.create_subscription(ObstacleArray, "/fastsam/obstacles", node_graph.obstacles.append, 10)
+    node.create_subscription(MarkerArray, "/fastsam/markers", node_graph.markers.append, 10)
+    node_graph.wait(lambda: node_graph.depth.get_subscription_count() > 0, 30.0, "depth subscription")
+    node_graph.wait(lambda: node.count_publishers("/fastsam/markers") > 0, 30.0, "markers publisher")
+    return node_graph
+
+
+def _camera_info(width: int, height: int, stamp: int) -> CameraInfo:
+    info = CameraInfo(width=width, height=height)
+    info.header.stamp = stamp_from_ns(stamp)
+    info.k = [FX, 0.0, width / 2, 0.0, FY, height / 2, 0.0, 0.0, 1.0]
+    return info
+
+
+def _send_rgbd(robot, image: np.ndarray, depth: np.ndarray | None, encoding: str = "16UC1") -> int:
+    stamp = time.time_ns()
+    robot.info.publish(_camera_info(image.shape[1], image.shape[0], stamp))
+    if depth is not None:
+        depth_msg = array_to_image(depth, encoding)
+        depth_msg.header.stamp = stamp_from_ns(stamp)
+        robot.depth.publish(depth_msg)
+        time.sleep(0.05)
+    image_msg = array_to_image(image, "bgr8")
+    image_msg.header.stamp = stamp_from_ns(stamp)
+    image_msg.header.frame_id = "camera"
+    robot.camera.publish(image_msg)
+    return stamp
+
+
+def _obstacles_for(robot, stamp: int) -> ObstacleArray:
+    def found():
+        return next((m for m in robot.obstacles if stamp_to_ns(m.header.stamp) == stamp), None)
+
+    robot.wait(lambda: found() is not None, 60.0, "obstacles")
+    return found()
+
+
+def _result(robot, image, depth, encoding="16UC1"):
+    """Send until the node answers (the first best-effort samples of a new link can be lost)."""
+    for _ in range(10):
+        stamp = _send_rgbd(robot, image, depth, encoding)
+        try:
+            return stamp, robot.result_for(stamp, timeout=3.0), _obstacles_for(robot, stamp)
+        except TimeoutError:
+            continue
+    raise TimeoutError("no answer from the node")
+
+
+def test_obstacle_distances_and_centroids_over_ros(robot, bus):
+    from fastsam_ros.obstacles import depth_in_metres
+
+    _, result, obstacles = _result(robot, bus, None)
+    assert obstacles.obstacles and not obstacles.depth_paired
+    assert all(not o.has_distance for o in obstacles.obstacles)
+    masks = msg_to_mask_set(result)
+    depth_mm = np.full((bus.shape[0], bus.shape[1]), 8000, np.uint16)
+    truth = {}
+    for rank, obstacle in enumerate(obstacles.obstacles):
+        distance_mm = 1500 + 700 * rank
+        depth_mm[masks[obstacle.instance_id].full_mask(masks.height, masks.width)] = distance_mm
+        truth[obstacle.instance_id] = distance_mm / 1000
+    stamp, _, located = _result(robot, bus, depth_mm)
+    assert located.depth_paired
+    assert [o.instance_id for o in located.obstacles] == sorted(truth, key=truth.get), "nearest first"
+    metres = depth_in_metres(depth_mm, "16UC1")
+    for obstacle in located.obstacles:
+        assert (
+            obstacle.has_distance and abs(obstacle.distance - truth[obstacle.instance_id]) <= 0.02 * obstacle.distance
+        )
+        mask = masks[obstacle.instance_id].full_mask(masks.height, masks.width)
+        v, u = np.nonzero(mask & (np.abs(metres - truth[obstacle.instance_id]) < 0.01))
+        z = truth[obstacle.instance_id]
+        expected = np.array([(u - bus.shape[1] / 2).mean() * z / FX, (v - bus.shape[0] / 2).mean() * z / FY, z])
+        got = np.array([obstacle.centroid.x, obstacle.centroid.y, obstacle.centroid.z])
+        assert np.linalg.norm(got - expected) <= 0.02 * np.linalg.norm(expected)
+
+    def markers_of_frame():
+        return next((m.markers for m in robot.markers if stamp_to_ns(m.markers[0].header.stamp) == stamp), None)
+
+    robot.wait(lambda: markers_of_frame() is not None, 10.0, "markers")
+    latest = markers_of_frame()
+    assert latest[0].action == Marker.DELETEALL, "markers of earlier frames are deleted"
+    cubes = [m for m in latest if m.type == Marker.CUBE]
+    texts = [m.text for m in latest if m.type == Marker.TEXT_VIEW_FACING]
+    assert len(cubes) == len(located.obstacles) and all(" m" in text for text in texts)
+
+
+@pytest.mark.parametrize("fill", ["zeros", "nan"])
+def test_invalid_or_unpaired_depth_gives_obstacles_without_distance(robot, bus, fill):
+    depth = np.zeros(bus.shape[:2], np.uint16) if fill == "zeros" else np.full(bus.shape[:2], np.nan, np.float32)
+    _, _, obstacles = _result(robot, bus, depth, "16UC1" if fill == "zeros" else "32FC1")
+    assert obstacles.depth_paired and obstacles.obstacles
+    assert all(not o.has_distance and not o.has_centroid for o in obstacles.obstacles)
+    assert "no valid readings" in robot.log_path.read_text()
+
+
+def test_track_ids_are_stable_over_ros(robot):
+    frames = panned(asset_image("bus.jpg"), 600, 800, 12)
+    ids_by_class: dict[str, list[int]] = {}
+    for frame in frames:
+        _, result, _ = _result(robot, frame, None)
+        for instance in result.instances:
+            if instance.class_name == "bus":
+                ids_by_class.setdefault("bus", []).append(instance.track_id)
+    usual, count = Counter(ids_by_class["bus"]).most_common(1)[0]
+    assert usual > 0 and count / len(ids_by_class["bus"]) >= 0.9

@@ -1,0 +1,116 @@
+"""Obstacles on real masks, with synthetic depth of known geometry built for the frame."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from fastsam_ros.obstacles import (
+    DepthError,
+    DepthPairer,
+    Intrinsics,
+    ObstacleSettings,
+    depth_in_metres,
+    find_obstacles,
+    roi_mask,
+)
+
+CAMERA = Intrinsics(fx=900.0, fy=900.0, cx=405.0, cy=540.0)
+CAMERA_HEIGHT = 1.2
+
+
+def floor_depth(height: int, width: int) -> np.ndarray:
+    """A flat floor 1.2 m below the camera: depth grows towards the horizon (row cy)."""
+    rows = np.arange(height, dtype=np.float64)[:, None] - CAMERA.cy
+    with np.errstate(divide="ignore"):
+        depth = np.where(rows > 1, CAMERA_HEIGHT * CAMERA.fy / np.maximum(rows, 1), 20.0)
+    return np.broadcast_to(np.minimum(depth, 20.0), (height, width)).astype(np.float32).copy()
+
+
+def place(depth: np.ndarray, masks, index: int, distance: float, erode: int = 3):
+    """Paint an object at `distance` over the instance's mask, shrunk by `erode` pixels
+    so the mask's rim sees the floor behind it, as real masks do. Returns the truth:
+    the 3D centroid of the painted pixels."""
+    plane = masks[index].full_mask(masks.height, masks.width).astype(np.uint8)
+    body = cv2.erode(plane, np.ones((2 * erode + 1, 2 * erode + 1), np.uint8)).astype(bool)
+    depth[body] = distance
+    v, u = np.nonzero(body)
+    truth = ((u - CAMERA.cx).mean() * distance / CAMERA.fx, (v - CAMERA.cy).mean() * distance / CAMERA.fy, distance)
+    return np.array(truth)
+
+
+@pytest.fixture(scope="module")
+def roi(bus_masks):
+    return roi_mask(ObstacleSettings().roi, bus_masks.width, bus_masks.height)
+
+
+def test_obstacles_are_the_instances_in_the_corridor(bus_masks, roi):
+    obstacles = find_obstacles(bus_masks, ObstacleSettings(), roi)
+    assert obstacles, "people walk in front of the bus, inside the corridor"
+    for instance_index, instance in enumerate(bus_masks.instances):
+        full = instance.full_mask(bus_masks.height, bus_masks.width)
+        overlap = np.count_nonzero(full & roi) / instance.area
+        expected = overlap >= 0.05 and instance.area >= 400
+        assert (instance_index in [o.index for o in obstacles]) == expected, instance.class_name
+    assert all(o.distance is None for o in obstacles)
+
+
+@pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
+def test_distance_and_centroid_within_two_percent(bus_masks, roi, encoding):
+    obstacles = find_obstacles(bus_masks, ObstacleSettings(), roi)
+    depth = floor_depth(bus_masks.height, bus_masks.width)
+    truths = {o.index: place(depth, bus_masks, o.index, 2.0 + 1.5 * rank) for rank, o in enumerate(obstacles)}
+    raw = (depth * 1000).round().astype(np.uint16) if encoding == "16UC1" else depth
+    located = find_obstacles(bus_masks, ObstacleSettings(), roi, depth_in_metres(raw, encoding), CAMERA)
+    assert [o.index for o in located] == [o.index for o in obstacles], "nearest first"
+    for obstacle in located:
+        truth = truths[obstacle.index]
+        assert abs(obstacle.distance - truth[2]) <= 0.02 * truth[2]
+        error = np.linalg.norm(np.array(obstacle.centroid) - truth)
+        assert error <= 0.02 * np.linalg.norm(truth), (obstacle, truth)
+
+
+def test_max_distance_drops_far_obstacles(bus_masks, roi):
+    obstacles = find_obstacles(bus_masks, ObstacleSettings(), roi)
+    depth = floor_depth(bus_masks.height, bus_masks.width)
+    place(depth, bus_masks, obstacles[0].index, 1.0)
+    for other in obstacles[1:]:
+        place(depth, bus_masks, other.index, 9.0)
+    near = find_obstacles(bus_masks, ObstacleSettings(max_distance=5.0), roi, depth, CAMERA)
+    assert [o.index for o in near] == [obstacles[0].index]
+
+
+@pytest.mark.parametrize("fill", [0.0, np.nan])
+def test_depth_without_measurements_gives_obstacles_without_distance(bus_masks, roi, fill):
+    depth = depth_in_metres(np.full((bus_masks.height, bus_masks.width), fill, np.float32), "32FC1")
+    obstacles = find_obstacles(bus_masks, ObstacleSettings(), roi, depth, CAMERA)
+    assert obstacles and all(o.distance is None and o.centroid is None for o in obstacles)
+    zeros = depth_in_metres(np.zeros((bus_masks.height, bus_masks.width), np.uint16), "16UC1")
+    assert all(o.distance is None for o in find_obstacles(bus_masks, ObstacleSettings(), roi, zeros, CAMERA))
+
+
+def test_bad_depth_is_refused(bus_masks, roi):
+    with pytest.raises(DepthError, match="not aligned"):
+        find_obstacles(bus_masks, ObstacleSettings(), roi, np.ones((10, 10), np.float32), CAMERA)
+    with pytest.raises(DepthError, match="unsupported depth encoding"):
+        depth_in_metres(np.ones((4, 4), np.uint8), "mono8")
+
+
+def test_roi_must_be_a_polygon_of_fractions():
+    with pytest.raises(ValueError, match="3 x, y pairs"):
+        roi_mask((0.1, 0.2, 0.3, 0.4), 100, 100)
+    with pytest.raises(ValueError, match="fractions"):
+        roi_mask((0, 0, 200, 0, 200, 100), 100, 100)
+    corridor = roi_mask(ObstacleSettings().roi, 100, 100)
+    assert corridor[99, 50] and not corridor[10, 50]
+
+
+def test_depth_pairing_by_timestamp():
+    pairer = DepthPairer(slop_ns=20_000_000)
+    assert pairer.match(100) is None
+    for stamp in (0, 33_000_000, 66_000_000):
+        pairer.add(stamp, stamp)
+    assert pairer.match(40_000_000) == 33_000_000
+    assert pairer.match(70_000_000) == 66_000_000
+    assert pairer.match(120_000_000) is None

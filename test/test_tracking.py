@@ -1,0 +1,95 @@
+"""Track ids from ultralytics' trackers on real panned photo sequences."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from fastsam_ros.sample_frames import asset_image, pan_offsets, panned
+from fastsam_ros.tracking import InstanceTracker, TrackerConfigError, tracker_settings
+
+SEQUENCES = [("bus.jpg", 600, 800, 20), ("zidane.jpg", 960, 560, 20)]
+
+
+def _iou(a, b) -> float:
+    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / area if area else 0.0
+
+
+def id_stability(engine, kind: str, photo_name: str, width: int, height: int, frames: int) -> dict[str, float]:
+    """Per object: the share of frames where it is found that carry its usual track id.
+
+    Objects are identified without the tracker: each detection is shifted back into
+    photo coordinates by its window's offset and matched to the detections of the
+    whole photo (IoU > 0.5). Only objects detected with score >= 0.5 in the whole photo
+    count. A sighting is kept when its id is the object's most frequent one;
+    unconfirmed (-1) counts as not kept.
+    """
+    photo = asset_image(photo_name)
+    reference = [inst for inst in engine.segment(photo).instances if inst.score >= 0.5]
+    tracker = InstanceTracker(kind)
+    sightings: dict[int, list[int]] = {}
+    windows = zip(panned(photo, width, height, frames), pan_offsets(photo.shape, width, height, frames), strict=True)
+    for frame, (ox, oy) in windows:
+        for instance in tracker.update(engine.segment(frame), frame).instances:
+            x1, y1, x2, y2 = instance.box
+            scores = [_iou((x1 + ox, y1 + oy, x2 + ox, y2 + oy), ref.box) for ref in reference]
+            if scores and max(scores) > 0.5:
+                sightings.setdefault(int(np.argmax(scores)), []).append(instance.track_id)
+    stability = {}
+    for index, ids in sightings.items():
+        usual, count = Counter(ids).most_common(1)[0]
+        stability[f"{reference[index].class_name}#{index}"] = count / len(ids) if usual >= 0 else 0.0
+    return stability
+
+
+@pytest.mark.parametrize("kind", ["bytetrack", "botsort"])
+@pytest.mark.parametrize("sequence", SEQUENCES, ids=[s[0] for s in SEQUENCES])
+def test_objects_keep_their_ids_while_the_camera_pans(engine, kind, sequence):
+    stability = id_stability(engine, kind, *sequence)
+    print(f"{kind} {sequence[0]}: " + ", ".join(f"{name} {share:.0%}" for name, share in stability.items()))
+    assert len(stability) >= 2
+    if kind == "botsort" and sequence[0] == "zidane.jpg":
+        # Known: BoT-SORT's motion compensation switches one person's id once on this
+        # fast pan (16 px per frame); README and the performance notes report it.
+        assert sorted(stability.values())[1] >= 0.9
+        return
+    assert min(stability.values()) >= 0.9, stability
+
+
+def test_untracked_instances_have_no_id(bus_masks, bus):
+    assert all(instance.track_id == -1 for instance in bus_masks.instances)
+    tracked = InstanceTracker("bytetrack").update(bus_masks, bus)
+    ids = [instance.track_id for instance in tracked.instances]
+    assert all(i > 0 for i in ids) and len(set(ids)) == len(ids)
+    assert np.array_equal(tracked.full_masks(), bus_masks.full_masks())
+
+
+def test_tracker_settings_are_overridable(tmp_path):
+    custom = tmp_path / "fast.yaml"
+    custom.write_text("track_buffer: 5\nmatch_thresh: 0.6\n")
+    settings = tracker_settings("bytetrack", str(custom))
+    assert (settings["track_buffer"], settings["match_thresh"]) == (5, 0.6)
+    assert InstanceTracker("bytetrack", str(custom)).settings["track_buffer"] == 5
+
+
+@pytest.mark.parametrize(
+    ("kind", "content", "reason"),
+    [
+        ("kalman", None, "unknown tracker"),
+        ("bytetrack", "track_bufer: 5\n", "unknown bytetrack settings"),
+        ("bytetrack", "tracker_type: botsort\n", "is for 'botsort'"),
+        ("botsort", "with_reid: True\n", "ReID"),
+    ],
+)
+def test_bad_tracker_settings(tmp_path, kind, content, reason):
+    path = ""
+    if content is not None:
+        path = str(tmp_path / "settings.yaml")
+        (tmp_path / "settings.yaml").write_text(content)
+    with pytest.raises(TrackerConfigError, match=reason):
+        tracker_settings(kind, path)
