@@ -16,6 +16,7 @@ setup(
     entry_points={
         "console_scripts": [
             "fastsam_node = fastsam_ros.node:main",
+            "fastsam_lifecycle_node = fastsam_ros.lifecycle_node:main",
             "fastsam_demo = fastsam_ros.demo:main",
             "fastsam_bench = fastsam_ros.benchmark:main",
         ]

@@ -150,6 +150,20 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         _in_range(0.0, 10.0),
         read_only=False,
     ),
+    ParameterSpec(
+        "diagnostics_max_latency_ms",
+        1000.0,
+        "/diagnostics warns when the p95 processing latency exceeds this.",
+        _in_range(1.0, 1e6),
+        read_only=False,
+    ),
+    ParameterSpec(
+        "diagnostics_max_drop_ratio",
+        0.5,
+        "/diagnostics warns when more than this share of received frames is dropped.",
+        _in_range(0.0, 1.0),
+        read_only=False,
+    ),
     ParameterSpec("drop_log_period", 5.0, "Seconds between logs of dropped-frame counts.", _in_range(0.1, 3600.0)),
 )
 

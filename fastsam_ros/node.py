@@ -9,6 +9,7 @@ result through a single reference, so each sees one coherent frame.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import signal
 import sys
 import threading
@@ -18,13 +19,17 @@ from typing import Any
 
 import numpy as np
 import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.service import Service
 from rclpy.signals import SignalHandlerOptions
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
@@ -32,6 +37,7 @@ from visualization_msgs.msg import MarkerArray
 from fastsam_ros import config
 from fastsam_ros.engine import EngineSettings, SegmentationEngine
 from fastsam_ros.frame_mailbox import LatestFrameMailbox
+from fastsam_ros.health import HealthLimits, HealthMonitor
 from fastsam_ros.image_codec import ImageDecodeError
 from fastsam_ros.mask_set import MaskSet
 from fastsam_ros.model_loading import ModelLoadError, load_model
@@ -81,10 +87,16 @@ class _Frame:
     received: float
 
 
-class FastSamNode(Node):
-    def __init__(self, node_name: str = "fastsam", **kwargs: Any) -> None:
-        super().__init__(node_name, **kwargs)
-        self.values = self._declare_parameters()
+class FastSamBehaviour:
+    """What the fastsam node does, shared by the plain and the lifecycle node.
+
+    configure: validate parameters, load the model, create publishers.
+    start: subscribe, offer the services, run the inference thread.
+    stop: the reverse of start; no frame is taken in, nothing is computed.
+    release: drop the model (and its GPU memory).
+    """
+
+    def _configure(self: Any) -> None:
         reasons = config.validate(self.values)
         if reasons:
             raise ConfigError("; ".join(reasons))
@@ -92,57 +104,98 @@ class FastSamNode(Node):
         log.info(f"loading model '{self.values['model']}' (device {self.values['device']}) ...")
         started = time.perf_counter()
         loaded = load_model(self.values["model"], self.values["device"], self.values["half"])
-        self.engine = SegmentationEngine(loaded, self._engine_settings(self.values))
-        self.engine.segment(np.zeros((64, 64, 3), dtype=np.uint8))
+        engine = SegmentationEngine(loaded, self._engine_settings(self.values))
+        engine.segment(np.zeros((64, 64, 3), dtype=np.uint8))
+        obstacles = ObstacleSettings(
+            **{field: self._obstacle_value(name) for name, field in OBSTACLE_PARAMETERS.items()}
+        )
         try:
-            self.perception = Perception(
-                self.engine,
-                self.values["tracker"],
-                self.values["tracker_config"],
-                ObstacleSettings(**{field: self._obstacle_value(name) for name, field in OBSTACLE_PARAMETERS.items()}),
-            )
+            self.perception = Perception(engine, self.values["tracker"], self.values["tracker_config"], obstacles)
         except TrackerConfigError as error:
             raise ConfigError(f"tracker: {error}") from error
+        self.engine = engine
         classes = f"{len(loaded.class_names)} classes" if loaded.has_classes else "class-agnostic"
         log.info(f"model ready in {time.perf_counter() - started:.1f} s: {loaded.source} on {loaded.device}, {classes}")
-
         self.latest: FrameResult | None = None
-        self.frames_processed = 0
-        self.frames_rejected = 0
-        self._mailbox: LatestFrameMailbox[_Frame] = LatestFrameMailbox()
-        self._drops_logged = 0
-
-        self.instances_pub = self.create_publisher(InstanceArray, "~/instances", 10)
-        self.label_pub = self.create_publisher(Image, "~/label_image", 5)
-        self.debug_pub = self.create_publisher(Image, "~/debug_image", 5)
-        self.selection_pub = self.create_publisher(InstanceArray, "~/selection", 10)
-        self.obstacles_pub = self.create_publisher(ObstacleArray, "~/obstacles", 10)
-        self.markers_pub = self.create_publisher(MarkerArray, "~/markers", 5)
+        self.health = HealthMonitor(
+            HealthLimits(self.values["diagnostics_max_latency_ms"], self.values["diagnostics_max_drop_ratio"])
+        )
+        self.prompts = PromptService(self, lambda: self.latest, loaded.class_names, self.values, loaded.device)
         self._depth = DepthPairer(round(self.values["depth_slop"] * 1e9))
         self._camera_info: CameraInfo | None = None
-        self.create_subscription(Image, "depth", self._on_depth, qos_profile_sensor_data)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data)
+        if not hasattr(self, "instances_pub"):
+            self.instances_pub = self.create_publisher(InstanceArray, "~/instances", 10)
+            self.label_pub = self.create_publisher(Image, "~/label_image", 5)
+            self.debug_pub = self.create_publisher(Image, "~/debug_image", 5)
+            self.selection_pub = self.create_publisher(InstanceArray, "~/selection", 10)
+            self.obstacles_pub = self.create_publisher(ObstacleArray, "~/obstacles", 10)
+            self.markers_pub = self.create_publisher(MarkerArray, "~/markers", 5)
+            self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+            self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._entities: list = []
 
+    def _start(self: Any) -> None:
+        self._mailbox: LatestFrameMailbox[_Frame] = LatestFrameMailbox()
+        self._drops_logged = 0
         qos = qos_profile_sensor_data if self.values["image_qos"] == "sensor_data" else QoSProfile(depth=1)
         if self.values["input"] == "compressed":
-            self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos)
+            image_sub = self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos)
         else:
-            self.create_subscription(Image, "image", self._on_image, qos)
-
-        self.prompts = PromptService(self, lambda: self.latest, loaded.class_names, self.values, loaded.device)
+            image_sub = self.create_subscription(Image, "image", self._on_image, qos)
         prompt_group = ReentrantCallbackGroup()
-        self.create_service(PointPrompt, "~/prompt_point", self.prompts.point, callback_group=prompt_group)
-        self.create_service(BoxPrompt, "~/prompt_box", self.prompts.box, callback_group=prompt_group)
-        self.create_service(TextPrompt, "~/prompt_text", self.prompts.text, callback_group=prompt_group)
-
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.create_timer(
-            self.values["drop_log_period"], self._log_drops, callback_group=MutuallyExclusiveCallbackGroup()
-        )
+        timer_group = MutuallyExclusiveCallbackGroup()
+        self._entities = [
+            image_sub,
+            self.create_subscription(Image, "depth", self._on_depth, qos_profile_sensor_data),
+            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data),
+            self.create_service(PointPrompt, "~/prompt_point", self.prompts.point, callback_group=prompt_group),
+            self.create_service(BoxPrompt, "~/prompt_box", self.prompts.box, callback_group=prompt_group),
+            self.create_service(TextPrompt, "~/prompt_text", self.prompts.text, callback_group=prompt_group),
+            self.create_timer(self.values["drop_log_period"], self._log_drops, callback_group=timer_group),
+            self.create_timer(1.0, self._publish_diagnostics, callback_group=timer_group),
+        ]
         self._worker = threading.Thread(target=self._run_worker, name="fastsam_inference", daemon=True)
         self._worker.start()
 
-    def _declare_parameters(self) -> dict[str, Any]:
+    def _stop(self: Any) -> None:
+        for entity in getattr(self, "_entities", []):
+            if isinstance(entity, Subscription):
+                self.destroy_subscription(entity)
+            elif isinstance(entity, Service):
+                self.destroy_service(entity)
+            else:
+                self.destroy_timer(entity)
+        self._entities = []
+        if hasattr(self, "_mailbox"):
+            self._mailbox.close()
+            self._worker.join(timeout=10.0)
+
+    def _release(self: Any) -> None:
+        if hasattr(self, "prompts"):
+            self.prompts.text_backends.wait_loaded(timeout=60.0)
+        device = self.engine.loaded.device if hasattr(self, "engine") else None
+        for name in ("engine", "perception", "prompts", "latest"):
+            if hasattr(self, name):
+                delattr(self, name)
+        gc.collect()
+        if device is not None and device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _publish_diagnostics(self: Any) -> None:
+        loaded = self.engine.loaded
+        report = self.health.report(extra={"device": str(loaded.device), "model": loaded.source})
+        status = DiagnosticStatus(
+            level=bytes([report.level]),
+            name=f"{self.get_name()}: segmentation",
+            message=report.message,
+            hardware_id=str(loaded.device),
+            values=[KeyValue(key=key, value=value) for key, value in report.values.items()],
+        )
+        self.diagnostics_pub.publish(
+            DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status])
+        )
+
+    def _declare_parameters(self: Any) -> dict[str, Any]:
         values = {}
         for spec in config.PARAMETERS:
             descriptor = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
@@ -179,6 +232,12 @@ class FastSamNode(Node):
             self.perception.set_obstacle_settings(**obstacle_changes)
         if "depth_slop" in changes:
             self._depth.slop_ns = round(changes["depth_slop"] * 1e9)
+        if {"diagnostics_max_latency_ms", "diagnostics_max_drop_ratio"} & set(changes):
+            self.health.limits = dataclasses.replace(
+                self.health.limits,
+                max_latency_ms=self.values["diagnostics_max_latency_ms"],
+                max_drop_ratio=self.values["diagnostics_max_drop_ratio"],
+            )
         return SetParametersResult(successful=True)
 
     def _on_depth(self, msg: Image) -> None:
@@ -232,16 +291,18 @@ class FastSamNode(Node):
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         received = time.perf_counter()
+        self.health.received()
         try:
             check_header(msg)
         except ImageDecodeError as error:
             self._refuse(error)
             return
-        self._mailbox.put(_Frame(msg, received))
+        if self._mailbox.put(_Frame(msg, received)):
+            self.health.dropped()
 
     def _refuse(self, error: ImageDecodeError) -> None:
         """A bad frame is reported and dropped; it never displaces a good waiting frame."""
-        self.frames_rejected += 1
+        self.health.rejected()
         self.get_logger().warning(f"frame refused: {error}", throttle_duration_sec=2.0)
 
     def _log_drops(self) -> None:
@@ -272,13 +333,13 @@ class FastSamNode(Node):
         try:
             output = self.perception.process(image, stamp_ns, header.frame_id, depth, intrinsics)
         except Exception as error:  # keep serving: one bad frame must not stop the node
-            self.frames_rejected += 1
+            self.health.rejected()
             self.get_logger().error(f"segmentation failed: {error!r}", throttle_duration_sec=2.0)
             return
         masks = output.masks
         self.latest = FrameResult(masks, image, header)
-        self.frames_processed += 1
         processing_ms = (time.perf_counter() - frame.received) * 1e3
+        self.health.processed(processing_ms)
         self.instances_pub.publish(mask_set_to_msg(masks, header, processing_ms))
         self.obstacles_pub.publish(obstacles_to_msg(header, masks, output.obstacles, depth is not None))
         if self.markers_pub.get_subscription_count() > 0:
@@ -290,15 +351,34 @@ class FastSamNode(Node):
             overlay = draw_overlay(image, masks, obstacles=output.obstacles, roi=roi)
             self.debug_pub.publish(array_to_image(overlay, "bgr8", header))
 
+
+class FastSamNode(FastSamBehaviour, Node):
+    """The node, configured and running from construction on."""
+
+    def __init__(self, node_name: str = "fastsam", **kwargs: Any) -> None:
+        Node.__init__(self, node_name, **kwargs)
+        self.values = self._declare_parameters()
+        self._configure()
+        self._start()
+
     def close(self) -> None:
-        """Stop the worker and background loads; call before the ROS context goes down."""
-        self._mailbox.close()
-        self._worker.join(timeout=10.0)
-        self.prompts.text_backends.wait_loaded(timeout=60.0)
+        """Stop threads and background loads; call before the ROS context goes down."""
+        self._stop()
+        self._release()
 
 
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+def raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def spin_until_interrupted(executor: MultiThreadedExecutor) -> None:
+    """Spin in short slices: Python runs signal handlers only between them, and a node
+    with no timers would otherwise wait in rcl forever after Ctrl-C."""
+    try:
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.25)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
 
 
 def main(args: list[str] | None = None) -> int:
@@ -306,8 +386,8 @@ def main(args: list[str] | None = None) -> int:
     # here SIGINT and SIGTERM unwind the executor, the node stops its threads, and only
     # then does the context go down.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGINT, raise_keyboard_interrupt)
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         node = FastSamNode()
     except (ConfigError, ModelLoadError) as error:
@@ -320,9 +400,7 @@ def main(args: list[str] | None = None) -> int:
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until_interrupted(executor)
     finally:
         node.close()
         executor.shutdown()

@@ -59,7 +59,8 @@ def node_graph(tmp_path_factory, request) -> Iterator[NodeClient]:
     """fastsam_node in its own process, plus a client in this one, on one private graph.
 
     Test modules may define NODE_PARAMETERS (a list of "name:=value"), NODE_ARGS (more
-    --ros-args arguments) and WARM_UP = False for a node that has not seen a frame yet.
+    --ros-args arguments), WARM_UP = False for a node that has not seen a frame yet, and
+    NODE_EXECUTABLE = "fastsam_lifecycle_node" for the managed node (left unconfigured).
     """
     parameters = getattr(request.module, "NODE_PARAMETERS", [])
     camera = "/test/camera/image_raw"
@@ -68,11 +69,16 @@ def node_graph(tmp_path_factory, request) -> Iterator[NodeClient]:
     for parameter in parameters:
         args += ["-p", parameter]
     args += getattr(request.module, "NODE_ARGS", [])
-    process = start_node(args, dict(os.environ), str(log))
+    executable = getattr(request.module, "NODE_EXECUTABLE", "fastsam_node")
+    process = start_node(args, dict(os.environ), str(log), executable=executable)
     client = NodeClient(camera)
     client.process = process
     client.log_path = log
     try:
+        if executable == "fastsam_lifecycle_node":
+            client.wait(lambda: client.node.count_publishers("/fastsam/transition_event") > 0, 120.0, "lifecycle")
+            yield client
+            return
         client.wait(lambda: client.camera.get_subscription_count() > 0, 180.0, "the node to subscribe")
         client.wait(lambda: client.node.count_publishers("/fastsam/debug_image") > 0, 30.0, "the node's outputs")
         if getattr(request.module, "WARM_UP", True):

@@ -63,3 +63,27 @@ def test_node_from_params_file_applies_valid_run_time_changes_only(node_graph, b
     result = node_graph.result_for(node_graph.send(bus))
     assert result.instances and all(instance.score >= 0.8 for instance in result.instances)
     assert len(result.instances) < 6, "the default conf 0.25 finds more on this photo"
+
+
+@pytest.mark.parametrize("extra", [[], ["-p", "conf:=2.0"]], ids=["idle", "invalid-conf"])
+def test_lifecycle_node_stays_up_unconfigured_and_stops_on_sigint(tmp_path, extra):
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    from fastsam_ros.ros_graph import NodeClient, stop_node
+
+    log = tmp_path / "node.log"
+    process = start_node(["-p", "device:=cpu", *extra], dict(os.environ), str(log), "fastsam_lifecycle_node")
+    client = NodeClient("/unused/camera", name="lifecycle_probe", outputs=())
+    client.process = process
+    try:
+        if extra:
+            request = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE))
+            assert not client.call(ChangeState, "/fastsam/change_state", request, timeout=120.0).success
+            assert "configure failed: conf: must be in" in log.read_text()
+        state = client.call(GetState, "/fastsam/get_state", GetState.Request(), timeout=120.0)
+        assert state.current_state.id == State.PRIMARY_STATE_UNCONFIGURED
+    finally:
+        client.close()
+        code = stop_node(process, timeout=10.0)
+    assert code == 0, log.read_text()

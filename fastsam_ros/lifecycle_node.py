@@ -1,0 +1,80 @@
+"""fastsam as a managed (lifecycle) node, for systems that bring nodes up in order.
+
+unconfigured --configure--> inactive: parameters validated, model loaded
+inactive --activate--> active: frames taken in, services offered
+active --deactivate--> inactive: no subscription, no inference, no growth
+inactive --cleanup--> unconfigured: model released (GPU memory too)
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any
+
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.signals import SignalHandlerOptions
+
+from fastsam_ros.model_loading import ModelLoadError
+from fastsam_ros.node import ConfigError, FastSamBehaviour, raise_keyboard_interrupt, spin_until_interrupted
+
+
+class FastSamLifecycleNode(FastSamBehaviour, LifecycleNode):
+    def __init__(self, node_name: str = "fastsam", **kwargs: Any) -> None:
+        LifecycleNode.__init__(self, node_name, **kwargs)
+        self.values = self._declare_parameters()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except (ConfigError, ModelLoadError) as error:
+            self.get_logger().error(f"configure failed: {error}")
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._start()
+        self.get_logger().info("active: segmenting frames")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop()
+        self.get_logger().info("inactive: not taking frames")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info("unconfigured: model released")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def close(self) -> None:
+        self._stop()
+        self._release()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, raise_keyboard_interrupt)
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    node = FastSamLifecycleNode()
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        spin_until_interrupted(executor)
+    finally:
+        node.close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
