@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both set up .venv first.
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo test lint format bench soak clean
 
 VENV := .venv
 ACTIVATE := . $(VENV)/bin/activate
@@ -15,6 +15,9 @@ test: setup
 
 bench: setup
 	@$(ACTIVATE) && fastsam_bench --output docs/PERFORMANCE.md
+
+soak: setup
+	@$(ACTIVATE) && fastsam_soak --frames 2000 --clients 4 --rate 50
 
 lint: setup
 	@$(ACTIVATE) && ruff check . && ruff format --check .

@@ -19,6 +19,7 @@ setup(
             "fastsam_lifecycle_node = fastsam_ros.lifecycle_node:main",
             "fastsam_demo = fastsam_ros.demo:main",
             "fastsam_bench = fastsam_ros.benchmark:main",
+            "fastsam_soak = fastsam_ros.soak:main",
         ]
     },
 )

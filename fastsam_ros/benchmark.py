@@ -12,7 +12,6 @@ import platform
 import resource
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from fastsam_ros.engine import EngineSettings, SegmentationEngine
 from fastsam_ros.model_loading import load_model
 from fastsam_ros.prompts import select_by_box, select_by_points
 from fastsam_ros.ros_convert import mask_set_to_msg
+from fastsam_ros.ros_graph import NodeProcess
 from fastsam_ros.sample_frames import camera_frames, mosaic
 
 RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080)}
@@ -137,51 +137,7 @@ def _point_inside(masks, index: int) -> tuple[float, float]:
     return float(cols[middle] + instance.mask_offset[0]), float(rows[middle] + instance.mask_offset[1])
 
 
-class NodeUnderTest:
-    """fastsam_node in its own process, a client in this one, and the node's peak memory."""
-
-    def __init__(self, workdir: Path, device: str, extra: list[str]) -> None:
-        from fastsam_ros.ros_graph import NodeClient, isolated_ros_env, start_node
-
-        os.environ.update(isolated_ros_env())
-        camera = "/bench/camera/image_raw"
-        args = ["-r", f"image:={camera}", "-p", f"device:={device}", *extra]
-        self.process = start_node(args, dict(os.environ), str(workdir / "bench_node.log"))
-        self.camera = camera
-        self.client = NodeClient(camera, name="fastsam_bench", outputs=("instances",))
-        self.client.process = self.process
-        self.peak_rss = 0
-        self._sampling = True
-        self._sampler = threading.Thread(target=self._sample_memory, daemon=True)
-        self._sampler.start()
-        self.client.wait(lambda: self.client.camera.get_subscription_count() > 0, 180.0, "the node to subscribe")
-        self.client.warm_up()
-        # The node loads its text backend in the background; one text prompt waits for
-        # it, so that loading does not share the CPU with the measurements.
-        from fastsam_ros.srv import TextPrompt
-
-        self.client.call(TextPrompt, "/fastsam/prompt_text", TextPrompt.Request(texts=["warm-up"]), timeout=180.0)
-
-    def _sample_memory(self) -> None:
-        import psutil
-
-        process = psutil.Process(self.process.pid)
-        while self._sampling and self.process.poll() is None:
-            try:
-                self.peak_rss = max(self.peak_rss, process.memory_info().rss)
-            except psutil.Error:
-                return
-            time.sleep(0.05)
-
-    def close(self) -> None:
-        from fastsam_ros.ros_graph import stop_node
-
-        self._sampling = False
-        self.client.close()
-        stop_node(self.process)
-
-
-def bench_node(node: NodeUnderTest, report: Report, raw_medians: dict[str, float], frames_per_res: int) -> float:
+def bench_node(node: NodeProcess, report: Report, raw_medians: dict[str, float], frames_per_res: int) -> float:
     """Frames sent one at a time; the node's own processing time and publish-to-receive time.
 
     First with only ~/instances subscribed, then with a viewer on ~/label_image and
@@ -225,7 +181,7 @@ def _node_rows(client, report: Report, raw_medians: dict[str, float], frames_per
     return float(np.median(inference))
 
 
-def bench_prompts_over_ros(node: NodeUnderTest, report: Report, frame: np.ndarray, masks, calls: int) -> None:
+def bench_prompts_over_ros(node: NodeProcess, report: Report, frame: np.ndarray, masks, calls: int) -> None:
     from geometry_msgs.msg import Point
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
     from rcl_interfaces.srv import SetParameters
@@ -265,7 +221,7 @@ def bench_prompts_over_ros(node: NodeUnderTest, report: Report, frame: np.ndarra
     client.call(SetParameters, "/fastsam/set_parameters", SetParameters.Request(parameters=[conf]))
 
 
-def bench_overload(node: NodeUnderTest, report: Report, inference_ms: float, seconds: float) -> None:
+def bench_overload(node: NodeProcess, report: Report, inference_ms: float, seconds: float) -> None:
     """30 Hz of 720p into a slower model: latest frame wins, so latency must not grow."""
     client = node.client
     frames = camera_frames(1280, 720, 6)
@@ -358,8 +314,8 @@ def run(output: Path, quick: bool) -> int:
 
     print("[bench] the node over DDS")
     workdir = Path(tempfile.mkdtemp(prefix="fastsam_bench_"))
-    print(f"[bench] the node's log: {workdir / 'bench_node.log'}")
-    node = NodeUnderTest(workdir, device, [])
+    print(f"[bench] the node's log: {workdir / 'node.log'}")
+    node = NodeProcess(workdir, ["-p", f"device:={device}"])
     try:
         through_node = Report()
         inference = bench_node(node, through_node, raw_medians, per_res)

@@ -79,6 +79,10 @@ def node_graph(tmp_path_factory, request) -> Iterator[NodeClient]:
             client.wait(lambda: client.node.count_publishers("/fastsam/transition_event") > 0, 120.0, "lifecycle")
             yield client
             return
+        if "input:=compressed" in parameters:
+            client.wait(lambda: client.node.count_publishers("/fastsam/instances") > 0, 180.0, "the node's outputs")
+            yield client
+            return
         client.wait(lambda: client.camera.get_subscription_count() > 0, 180.0, "the node to subscribe")
         client.wait(lambda: client.node.count_publishers("/fastsam/debug_image") > 0, 30.0, "the node's outputs")
         if getattr(request.module, "WARM_UP", True):

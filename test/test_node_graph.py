@@ -74,3 +74,26 @@ def test_bad_frames_are_refused_and_the_node_keeps_serving(node_graph, zidane):
     assert not published & set(bad), "nothing is published for refused frames"
     log = node_graph.log_path.read_text()
     assert "unsupported encoding '16UC1'" in log or "frame refused" in log
+
+
+def test_frame_size_changes_mid_stream(node_graph, bus, zidane):
+    from fastsam_ros.sample_frames import resized
+
+    for image in (bus, zidane, resized(zidane, 640, 480), bus):
+        result = node_graph.result_for(node_graph.send(image))
+        assert (result.height, result.width) == image.shape[:2]
+        label = node_graph.result_for(_stamp(result), "label_image")
+        assert (label.height, label.width) == image.shape[:2]
+
+
+def _stamp(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def test_4k_frame_is_segmented(node_graph, bus):
+    from fastsam_ros.sample_frames import resized
+
+    frame = resized(bus, 3840, 2160)
+    result = node_graph.result_for(node_graph.send(frame), timeout=120.0)
+    assert (result.width, result.height) == (3840, 2160)
+    assert "bus" in [i.class_name for i in result.instances]

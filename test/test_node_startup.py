@@ -34,6 +34,8 @@ def _run_to_exit(tmp_path, args: list[str]) -> tuple[int, str]:
         (["-p", "device:=cpu", "-p", "conf:=2.0"], "conf: must be in [0.0, 1.0], got 2.0"),
         (["-p", "device:=cpu", "-p", "imgsz:=100"], "imgsz: must be a multiple of 32"),
         (["-p", "device:=cpu", "-p", "model:=/no/such/weights.pt"], "model weights not found"),
+        (["-p", "device:=cpu", "-p", f"model:={ROOT / 'LICENSE'}"], "could not load model"),
+        (["-p", "device:=cpu", "-p", "tracker:=kalman"], "tracker: must be one of"),
         pytest.param(
             ["-p", "device:=cuda:0"],
             "CUDA is not available",

@@ -1,0 +1,47 @@
+"""CompressedImage input: JPEG frames are segmented, corrupt ones refused, the node keeps serving."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage
+
+from fastsam_ros.ros_graph import stamp_from_ns
+
+NODE_PARAMETERS = ["input:=compressed"]
+NODE_ARGS = ["-r", "image/compressed:=/test/camera/image_raw/compressed"]
+WARM_UP = False
+
+
+def test_jpeg_frames_and_corrupt_data(node_graph, zidane):
+    publisher = node_graph.node.create_publisher(
+        CompressedImage, "/test/camera/image_raw/compressed", qos_profile_sensor_data
+    )
+    node_graph.wait(lambda: publisher.get_subscription_count() > 0, 60.0, "compressed subscription")
+    jpeg = cv2.imencode(".jpg", zidane)[1].tobytes()
+
+    def send(data: bytes) -> int:
+        stamp = time.time_ns()
+        msg = CompressedImage(format="jpeg", data=data)
+        msg.header.stamp = stamp_from_ns(stamp)
+        publisher.publish(msg)
+        return stamp
+
+    result = None
+    for _ in range(10):
+        try:
+            result = node_graph.result_for(send(jpeg), timeout=3.0)
+            break
+        except TimeoutError:
+            continue
+    assert result is not None and sum(i.class_name == "person" for i in result.instances) >= 2
+    corrupt = send(jpeg[:200] + b"\0" * 500)
+    empty = send(b"")
+    good = send(jpeg)
+    assert node_graph.result_for(good).width == 1280
+    published = {m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec for m in node_graph.received["instances"]}
+    assert corrupt not in published and empty not in published
+    log = node_graph.log_path.read_text()
+    assert "could not be decoded" in log or "no data" in log
