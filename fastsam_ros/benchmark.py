@@ -93,6 +93,33 @@ def _header():
     return Header(frame_id="camera")
 
 
+def bench_tracking_and_obstacles(loaded, report: Report, frames_per_res: int) -> None:
+    """Per-frame cost of the robot-side stages on top of segmentation, in one process."""
+    from fastsam_ros.obstacles import Intrinsics
+    from fastsam_ros.perception import Perception
+
+    engine = SegmentationEngine(loaded)
+    for label, (width, height) in RESOLUTIONS.items():
+        frames = camera_frames(width, height, max(frames_per_res, 6))
+        depth = np.full((height, width), 3.0, np.float32)
+        intrinsics = Intrinsics(width * 0.8, width * 0.8, width / 2, height / 2)
+        for tracker in ("bytetrack", "botsort"):
+            perception = Perception(engine, tracker)
+            tracking, obstacles, plain = [], [], []
+            for frame in frames * 2:
+                output = perception.process(frame, depth=depth, intrinsics=intrinsics)
+                tracking.append(output.tracking_ms)
+                obstacles.append(output.obstacles_ms)
+                plain.append(engine.last_times.total_ms)
+            report.add(
+                label,
+                tracker,
+                f"{np.median(plain):.1f}",
+                f"{np.median(tracking):.2f}",
+                f"{np.median(obstacles):.2f}",
+            )
+
+
 def bench_bytes(loaded, report: Report) -> None:
     """Serialized InstanceArray size against one full-resolution mono8 plane per instance."""
     from rclpy.serialization import serialize_message
@@ -295,6 +322,18 @@ def run(output: Path, quick: bool) -> int:
             "raw predict: `FastSAM(weights).predict(frame)` in everything mode, masks at network resolution. "
             "raw retina: the same with `retina_masks=True`, masks at source resolution as the node publishes them. "
             "node work: what the node does per frame (segment and build the InstanceArray), without DDS.",
+        )
+    )
+    print("[bench] tracking and obstacles per frame (ms, median)")
+    robot = Report()
+    bench_tracking_and_obstacles(loaded, robot, per_res)
+    sections.append(
+        (
+            "Tracking and obstacles per frame (median ms)",
+            ["frames", "tracker", "segmentation", "tracking", "obstacles with depth and 3D centroids"],
+            robot,
+            "Measured in one process on the same panned frames; obstacles use a flat depth image and the "
+            "default corridor region of interest.",
         )
     )
     print("[bench] InstanceArray size")

@@ -8,6 +8,7 @@ queries touch only the pixels of the instances they concern.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -27,8 +28,9 @@ class Instance:
     """Boolean array (rows, cols) covering the box; pixels outside it are background."""
     track_id: int = -1
 
-    @property
+    @cached_property
     def area(self) -> int:
+        """Mask pixels; counted once, since sorting, drawing and obstacles all ask."""
         return int(np.count_nonzero(self.mask))
 
     def contains(self, x: int, y: int) -> bool:

@@ -8,6 +8,7 @@ gets a robust distance (median of the valid depth under its mask) and a 3D centr
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -18,6 +19,9 @@ from fastsam_ros.mask_set import MaskSet
 
 DEFAULT_ROI = (0.3, 0.55, 0.7, 0.55, 1.0, 1.0, 0.0, 1.0)
 """x, y pairs as fractions of the image size: a trapezoid widening towards the robot."""
+
+MEDIAN_SAMPLES = 65536
+"""Pixels the median of a large mask is taken over, on a regular grid."""
 
 DEPTH_BAND = 0.1
 """Mask pixels farther than 10% from the median depth are background seen past the
@@ -125,21 +129,32 @@ def find_obstacles(
 def _locate(
     mask: np.ndarray, depth: np.ndarray, offset: tuple[int, int], intrinsics: Intrinsics | None
 ) -> tuple[float | None, tuple[float, float, float] | None]:
-    values = depth[mask]
-    valid = values[np.isfinite(values)]
-    if valid.size == 0:
+    """Median depth under the mask, and the centroid of the pixels near that depth.
+
+    Large masks are sampled on a grid (at most ~65k pixels) for the median; the centroid
+    uses row and column sums instead of per-pixel coordinates.
+    """
+    stride = max(1, math.ceil(math.sqrt(mask.size / MEDIAN_SAMPLES)))
+    sample = depth[::stride, ::stride][mask[::stride, ::stride]]
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
         return None, None
-    distance = float(np.median(valid))
+    distance = float(np.median(sample))
     if intrinsics is None:
         return distance, None
-    rows, cols = np.nonzero(mask)
-    near = np.isfinite(values) & (np.abs(values - distance) <= DEPTH_BAND * distance)
-    z = values[near].astype(np.float64)
-    u = cols[near] + offset[0]
-    v = rows[near] + offset[1]
-    x = (u - intrinsics.cx) * z / intrinsics.fx
-    y = (v - intrinsics.cy) * z / intrinsics.fy
-    return distance, (float(x.mean()), float(y.mean()), float(z.mean()))
+    with np.errstate(invalid="ignore"):
+        near = mask & (np.abs(depth - distance) <= DEPTH_BAND * distance)
+    weights = np.where(near, depth, 0.0).astype(np.float64)
+    count = np.count_nonzero(near)
+    total_z = weights.sum()
+    cols = np.arange(mask.shape[1]) + offset[0]
+    rows = np.arange(mask.shape[0]) + offset[1]
+    mean_uz = cols @ weights.sum(axis=0) / count
+    mean_vz = rows @ weights.sum(axis=1) / count
+    mean_z = total_z / count
+    x = (mean_uz - intrinsics.cx * mean_z) / intrinsics.fx
+    y = (mean_vz - intrinsics.cy * mean_z) / intrinsics.fy
+    return distance, (float(x), float(y), float(mean_z))
 
 
 class DepthPairer:
