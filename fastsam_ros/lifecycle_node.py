@@ -8,17 +8,13 @@ inactive --cleanup--> unconfigured: model released (GPU memory too)
 
 from __future__ import annotations
 
-import signal
 import sys
 from typing import Any
 
-import rclpy
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.signals import SignalHandlerOptions
 
 from fastsam_ros.model_loading import ModelLoadError
-from fastsam_ros.node import ConfigError, FastSamBehaviour, raise_keyboard_interrupt, spin_until_interrupted
+from fastsam_ros.node import ConfigError, FastSamBehaviour, init_ros, run_node
 
 
 class FastSamLifecycleNode(FastSamBehaviour, LifecycleNode):
@@ -50,30 +46,13 @@ class FastSamLifecycleNode(FastSamBehaviour, LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop()
-        self._release()
+        self.close()
         return TransitionCallbackReturn.SUCCESS
-
-    def close(self) -> None:
-        self._stop()
-        self._release()
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, raise_keyboard_interrupt)
-    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
-    node = FastSamLifecycleNode()
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        spin_until_interrupted(executor)
-    finally:
-        node.close()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    init_ros(args)
+    return run_node(FastSamLifecycleNode())
 
 
 if __name__ == "__main__":

@@ -181,6 +181,11 @@ class FastSamBehaviour:
         if device is not None and device.type == "cuda":
             torch.cuda.empty_cache()
 
+    def close(self: Any) -> None:
+        """Stop threads and background loads; call before the ROS context goes down."""
+        self._stop()
+        self._release()
+
     def _publish_diagnostics(self: Any) -> None:
         loaded = self.engine.loaded
         report = self.health.report(extra={"device": str(loaded.device), "model": loaded.source})
@@ -330,8 +335,10 @@ class FastSamBehaviour:
         stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
         depth = self._depth_for(stamp_ns, image.shape)
         intrinsics = self._intrinsics_for(image.shape)
+        listening = (self.obstacles_pub, self.markers_pub, self.debug_pub)
+        want_obstacles = any(publisher.get_subscription_count() > 0 for publisher in listening)
         try:
-            output = self.perception.process(image, stamp_ns, header.frame_id, depth, intrinsics)
+            output = self.perception.process(image, stamp_ns, header.frame_id, depth, intrinsics, want_obstacles)
         except Exception as error:  # keep serving: one bad frame must not stop the node
             self.health.rejected()
             self.get_logger().error(f"segmentation failed: {error!r}", throttle_duration_sec=2.0)
@@ -341,7 +348,8 @@ class FastSamBehaviour:
         processing_ms = (time.perf_counter() - frame.received) * 1e3
         self.health.processed(processing_ms)
         self.instances_pub.publish(mask_set_to_msg(masks, header, processing_ms))
-        self.obstacles_pub.publish(obstacles_to_msg(header, masks, output.obstacles, depth is not None))
+        if self.obstacles_pub.get_subscription_count() > 0:
+            self.obstacles_pub.publish(obstacles_to_msg(header, masks, output.obstacles, depth is not None))
         if self.markers_pub.get_subscription_count() > 0:
             self.markers_pub.publish(obstacle_markers(header, masks, output.obstacles, intrinsics))
         if self.label_pub.get_subscription_count() > 0:
@@ -361,33 +369,47 @@ class FastSamNode(FastSamBehaviour, Node):
         self._configure()
         self._start()
 
-    def close(self) -> None:
-        """Stop threads and background loads; call before the ROS context goes down."""
-        self._stop()
-        self._release()
 
-
-def raise_keyboard_interrupt(signum: int, frame: object) -> None:
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def spin_until_interrupted(executor: MultiThreadedExecutor) -> None:
-    """Spin in short slices: Python runs signal handlers only between them, and a node
-    with no timers would otherwise wait in rcl forever after Ctrl-C."""
+def init_ros(args: list[str] | None) -> None:
+    """rclpy without its signal handlers.
+
+    rclpy's own handler would shut the context down under the worker thread's feet;
+    here SIGINT and SIGTERM unwind the executor, the node stops its threads, and only
+    then does the context go down.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+
+
+def run_node(node: FastSamBehaviour) -> int:
+    """Spin until Ctrl-C or SIGTERM, then stop the node's threads and shut down.
+
+    Spinning goes in 0.25 s slices: Python runs signal handlers only between them, and
+    a node with no timers (an unconfigured lifecycle node) would otherwise wait in rcl
+    forever.
+    """
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
     try:
         while rclpy.ok():
             executor.spin_once(timeout_sec=0.25)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    finally:
+        node.close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
 
 
 def main(args: list[str] | None = None) -> int:
-    # rclpy's own handler would shut the context down under the worker thread's feet;
-    # here SIGINT and SIGTERM unwind the executor, the node stops its threads, and only
-    # then does the context go down.
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, raise_keyboard_interrupt)
-    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    init_ros(args)
     try:
         node = FastSamNode()
     except (ConfigError, ModelLoadError) as error:
@@ -397,16 +419,7 @@ def main(args: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         rclpy.try_shutdown()
         return 0
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        spin_until_interrupted(executor)
-    finally:
-        node.close()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(node)
 
 
 if __name__ == "__main__":

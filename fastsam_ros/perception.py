@@ -71,7 +71,9 @@ class Perception:
         frame_id: str = "",
         depth: np.ndarray | None = None,
         intrinsics: Intrinsics | None = None,
+        want_obstacles: bool = True,
     ) -> FrameOutput:
+        """Segment and track; obstacles only when wanted (nobody listening, no cost)."""
         masks = self.engine.segment(image, stamp_ns, frame_id)
         with self._lock:
             tracker, settings = self._tracker, self.obstacle_settings
@@ -80,6 +82,6 @@ class Perception:
         if tracker is not None:
             masks = tracker.update(masks, image)
         tracked = time.perf_counter()
-        obstacles = find_obstacles(masks, settings, roi, depth, intrinsics)
+        obstacles = find_obstacles(masks, settings, roi, depth, intrinsics) if want_obstacles else []
         done = time.perf_counter()
         return FrameOutput(masks, obstacles, (tracked - start) * 1e3, (done - tracked) * 1e3)

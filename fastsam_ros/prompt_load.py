@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         while time.monotonic() - start < args.duration and not (args.stop_file and os.path.exists(args.stop_file)):
             sent = time.monotonic()
             future = client.call_async(request)
-            rclpy.spin_until_future_complete(node, future, timeout_sec=10.0)
+            rclpy.spin_until_future_complete(node, future, timeout_sec=30.0)
             response = future.result()
             if response is None:
                 unanswered += 1

@@ -34,12 +34,15 @@ class SoakResult:
     rss_warm_mb: float
     p99_first_ms: float
     p99_last_ms: float
+    p50_first_ms: float
+    p50_last_ms: float
     errors: list[str] = field(default_factory=list)
     calls: int = 0
     failed_calls: list[str] = field(default_factory=list)
     unanswered: int = 0
     inconsistent: list[str] = field(default_factory=list)
     call_p99_ms: float = float("nan")
+    call_max_ms: float = float("nan")
     exit_code: int = 0
 
     @property
@@ -67,7 +70,8 @@ class SoakResult:
             f"{self.frames} frames in {self.seconds:.0f} s ({self.frames / self.seconds:.1f} fps); "
             f"RSS after warm-up {self.rss_warm_mb:.0f} MB, growth {self.growth_mb:+.1f} MB; "
             f"latency p99 first 10% {self.p99_first_ms:.1f} ms, last 10% {self.p99_last_ms:.1f} ms "
-            f"({self.latency_ratio:.2f}x); {self.calls} prompt calls, p99 {self.call_p99_ms:.1f} ms; "
+            f"({self.latency_ratio:.2f}x), p50 {self.p50_first_ms:.1f} -> {self.p50_last_ms:.1f} ms; "
+            f"{self.calls} prompt calls, p99 {self.call_p99_ms:.1f} ms, slowest {self.call_max_ms:.0f} ms; "
             f"{len(self.errors)} log errors"
         )
 
@@ -118,8 +122,11 @@ def run_soak(workdir: Path, frames: int, clients: int, rate: float, width: int =
         rss_warm_mb=rss_warm / 2**20,
         p99_first_ms=float(np.percentile(latencies[:tenth], 99)),
         p99_last_ms=float(np.percentile(latencies[-tenth:], 99)),
+        p50_first_ms=float(np.median(latencies[:tenth])),
+        p50_last_ms=float(np.median(latencies[-tenth:])),
         exit_code=exit_code,
     )
+    np.savetxt(workdir / "latency_ms.txt", latencies, fmt="%.2f")
     result.errors = [line for line in node.log_path.read_text().splitlines() if any(m in line for m in ERROR_MARKERS)]
     _check_answers(result, workdir, clients, boxes)
     return result
@@ -146,6 +153,7 @@ def _check_answers(result: SoakResult, workdir: Path, clients: int, boxes: dict)
                     result.inconsistent.append(f"frame {record['stamp']} instance {instance_id}")
     if call_latencies:
         result.call_p99_ms = float(np.percentile(call_latencies, 99))
+        result.call_max_ms = float(max(call_latencies))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
+import pytest
 
 from fastsam_ros.ros_convert import msg_to_mask_set
 
@@ -38,12 +40,17 @@ def test_bus_frame_outputs_agree_with_the_engine(node_graph, engine, bus):
     assert np.abs(tinted - original).mean() > 10, "the bus is tinted in the overlay"
 
 
-def test_rgb_and_mono_frames_are_segmented(node_graph, zidane):
-    rgb_stamp = node_graph.send(np.ascontiguousarray(zidane[:, :, ::-1]), "rgb8")
-    rgb = node_graph.result_for(rgb_stamp)
-    assert sum(i.class_name == "person" for i in rgb.instances) >= 2
-    mono_stamp = node_graph.send(np.ascontiguousarray(zidane[:, :, 1]), "mono8")
-    assert node_graph.result_for(mono_stamp).width == 1280
+@pytest.mark.parametrize("encoding", ["rgb8", "mono8", "bgra8", "rgba8"])
+def test_supported_encodings_are_segmented(node_graph, zidane, encoding):
+    pixels = {
+        "rgb8": zidane[:, :, ::-1],
+        "mono8": zidane[:, :, 1],
+        "bgra8": cv2.cvtColor(zidane, cv2.COLOR_BGR2BGRA),
+        "rgba8": cv2.cvtColor(zidane, cv2.COLOR_BGR2RGBA),
+    }[encoding]
+    result = node_graph.result_for(node_graph.send(np.ascontiguousarray(pixels), encoding))
+    assert result.width == 1280
+    assert sum(i.class_name == "person" for i in result.instances) >= (1 if encoding == "mono8" else 2)
 
 
 def _send_raw(node_graph, encoding, height, width, step, data) -> int:
@@ -65,6 +72,8 @@ def test_bad_frames_are_refused_and_the_node_keeps_serving(node_graph, zidane):
 
     bad = [
         _send_raw(node_graph, "16UC1", 4, 4, 8, bytes(32)),
+        _send_raw(node_graph, "yuv422", 4, 4, 8, bytes(32)),
+        _send_raw(node_graph, "32FC3", 4, 4, 48, bytes(192)),
         _send_raw(node_graph, "bgr8", 0, 0, 0, b""),
         _send_raw(node_graph, "bgr8", 4, 4, 12, bytes(20)),
     ]
