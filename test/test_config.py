@@ -52,3 +52,13 @@ def test_launch_file_uses_the_installed_config():
     names = {node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
     assert {"DeclareLaunchArgument", "Node", "LaunchDescription"} <= names
     assert '"fastsam.yaml"' in source and 'executable="fastsam_node"' in source
+
+
+def test_rviz_config_shows_the_node_outputs():
+    rviz = yaml.safe_load((ROOT / "rviz" / "fastsam.rviz").read_text())
+    displays = {d["Class"]: d for d in rviz["Visualization Manager"]["Displays"]}
+    topics = sorted(d["Topic"]["Value"] for d in rviz["Visualization Manager"]["Displays"] if "Topic" in d)
+    assert topics == ["/fastsam/debug_image", "/fastsam/label_image", "/fastsam/markers"]
+    assert "rviz_default_plugins/MarkerArray" in displays
+    launch = (ROOT / "launch" / "fastsam.launch.py").read_text()
+    assert '"rviz"' in launch and '"fastsam.rviz"' in launch

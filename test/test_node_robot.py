@@ -134,3 +134,24 @@ def test_track_ids_are_stable_over_ros(robot):
                 ids_by_class.setdefault("bus", []).append(instance.track_id)
     usual, count = Counter(ids_by_class["bus"]).most_common(1)[0]
     assert usual > 0 and count / len(ids_by_class["bus"]) >= 0.9
+
+
+def test_wrong_camera_info_and_depth_encoding_are_reported(robot, bus):
+    depth_mm = np.full(bus.shape[:2], 2000, np.uint16)
+    stamp = time.time_ns()
+    robot.info.publish(_camera_info(640, 480, stamp))
+    depth_msg = array_to_image(depth_mm, "16UC1")
+    depth_msg.header.stamp = stamp_from_ns(stamp)
+    robot.depth.publish(depth_msg)
+    time.sleep(0.05)
+    image_msg = array_to_image(bus, "bgr8")
+    image_msg.header.stamp = stamp_from_ns(stamp)
+    robot.camera.publish(image_msg)
+    obstacles = _obstacles_for(robot, stamp)
+    assert all(o.has_distance and not o.has_centroid for o in obstacles.obstacles)
+    assert "camera_info is for 640x480, the frame is 810x1080" in robot.log_path.read_text()
+
+    _, _, without = _result(robot, bus, np.zeros(bus.shape[:2], np.uint8), "mono8")
+    assert without.obstacles
+    assert all(not o.has_distance for o in without.obstacles)
+    assert "depth frame refused: unsupported depth encoding 'mono8'" in robot.log_path.read_text()
