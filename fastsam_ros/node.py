@@ -220,6 +220,10 @@ class FastSamBehaviour:
         reasons = config.validate(changes)
         if reasons:
             return SetParametersResult(successful=False, reason="; ".join(reasons))
+        if not hasattr(self, "engine"):
+            # A cleaned-up lifecycle node: nothing runs; the values apply at configure.
+            self.values.update(changes)
+            return SetParametersResult(successful=True)
         if "tracker" in changes or "tracker_config" in changes:
             kind = changes.get("tracker", self.values["tracker"])
             try:

@@ -66,6 +66,8 @@ def test_lifecycle_transitions(node_graph, bus):
 
     assert _transition(graph, Transition.TRANSITION_CLEANUP)
     assert _state(graph) == State.PRIMARY_STATE_UNCONFIGURED
+    assert _set_conf(graph, 7.0) == (False, "conf: must be in [0.0, 1.0], got 7.0")
+    assert _set_conf(graph, 0.3)[0], "valid values are kept for the next configure"
 
     assert _transition(graph, Transition.TRANSITION_CONFIGURE)
     assert _transition(graph, Transition.TRANSITION_ACTIVATE)
@@ -76,3 +78,12 @@ def test_lifecycle_transitions(node_graph, bus):
 
 def _values(array: DiagnosticArray) -> dict[str, str]:
     return {kv.key: kv.value for kv in array.status[0].values}
+
+
+def _set_conf(graph, value: float) -> tuple[bool, str]:
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    parameter = Parameter(name="conf", value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))
+    result = graph.call(SetParameters, "/fastsam/set_parameters", SetParameters.Request(parameters=[parameter]))
+    return result.results[0].successful, result.results[0].reason
