@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 from geometry_msgs.msg import Point
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from fastsam_ros.image_codec import ImageDecodeError, check_raw, decode_compressed, decode_raw
+from fastsam_ros.mask_encoding import decode_runs, encode_runs
 from fastsam_ros.mask_set import Instance, MaskSet
 from fastsam_ros.msg import BoundingBox, InstanceArray, ObstacleArray
 from fastsam_ros.msg import Instance as InstanceMsg
@@ -54,7 +57,9 @@ def instance_to_msg(instance: Instance, index: int) -> InstanceMsg:
     msg.box = BoundingBox(x1=instance.box[0], y1=instance.box[1], x2=instance.box[2], y2=instance.box[3])
     msg.area = instance.area
     msg.mask_x, msg.mask_y = instance.mask_offset
-    msg.mask = array_to_image(instance.mask.view(np.uint8) * np.uint8(255), "mono8")
+    msg.mask_height, msg.mask_width = instance.mask.shape
+    # An array.array of the field's own type is taken as is; a list would be checked item by item.
+    msg.mask_runs = array("I", encode_runs(instance.mask).tobytes())
     return msg
 
 
@@ -68,10 +73,8 @@ def mask_set_to_msg(masks: MaskSet, header: Header, processing_ms: float = 0.0) 
 
 
 def msg_to_instance(msg: InstanceMsg) -> Instance:
-    """Inverse of instance_to_msg: the mask comes back bit for bit."""
-    rows, cols, step = msg.mask.height, msg.mask.width, msg.mask.step
-    data = np.frombuffer(bytes(msg.mask.data), dtype=np.uint8)
-    mask = data.reshape(rows, step)[:, :cols] == 255 if rows and cols else np.zeros((rows, cols), dtype=bool)
+    """Inverse of instance_to_msg: the mask comes back bit for bit; raises MaskEncodingError."""
+    mask = decode_runs(np.frombuffer(msg.mask_runs, dtype=np.uint32), msg.mask_height, msg.mask_width)
     return Instance(
         box=(msg.box.x1, msg.box.y1, msg.box.x2, msg.box.y2),
         score=msg.score,

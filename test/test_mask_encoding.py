@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from fastsam_ros.mask_encoding import MaskEncodingError, decode_runs, encode_runs
 from fastsam_ros.mask_set import Instance, MaskSet
 from fastsam_ros.ros_convert import mask_set_to_msg, msg_to_mask_set
 from fastsam_ros.ros_graph import stamp_from_ns
@@ -48,8 +50,37 @@ def test_message_fields_carry_frame_and_instance_data():
     assert msg.processing_ms == 12.5
     first = msg.instances[0]
     assert (first.id, first.class_id, first.class_name, first.area) == (0, 3, "ring", 40 * 30 - 10 * 20)
-    assert (first.mask.encoding, first.mask.width, first.mask.height) == ("mono8", 50, 40)
-    assert set(bytes(first.mask.data)) == {0, 255}
+    assert (first.mask_x, first.mask_y, first.mask_width, first.mask_height) == (10, 20, 50, 40)
+    # 5 background rows plus 5 columns, then 40 object pixels; the hole splits 10 rows in two.
+    assert list(first.mask_runs[:3]) == [5 * 50 + 5, 40, 10]
+    assert sum(first.mask_runs) == 50 * 40
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        np.zeros((0, 0), bool),
+        np.zeros((3, 4), bool),
+        np.ones((3, 4), bool),
+        np.eye(5, dtype=bool),
+        np.random.default_rng(7).random((31, 17)) > 0.5,
+    ],
+    ids=["empty", "all background", "all object", "diagonal", "noise"],
+)
+def test_runs_round_trip(mask):
+    runs = encode_runs(mask)
+    assert runs.dtype == np.uint32
+    assert np.array_equal(decode_runs(runs, *mask.shape), mask)
+
+
+def test_runs_start_with_background():
+    assert encode_runs(np.array([[True, True, False]])).tolist() == [0, 2, 1]
+    assert encode_runs(np.array([[False, True, True]])).tolist() == [1, 2]
+
+
+def test_runs_of_the_wrong_length_are_refused():
+    with pytest.raises(MaskEncodingError, match="cover 5 pixels"):
+        decode_runs(np.array([2, 3], np.uint32), 2, 3)
 
 
 def test_real_masks_round_trip_exactly_and_are_small(bus_masks):
@@ -57,6 +88,6 @@ def test_real_masks_round_trip_exactly_and_are_small(bus_masks):
     decoded = msg_to_mask_set(msg)
     assert np.array_equal(decoded.full_masks(), bus_masks.full_masks())
     assert np.array_equal(decoded.label_image(), bus_masks.label_image())
-    mask_bytes = sum(len(instance.mask.data) for instance in msg.instances)
+    mask_bytes = sum(4 * len(instance.mask_runs) for instance in msg.instances)
     naive_bytes = len(bus_masks) * bus_masks.height * bus_masks.width
-    assert mask_bytes < 0.5 * naive_bytes
+    assert mask_bytes < 0.05 * naive_bytes
