@@ -54,7 +54,7 @@ class SegmentationEngine:
         self.loaded = loaded
         self.settings = settings or EngineSettings()
         self.last_times = StageTimes()
-        self._letterboxes: dict[int, object] = {}
+        self._letterboxes: dict[tuple[int, bool], object] = {}
 
     @property
     def class_names(self) -> dict[int, str]:
@@ -62,50 +62,73 @@ class SegmentationEngine:
 
     def segment(self, image: np.ndarray, stamp_ns: int = 0, frame_id: str = "") -> MaskSet:
         """Segment every object in an (H, W, 3) uint8 BGR image."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 BGR image, got {image.shape} {image.dtype}")
-        height, width = image.shape[:2]
-        if height == 0 or width == 0:
-            raise ValueError("image has zero size")
+        return self.segment_batch([image], [stamp_ns], [frame_id])[0]
+
+    def segment_batch(
+        self, images: list[np.ndarray], stamps_ns: list[int] | None = None, frame_ids: list[str] | None = None
+    ) -> list[MaskSet]:
+        """Segment several frames (one per camera, say) in one forward pass.
+
+        On a GPU the nano model is bound by per-call overhead, so one call on a batch of
+        four costs far less than four calls. Frames of different sizes are letterboxed to
+        the square network input so that they stack.
+        """
+        if not images:
+            return []
+        for image in images:
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"expected an (H, W, 3) uint8 BGR image, got {image.shape} {image.dtype}")
+            if image.shape[0] == 0 or image.shape[1] == 0:
+                raise ValueError("image has zero size")
+        stamps_ns = stamps_ns or [0] * len(images)
+        frame_ids = frame_ids or [""] * len(images)
         times = StageTimes()
         start = time.perf_counter()
-        tensor = self._preprocess(image)
+        tensor = self._preprocess(images)
         after_pre = time.perf_counter()
         with torch.inference_mode():
             detections, protos = self._infer(tensor)
             if self.loaded.device.type == "cuda":
                 torch.cuda.synchronize(self.loaded.device)
             after_infer = time.perf_counter()
-            instances = self._postprocess(detections, protos, tuple(tensor.shape[2:]), (height, width))
+            input_shape = tuple(tensor.shape[2:])
+            results = [
+                MaskSet(
+                    height=image.shape[0],
+                    width=image.shape[1],
+                    instances=tuple(self._postprocess(dets, proto, input_shape, image.shape[:2])),
+                    stamp_ns=stamp_ns,
+                    frame_id=frame_id,
+                    class_names=self.class_names,
+                )
+                for image, dets, proto, stamp_ns, frame_id in zip(
+                    images, detections, protos, stamps_ns, frame_ids, strict=True
+                )
+            ]
         end = time.perf_counter()
         times.preprocess_ms = (after_pre - start) * 1e3
         times.inference_ms = (after_infer - after_pre) * 1e3
         times.postprocess_ms = (end - after_infer) * 1e3
         self.last_times = times
-        return MaskSet(
-            height=height,
-            width=width,
-            instances=tuple(instances),
-            stamp_ns=stamp_ns,
-            frame_id=frame_id,
-            class_names=self.class_names,
-        )
+        return results
 
-    def _preprocess(self, image: np.ndarray) -> torch.Tensor:
+    def _preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
         from ultralytics.data.augment import LetterBox
 
         imgsz = self.settings.imgsz
-        letterbox = self._letterboxes.get(imgsz)
+        # The smallest stride-aligned padding only when every frame pads to the same shape.
+        auto = self.loaded.dynamic_shapes and len({image.shape for image in images}) == 1
+        letterbox = self._letterboxes.get((imgsz, auto))
         if letterbox is None:
-            letterbox = LetterBox((imgsz, imgsz), auto=self.loaded.dynamic_shapes, stride=self.loaded.stride)
-            self._letterboxes[imgsz] = letterbox
-        boxed = letterbox(image=image)
+            letterbox = LetterBox((imgsz, imgsz), auto=auto, stride=self.loaded.stride)
+            self._letterboxes[(imgsz, auto)] = letterbox
+        boxed = np.stack([letterbox(image=image) for image in images])
         tensor = torch.from_numpy(boxed).to(self.loaded.device)
-        tensor = tensor.permute(2, 0, 1).flip(0).unsqueeze(0).contiguous()
+        tensor = tensor.permute(0, 3, 1, 2).flip(1).contiguous()
         tensor = tensor.half() if self.loaded.half else tensor.float()
         return tensor.div_(255)
 
-    def _infer(self, tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _infer(self, tensor: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         from ultralytics.utils.nms import non_max_suppression
 
         preds = self.loaded.backend(tensor)
@@ -119,8 +142,8 @@ class SegmentationEngine:
             max_det=self.settings.max_det,
             nc=len(self.class_names),
             end2end=getattr(self.loaded.backend, "end2end", False),
-        )[0]
-        return detections, protos[0]
+        )
+        return detections, protos
 
     def _postprocess(
         self,

@@ -103,3 +103,37 @@ def test_overlay_marks_obstacles_and_track_ids(bus_masks, bus):
     x1, y1, _, y2 = (round(v) for v in tracked[person].box)
     edge = overlay[(y1 + y2) // 2, x1 - 1 : x1 + 2]
     assert (edge == OBSTACLE_RED).all(axis=1).any(), "obstacle boxes are drawn in red"
+
+
+def test_batch_of_same_size_frames_equals_frame_by_frame(engine, bus):
+    mirrored = np.ascontiguousarray(bus[:, ::-1])
+    batch = engine.segment_batch([bus, mirrored], [1, 2], ["front", "rear"])
+    for result, image, stamp, frame_id in zip(batch, (bus, mirrored), (1, 2), ("front", "rear"), strict=True):
+        single = engine.segment(image)
+        assert (result.stamp_ns, result.frame_id) == (stamp, frame_id)
+        assert len(result) == len(single) > 0
+        boxes = torch.tensor([i.box for i in result.instances])
+        assert torch.allclose(boxes, torch.tensor([i.box for i in single.instances]), atol=0.05)
+        for mine, theirs in zip(result.full_masks(), single.full_masks(), strict=True):
+            assert (mine & theirs).sum() / (mine | theirs).sum() > 0.99
+
+
+def test_batch_of_mixed_sizes_equals_ultralytics_batched_predict(loaded_model, engine, bus, zidane):
+    from ultralytics import YOLO
+
+    references = YOLO(loaded_model.source).predict(
+        [bus, zidane], conf=0.25, iou=0.7, imgsz=640, device="cpu", verbose=False
+    )
+    results = engine.segment_batch([bus, zidane])
+    for result, image, reference in zip(results, (bus, zidane), references, strict=True):
+        assert (result.height, result.width) == image.shape[:2]
+        assert len(result) == len(reference.boxes) > 0
+        boxes = torch.tensor([i.box for i in result.instances])
+        assert torch.allclose(boxes, reference.boxes.xyxy, atol=0.05)
+        assert [i.class_id for i in result.instances] == reference.boxes.cls.int().tolist()
+
+
+def test_empty_batch_and_a_bad_frame_in_a_batch(engine, bus):
+    assert engine.segment_batch([]) == []
+    with pytest.raises(ValueError):
+        engine.segment_batch([bus, np.zeros((0, 4, 3), np.uint8)])
