@@ -7,6 +7,7 @@ and again for every run-time change.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,23 @@ def _roi(value: list[float]) -> str | None:
         return f"needs at least 3 x, y pairs, got {len(value)} numbers"
     if not all(0.0 <= v <= 1.0 for v in value):
         return "coordinates are fractions of the image size, in [0, 1]"
+    return None
+
+
+_CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*")
+MAX_CAMERAS = 16
+
+
+def _cameras(value: list[str]) -> str | None:
+    if value == [""]:
+        return None
+    if not 1 <= len(value) <= MAX_CAMERAS:
+        return f"needs 1 to {MAX_CAMERAS} names, or [''] for one camera on the node's own topics; got {len(value)}"
+    if len(set(value)) != len(value):
+        return "names must be unique"
+    bad = [name for name in value if not _CAMERA_NAME.fullmatch(name)]
+    if bad:
+        return f"names must be ROS name tokens (letters, digits, '_', '/'); got {', '.join(repr(b) for b in bad)}"
     return None
 
 
@@ -88,6 +106,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "raw",
         "raw: sensor_msgs/Image on 'image'; compressed: CompressedImage on 'image/compressed'.",
         _one_of("raw", "compressed"),
+    ),
+    ParameterSpec(
+        "cameras",
+        [""],
+        "Cameras served by this node, their latest frames batched into one forward pass. [''] (default): one "
+        "camera on 'image', outputs on '~/instances'. Names such as [front, rear]: each camera on "
+        "'<name>/image' with outputs and prompt services under '~/<name>/'.",
+        _cameras,
     ),
     ParameterSpec("image_qos", "sensor_data", "QoS of the image subscription.", _one_of("sensor_data", "reliable")),
     ParameterSpec(

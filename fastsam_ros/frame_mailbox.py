@@ -1,8 +1,10 @@
-"""A one-slot mailbox between the camera callback and the inference worker.
+"""Latest-frame slots between the camera callbacks and the inference worker.
 
-Latest frame wins: when the model is slower than the camera, a new frame replaces the
-waiting one instead of queueing behind it, so results are never older than one
-inference plus one frame. Replacements are counted as drops.
+Latest frame wins: when the model is slower than a camera, a new frame replaces that
+camera's waiting one instead of queueing behind it, so results are never older than
+one inference plus one frame. Replacements are counted as drops. With several cameras
+there is one slot each, and the worker takes every waiting frame at once so that they
+share one forward pass.
 """
 
 from __future__ import annotations
@@ -16,26 +18,26 @@ T = TypeVar("T")
 class LatestFrameMailbox(Generic[T]):
     def __init__(self) -> None:
         self._condition = threading.Condition()
-        self._item: T | None = None
+        self._items: dict[str, T] = {}
         self._closed = False
         self.dropped = 0
 
-    def put(self, item: T) -> bool:
-        """Store item, replacing (and counting as dropped) any item not yet taken."""
+    def put(self, item: T, slot: str = "") -> bool:
+        """Store item in its slot, replacing (and counting as dropped) one not yet taken."""
         with self._condition:
-            replaced = self._item is not None
+            replaced = slot in self._items
             if replaced:
                 self.dropped += 1
-            self._item = item
+            self._items[slot] = item
             self._condition.notify()
             return replaced
 
-    def take(self, timeout: float | None = None) -> T | None:
-        """The newest item, waiting up to timeout; None on timeout or once closed."""
+    def take_all(self, timeout: float | None = None) -> dict[str, T]:
+        """Every waiting item by slot, waiting up to timeout for one; empty on timeout or once closed."""
         with self._condition:
-            self._condition.wait_for(lambda: self._item is not None or self._closed, timeout)
-            item, self._item = self._item, None
-            return item
+            self._condition.wait_for(lambda: bool(self._items) or self._closed, timeout)
+            items, self._items = self._items, {}
+            return {} if self._closed else items
 
     def close(self) -> None:
         with self._condition:

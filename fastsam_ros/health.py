@@ -43,7 +43,8 @@ class HealthMonitor:
         self._processed: deque[tuple[float, float]] = deque()
         self._dropped: deque[float] = deque()
         self._received: deque[float] = deque()
-        self.totals = {"processed": 0, "dropped": 0, "rejected": 0}
+        self._passes: deque[tuple[float, int]] = deque()
+        self.totals = {"processed": 0, "dropped": 0, "rejected": 0, "passes": 0}
         self._last_processed: float | None = None
 
     def received(self, now: float | None = None) -> None:
@@ -63,6 +64,13 @@ class HealthMonitor:
             self._dropped.extend([stamp] * count)
             self.totals["dropped"] += count
 
+    def forward_pass(self, frames: int, now: float | None = None) -> None:
+        """One forward pass over frames from that many cameras; shows whether batching happens."""
+        stamp = now if now is not None else time.monotonic()
+        with self._lock:
+            self._passes.append((stamp, frames))
+            self.totals["passes"] += 1
+
     def rejected(self) -> None:
         with self._lock:
             self.totals["rejected"] += 1
@@ -73,8 +81,10 @@ class HealthMonitor:
             for queue in (self._dropped, self._received):
                 while queue and queue[0] < now - self.window_s:
                     queue.popleft()
-            while self._processed and self._processed[0][0] < now - self.window_s:
-                self._processed.popleft()
+            for pairs in (self._processed, self._passes):
+                while pairs and pairs[0][0] < now - self.window_s:
+                    pairs.popleft()
+            batch_sizes = [frames for _, frames in self._passes]
             latencies = [latency for _, latency in self._processed]
             received, dropped = len(self._received), len(self._dropped)
             last = self._last_processed
@@ -104,6 +114,8 @@ class HealthMonitor:
             "frames processed": str(totals["processed"]),
             "frames dropped": str(totals["dropped"]),
             "frames rejected": str(totals["rejected"]),
+            "forward passes": str(totals["passes"]),
+            "frames per forward pass": f"{np.mean(batch_sizes):.2f}" if batch_sizes else "nan",
             **(extra or {}),
         }
         return HealthReport(level, message, values)

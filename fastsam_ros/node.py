@@ -1,8 +1,9 @@
 """The fastsam ROS 2 node: a thin shell around the segmentation engine.
 
-Threads: the executor runs the camera callback (which only drops the message into a
-one-slot mailbox) and the prompt services (their own callback group); one worker
-thread runs inference on the newest frame and publishes. Prompts read the latest
+Threads: the executor runs the camera callbacks (which only drop the message into the
+camera's one-slot mailbox) and the prompt services (their own callback group); one
+worker thread runs inference on the newest frame of every camera, in one batch, and
+publishes each camera's results on its own topics. Prompts read their camera's latest
 result through a single reference, so each sees one coherent frame.
 """
 
@@ -30,33 +31,23 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.service import Service
 from rclpy.signals import SignalHandlerOptions
 from rclpy.subscription import Subscription
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
-from visualization_msgs.msg import MarkerArray
 
 from fastsam_ros import config
+from fastsam_ros.camera_channel import CameraChannel
 from fastsam_ros.engine import EngineSettings, SegmentationEngine
 from fastsam_ros.frame_mailbox import LatestFrameMailbox
 from fastsam_ros.health import HealthLimits, HealthMonitor
 from fastsam_ros.image_codec import ImageDecodeError
 from fastsam_ros.mask_set import MaskSet
 from fastsam_ros.model_loading import ModelLoadError, load_model
-from fastsam_ros.msg import InstanceArray, ObstacleArray
-from fastsam_ros.obstacles import DepthError, DepthPairer, Intrinsics, ObstacleSettings, roi_polygon
+from fastsam_ros.obstacles import ObstacleSettings, roi_polygon
 from fastsam_ros.perception import Perception
-from fastsam_ros.prompt_service import PromptService
+from fastsam_ros.prompt_service import TextBackends
 from fastsam_ros.rendering import draw_overlay
-from fastsam_ros.ros_convert import (
-    array_to_image,
-    check_header,
-    depth_to_metres,
-    image_to_bgr,
-    intrinsics_from,
-    mask_set_to_msg,
-    obstacles_to_msg,
-)
+from fastsam_ros.ros_convert import array_to_image, check_header, image_to_bgr, mask_set_to_msg, obstacles_to_msg
 from fastsam_ros.ros_markers import obstacle_markers
-from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
 from fastsam_ros.tracking import TrackerConfigError
 
 RUNTIME_ENGINE_PARAMETERS = ("imgsz", "conf", "iou", "max_det", "retina_masks")
@@ -109,48 +100,42 @@ class FastSamBehaviour:
         obstacles = ObstacleSettings(
             **{field: self._obstacle_value(name) for name, field in OBSTACLE_PARAMETERS.items()}
         )
+        cameras = self.values["cameras"]
         try:
-            self.perception = Perception(engine, self.values["tracker"], self.values["tracker_config"], obstacles)
+            perceptions = [
+                Perception(engine, self.values["tracker"], self.values["tracker_config"], obstacles) for _ in cameras
+            ]
         except TrackerConfigError as error:
             raise ConfigError(f"tracker: {error}") from error
         self.engine = engine
         classes = f"{len(loaded.class_names)} classes" if loaded.has_classes else "class-agnostic"
         log.info(f"model ready in {time.perf_counter() - started:.1f} s: {loaded.source} on {loaded.device}, {classes}")
-        self.latest: FrameResult | None = None
         self.health = HealthMonitor(
             HealthLimits(self.values["diagnostics_max_latency_ms"], self.values["diagnostics_max_drop_ratio"])
         )
-        self.prompts = PromptService(self, lambda: self.latest, loaded.class_names, self.values, loaded.device)
-        self._depth = DepthPairer(round(self.values["depth_slop"] * 1e9))
-        self._camera_info: CameraInfo | None = None
-        if not hasattr(self, "instances_pub"):
-            self.instances_pub = self.create_publisher(InstanceArray, "~/instances", 10)
-            self.label_pub = self.create_publisher(Image, "~/label_image", 5)
-            self.debug_pub = self.create_publisher(Image, "~/debug_image", 5)
-            self.selection_pub = self.create_publisher(InstanceArray, "~/selection", 10)
-            self.obstacles_pub = self.create_publisher(ObstacleArray, "~/obstacles", 10)
-            self.markers_pub = self.create_publisher(MarkerArray, "~/markers", 5)
+        self.text_backends = TextBackends(loaded.class_names, self.values, loaded.device)
+        if not hasattr(self, "channels"):
+            compressed = self.values["input"] == "compressed"
+            self.channels = {camera: CameraChannel(self, camera, compressed) for camera in cameras}
             self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
             self.add_on_set_parameters_callback(self._on_set_parameters)
+        for channel, perception in zip(self.channels.values(), perceptions, strict=True):
+            channel.configure(perception, self.text_backends, self.values["depth_slop"])
+        if len(cameras) > 1:
+            topics = ", ".join(channel.image_topic for channel in self.channels.values())
+            log.info(f"serving {len(cameras)} cameras in one batch: {topics}")
         self._entities: list = []
 
     def _start(self: Any) -> None:
         self._mailbox: LatestFrameMailbox[_Frame] = LatestFrameMailbox()
         self._drops_logged = 0
         qos = qos_profile_sensor_data if self.values["image_qos"] == "sensor_data" else QoSProfile(depth=1)
-        if self.values["input"] == "compressed":
-            image_sub = self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos)
-        else:
-            image_sub = self.create_subscription(Image, "image", self._on_image, qos)
         prompt_group = ReentrantCallbackGroup()
         timer_group = MutuallyExclusiveCallbackGroup()
-        self._entities = [
-            image_sub,
-            self.create_subscription(Image, "depth", self._on_depth, qos_profile_sensor_data),
-            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data),
-            self.create_service(PointPrompt, "~/prompt_point", self.prompts.point, callback_group=prompt_group),
-            self.create_service(BoxPrompt, "~/prompt_box", self.prompts.box, callback_group=prompt_group),
-            self.create_service(TextPrompt, "~/prompt_text", self.prompts.text, callback_group=prompt_group),
+        self._entities = []
+        for channel in self.channels.values():
+            self._entities += channel.start(self._on_image, qos, prompt_group)
+        self._entities += [
             self.create_timer(self.values["drop_log_period"], self._log_drops, callback_group=timer_group),
             self.create_timer(1.0, self._publish_diagnostics, callback_group=timer_group),
         ]
@@ -171,10 +156,12 @@ class FastSamBehaviour:
             self._worker.join(timeout=10.0)
 
     def _release(self: Any) -> None:
-        if hasattr(self, "prompts"):
-            self.prompts.text_backends.wait_loaded(timeout=60.0)
+        if hasattr(self, "text_backends"):
+            self.text_backends.wait_loaded(timeout=60.0)
         device = self.engine.loaded.device if hasattr(self, "engine") else None
-        for name in ("engine", "perception", "prompts", "latest"):
+        for channel in getattr(self, "channels", {}).values():
+            channel.release()
+        for name in ("engine", "text_backends"):
             if hasattr(self, name):
                 delattr(self, name)
         gc.collect()
@@ -188,7 +175,8 @@ class FastSamBehaviour:
 
     def _publish_diagnostics(self: Any) -> None:
         loaded = self.engine.loaded
-        report = self.health.report(extra={"device": str(loaded.device), "model": loaded.source})
+        extra = {"device": str(loaded.device), "model": loaded.source, "cameras": str(len(self.channels))}
+        report = self.health.report(extra=extra)
         status = DiagnosticStatus(
             level=bytes([report.level]),
             name=f"{self.get_name()}: segmentation",
@@ -227,7 +215,8 @@ class FastSamBehaviour:
         if "tracker" in changes or "tracker_config" in changes:
             kind = changes.get("tracker", self.values["tracker"])
             try:
-                self.perception.set_tracker(kind, changes.get("tracker_config", self.values["tracker_config"]))
+                for channel in self.channels.values():
+                    channel.perception.set_tracker(kind, changes.get("tracker_config", self.values["tracker_config"]))
             except TrackerConfigError as error:
                 return SetParametersResult(successful=False, reason=f"tracker: {error}")
         self.values.update(changes)
@@ -237,10 +226,11 @@ class FastSamBehaviour:
         obstacle_changes = {
             OBSTACLE_PARAMETERS[k]: self._obstacle_value(k) for k in changes if k in OBSTACLE_PARAMETERS
         }
-        if obstacle_changes:
-            self.perception.set_obstacle_settings(**obstacle_changes)
-        if "depth_slop" in changes:
-            self._depth.slop_ns = round(changes["depth_slop"] * 1e9)
+        for channel in self.channels.values():
+            if obstacle_changes:
+                channel.perception.set_obstacle_settings(**obstacle_changes)
+            if "depth_slop" in changes:
+                channel.depth.slop_ns = round(changes["depth_slop"] * 1e9)
         if {"diagnostics_max_latency_ms", "diagnostics_max_drop_ratio"} & set(changes):
             self.health.limits = dataclasses.replace(
                 self.health.limits,
@@ -249,70 +239,22 @@ class FastSamBehaviour:
             )
         return SetParametersResult(successful=True)
 
-    def _on_depth(self, msg: Image) -> None:
-        self._depth.add(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, msg)
-
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
-
-    def _depth_for(self, stamp_ns: int, shape: tuple[int, ...]) -> np.ndarray | None:
-        """The depth frame paired with this colour frame, in metres, or None with a warning."""
-        if not self._depth.has_frames:
-            return None
-        msg = self._depth.match(stamp_ns)
-        log = self.get_logger()
-        if msg is None:
-            log.warning(
-                f"no depth frame within {self.values['depth_slop']} s of the colour frame; obstacles have no distance",
-                throttle_duration_sec=5.0,
-            )
-            return None
-        try:
-            depth = depth_to_metres(msg)
-        except DepthError as error:
-            log.warning(f"depth frame refused: {error}", throttle_duration_sec=5.0)
-            return None
-        if depth.shape != shape[:2]:
-            log.warning(
-                f"depth {depth.shape[1]}x{depth.shape[0]} is not aligned with the colour frame "
-                f"{shape[1]}x{shape[0]}; obstacles have no distance",
-                throttle_duration_sec=5.0,
-            )
-            return None
-        if not np.isfinite(depth).any():
-            log.warning(
-                "depth frame has no valid readings (all zero or NaN); obstacles have no distance",
-                throttle_duration_sec=5.0,
-            )
-        return depth
-
-    def _intrinsics_for(self, shape: tuple[int, ...]) -> Intrinsics | None:
-        info = self._camera_info
-        if info is None:
-            return None
-        if (info.height, info.width) != shape[:2]:
-            self.get_logger().warning(
-                f"camera_info is for {info.width}x{info.height}, the frame is {shape[1]}x{shape[0]}; no 3D centroids",
-                throttle_duration_sec=5.0,
-            )
-            return None
-        return intrinsics_from(info)
-
-    def _on_image(self, msg: Image | CompressedImage) -> None:
+    def _on_image(self, msg: Image | CompressedImage, camera: str) -> None:
         received = time.perf_counter()
         self.health.received()
         try:
             check_header(msg)
         except ImageDecodeError as error:
-            self._refuse(error)
+            self._refuse(error, camera)
             return
-        if self._mailbox.put(_Frame(msg, received)):
+        if self._mailbox.put(_Frame(msg, received), camera):
             self.health.dropped()
 
-    def _refuse(self, error: ImageDecodeError) -> None:
+    def _refuse(self, error: ImageDecodeError, camera: str) -> None:
         """A bad frame is reported and dropped; it never displaces a good waiting frame."""
         self.health.rejected()
-        self.get_logger().warning(f"frame refused: {error}", throttle_duration_sec=2.0)
+        source = f" from camera '{camera}'" if camera else ""
+        self.get_logger().warning(f"frame{source} refused: {error}", throttle_duration_sec=2.0)
 
     def _log_drops(self) -> None:
         dropped = self._mailbox.dropped
@@ -325,43 +267,62 @@ class FastSamBehaviour:
 
     def _run_worker(self) -> None:
         while not self._mailbox.closed:
-            frame = self._mailbox.take(timeout=0.5)
-            if frame is not None:
-                self._process(frame)
+            frames = self._mailbox.take_all(timeout=0.5)
+            if frames:
+                self._process(frames)
 
-    def _process(self, frame: _Frame) -> None:
-        header = frame.msg.header
-        try:
-            image = image_to_bgr(frame.msg)
-        except ImageDecodeError as error:
-            self._refuse(error)
+    def _process(self, frames: dict[str, _Frame]) -> None:
+        """Every camera's newest frame through one forward pass, then each on its own topics."""
+        batch = []
+        for camera, frame in frames.items():
+            try:
+                batch.append((self.channels[camera], frame, image_to_bgr(frame.msg)))
+            except ImageDecodeError as error:
+                self._refuse(error, camera)
+        if not batch:
             return
-        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-        depth = self._depth_for(stamp_ns, image.shape)
-        intrinsics = self._intrinsics_for(image.shape)
-        listening = (self.obstacles_pub, self.markers_pub, self.debug_pub)
-        want_obstacles = any(publisher.get_subscription_count() > 0 for publisher in listening)
+        headers = [frame.msg.header for _, frame, _ in batch]
         try:
-            output = self.perception.process(image, stamp_ns, header.frame_id, depth, intrinsics, want_obstacles)
+            mask_sets = self.engine.segment_batch(
+                [image for _, _, image in batch],
+                [header.stamp.sec * 1_000_000_000 + header.stamp.nanosec for header in headers],
+                [header.frame_id for header in headers],
+            )
         except Exception as error:  # keep serving: one bad frame must not stop the node
-            self.health.rejected()
-            self.get_logger().error(f"segmentation failed: {error!r}", throttle_duration_sec=2.0)
+            self._failed(error, len(batch))
             return
+        self.health.forward_pass(len(batch))
+        for (channel, frame, image), masks in zip(batch, mask_sets, strict=True):
+            try:
+                self._publish(channel, frame, image, masks)
+            except Exception as error:  # keep serving, and publish the other cameras' frames
+                self._failed(error, 1)
+
+    def _failed(self, error: Exception, frames: int) -> None:
+        for _ in range(frames):
+            self.health.rejected()
+        self.get_logger().error(f"segmentation failed: {error!r}", throttle_duration_sec=2.0)
+
+    def _publish(self, channel: CameraChannel, frame: _Frame, image: np.ndarray, masks: MaskSet) -> None:
+        header = frame.msg.header
+        depth = channel.depth_for(masks.stamp_ns, image.shape)
+        intrinsics = channel.intrinsics_for(image.shape)
+        output = channel.perception.process_masks(masks, image, depth, intrinsics, channel.wants_obstacles())
         masks = output.masks
-        self.latest = FrameResult(masks, image, header)
+        channel.latest = FrameResult(masks, image, header)
         processing_ms = (time.perf_counter() - frame.received) * 1e3
         self.health.processed(processing_ms)
-        self.instances_pub.publish(mask_set_to_msg(masks, header, processing_ms))
-        if self.obstacles_pub.get_subscription_count() > 0:
-            self.obstacles_pub.publish(obstacles_to_msg(header, masks, output.obstacles, depth is not None))
-        if self.markers_pub.get_subscription_count() > 0:
-            self.markers_pub.publish(obstacle_markers(header, masks, output.obstacles, intrinsics))
-        if self.label_pub.get_subscription_count() > 0:
-            self.label_pub.publish(array_to_image(masks.label_image(), "mono16", header))
-        if self.debug_pub.get_subscription_count() > 0:
-            roi = roi_polygon(self.perception.obstacle_settings.roi, masks.width, masks.height)
+        channel.instances_pub.publish(mask_set_to_msg(masks, header, processing_ms))
+        if channel.obstacles_pub.get_subscription_count() > 0:
+            channel.obstacles_pub.publish(obstacles_to_msg(header, masks, output.obstacles, depth is not None))
+        if channel.markers_pub.get_subscription_count() > 0:
+            channel.markers_pub.publish(obstacle_markers(header, masks, output.obstacles, intrinsics))
+        if channel.label_pub.get_subscription_count() > 0:
+            channel.label_pub.publish(array_to_image(masks.label_image(), "mono16", header))
+        if channel.debug_pub.get_subscription_count() > 0:
+            roi = roi_polygon(channel.perception.obstacle_settings.roi, masks.width, masks.height)
             overlay = draw_overlay(image, masks, obstacles=output.obstacles, roi=roi)
-            self.debug_pub.publish(array_to_image(overlay, "bgr8", header))
+            channel.debug_pub.publish(array_to_image(overlay, "bgr8", header))
 
 
 class FastSamNode(FastSamBehaviour, Node):

@@ -28,6 +28,8 @@ class FrameOutput:
 
 
 class Perception:
+    """The per-camera pipeline: the engine may be shared, the tracker's state is not."""
+
     def __init__(
         self,
         engine: SegmentationEngine,
@@ -75,6 +77,17 @@ class Perception:
     ) -> FrameOutput:
         """Segment and track; obstacles only when wanted (nobody listening, no cost)."""
         masks = self.engine.segment(image, stamp_ns, frame_id)
+        return self.process_masks(masks, image, depth, intrinsics, want_obstacles)
+
+    def process_masks(
+        self,
+        masks: MaskSet,
+        image: np.ndarray,
+        depth: np.ndarray | None = None,
+        intrinsics: Intrinsics | None = None,
+        want_obstacles: bool = True,
+    ) -> FrameOutput:
+        """Everything after segmentation, for frames segmented in a batch with other cameras'."""
         with self._lock:
             tracker, settings = self._tracker, self.obstacle_settings
             roi = self.roi(masks.width, masks.height)

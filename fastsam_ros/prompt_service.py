@@ -22,6 +22,7 @@ from fastsam_ros.text_prompts import ClassNameBackend, ClipBackend, TextBackend,
 
 if TYPE_CHECKING:
     from rclpy.node import Node
+    from rclpy.publisher import Publisher
 
     from fastsam_ros.node import FrameResult
 
@@ -79,28 +80,32 @@ class TextBackends:
 
 
 class PromptService:
+    """The prompt services of one camera, answering from that camera's latest frame."""
+
     def __init__(
         self,
         node: Node,
         latest: Callable[[], FrameResult | None],
-        class_names: dict[int, str],
-        values: dict[str, Any],
-        device: torch.device | None = None,
+        text_backends: TextBackends,
+        selection_pub: Publisher,
+        image_topic: str,
     ) -> None:
         self._node = node
         self._latest = latest
-        self.text_backends = TextBackends(class_names, values, device or torch.device("cpu"))
+        self.text_backends = text_backends
+        self._selection_pub = selection_pub
+        self._image_topic = image_topic
 
     def _frame(self) -> FrameResult:
         frame = self._latest()
         if frame is None:
-            raise PromptError("no frame has been segmented yet: is a camera publishing on 'image'?")
+            raise PromptError(f"no frame has been segmented yet: is a camera publishing on '{self._image_topic}'?")
         return frame
 
     def _publish_selection(self, frame: FrameResult, indices: list[int]) -> None:
         msg = InstanceArray(header=frame.header, width=frame.masks.width, height=frame.masks.height)
         msg.instances = [instance_to_msg(frame.masks[i], i) for i in indices]
-        self._node.selection_pub.publish(msg)
+        self._selection_pub.publish(msg)
 
     def _answer(self, response: Any, handler: Callable[[FrameResult], str]) -> Any:
         try:

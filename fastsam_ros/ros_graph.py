@@ -135,13 +135,13 @@ class NodeClient:
         finally:
             self.node.destroy_client(client)
 
-    def send(self, image: np.ndarray, encoding: str = "bgr8") -> int:
-        """Publish a frame stamped now; returns the stamp in nanoseconds."""
+    def send(self, image: np.ndarray, encoding: str = "bgr8", frame_id: str = "camera", publisher=None) -> int:
+        """Publish a frame stamped now (on the camera topic by default); returns the stamp in nanoseconds."""
         stamp = time.time_ns()
         msg = array_to_image(image, encoding)
         msg.header.stamp = stamp_from_ns(stamp)
-        msg.header.frame_id = "camera"
-        self.camera.publish(msg)
+        msg.header.frame_id = frame_id
+        (publisher or self.camera).publish(msg)
         return stamp
 
     def result_for(self, stamp: int, topic: str = "instances", timeout: float = 60.0):

@@ -39,11 +39,20 @@ def test_yaml_comments_every_parameter():
         ("image_qos", "fast", "one of"),
         ("model", " ", "not be empty"),
         ("conf", "high", "expected float"),
+        ("cameras", ["front", "front"], "unique"),
+        ("cameras", ["front", ""], "name tokens"),
+        ("cameras", ["2nd"], "name tokens"),
+        ("cameras", [], "needs 1 to"),
     ],
 )
 def test_invalid_values_are_rejected_with_the_parameter_name(name, value, reason):
     [message] = config.validate({name: value})
     assert message.startswith(f"{name}:") and reason in message
+
+
+def test_camera_names_may_be_namespaces():
+    assert config.validate({"cameras": ["front", "rear/left", "arm_1"]}) == []
+    assert config.validate({"cameras": [""]}) == []
 
 
 def test_launch_file_uses_the_installed_config():

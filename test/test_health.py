@@ -45,3 +45,13 @@ def test_stale_input_warns_only_after_the_first_frame():
     monitor.processed(50.0, now=100.0)
     report = monitor.report(now=107.0)
     assert report.level == WARN and "no frame processed for 7 s" in report.message
+
+
+def test_frames_per_forward_pass_shows_batching_in_the_window():
+    monitor = HealthMonitor(window_s=5.0)
+    assert monitor.report(now=0.0).values["frames per forward pass"] == "nan"
+    for second, frames in enumerate((1, 1, 4, 4, 3), start=1):
+        monitor.forward_pass(frames, now=float(second))
+    assert monitor.report(now=5.0).values["frames per forward pass"] == "2.60"
+    values = monitor.report(now=7.5).values
+    assert values["frames per forward pass"] == "3.67" and values["forward passes"] == "5"
