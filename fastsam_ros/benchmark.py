@@ -89,6 +89,32 @@ def bench_processing(loaded, report: Report, label: str, repeats: int, frames_pe
     return raw_medians
 
 
+def bench_cameras(loaded, report: Report, label: str, rounds: int) -> None:
+    """Throughput with 1, 2 and 4 cameras' 720p frames per forward pass, interleaved by round.
+
+    Each pass includes building every camera's InstanceArray, as the node does.
+    """
+    engine = SegmentationEngine(loaded)
+    frames = camera_frames(1280, 720, 4)
+    sizes = (1, 2, 4)
+
+    def one_pass(batch: list[np.ndarray]) -> None:
+        for masks in engine.segment_batch(batch):
+            mask_set_to_msg(masks, _header())
+
+    for size in sizes:
+        one_pass(frames[:size])
+    times: dict[int, list[float]] = {size: [] for size in sizes}
+    for _ in range(rounds):
+        for size in sizes:
+            times[size].append(timed(one_pass, frames[:size]))
+    single_fps = 1e3 / float(np.median(times[1]))
+    for size in sizes:
+        per_pass = float(np.median(times[size]))
+        fps = size * 1e3 / per_pass
+        report.add(label, size, f"{per_pass:.1f}", f"{fps:.1f}", f"{fps / single_fps:.2f}x", len(times[size]))
+
+
 def _header():
     from std_msgs.msg import Header
 
@@ -315,7 +341,9 @@ def run(output: Path, quick: bool) -> int:
 
     print("[bench] per-frame processing, in-process (ms, median)")
     processing = Report()
-    raw_medians = bench_processing(loaded, processing, device, repeats, per_res)
+    raw_medians = bench_processing(loaded, processing, f"{device} torch", repeats, per_res)
+    onnx_loaded = load_model("yolo11n-seg.pt", device, runtime="onnxruntime")
+    bench_processing(onnx_loaded, processing, f"{device} onnxruntime", repeats, per_res)
     if torch.cuda.is_available():
         print("[bench] per-frame processing on cuda:0, fp32 and fp16")
         bench_processing(load_model("yolo11n-seg.pt", "cuda:0"), processing, "cuda:0", repeats, per_res)
@@ -327,7 +355,25 @@ def run(output: Path, quick: bool) -> int:
             processing,
             "raw predict: `FastSAM(weights).predict(frame)` in everything mode, masks at network resolution. "
             "raw retina: the same with `retina_masks=True`, masks at source resolution as the node publishes them. "
-            "node work: what the node does per frame (segment and build the InstanceArray), without DDS.",
+            "node work: what the node does per frame (segment and build the InstanceArray), without DDS, "
+            "on the runtime the row names; raw predict is ultralytics on PyTorch in every row, re-measured "
+            "interleaved with each row.",
+        )
+    )
+    print("[bench] several cameras per forward pass (720p)")
+    cameras = Report()
+    bench_cameras(loaded, cameras, f"{device} torch", 3 if quick else 10)
+    bench_cameras(onnx_loaded, cameras, f"{device} onnxruntime", 3 if quick else 10)
+    if torch.cuda.is_available():
+        bench_cameras(load_model("yolo11n-seg.pt", "cuda:0"), cameras, "cuda:0", 3 if quick else 50)
+        bench_cameras(load_model("yolo11n-seg.pt", "cuda:0", half=True), cameras, "cuda:0 fp16", 3 if quick else 50)
+    sections.append(
+        (
+            "Several cameras, one forward pass (720p)",
+            ["device", "cameras", "ms per pass", "frames/s", "throughput / one camera", "n"],
+            cameras,
+            "Each pass segments one 720p frame per camera in one batch and builds each camera's InstanceArray, "
+            "as the node does when frames of several cameras are waiting. Interleaved by round in one process.",
         )
     )
     print("[bench] tracking and obstacles per frame (ms, median)")
@@ -370,8 +416,9 @@ def run(output: Path, quick: bool) -> int:
                 ["frames", "raw predict", "node processing", "end-to-end over DDS", "node / raw", "end-to-end / raw"],
                 through_node,
                 "node processing: frame received to ~/instances published, measured by the node "
-                "(InstanceArray.processing_ms). end-to-end: publish in this process to receive here, "
-                "through fastsam_node in its own process. raw predict: measured earlier in this run.",
+                "(InstanceArray.processing_ms), with the default runtime (auto: onnxruntime on the CPU) unless "
+                "the row says otherwise. end-to-end: publish in this process to receive here, through "
+                "fastsam_node in its own process. raw predict (PyTorch): measured earlier in this run.",
             )
         )
         print("[bench] prompts over ROS (ms)")
@@ -398,14 +445,22 @@ def run(output: Path, quick: bool) -> int:
         )
     finally:
         node.close()
+    print("[bench] the node on the torch runtime, for comparison")
+    torch_node = NodeProcess(workdir, ["-p", f"device:={device}", "-p", "runtime:=torch"])
+    try:
+        _node_rows(torch_node.client, through_node, raw_medians, per_res, ", runtime torch")
+    finally:
+        torch_node.close()
     memory = Report()
-    memory.add("fastsam_node (peak RSS)", f"{node.peak_rss / 2**20:.0f}")
+    memory.add("fastsam_node, default runtime (peak RSS)", f"{node.peak_rss / 2**20:.0f}")
+    memory.add("fastsam_node, runtime torch (peak RSS)", f"{torch_node.peak_rss / 2**20:.0f}")
     memory.add("benchmark process (peak RSS)", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
     sections.append(("Memory (MiB)", ["process", "MiB"], memory, ""))
     gpu_note = (
-        "Not measured in this run: no CUDA device. With one, `make bench` adds rows for cuda:0 in fp32 and fp16 "
-        "to the first table. That path has not been run by us yet, and the GPU targets (>= 150 fps node "
-        "processing, CUDA graphs or TensorRT, multi-camera batching) are not implemented."
+        "Not measured in this run: no CUDA device. With one, `make bench` adds cuda:0 rows in fp32 and fp16 "
+        "to the per-frame and several-camera tables. No GPU was available to us, so those rows have never "
+        "been filled in, and CUDA graphs, TensorRT and torch.compile are not implemented: none of them could "
+        "be measured here."
         if not torch.cuda.is_available()
         else ""
     )

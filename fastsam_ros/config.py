@@ -90,6 +90,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ),
     ParameterSpec("device", "auto", "auto (first GPU, else CPU), cpu, or cuda:N.", _device),
     ParameterSpec("half", False, "Half-precision inference; applies on CUDA only."),
+    ParameterSpec(
+        "runtime",
+        "auto",
+        "Inference runtime: torch, onnxruntime (CPU only; the weights are exported to ONNX once and cached), "
+        "or auto (onnxruntime on the CPU when installed, torch on a GPU).",
+        _one_of("auto", "torch", "onnxruntime"),
+    ),
     ParameterSpec("imgsz", 640, "Network input size (longest side), a multiple of 32.", _imgsz, read_only=False),
     ParameterSpec("conf", 0.25, "Minimum detection confidence.", _in_range(0.0, 1.0), read_only=False),
     ParameterSpec("iou", 0.7, "IoU threshold of non-maximum suppression.", _in_range(0.0, 1.0), read_only=False),

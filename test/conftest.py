@@ -7,6 +7,7 @@ so parallel runs and other graphs on the machine cannot interfere.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,8 @@ import pytest
 from fastsam_ros.ros_graph import NodeClient, isolated_ros_env, start_node, stop_node
 
 os.environ.update(isolated_ros_env())
+# ONNX exports of the weights go to a cache of this run, shared with the node processes.
+os.environ["FASTSAM_ROS_CACHE"] = tempfile.mkdtemp(prefix="fastsam_ros_cache_")
 
 DATA = Path(__file__).parent / "data"
 
@@ -33,6 +36,15 @@ def engine(loaded_model):
     from fastsam_ros.engine import SegmentationEngine
 
     return SegmentationEngine(loaded_model)
+
+
+@pytest.fixture(scope="session")
+def node_engine():
+    """An engine on the runtime a node picks by default on this CPU, to compare its outputs with."""
+    from fastsam_ros.engine import SegmentationEngine
+    from fastsam_ros.model_loading import load_model
+
+    return SegmentationEngine(load_model("yolo11n-seg.pt", "cpu", runtime="auto"))
 
 
 @pytest.fixture(scope="session")

@@ -83,7 +83,7 @@ def cameras(tmp_path_factory) -> Iterator[TwoCameras]:
         assert code == 0, f"node exited with code {code}:\n{log.read_text()}"
 
 
-def test_each_camera_gets_its_own_stamped_results(cameras, engine, bus, zidane):
+def test_each_camera_gets_its_own_stamped_results(cameras, node_engine, bus, zidane):
     front_stamp, front = cameras.first_result("front", bus)
     rear_stamp, rear = cameras.first_result("rear", zidane)
     assert (front.width, front.height, front.header.frame_id) == (810, 1080, "front_optical")
@@ -91,7 +91,7 @@ def test_each_camera_gets_its_own_stamped_results(cameras, engine, bus, zidane):
     assert all(stamp_to_ns(m.header.stamp) != rear_stamp for m in cameras.received["front"])
     assert all(stamp_to_ns(m.header.stamp) != front_stamp for m in cameras.received["rear"])
     for result, image in ((front, bus), (rear, zidane)):
-        confident = {i.class_name for i in engine.segment(image).instances if i.score >= 0.5}
+        confident = {i.class_name for i in node_engine.segment(image).instances if i.score >= 0.5}
         assert confident <= {i.class_name for i in result.instances}
     assert "bus" in {i.class_name for i in front.instances}
     assert "bus" not in {i.class_name for i in rear.instances}

@@ -14,7 +14,7 @@ def _image_array(msg, dtype, channels):
     return np.frombuffer(bytes(msg.data), dtype).reshape(shape)
 
 
-def test_bus_frame_outputs_agree_with_the_engine(node_graph, engine, bus):
+def test_bus_frame_outputs_agree_with_the_engine(node_graph, node_engine, bus):
     stamp = node_graph.send(bus)
     result = node_graph.result_for(stamp)
     assert (result.width, result.height, result.header.frame_id) == (810, 1080, "camera")
@@ -23,7 +23,7 @@ def test_bus_frame_outputs_agree_with_the_engine(node_graph, engine, bus):
     assert result.processing_ms > 0
 
     received = msg_to_mask_set(result)
-    expected = engine.segment(bus)
+    expected = node_engine.segment(bus)
     assert np.array_equal(received.full_masks(), expected.full_masks())
     assert [i.id for i in result.instances] == list(range(len(result.instances)))
 

@@ -1,0 +1,77 @@
+"""The ONNX Runtime path: the same network exported once, same detections as torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fastsam_ros.engine import SegmentationEngine
+from fastsam_ros.model_loading import ModelLoadError, load_model, resolve_runtime
+from fastsam_ros.onnx_runtime import cache_dir
+
+
+@pytest.fixture(scope="module")
+def onnx_engine():
+    return SegmentationEngine(load_model("yolo11n-seg.pt", "cpu", runtime="onnxruntime"))
+
+
+def test_onnx_engine_finds_what_the_torch_engine_finds(onnx_engine, engine, bus, zidane):
+    assert onnx_engine.loaded.runtime == "onnxruntime" and engine.loaded.runtime == "torch"
+    assert onnx_engine.class_names == engine.class_names
+    for image in (bus, zidane):
+        ours, reference = onnx_engine.segment(image), engine.segment(image)
+        assert [i.class_name for i in ours.instances] == [i.class_name for i in reference.instances]
+        boxes = torch.tensor([i.box for i in ours.instances])
+        assert torch.allclose(boxes, torch.tensor([i.box for i in reference.instances]), atol=0.1)
+        for mine, theirs in zip(ours.full_masks(), reference.full_masks(), strict=True):
+            assert (mine & theirs).sum() / (mine | theirs).sum() > 0.98
+
+
+def test_onnx_engine_batches_frames_of_any_size(onnx_engine, bus, zidane):
+    batch = onnx_engine.segment_batch([bus, zidane])
+    assert [(m.height, m.width) for m in batch] == [(1080, 810), (720, 1280)]
+    assert "bus" in {i.class_name for i in batch[0].instances}
+    assert "person" in {i.class_name for i in batch[1].instances}
+
+
+def test_export_is_cached_and_reused(onnx_engine):
+    [exported] = cache_dir().glob("yolo11n-seg-*.onnx")
+    before = exported.stat().st_mtime_ns
+    again = load_model("yolo11n-seg.pt", "cpu", runtime="onnxruntime")
+    assert exported.stat().st_mtime_ns == before, "no second export"
+    onnx_file = load_model(str(exported), "auto", runtime="auto")
+    assert (onnx_file.runtime, onnx_file.device.type) == ("onnxruntime", "cpu")
+    assert onnx_file.class_names == again.class_names
+
+
+def test_auto_picks_onnxruntime_on_the_cpu_and_torch_on_a_gpu(loaded_model):
+    weights = loaded_model.source
+    assert resolve_runtime("auto", torch.device("cpu"), weights) == "onnxruntime"
+    assert resolve_runtime("auto", torch.device("cuda:0"), weights) == "torch"
+    assert resolve_runtime("auto", torch.device("cpu"), "FastSAM-s.pt") == "torch", "downloads go through torch"
+
+
+@pytest.mark.parametrize(
+    ("runtime", "device", "weights", "reason"),
+    [
+        ("onnxruntime", "cuda:0", "weights.pt", "CPU only"),
+        ("torch", "cpu", "weights.onnx", "ONNX file"),
+        ("tensorrt", "cpu", "weights.pt", "not one of"),
+    ],
+)
+def test_impossible_runtime_choices_are_refused(runtime, device, weights, reason):
+    with pytest.raises(ModelLoadError, match=reason):
+        resolve_runtime(runtime, torch.device(device), weights)
+
+
+def test_corrupt_weights_are_refused_before_any_export(tmp_path):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint" * 100)
+    with pytest.raises(ModelLoadError, match="could not load model"):
+        load_model(str(corrupt), "cpu", runtime="onnxruntime")
+    assert not list(cache_dir().glob("corrupt-*"))
+
+
+def test_blank_frame_gives_no_instances(onnx_engine):
+    assert len(onnx_engine.segment(np.zeros((480, 640, 3), np.uint8))) == 0
