@@ -5,12 +5,14 @@ instance's masked crop and the text with CLIP and rank by cosine similarity; cro
 embeddings are computed once per mask set, so repeated queries on one frame only
 encode text. ClassNameBackend works offline for models with class names: it embeds
 texts and class names with a sentence embedder and ranks instances by how well their
-class matches, then by detection score.
+class matches, then by detection score. Both keep the vectors of recent texts.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -51,6 +53,37 @@ def check_texts(texts: list[str], top_k: int) -> None:
         raise TextPromptError(f"top_k must be at least 1, got {top_k}")
 
 
+class TextEmbeddingCache:
+    """Normalised text vectors by text, least recently used out first.
+
+    Planners send the same prompts cycle after cycle ("person", "door"); the text
+    encoder is most of a text prompt's cost, so a repeated text costs a lookup.
+    """
+
+    def __init__(self, encode: Callable[[list[str]], np.ndarray], size: int = 256) -> None:
+        self._encode = encode
+        self._size = size
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.encoded = 0
+        """Texts run through the encoder so far (misses)."""
+
+    def vectors(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), dim) float32, one row per text in order."""
+        with self._lock:
+            missing = [text for text in dict.fromkeys(texts) if text not in self._vectors]
+            if missing:
+                for text, vector in zip(missing, self._encode(missing), strict=True):
+                    self._vectors[text] = np.asarray(vector, dtype=np.float32)
+                self.encoded += len(missing)
+            for text in texts:
+                self._vectors.move_to_end(text)
+            rows = np.stack([self._vectors[text] for text in texts])
+            while len(self._vectors) > self._size:
+                self._vectors.popitem(last=False)
+            return rows
+
+
 class ClassNameBackend:
     """Offline text prompts through class names and the bundled MiniLM embedder."""
 
@@ -62,7 +95,7 @@ class ClassNameBackend:
         self._embedder = embedder or load_sentence_embedder()
         self._class_ids = sorted(class_names)
         self._class_vectors = self._encode([class_names[i] for i in self._class_ids])
-        self._lock = threading.Lock()
+        self.text_cache = TextEmbeddingCache(self._encode)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self._embedder.encode(texts, normalize_embeddings=True), dtype=np.float32)
@@ -71,9 +104,7 @@ class ClassNameBackend:
         check_texts(texts, top_k)
         if len(masks) == 0:
             return []
-        with self._lock:
-            text_vectors = self._encode(texts)
-        similarity = text_vectors @ self._class_vectors.T
+        similarity = self.text_cache.vectors(texts) @ self._class_vectors.T
         column = {class_id: i for i, class_id in enumerate(self._class_ids)}
         matches = []
         for text_index, row in enumerate(similarity):
@@ -116,6 +147,12 @@ class ClipBackend:
         self._cache_key: MaskSet | None = None
         self._cache: tuple[list[int], torch.Tensor] | None = None
         self.crop_encodings = 0
+        self.text_cache = TextEmbeddingCache(self._encode_texts)
+
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
+        with self._lock, torch.inference_mode():
+            vectors = self.model.encode_text(self.tokenizer(texts).to(self.device))
+        return torch.nn.functional.normalize(vectors.float(), dim=-1).cpu().numpy()
 
     def crop_embeddings(self, masks: MaskSet, image: np.ndarray) -> tuple[list[int], torch.Tensor]:
         """Normalised embeddings of the masked crops, computed once per mask set."""
@@ -148,9 +185,7 @@ class ClipBackend:
         kept, crops = self.crop_embeddings(masks, image)
         if not kept:
             return []
-        with self._lock, torch.inference_mode():
-            text_vectors = self.model.encode_text(self.tokenizer(texts).to(self.device))
-        text_vectors = torch.nn.functional.normalize(text_vectors.float(), dim=-1)
+        text_vectors = torch.from_numpy(self.text_cache.vectors(texts)).to(crops.device)
         similarity = (text_vectors @ crops.T).cpu().numpy()
         matches = []
         for text_index, row in enumerate(similarity):

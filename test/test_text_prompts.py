@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fastsam_ros.mask_set import MaskSet
-from fastsam_ros.text_prompts import ClassNameBackend, ClipBackend, TextPromptError
+from fastsam_ros.text_prompts import ClassNameBackend, ClipBackend, TextEmbeddingCache, TextPromptError
 
 TINY_CLIP = str(Path(__file__).parent / "data" / "tiny-clip.json")
 
@@ -95,3 +95,36 @@ def test_clip_unknown_model_and_offline_weights_fail_clearly():
         ClipBackend("no-such-architecture", "", torch.device("cpu"))
     with pytest.raises(TextPromptError, match="not found"):
         ClipBackend("/nowhere/config.json", "", torch.device("cpu"))
+
+
+def test_repeated_texts_are_encoded_once(class_backend, bus_masks, bus):
+    first = class_backend.rank(bus_masks, bus, ["a red double-decker"], top_k=2)
+    encoded = class_backend.text_cache.encoded
+    again = class_backend.rank(bus_masks, bus, ["a red double-decker", "a red double-decker"], top_k=2)
+    assert class_backend.text_cache.encoded == encoded, "no second encoding"
+    assert [(m.text_index, m.instance_index) for m in again] == [(t, m.instance_index) for t in (0, 1) for m in first]
+    assert np.allclose([m.score for m in again], [m.score for m in first] * 2, atol=1e-6)
+
+
+def test_text_cache_drops_the_least_recently_used():
+    calls: list[list[str]] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        return np.array([[len(text), 1.0] for text in texts], np.float32)
+
+    cache = TextEmbeddingCache(encode, size=2)
+    assert cache.vectors(["a", "bb", "a"]).tolist() == [[1, 1], [2, 1], [1, 1]]
+    cache.vectors(["a"])
+    cache.vectors(["ccc"])
+    cache.vectors(["a", "ccc"])
+    assert calls == [["a", "bb"], ["ccc"]], "'bb' was evicted, 'a' and 'ccc' stayed"
+    cache.vectors(["bb"])
+    assert calls[-1] == ["bb"]
+
+
+def test_clip_text_vectors_are_cached(clip_backend, bus_masks, bus):
+    clip_backend.rank(bus_masks, bus, ["a bus"], top_k=1)
+    encoded = clip_backend.text_cache.encoded
+    clip_backend.rank(bus_masks, bus, ["a bus"], top_k=1)
+    assert clip_backend.text_cache.encoded == encoded
