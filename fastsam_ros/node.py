@@ -116,7 +116,7 @@ class FastSamBehaviour:
         self.health = HealthMonitor(
             HealthLimits(self.values["diagnostics_max_latency_ms"], self.values["diagnostics_max_drop_ratio"])
         )
-        self.text_backends = TextBackends(loaded.class_names, self.values, loaded.device)
+        self.text_backends = TextBackends(loaded.class_names, self.values, loaded.device, log.info)
         if not hasattr(self, "channels"):
             compressed = self.values["input"] == "compressed"
             self.channels = {camera: CameraChannel(self, camera, compressed) for camera in cameras}

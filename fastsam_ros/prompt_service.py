@@ -8,6 +8,7 @@ bad requests come back with success=false and a reason.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -43,17 +44,34 @@ def merge_instances(masks: MaskSet, indices: list[int]) -> Instance:
 class TextBackends:
     """Text backends by name, loaded once; the default one is loaded in the background."""
 
-    def __init__(self, class_names: dict[int, str], values: dict[str, Any], device: torch.device) -> None:
+    def __init__(
+        self,
+        class_names: dict[int, str],
+        values: dict[str, Any],
+        device: torch.device,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         self._class_names = class_names
         self._values = values
         self._device = device
         self._lock = threading.Lock()
         self._loaded: dict[str, TextBackend | TextPromptError] = {}
+        self._log = log or (lambda message: None)
         self.default = values["text_backend"]
         if self.default == "auto":
             self.default = "class_names" if len(class_names) > 1 else "clip"
-        self._loader = threading.Thread(target=self.get, args=(self.default,), name="text_backend_load")
+        self._loader = threading.Thread(target=self._load_default, name="text_backend_load")
         self._loader.start()
+
+    def _load_default(self) -> None:
+        """Frames segmented meanwhile share the CPU with this load, so say when it is over."""
+        started = time.perf_counter()
+        try:
+            self.get(self.default)
+        except TextPromptError as error:
+            self._log(f"text prompts unavailable with the {self.default} backend: {error}")
+            return
+        self._log(f"text prompts ready ({self.default} backend, loaded in {time.perf_counter() - started:.1f} s)")
 
     def wait_loaded(self, timeout: float | None = None) -> None:
         """Wait for the background load of the default backend (at shutdown, say)."""
