@@ -354,7 +354,7 @@ def table(headers: list[str], rows: list[tuple[str, ...]]) -> str:
 
 def run(output: Path, quick: bool) -> int:
     torch.set_num_threads(os.cpu_count() or 1)
-    repeats, per_res, calls, overload_s = (1, 2, 40, 3.0) if quick else (2, 6, 400, 10.0)
+    repeats, per_res, calls, overload_s = (1, 2, 40, 3.0) if quick else (2, 6, 400, 20.0)
     device = "cpu"
     loaded = load_model("yolo11n-seg.pt", device)
     sections: list[tuple[str, list[str], Report, str]] = []
