@@ -94,7 +94,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "runtime",
         "auto",
         "Inference runtime: torch, onnxruntime (CPU only; the weights are exported to ONNX once and cached), "
-        "or auto (onnxruntime on the CPU when installed, torch on a GPU).",
+        "or auto (onnxruntime on the CPU when installed, torch on a GPU). The offline text encoder runs on "
+        "onnxruntime unless this is torch.",
         _one_of("auto", "torch", "onnxruntime"),
     ),
     ParameterSpec("imgsz", 640, "Network input size (longest side), a multiple of 32.", _imgsz, read_only=False),

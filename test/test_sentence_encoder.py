@@ -1,0 +1,38 @@
+"""The offline sentence encoder: ONNX Runtime gives sentence-transformers' vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastsam_ros.onnx_runtime import cache_dir
+from fastsam_ros.sentence_encoder import OnnxSentenceEncoder, TorchSentenceEncoder, load_sentence_encoder, model_dir
+
+TEXTS = ["bus", "a photo of a red double-decker bus", "people", "traffic light", "a dog on a lead"]
+
+
+@pytest.fixture(scope="module")
+def encoders():
+    return load_sentence_encoder(prefer_onnx=True), TorchSentenceEncoder(model_dir())
+
+
+def test_onnx_encoder_matches_sentence_transformers(encoders):
+    onnx, reference = encoders
+    assert isinstance(onnx, OnnxSentenceEncoder)
+    batch = onnx.encode(TEXTS)
+    assert batch.dtype == np.float32 and batch.shape == (len(TEXTS), 384)
+    assert np.allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(batch, reference.encode(TEXTS), atol=1e-5)
+    one_by_one = np.stack([onnx.encode([text])[0] for text in TEXTS])
+    assert np.allclose(one_by_one, batch, atol=1e-5), "padding in a batch changes nothing"
+
+
+def test_export_is_cached(encoders):
+    [exported] = cache_dir().glob("all-minilm-l6-v2-*.onnx")
+    before = exported.stat().st_mtime_ns
+    load_sentence_encoder(prefer_onnx=True)
+    assert exported.stat().st_mtime_ns == before
+
+
+def test_torch_is_used_when_asked(encoders):
+    assert isinstance(load_sentence_encoder(prefer_onnx=False), TorchSentenceEncoder)
