@@ -39,6 +39,8 @@ class LoadedModel:
     class_names: dict[int, str]
     source: str
     runtime: str = "torch"
+    fallback: str = ""
+    """Why runtime 'auto' fell back to torch, if it did (the node logs it)."""
 
     @property
     def has_classes(self) -> bool:
@@ -123,8 +125,14 @@ def load_model(model: str, device: str = "auto", half: bool = False, runtime: st
     weights = resolve_weights(model)
     target = resolve_device("cpu" if device == "auto" and Path(weights).suffix == ".onnx" else device)
     chosen = resolve_runtime(runtime, target, weights)
+    fallback = ""
     if chosen == "onnxruntime":
-        return _load_onnx(model, weights, target)
+        try:
+            return _load_onnx(model, weights, target)
+        except ModelLoadError as error:
+            if runtime != "auto" or Path(weights).suffix == ".onnx":
+                raise
+            fallback = f"onnxruntime unavailable ({error}); using torch"
     use_half = half and target.type == "cuda"
     network = _segmentation_network(model, weights)
     try:
@@ -143,6 +151,7 @@ def load_model(model: str, device: str = "auto", half: bool = False, runtime: st
         dynamic_shapes=bool(getattr(backend, "pt", True)),
         class_names=names,
         source=weights,
+        fallback=fallback,
     )
 
 

@@ -95,6 +95,8 @@ class FastSamBehaviour:
         log.info(f"loading model '{self.values['model']}' (device {self.values['device']}) ...")
         started = time.perf_counter()
         loaded = load_model(self.values["model"], self.values["device"], self.values["half"], self.values["runtime"])
+        if loaded.fallback:
+            log.warning(loaded.fallback)
         engine = SegmentationEngine(loaded, self._engine_settings(self.values))
         engine.segment(np.zeros((64, 64, 3), dtype=np.uint8))
         obstacles = ObstacleSettings(

@@ -75,3 +75,13 @@ def test_corrupt_weights_are_refused_before_any_export(tmp_path):
 
 def test_blank_frame_gives_no_instances(onnx_engine):
     assert len(onnx_engine.segment(np.zeros((480, 640, 3), np.uint8))) == 0
+
+
+def test_an_unwritable_cache_is_a_clear_error(monkeypatch, tmp_path, loaded_model):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache directory should be")
+    monkeypatch.setenv("FASTSAM_ROS_CACHE", str(blocker))
+    with pytest.raises(ModelLoadError, match="could not write the ONNX export"):
+        load_model(loaded_model.source, "cpu", runtime="onnxruntime")
+    fallen_back = load_model(loaded_model.source, "cpu", runtime="auto")
+    assert fallen_back.runtime == "torch" and "could not write the ONNX export" in fallen_back.fallback
