@@ -20,7 +20,6 @@ import numpy as np
 from fastsam_ros.msg import InstanceArray
 from fastsam_ros.ros_graph import NodeClient, isolated_ros_env, start_node, stop_node
 from fastsam_ros.sample_frames import demo_sequence
-from fastsam_ros.srv import TextPrompt
 
 CAMERA_TOPIC = "/demo/camera/image_raw"
 
@@ -47,10 +46,6 @@ def run(output: Path, model: str, timeout: float) -> int:
         print("[demo] waiting for the node to load its model and subscribe ...", flush=True)
         client.wait(lambda: client.camera.get_subscription_count() > 0, timeout, "fastsam_node to subscribe")
         client.warm_up()
-        # The node loads its text model in the background after start-up; frames segmented
-        # meanwhile share the CPU with it. A text prompt returns once it has loaded.
-        print("[demo] waiting for the node's text model ...", flush=True)
-        client.call(TextPrompt, "/fastsam/prompt_text", TextPrompt.Request(texts=["person"]), timeout=timeout)
         frames = demo_sequence()
         print(f"[demo] publishing {len(frames)} frames on {CAMERA_TOPIC}\n")
         print(f"{'frame':>5}  {'source':<11} {'size':>9}  {'inst':>4}  {'node ms':>7}  {'e2e ms':>7}  top instances")

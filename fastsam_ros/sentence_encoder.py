@@ -3,7 +3,7 @@
 The encoder is most of a new text prompt's cost. Through sentence-transformers on
 PyTorch one short text takes about 12 ms here; the same network exported to ONNX and
 run by ONNX Runtime takes about 4 ms with the same vectors (within 1e-6), and loads
-without building the PyTorch model. The export is made once and cached like the
+without building the PyTorch model or importing transformers. The export is made once and cached like the
 segmentation network's.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import tempfile
 import warnings
@@ -62,20 +63,32 @@ class OnnxSentenceEncoder:
 
     def __init__(self, path: Path, onnx_file: Path) -> None:
         import onnxruntime
-        from transformers import AutoTokenizer
+        from tokenizers import Tokenizer
 
-        self._tokenizer = AutoTokenizer.from_pretrained(str(path))
+        # The tokenizers library alone, not transformers: its import takes seconds, and
+        # the node loads this while it already segments frames.
+        self._tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self._tokenizer.enable_truncation(max_length=_max_tokens(path))
         options = onnxruntime.SessionOptions()
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        tokens = self._tokenizer(texts, return_tensors="np", padding=True, truncation=True)
-        feeds = {name: tokens[name].astype(np.int64) for name in _INPUTS}
-        hidden = self._session.run(None, feeds)[0]
-        weights = tokens["attention_mask"][:, :, None].astype(np.float32)
+        encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        types = np.array([e.type_ids for e in encodings], dtype=np.int64)
+        hidden = self._session.run(None, dict(zip(_INPUTS, (ids, mask, types), strict=True)))[0]
+        weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         return (pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def _max_tokens(path: Path) -> int:
+    """The truncation length sentence-transformers applies to this model."""
+    config = path / "sentence_bert_config.json"
+    return int(json.loads(config.read_text()).get("max_seq_length", 256)) if config.is_file() else 256
 
 
 def exported_encoder(path: Path) -> Path:

@@ -8,7 +8,15 @@ import pytest
 from fastsam_ros.onnx_runtime import cache_dir
 from fastsam_ros.sentence_encoder import OnnxSentenceEncoder, TorchSentenceEncoder, load_sentence_encoder, model_dir
 
-TEXTS = ["bus", "a photo of a red double-decker bus", "people", "traffic light", "a dog on a lead"]
+TEXTS = [
+    "bus",
+    "a photo of a red double-decker bus",
+    "people",
+    "traffic light",
+    "a dog on a lead",
+    "Ünïcode, punctuation!? and UPPER case",
+    " ".join(["a very long prompt"] * 100),
+]
 
 
 @pytest.fixture(scope="module")
