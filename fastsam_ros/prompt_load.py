@@ -15,6 +15,8 @@ import time
 
 import rclpy
 from geometry_msgs.msg import Point
+from rclpy.client import Client
+from rclpy.node import Node
 
 from fastsam_ros.ros_graph import stamp_to_ns
 from fastsam_ros.srv import PointPrompt
@@ -36,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         print("prompt service not available", file=sys.stderr)
         return 1
     request = PointPrompt.Request(points=[Point(x=args.x, y=args.y)], labels=[1])
+    if not _first_answer(node, client, request, timeout=60.0):
+        print("prompt service never answered", file=sys.stderr)
+        return 1
     unanswered = 0
     with open(args.out, "w") as out:
         start = next_call = time.monotonic()
@@ -61,6 +66,23 @@ def main(argv: list[str] | None = None) -> int:
     node.destroy_node()
     rclpy.shutdown()
     return 0
+
+
+def _first_answer(node: Node, client: Client, request: PointPrompt.Request, timeout: float) -> bool:
+    """Call until one answer arrives; only then is the connection fully matched.
+
+    A service can look ready to a new client before the server has matched the
+    client's response reader; a response sent in that window is lost. Calls made
+    before the first answer are therefore retried, not counted.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        future = client.call_async(request)
+        rclpy.spin_until_future_complete(node, future, timeout_sec=2.0)
+        if future.done():
+            return True
+        client.remove_pending_request(future)
+    return False
 
 
 if __name__ == "__main__":
