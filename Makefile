@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both set up .venv first.
-.PHONY: setup demo test lint format bench soak clean
+.PHONY: setup demo test test-unit lint format bench soak clean
 
 VENV := .venv
 ACTIVATE := . $(VENV)/bin/activate
@@ -10,8 +10,13 @@ setup:
 demo: setup
 	@$(ACTIVATE) && fastsam_demo --output demo_output
 
+# Lint (style and layer contracts), then every test: unit, graph (real node over DDS), system.
 test: setup
-	@$(ACTIVATE) && ruff check . && ruff format --check . && pytest -ra test
+	@$(ACTIVATE) && ruff check . && ruff format --check . && lint-imports && pytest -ra test
+
+# The in-process tests only (no node process, no DDS): seconds to a minute.
+test-unit: setup
+	@$(ACTIVATE) && pytest -ra test/unit
 
 bench: setup
 	@$(ACTIVATE) && fastsam_bench --output docs/PERFORMANCE.md
@@ -20,7 +25,7 @@ soak: setup
 	@$(ACTIVATE) && fastsam_soak --frames 2000 --clients 4 --rate 50
 
 lint: setup
-	@$(ACTIVATE) && ruff check . && ruff format --check .
+	@$(ACTIVATE) && ruff check . && ruff format --check . && lint-imports
 
 format: setup
 	@$(ACTIVATE) && ruff format . && ruff check --fix .

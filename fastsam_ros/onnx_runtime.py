@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from fastsam_ros.model_loading import ModelLoadError
+from fastsam_ros.model_errors import ModelLoadError
 
 EXPORT_PACKAGES = ("onnx", "onnxslim", "onnxruntime")
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from std_msgs.msg import Header
 
 from fastsam_ros.mask_set import Instance, MaskSet
 from fastsam_ros.msg import InstanceArray
@@ -25,9 +27,16 @@ if TYPE_CHECKING:
     from rclpy.node import Node
     from rclpy.publisher import Publisher
 
-    from fastsam_ros.node import FrameResult
-
 TEXT_BACKENDS = ("clip", "class_names")
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """What prompts need of the latest frame: its masks, pixels and header."""
+
+    masks: MaskSet
+    image: np.ndarray
+    header: Header
 
 
 def merge_instances(masks: MaskSet, indices: list[int]) -> Instance:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from array import array
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
@@ -18,6 +19,15 @@ from fastsam_ros.msg import Obstacle as ObstacleMsg
 from fastsam_ros.obstacles import DepthError, Intrinsics, Obstacle, depth_in_metres
 
 _DEPTH_DTYPES = {"16UC1": np.dtype("<u2"), "32FC1": np.dtype("<f4")}
+
+
+def stamp_to_ns(stamp: Time) -> int:
+    """A message stamp as integer nanoseconds, the core's time unit."""
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def stamp_from_ns(ns: int) -> Time:
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 def image_to_bgr(msg: Image | CompressedImage) -> np.ndarray:
@@ -91,7 +101,7 @@ def msg_to_mask_set(msg: InstanceArray) -> MaskSet:
         height=msg.height,
         width=msg.width,
         instances=tuple(msg_to_instance(instance) for instance in msg.instances),
-        stamp_ns=msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec,
+        stamp_ns=stamp_to_ns(msg.header.stamp),
         frame_id=msg.header.frame_id,
     )
 

@@ -1,27 +1,39 @@
-"""Shared fixtures: the real model, real images, and a real node process over DDS.
+"""Fixtures every kind of test shares: the real model and real photos.
 
-The whole session runs on a private ROS domain with discovery limited to this host,
-so parallel runs and other graphs on the machine cannot interfere.
+Nothing happens at import: the private ROS graph, the Fast DDS profile and the export
+cache are set up by a session fixture, so that `pytest test/...` works from any shell,
+with or without .venv/bin/activate sourced.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fastsam_ros.ros_graph import NodeClient, isolated_ros_env, start_node, stop_node
-
-os.environ.update(isolated_ros_env())
-# ONNX exports of the weights go to a cache of this run, shared with the node processes.
-os.environ["FASTSAM_ROS_CACHE"] = tempfile.mkdtemp(prefix="fastsam_ros_cache_")
-
+ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_environment() -> Iterator[None]:
+    """A private ROS domain on this host, the large-frame DDS profile, and an export cache of this run."""
+    from fastsam_ros.tools.node_driver import isolated_ros_env
+
+    saved = dict(os.environ)
+    os.environ.update(isolated_ros_env())
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(ROOT / "config" / "fastdds_large_frames.xml"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    # ONNX exports of the weights go to a cache of this run, shared with the node processes.
+    os.environ["FASTSAM_ROS_CACHE"] = tempfile.mkdtemp(prefix="fastsam_ros_cache_")
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")
@@ -49,14 +61,14 @@ def node_engine():
 
 @pytest.fixture(scope="session")
 def bus() -> np.ndarray:
-    from fastsam_ros.sample_frames import asset_image
+    from fastsam_ros.tools.sample_frames import asset_image
 
     return asset_image("bus.jpg")
 
 
 @pytest.fixture(scope="session")
 def zidane() -> np.ndarray:
-    from fastsam_ros.sample_frames import asset_image
+    from fastsam_ros.tools.sample_frames import asset_image
 
     return asset_image("zidane.jpg")
 
@@ -64,44 +76,3 @@ def zidane() -> np.ndarray:
 @pytest.fixture(scope="session")
 def bus_masks(engine, bus):
     return engine.segment(bus, stamp_ns=1, frame_id="camera")
-
-
-@pytest.fixture(scope="module")
-def node_graph(tmp_path_factory, request) -> Iterator[NodeClient]:
-    """fastsam_node in its own process, plus a client in this one, on one private graph.
-
-    Test modules may define NODE_PARAMETERS (a list of "name:=value"), NODE_ARGS (more
-    --ros-args arguments), WARM_UP = False for a node that has not seen a frame yet, and
-    NODE_EXECUTABLE = "fastsam_lifecycle_node" for the managed node (left unconfigured).
-    """
-    parameters = getattr(request.module, "NODE_PARAMETERS", [])
-    camera = "/test/camera/image_raw"
-    log = tmp_path_factory.mktemp("node") / "node.log"
-    args = ["-r", f"image:={camera}", "-p", "device:=cpu"]
-    for parameter in parameters:
-        args += ["-p", parameter]
-    args += getattr(request.module, "NODE_ARGS", [])
-    executable = getattr(request.module, "NODE_EXECUTABLE", "fastsam_node")
-    process = start_node(args, dict(os.environ), str(log), executable=executable)
-    client = NodeClient(camera)
-    client.process = process
-    client.log_path = log
-    try:
-        if executable == "fastsam_lifecycle_node":
-            client.wait(lambda: client.node.count_publishers("/fastsam/transition_event") > 0, 120.0, "lifecycle")
-            yield client
-            return
-        if "input:=compressed" in parameters:
-            client.wait(lambda: client.node.count_publishers("/fastsam/instances") > 0, 180.0, "the node's outputs")
-            yield client
-            return
-        client.wait(lambda: client.camera.get_subscription_count() > 0, 180.0, "the node to subscribe")
-        client.wait(lambda: client.node.count_publishers("/fastsam/debug_image") > 0, 30.0, "the node's outputs")
-        if getattr(request.module, "WARM_UP", True):
-            client.warm_up()
-        yield client
-    finally:
-        client.close()
-        code = stop_node(process)
-        time.sleep(0.1)
-        assert code == 0, f"node exited with code {code}:\n{log.read_text()}"

@@ -10,7 +10,7 @@ import yaml
 
 from fastsam_ros import config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_yaml_lists_every_parameter_with_its_default():

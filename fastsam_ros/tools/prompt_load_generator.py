@@ -18,7 +18,7 @@ from geometry_msgs.msg import Point
 from rclpy.client import Client
 from rclpy.node import Node
 
-from fastsam_ros.ros_graph import stamp_to_ns
+from fastsam_ros.ros_convert import stamp_to_ns
 from fastsam_ros.srv import PointPrompt
 
 

@@ -13,7 +13,7 @@ import torch
 from fastsam_ros.mask_set import MaskSet
 from fastsam_ros.text_prompts import ClassNameBackend, ClipBackend, TextEmbeddingCache, TextPromptError
 
-TINY_CLIP = str(Path(__file__).parent / "data" / "tiny-clip.json")
+TINY_CLIP = str(Path(__file__).parents[1] / "data" / "tiny-clip.json")
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fastsam_ros.ros_graph import NodeProcess, isolated_ros_env
-from fastsam_ros.sample_frames import camera_frames
+from fastsam_ros.tools.node_driver import NodeProcess, isolated_ros_env
+from fastsam_ros.tools.sample_frames import camera_frames
 
 GROWTH_LIMIT_MB = 50.0
 LATENCY_RATIO_LIMIT = 1.2
@@ -84,7 +84,7 @@ def run_soak(workdir: Path, frames: int, clients: int, rate: float, width: int =
     stop_file = workdir / "stop"
     loads = [
         subprocess.Popen(
-            [sys.executable, "-m", "fastsam_ros.prompt_load", "--rate", str(rate), "--duration", "3600",
+            [sys.executable, "-m", "fastsam_ros.tools.prompt_load_generator", "--rate", str(rate), "--duration", "3600",
              "--x", str(width / 2), "--y", str(height / 2), "--out", str(workdir / f"client{i}.jsonl"),
              "--stop-file", str(stop_file)],
             env=isolated_ros_env(int(driver.context.get_domain_id())),

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fastsam_ros.ros_convert import msg_to_mask_set
+from fastsam_ros.ros_convert import msg_to_mask_set, stamp_from_ns, stamp_to_ns
 
 
 def _image_array(msg, dtype, channels):
@@ -58,8 +58,6 @@ def _send_raw(node_graph, encoding, height, width, step, data) -> int:
 
     from sensor_msgs.msg import Image
 
-    from fastsam_ros.ros_graph import stamp_from_ns
-
     stamp = time.time_ns()
     msg = Image(height=height, width=width, encoding=encoding, step=step, data=data)
     msg.header.stamp = stamp_from_ns(stamp)
@@ -68,7 +66,6 @@ def _send_raw(node_graph, encoding, height, width, step, data) -> int:
 
 
 def test_bad_frames_are_refused_and_the_node_keeps_serving(node_graph, zidane):
-    from fastsam_ros.ros_graph import stamp_to_ns
 
     bad = [
         _send_raw(node_graph, "16UC1", 4, 4, 8, bytes(32)),
@@ -86,7 +83,7 @@ def test_bad_frames_are_refused_and_the_node_keeps_serving(node_graph, zidane):
 
 
 def test_frame_size_changes_mid_stream(node_graph, bus, zidane):
-    from fastsam_ros.sample_frames import resized
+    from fastsam_ros.tools.sample_frames import resized
 
     for image in (bus, zidane, resized(zidane, 640, 480), bus):
         result = node_graph.result_for(node_graph.send(image))
@@ -96,11 +93,11 @@ def test_frame_size_changes_mid_stream(node_graph, bus, zidane):
 
 
 def _stamp(msg) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    return stamp_to_ns(msg.header.stamp)
 
 
 def test_4k_frame_is_segmented(node_graph, bus):
-    from fastsam_ros.sample_frames import resized
+    from fastsam_ros.tools.sample_frames import resized
 
     frame = resized(bus, 3840, 2160)
     result = node_graph.result_for(node_graph.send(frame), timeout=120.0)

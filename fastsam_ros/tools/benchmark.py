@@ -23,8 +23,8 @@ from fastsam_ros.engine import EngineSettings, SegmentationEngine
 from fastsam_ros.model_loading import load_model
 from fastsam_ros.prompts import select_by_box, select_by_points
 from fastsam_ros.ros_convert import mask_set_to_msg
-from fastsam_ros.ros_graph import NodeProcess
-from fastsam_ros.sample_frames import camera_frames, mosaic
+from fastsam_ros.tools.node_driver import NodeProcess
+from fastsam_ros.tools.sample_frames import camera_frames, mosaic
 
 RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080)}
 PROMPT_CONF = 0.1
@@ -209,7 +209,7 @@ def bench_node(node: NodeProcess, report: Report, raw_medians: dict[str, float],
     First with only ~/instances subscribed, then with a viewer on ~/label_image and
     ~/debug_image as well, which makes the node render them.
     """
-    from fastsam_ros.ros_graph import NodeClient
+    from fastsam_ros.tools.node_driver import NodeClient
 
     inference = _node_rows(node.client, report, raw_medians, frames_per_res, "")
     viewer = NodeClient(node.camera, name="fastsam_bench_viewer", outputs=("label_image", "debug_image"))

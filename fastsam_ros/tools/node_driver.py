@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
-from builtin_interfaces.msg import Time
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from fastsam_ros.msg import InstanceArray
-from fastsam_ros.ros_convert import array_to_image
+from fastsam_ros.ros_convert import array_to_image, stamp_from_ns, stamp_to_ns
 
 OUTPUTS = {"instances": InstanceArray, "label_image": Image, "debug_image": Image, "selection": InstanceArray}
 
@@ -71,14 +70,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, spin: Callable[[],
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
         spin()
-
-
-def stamp_from_ns(ns: int) -> Time:
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
-def stamp_to_ns(stamp: Time) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 class NodeClient:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 PACKAGE_FILES = ("CMakeLists.txt", "package.xml", "msg", "srv", "fastsam_ros", "scripts", "launch", "config", "rviz")

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from fastsam_ros.engine import SegmentationEngine
-from fastsam_ros.model_loading import ModelLoadError, load_model, resolve_runtime
+from fastsam_ros.model_errors import ModelLoadError
+from fastsam_ros.model_loading import load_model, resolve_runtime
 from fastsam_ros.onnx_runtime import cache_dir
 
 

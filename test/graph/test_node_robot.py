@@ -12,9 +12,8 @@ from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
 from fastsam_ros.msg import ObstacleArray
-from fastsam_ros.ros_convert import array_to_image, msg_to_mask_set
-from fastsam_ros.ros_graph import stamp_from_ns, stamp_to_ns
-from fastsam_ros.sample_frames import asset_image, panned
+from fastsam_ros.ros_convert import array_to_image, msg_to_mask_set, stamp_from_ns, stamp_to_ns
+from fastsam_ros.tools.sample_frames import asset_image, panned
 
 NODE_PARAMETERS = ["tracker:=bytetrack"]
 NODE_ARGS = ["-r", "depth:=/test/camera/depth", "-r", "camera_info:=/test/camera/camera_info"]

@@ -8,7 +8,7 @@ import cv2
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage
 
-from fastsam_ros.ros_graph import stamp_from_ns
+from fastsam_ros.ros_convert import stamp_from_ns, stamp_to_ns
 
 NODE_PARAMETERS = ["input:=compressed"]
 NODE_ARGS = ["-r", "image/compressed:=/test/camera/image_raw/compressed"]
@@ -41,7 +41,7 @@ def test_jpeg_frames_and_corrupt_data(node_graph, zidane):
     empty = send(b"")
     good = send(jpeg)
     assert node_graph.result_for(good).width == 1280
-    published = {m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec for m in node_graph.received["instances"]}
+    published = {stamp_to_ns(m.header.stamp) for m in node_graph.received["instances"]}
     assert corrupt not in published and empty not in published
     log = node_graph.log_path.read_text()
     assert "could not be decoded" in log or "no data" in log

@@ -9,8 +9,7 @@ import pytest
 from geometry_msgs.msg import Point
 
 from fastsam_ros.msg import BoundingBox
-from fastsam_ros.ros_convert import msg_to_instance, msg_to_mask_set
-from fastsam_ros.ros_graph import stamp_to_ns
+from fastsam_ros.ros_convert import msg_to_instance, msg_to_mask_set, stamp_to_ns
 from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
 
 NODE_PARAMETERS = ["text_backend:=auto"]
@@ -137,7 +136,7 @@ def test_readme_python_client_works(node_graph, bus, args, expected):
     from pathlib import Path
 
     node_graph.first_result(bus)
-    script = Path(__file__).resolve().parents[1] / "examples" / "prompt_client.py"
+    script = Path(__file__).resolve().parents[2] / "examples" / "prompt_client.py"
     output = subprocess.run(
         [sys.executable, str(script), *args], capture_output=True, text=True, timeout=120, check=True
     ).stdout

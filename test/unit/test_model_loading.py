@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastsam_ros.model_loading import ModelLoadError, bundled_weights_path, load_model, resolve_device
+from fastsam_ros.model_errors import ModelLoadError
+from fastsam_ros.model_loading import bundled_weights_path, load_model, resolve_device
 
 
 def test_default_weights_are_bundled_offline(loaded_model):
