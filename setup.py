@@ -15,8 +15,8 @@ setup(
     python_requires=">=3.10",
     entry_points={
         "console_scripts": [
-            "fastsam_node = fastsam_ros.node:main",
-            "fastsam_lifecycle_node = fastsam_ros.lifecycle_node:main",
+            "fastsam_node = fastsam_ros.process:node_main",
+            "fastsam_lifecycle_node = fastsam_ros.process:lifecycle_main",
             "fastsam_demo = fastsam_ros.tools.demo:main",
             "fastsam_bench = fastsam_ros.tools.benchmark:main",
             "fastsam_soak = fastsam_ros.tools.soak:main",

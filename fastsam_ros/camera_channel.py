@@ -1,14 +1,17 @@
-"""One camera served by the node: its topics, publishers and per-camera state.
+"""One camera served by the node: its whole path from message in to every output published.
 
 A node serves one camera on its own topics ('image', '~/instances', ...) or several,
-each under its name ('front/image', '~/front/instances', ...). Every camera keeps its
-own latest result, tracker, depth pairing and prompt services; only the model and the
-forward pass are shared.
+each under its name ('front/image', '~/front/instances', ...). The channel owns that
+camera's subscriptions and their handlers, the checks made on arrival, decoding, depth
+pairing, the per-camera pipeline (tracker, obstacles), the latest result that prompts
+read, the prompt services and every publisher. Only the model, the mailbox and the
+worker are shared, and they belong to the node.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,17 +20,49 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
+from fastsam_ros.frame_mailbox import LatestFrameMailbox
+from fastsam_ros.health import HealthMonitor
+from fastsam_ros.image_codec import ImageDecodeError
+from fastsam_ros.mask_set import MaskSet
+from fastsam_ros.memory import release_freed_memory
 from fastsam_ros.msg import InstanceArray, ObstacleArray
-from fastsam_ros.obstacles import DepthError, DepthPairer, Intrinsics
+from fastsam_ros.obstacles import DepthError, DepthPairer, Intrinsics, roi_polygon
 from fastsam_ros.perception import Perception
-from fastsam_ros.prompt_service import PromptService, TextBackends
-from fastsam_ros.ros_convert import depth_to_metres, intrinsics_from, stamp_to_ns
+from fastsam_ros.prompt_service import FrameResult, PromptService
+from fastsam_ros.prompts import PromptLimits
+from fastsam_ros.rendering import draw_overlay
+from fastsam_ros.ros_convert import (
+    array_to_image,
+    check_depth_header,
+    check_header,
+    depth_to_metres,
+    image_to_bgr,
+    intrinsics_from,
+    mask_set_to_msg,
+    message_bytes,
+    obstacles_to_msg,
+    stamp_to_ns,
+)
+from fastsam_ros.ros_markers import obstacle_markers
 from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
+from fastsam_ros.text_prompts import TextBackends
 
 if TYPE_CHECKING:
     from rclpy.node import Node
 
-    from fastsam_ros.prompt_service import FrameResult
+LATEST_ONLY = QoSProfile(
+    depth=1,
+    reliability=qos_profile_sensor_data.reliability,
+    durability=qos_profile_sensor_data.durability,
+    history=qos_profile_sensor_data.history,
+)
+"""Sensor-data QoS keeping one sample, for depth and camera_info: only the newest is wanted, and
+the transport keeps a buffer as large as the largest message for every sample it may hold.
+(Camera frames keep the sensor-data depth of 5, so that a burst reaches the node and its
+drops are counted by the mailbox.)"""
+
+BIG_MESSAGE_BYTES = 16 * 2**20
+"""After a message this large is let go, freed heap pages go back to the system."""
 
 
 def camera_topic(camera: str, name: str) -> str:
@@ -35,63 +70,137 @@ def camera_topic(camera: str, name: str) -> str:
     return f"{camera}/{name}" if camera else name
 
 
+@dataclass(frozen=True)
+class ReceivedFrame:
+    """A camera message waiting for the worker, and when it arrived (for the latency figure)."""
+
+    msg: Image | CompressedImage
+    received: float
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    """The run-time parameters a channel reads, swapped as a whole when one changes."""
+
+    max_pixels: int
+    depth_slop_s: float
+    prompt_limits: PromptLimits
+
+
 class CameraChannel:
-    def __init__(self, node: Node, camera: str, compressed: bool) -> None:
+    def __init__(self, node: Node, camera: str, compressed: bool, health: HealthMonitor) -> None:
         self.camera = camera
         self.compressed = compressed
         self.image_topic = camera_topic(camera, "image/compressed" if compressed else "image")
         self._node = node
-
-        def private(name: str) -> str:
-            return "~/" + camera_topic(camera, name)
-
-        self.instances_pub = node.create_publisher(InstanceArray, private("instances"), 10)
-        self.label_pub = node.create_publisher(Image, private("label_image"), 5)
-        self.debug_pub = node.create_publisher(Image, private("debug_image"), 5)
-        self.selection_pub = node.create_publisher(InstanceArray, private("selection"), 10)
-        self.obstacles_pub = node.create_publisher(ObstacleArray, private("obstacles"), 10)
-        self.markers_pub = node.create_publisher(MarkerArray, private("markers"), 5)
-        self._private = private
+        self._health = health
+        self.instances_pub = node.create_publisher(InstanceArray, self._private("instances"), 10)
+        self.label_pub = node.create_publisher(Image, self._private("label_image"), 5)
+        self.debug_pub = node.create_publisher(Image, self._private("debug_image"), 5)
+        self.selection_pub = node.create_publisher(InstanceArray, self._private("selection"), 10)
+        self.obstacles_pub = node.create_publisher(ObstacleArray, self._private("obstacles"), 10)
+        self.markers_pub = node.create_publisher(MarkerArray, self._private("markers"), 5)
         self.latest: FrameResult | None = None
+        self._perception: Perception | None = None
+        self._prompts: PromptService | None = None
+        self._settings: ChannelSettings | None = None
+        self._depth = DepthPairer(0)
+        self._camera_info: CameraInfo | None = None
+        self._mailbox: LatestFrameMailbox[ReceivedFrame] | None = None
+        self._entities: list[Any] = []
 
-    def configure(self, perception: Perception, text_backends: TextBackends, depth_slop_s: float) -> None:
+    def _private(self, name: str) -> str:
+        return "~/" + camera_topic(self.camera, name)
+
+    @property
+    def perception(self) -> Perception:
+        if self._perception is None:
+            raise RuntimeError(f"camera channel '{self.camera}' is not configured")
+        return self._perception
+
+    def configure(self, perception: Perception, text_backends: TextBackends, settings: ChannelSettings) -> None:
         """Fresh per-camera state around a newly loaded model."""
-        self.perception = perception
-        self.prompts = PromptService(
-            self._node, lambda: self.latest, text_backends, self.selection_pub, self.image_topic
+        self._perception = perception
+        self._settings = settings
+        self._prompts = PromptService(
+            self._node,
+            lambda: self.latest,
+            lambda: self.settings.prompt_limits,
+            text_backends,
+            self.selection_pub,
+            self.image_topic,
         )
-        self.depth = DepthPairer(round(depth_slop_s * 1e9))
-        self.camera_info: CameraInfo | None = None
+        self._depth = DepthPairer(round(settings.depth_slop_s * 1e9))
+        self._camera_info = None
         self.latest = None
+
+    @property
+    def settings(self) -> ChannelSettings:
+        if self._settings is None:
+            raise RuntimeError(f"camera channel '{self.camera}' is not configured")
+        return self._settings
+
+    def apply(self, settings: ChannelSettings) -> None:
+        """Run-time parameter changes, from the next message on."""
+        self._settings = settings
+        self._depth.slop_ns = round(settings.depth_slop_s * 1e9)
 
     def release(self) -> None:
-        for name in ("perception", "prompts", "depth", "camera_info"):
-            if hasattr(self, name):
-                delattr(self, name)
+        self._perception = self._prompts = self._settings = None
+        self._camera_info = None
+        self._depth = DepthPairer(0)
         self.latest = None
 
-    def start(
-        self, on_image: Callable[[Image | CompressedImage, str], None], qos: QoSProfile, prompt_group: CallbackGroup
-    ) -> list[Any]:
-        """Subscriptions and services; the caller destroys them on stop."""
-        node = self._node
+    def start(self, mailbox: LatestFrameMailbox[ReceivedFrame], qos: QoSProfile, prompt_group: CallbackGroup) -> None:
+        """Subscribe and offer the services; frames that pass the arrival checks go to the mailbox."""
+        node, prompts = self._node, self._prompts
+        assert prompts is not None, "configure before start"
+        self._mailbox = mailbox
         image_type = CompressedImage if self.compressed else Image
-        return [
-            node.create_subscription(image_type, self.image_topic, lambda msg: on_image(msg, self.camera), qos),
+        self._entities = [
+            node.create_subscription(image_type, self.image_topic, self._on_image, qos),
+            node.create_subscription(Image, camera_topic(self.camera, "depth"), self._on_depth, LATEST_ONLY),
             node.create_subscription(
-                Image, camera_topic(self.camera, "depth"), self._on_depth, qos_profile_sensor_data
+                CameraInfo, camera_topic(self.camera, "camera_info"), self._on_camera_info, LATEST_ONLY
             ),
-            node.create_subscription(
-                CameraInfo, camera_topic(self.camera, "camera_info"), self._on_camera_info, qos_profile_sensor_data
-            ),
-            node.create_service(
-                PointPrompt, self._private("prompt_point"), self.prompts.point, callback_group=prompt_group
-            ),
-            node.create_service(BoxPrompt, self._private("prompt_box"), self.prompts.box, callback_group=prompt_group),
-            node.create_service(
-                TextPrompt, self._private("prompt_text"), self.prompts.text, callback_group=prompt_group
-            ),
+            node.create_service(PointPrompt, self._private("prompt_point"), prompts.point, callback_group=prompt_group),
+            node.create_service(BoxPrompt, self._private("prompt_box"), prompts.box, callback_group=prompt_group),
+            node.create_service(TextPrompt, self._private("prompt_text"), prompts.text, callback_group=prompt_group),
         ]
+
+    def stop(self) -> None:
+        for entity in self._entities:
+            if hasattr(entity, "srv_type"):
+                self._node.destroy_service(entity)
+            else:
+                self._node.destroy_subscription(entity)
+        self._entities = []
+        self._mailbox = None
+
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        """Cheap checks on arrival (header fields, a compressed frame's declared size), then the mailbox."""
+        received = time.perf_counter()
+        self._health.received()
+        mailbox = self._mailbox
+        try:
+            check_header(msg, self.settings.max_pixels)
+        except ImageDecodeError as error:
+            self.refuse(error)
+            if message_bytes(msg) > BIG_MESSAGE_BYTES:
+                del msg
+                release_freed_memory()
+            return
+        if mailbox is not None and mailbox.put(ReceivedFrame(msg, received), self.camera):
+            self._health.dropped()
+
+    def refuse(self, error: Exception) -> None:
+        """A bad frame is reported and dropped; it never displaces a good waiting frame."""
+        self._health.rejected()
+        self._node.get_logger().warning(f"{self._label}frame refused: {error}", throttle_duration_sec=2.0)
+
+    def decode(self, frame: ReceivedFrame) -> np.ndarray:
+        """BGR pixels of a frame the worker took; raises ImageDecodeError."""
+        return image_to_bgr(frame.msg, self.settings.max_pixels)
 
     def wants_obstacles(self) -> bool:
         """Obstacles cost time: compute them only while someone listens."""
@@ -99,20 +208,55 @@ class CameraChannel:
         return any(publisher.get_subscription_count() > 0 for publisher in listening)
 
     def _on_depth(self, msg: Image) -> None:
-        self.depth.add(stamp_to_ns(msg.header.stamp), msg)
+        """Depth is kept only while obstacles are wanted, and only once its header is sane."""
+        big = message_bytes(msg) > BIG_MESSAGE_BYTES
+        try:
+            if self.wants_obstacles():
+                check_depth_header(msg, self.settings.max_pixels)
+                self._depth.add(stamp_to_ns(msg.header.stamp), msg)
+                return
+        except DepthError as error:
+            self._node.get_logger().warning(f"{self._label}depth frame refused: {error}", throttle_duration_sec=5.0)
+        if big:
+            del msg
+            release_freed_memory()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        self.camera_info = msg
+        self._camera_info = msg
 
-    def depth_for(self, stamp_ns: int, shape: tuple[int, ...]) -> np.ndarray | None:
+    def publish(self, frame: ReceivedFrame, image: np.ndarray, masks: MaskSet) -> float:
+        """Track, find obstacles and publish every output of one segmented frame; its latency in ms."""
+        header = frame.msg.header
+        want_obstacles = self.wants_obstacles()
+        depth = self._depth_for(masks.stamp_ns, image.shape) if want_obstacles else None
+        intrinsics = self._intrinsics_for(image.shape) if want_obstacles else None
+        output = self.perception.process_masks(masks, image, depth, intrinsics, want_obstacles)
+        masks = output.masks
+        processing_ms = (time.perf_counter() - frame.received) * 1e3
+        instances = mask_set_to_msg(masks, header, processing_ms)
+        self.latest = FrameResult(masks, image, header, tuple(instances.instances))
+        self.instances_pub.publish(instances)
+        if self.obstacles_pub.get_subscription_count() > 0:
+            self.obstacles_pub.publish(obstacles_to_msg(header, masks, output.obstacles, depth is not None))
+        if self.markers_pub.get_subscription_count() > 0:
+            self.markers_pub.publish(obstacle_markers(header, masks, output.obstacles, intrinsics))
+        if self.label_pub.get_subscription_count() > 0:
+            self.label_pub.publish(array_to_image(masks.label_image(), "mono16", header))
+        if self.debug_pub.get_subscription_count() > 0:
+            roi = roi_polygon(self.perception.obstacle_settings.roi, masks.width, masks.height)
+            overlay = draw_overlay(image, masks, obstacles=output.obstacles, roi=roi)
+            self.debug_pub.publish(array_to_image(overlay, "bgr8", header))
+        return processing_ms
+
+    def _depth_for(self, stamp_ns: int, shape: tuple[int, ...]) -> np.ndarray | None:
         """The depth frame paired with this colour frame, in metres, or None with a warning."""
-        if not self.depth.has_frames:
+        if not self._depth.has_frames:
             return None
-        msg = self.depth.match(stamp_ns)
+        msg = self._depth.match(stamp_ns)
         log = self._node.get_logger()
         if msg is None:
             log.warning(
-                f"{self._label}no depth frame within {self.depth.slop_ns / 1e9} s of the colour frame; "
+                f"{self._label}no depth frame within {self._depth.slop_ns / 1e9} s of the colour frame; "
                 "obstacles have no distance",
                 throttle_duration_sec=5.0,
             )
@@ -136,8 +280,8 @@ class CameraChannel:
             )
         return depth
 
-    def intrinsics_for(self, shape: tuple[int, ...]) -> Intrinsics | None:
-        info = self.camera_info
+    def _intrinsics_for(self, shape: tuple[int, ...]) -> Intrinsics | None:
+        info = self._camera_info
         if info is None:
             return None
         if (info.height, info.width) != shape[:2]:

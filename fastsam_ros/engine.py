@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import torch
 
+from fastsam_ros.config import default_of
 from fastsam_ros.mask_set import Instance, MaskSet
 from fastsam_ros.model_loading import LoadedModel
 
@@ -26,11 +27,11 @@ from fastsam_ros.model_loading import LoadedModel
 class EngineSettings:
     """Inference settings that may change between frames without reloading weights."""
 
-    imgsz: int = 640
-    conf: float = 0.25
-    iou: float = 0.7
-    max_det: int = 300
-    retina_masks: bool = True
+    imgsz: int = default_of("imgsz")
+    conf: float = default_of("conf")
+    iou: float = default_of("iou")
+    max_det: int = default_of("max_det")
+    retina_masks: bool = default_of("retina_masks")
 
 
 @dataclass

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-OK, WARN = 0, 1
+OK, WARN, ERROR = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,9 @@ class HealthMonitor:
         self._dropped: deque[float] = deque()
         self._received: deque[float] = deque()
         self._passes: deque[tuple[float, int]] = deque()
-        self.totals = {"processed": 0, "dropped": 0, "rejected": 0, "passes": 0}
+        self.totals = {"processed": 0, "dropped": 0, "rejected": 0, "failed": 0, "passes": 0, "worker restarts": 0}
         self._last_processed: float | None = None
+        self._worker_fault: str | None = None
 
     def received(self, now: float | None = None) -> None:
         with self._lock:
@@ -56,6 +57,7 @@ class HealthMonitor:
         with self._lock:
             self._processed.append((stamp, latency_ms))
             self._last_processed = stamp
+            self._worker_fault = None
             self.totals["processed"] += 1
 
     def dropped(self, count: int = 1, now: float | None = None) -> None:
@@ -72,8 +74,20 @@ class HealthMonitor:
             self.totals["passes"] += 1
 
     def rejected(self) -> None:
+        """A frame refused as bad input (its encoding, size or data)."""
         with self._lock:
             self.totals["rejected"] += 1
+
+    def failed(self, frames: int = 1) -> None:
+        """Frames that were valid input but failed inside the pipeline (a bug or a runtime error)."""
+        with self._lock:
+            self.totals["failed"] += frames
+
+    def worker_restarted(self, reason: str) -> None:
+        """The inference worker died and was restarted: an error until the next processed frame."""
+        with self._lock:
+            self.totals["worker restarts"] += 1
+            self._worker_fault = reason
 
     def report(self, now: float | None = None, extra: dict[str, str] | None = None) -> HealthReport:
         now = now if now is not None else time.monotonic()
@@ -89,6 +103,7 @@ class HealthMonitor:
             received, dropped = len(self._received), len(self._dropped)
             last = self._last_processed
             totals = dict(self.totals)
+            fault = self._worker_fault
         p50 = float(np.percentile(latencies, 50)) if latencies else float("nan")
         p95 = float(np.percentile(latencies, 95)) if latencies else float("nan")
         drop_ratio = dropped / received if received else 0.0
@@ -99,7 +114,9 @@ class HealthMonitor:
             problems.append(f"{drop_ratio:.0%} of frames dropped (limit {self.limits.max_drop_ratio:.0%})")
         if last is not None and now - last > self.limits.stale_after_s:
             problems.append(f"no frame processed for {now - last:.0f} s")
-        if problems:
+        if fault is not None:
+            level, message = ERROR, "; ".join([f"inference worker died and was restarted: {fault}", *problems])
+        elif problems:
             level, message = WARN, "; ".join(problems)
         elif last is None:
             level, message = OK, "waiting for the first frame"
@@ -114,6 +131,8 @@ class HealthMonitor:
             "frames processed": str(totals["processed"]),
             "frames dropped": str(totals["dropped"]),
             "frames rejected": str(totals["rejected"]),
+            "frames failed": str(totals["failed"]),
+            "worker restarts": str(totals["worker restarts"]),
             "forward passes": str(totals["passes"]),
             "frames per forward pass": f"{np.mean(batch_sizes):.2f}" if batch_sizes else "nan",
             **(extra or {}),

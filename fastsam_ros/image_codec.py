@@ -6,10 +6,16 @@ without ROS; the node only unpacks the message fields.
 
 from __future__ import annotations
 
+import io
+import warnings
+
 import numpy as np
 
 MAX_PIXELS = 7680 * 4320
-"""Frames above 8K are refused: decoding them alone would stall the pipeline."""
+"""Default limit (8K): larger frames are refused, since decoding them alone would stall the pipeline."""
+
+COMPRESSED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP")
+"""What CompressedImage frames may hold; their size is read from the header before decoding."""
 
 _CHANNELS = {"bgr8": 3, "rgb8": 3, "mono8": 1, "bgra8": 4, "rgba8": 4, "8UC3": 3, "8UC1": 1, "8UC4": 4}
 SUPPORTED_ENCODINGS = tuple(_CHANNELS)
@@ -19,7 +25,7 @@ class ImageDecodeError(ValueError):
     """A frame that cannot be segmented; the message names the reason."""
 
 
-def check_raw(encoding: str, height: int, width: int, step: int, size: int) -> None:
+def check_raw(encoding: str, height: int, width: int, step: int, size: int, max_pixels: int = MAX_PIXELS) -> None:
     """Refuse a raw image from its header fields alone, before any pixel is touched."""
     channels = _CHANNELS.get(encoding)
     if channels is None:
@@ -27,8 +33,7 @@ def check_raw(encoding: str, height: int, width: int, step: int, size: int) -> N
         raise ImageDecodeError(f"unsupported encoding '{encoding}' (supported: {supported})")
     if height <= 0 or width <= 0:
         raise ImageDecodeError(f"zero-size image ({width}x{height})")
-    if height * width > MAX_PIXELS:
-        raise ImageDecodeError(f"image {width}x{height} exceeds the {MAX_PIXELS}-pixel limit")
+    _check_pixels(width, height, max_pixels)
     row_bytes = width * channels
     if step < row_bytes:
         raise ImageDecodeError(f"step {step} is shorter than a row ({width} px x {channels} bytes = {row_bytes})")
@@ -36,12 +41,19 @@ def check_raw(encoding: str, height: int, width: int, step: int, size: int) -> N
         raise ImageDecodeError(f"data has {size} bytes, expected step x height = {step * height}")
 
 
-def decode_raw(encoding: str, height: int, width: int, step: int, data: bytes | memoryview) -> np.ndarray:
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageDecodeError(f"image {width}x{height} exceeds the {max_pixels}-pixel limit (parameter max_pixels)")
+
+
+def decode_raw(
+    encoding: str, height: int, width: int, step: int, data: bytes | memoryview, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
     """An (H, W, 3) uint8 BGR array from a raw image buffer.
 
     Rows may be padded (step > width * channels); the padding is skipped without a copy.
     """
-    check_raw(encoding, height, width, step, len(data))
+    check_raw(encoding, height, width, step, len(data), max_pixels)
     channels = _CHANNELS[encoding]
     row_bytes = width * channels
     buffer = np.frombuffer(data, dtype=np.uint8).reshape(height, step)[:, :row_bytes]
@@ -66,15 +78,60 @@ def to_bgr(pixels: np.ndarray, encoding: str) -> np.ndarray:
     raise ImageDecodeError(f"unsupported encoding '{encoding}'")
 
 
-def decode_compressed(data: bytes | memoryview) -> np.ndarray:
-    """An (H, W, 3) BGR array from JPEG/PNG bytes."""
-    import cv2
+def compressed_size(data: bytes | memoryview, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of a compressed frame read from its header alone, refused over max_pixels.
 
+    A few hundred bytes can declare a 65000x65000 image; decoding it first would take
+    gigabytes and seconds (or make OpenCV raise), so the size is checked before any decode.
+    """
     if len(data) == 0:
         raise ImageDecodeError("compressed image has no data")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if len(data) > 4 * max_pixels:
+        raise ImageDecodeError(f"compressed image has {len(data)} bytes, more than any frame within max_pixels")
+    width, height = _header_size(data)
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError(f"zero-size image ({width}x{height})")
+    _check_pixels(width, height, max_pixels)
+    return width, height
+
+
+def _header_size(data: bytes | memoryview) -> tuple[int, int]:
+    """Width and height from the header, through PIL's format parsers.
+
+    The parsers are called directly rather than through ``PIL.Image.open``, which
+    ultralytics replaces with a version that tries to pip-install a HEIF plugin when it
+    meets data it cannot identify, and which checks sizes against its own limit.
+    """
+    from PIL import Image as PilImage
+
+    PilImage.init()
+    prefix = bytes(data[:16])
+    for kind in COMPRESSED_FORMATS:
+        factory, accept = PilImage.OPEN[kind]
+        if accept is not None and not accept(prefix):
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with factory(io.BytesIO(data), None) as header:
+                    return header.size
+        except Exception:  # PIL raises several kinds for truncated or corrupt headers
+            break
+    kinds = ", ".join(COMPRESSED_FORMATS)
+    raise ImageDecodeError(f"compressed image data ({len(data)} bytes) could not be decoded: not a {kinds} image")
+
+
+def decode_compressed(data: bytes | memoryview, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """An (H, W, 3) BGR array from JPEG/PNG/BMP/WebP bytes whose header is within max_pixels."""
+    import cv2
+
+    width, height = compressed_size(data, max_pixels)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as error:
+        raise ImageDecodeError(f"compressed image could not be decoded: {error.err}") from None
     if image is None:
         raise ImageDecodeError(f"compressed image data ({len(data)} bytes) could not be decoded")
-    if image.shape[0] * image.shape[1] > MAX_PIXELS:
-        raise ImageDecodeError(f"image {image.shape[1]}x{image.shape[0]} exceeds the {MAX_PIXELS}-pixel limit")
+    if image.shape[:2] != (height, width):
+        raise ImageDecodeError(f"decoded image is {image.shape[1]}x{image.shape[0]}, its header said {width}x{height}")
     return image

@@ -4,29 +4,36 @@ unconfigured --configure--> inactive: parameters validated, model loaded
 inactive --activate--> active: frames taken in, services offered
 active --deactivate--> inactive: no subscription, no inference, no growth
 inactive --cleanup--> unconfigured: model released (GPU memory too)
+
+Parameters are validated from construction on, also while unconfigured, and configure
+reads their current values: a configure that failed succeeds once they are corrected.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
+from fastsam_ros.config import ConfigError
 from fastsam_ros.model_errors import ModelLoadError
-from fastsam_ros.node import ConfigError, FastSamBehaviour, init_ros, run_node
+from fastsam_ros.node import FastSamBehaviour
 
 
 class FastSamLifecycleNode(FastSamBehaviour, LifecycleNode):
     def __init__(self, node_name: str = "fastsam", **kwargs: Any) -> None:
         LifecycleNode.__init__(self, node_name, **kwargs)
-        self.values = self._declare_parameters()
+        self._set_up()
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self._configure()
         except (ConfigError, ModelLoadError) as error:
             self.get_logger().error(f"configure failed: {error}")
+            return TransitionCallbackReturn.FAILURE
+        except Exception as error:  # a bug: stay unconfigured and able to try again
+            self.get_logger().error(f"configure failed: {error!r}")
+            self._release()
             return TransitionCallbackReturn.FAILURE
         return TransitionCallbackReturn.SUCCESS
 
@@ -48,12 +55,3 @@ class FastSamLifecycleNode(FastSamBehaviour, LifecycleNode):
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.close()
         return TransitionCallbackReturn.SUCCESS
-
-
-def main(args: list[str] | None = None) -> int:
-    init_ros(args)
-    return run_node(FastSamLifecycleNode())
-
-
-if __name__ == "__main__":
-    sys.exit(main())

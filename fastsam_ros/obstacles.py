@@ -15,10 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from fastsam_ros.config import default_of
 from fastsam_ros.mask_set import MaskSet
-
-DEFAULT_ROI = (0.3, 0.55, 0.7, 0.55, 1.0, 1.0, 0.0, 1.0)
-"""x, y pairs as fractions of the image size: a trapezoid widening towards the robot."""
 
 MEDIAN_SAMPLES = 65536
 """Pixels the median of a large mask is taken over, on a regular grid."""
@@ -44,10 +42,11 @@ class Intrinsics:
 
 @dataclass(frozen=True)
 class ObstacleSettings:
-    roi: tuple[float, ...] = DEFAULT_ROI
-    min_area: int = 400
-    min_overlap: float = 0.05
-    max_distance: float = 0.0
+    roi: tuple[float, ...] = default_of("obstacle_roi")
+    """x, y pairs as fractions of the image size (default: a trapezoid widening towards the robot)."""
+    min_area: int = default_of("obstacle_min_area")
+    min_overlap: float = default_of("obstacle_min_overlap")
+    max_distance: float = default_of("max_distance")
     """Metres; 0 keeps obstacles at any distance."""
 
 

@@ -2,9 +2,10 @@
 
 Semantics follow FastSAM (and ultralytics' ``FastSAMPredictor.prompt``, which the tests
 use as the oracle): coordinates are truncated to whole pixels; a box picks the mask
-with the highest mask-to-box IoU. Unlike the oracle, out-of-range input is refused with
-a PromptError instead of being silently clipped, because a planner that sends a point
-outside the image has a bug it needs to hear about.
+with the highest mask-to-box IoU. Unlike the oracle, a point outside the image is refused
+with a PromptError instead of being silently clipped, because a planner that sends one
+has a bug it needs to hear about; a box partly outside the image is clipped to it (as
+BoxPrompt.srv says) and only a box entirely outside is refused.
 """
 
 from __future__ import annotations
@@ -13,11 +14,50 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fastsam_ros.mask_set import MaskSet
+import numpy as np
+
+from fastsam_ros.mask_set import Instance, MaskSet
 
 
 class PromptError(ValueError):
     """A prompt that cannot be answered; the message says why."""
+
+
+@dataclass(frozen=True)
+class PromptLimits:
+    """Largest requests answered: a prompt's cost grows with its size, and it shares the CPU with inference."""
+
+    max_points: int = 100
+    max_boxes: int = 100
+    max_texts: int = 16
+    max_text_length: int = 200
+
+    def check(self, points: int = 0, boxes: int = 0, texts: Sequence[str] = ()) -> None:
+        """Raise PromptError naming the limit (and its parameter) that a request exceeds."""
+        for count, limit, what, parameter in (
+            (points, self.max_points, "points", "max_prompt_points"),
+            (boxes, self.max_boxes, "boxes", "max_prompt_boxes"),
+            (len(texts), self.max_texts, "texts", "max_prompt_texts"),
+        ):
+            if count > limit:
+                raise PromptError(f"{count} {what} exceed the limit of {limit} per request (parameter {parameter})")
+        longest = max((len(text) for text in texts), default=0)
+        if longest > self.max_text_length:
+            raise PromptError(
+                f"a text of {longest} characters exceeds the limit of {self.max_text_length} "
+                "(parameter max_text_length)"
+            )
+
+
+def merge_instances(masks: MaskSet, indices: list[int]) -> Instance:
+    """One instance covering the union of the selected masks, cropped to its extent."""
+    if not indices:
+        return Instance((0.0, 0.0, 0.0, 0.0), 0.0, -1, "merged", (0, 0), np.zeros((0, 0), dtype=bool))
+    plane = masks.merged_mask(indices)
+    rows, cols = np.nonzero(plane.any(axis=1))[0], np.nonzero(plane.any(axis=0))[0]
+    r1, r2, c1, c2 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    score = max(masks[i].score for i in indices)
+    return Instance((float(c1), float(r1), float(c2), float(r2)), score, -1, "merged", (c1, r1), plane[r1:r2, c1:c2])
 
 
 @dataclass(frozen=True)
@@ -31,7 +71,6 @@ def select_by_points(masks: MaskSet, points: Sequence[tuple[float, float]], labe
 
     With only background points, every mask that no point hits is kept.
     """
-    _require_frame(masks)
     if len(points) == 0:
         raise PromptError("no points given")
     if len(labels) != len(points):
@@ -57,7 +96,6 @@ def select_by_points(masks: MaskSet, points: Sequence[tuple[float, float]], labe
 
 def select_by_box(masks: MaskSet, box: Sequence[float]) -> BoxMatch:
     """The mask with the highest IoU against the box (x1, y1, x2, y2 in pixels)."""
-    _require_frame(masks)
     if len(masks) == 0:
         raise PromptError("the frame has no instances to select from")
     if len(box) != 4:
@@ -78,11 +116,6 @@ def select_by_box(masks: MaskSet, box: Sequence[float]) -> BoxMatch:
         if iou > best.iou:
             best = BoxMatch(index=index, iou=iou)
     return best
-
-
-def _require_frame(masks: MaskSet | None) -> None:
-    if masks is None:
-        raise PromptError("no frame has been segmented yet")
 
 
 def _require_finite(*values: float) -> None:

@@ -10,7 +10,13 @@ from geometry_msgs.msg import Point
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
-from fastsam_ros.image_codec import ImageDecodeError, check_raw, decode_compressed, decode_raw
+from fastsam_ros.image_codec import (
+    MAX_PIXELS,
+    check_raw,
+    compressed_size,
+    decode_compressed,
+    decode_raw,
+)
 from fastsam_ros.mask_encoding import decode_runs, encode_runs
 from fastsam_ros.mask_set import Instance, MaskSet
 from fastsam_ros.msg import BoundingBox, InstanceArray, ObstacleArray
@@ -30,20 +36,36 @@ def stamp_from_ns(ns: int) -> Time:
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
-def image_to_bgr(msg: Image | CompressedImage) -> np.ndarray:
+def image_to_bgr(msg: Image | CompressedImage, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """BGR pixels of a raw or compressed image; raises ImageDecodeError."""
     if isinstance(msg, CompressedImage):
-        return decode_compressed(msg.data)
-    return decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+        return decode_compressed(msg.data, max_pixels)
+    return decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data, max_pixels)
 
 
-def check_header(msg: Image | CompressedImage) -> None:
-    """Cheap checks of a frame's fields; raises ImageDecodeError."""
+def check_header(msg: Image | CompressedImage, max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse a frame before any decoding or copy: a raw frame from its fields, a compressed one
+    from the size its own header declares; raises ImageDecodeError."""
     if isinstance(msg, CompressedImage):
-        if len(msg.data) == 0:
-            raise ImageDecodeError("compressed image has no data")
+        compressed_size(msg.data, max_pixels)
         return
-    check_raw(msg.encoding, msg.height, msg.width, msg.step, len(msg.data))
+    check_raw(msg.encoding, msg.height, msg.width, msg.step, len(msg.data), max_pixels)
+
+
+def message_bytes(msg: Image | CompressedImage) -> int:
+    return len(msg.data)
+
+
+def check_depth_header(msg: Image, max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse a depth frame from its fields alone; raises DepthError."""
+    dtype = _DEPTH_DTYPES.get(msg.encoding)
+    if dtype is None:
+        raise DepthError(f"unsupported depth encoding '{msg.encoding}' (use 16UC1 millimetres or 32FC1 metres)")
+    if msg.height * msg.width > max_pixels:
+        raise DepthError(f"depth image {msg.width}x{msg.height} exceeds the {max_pixels}-pixel limit (max_pixels)")
+    row_bytes = msg.width * dtype.itemsize
+    if msg.height == 0 or msg.width == 0 or msg.step < row_bytes or len(msg.data) != msg.step * msg.height:
+        raise DepthError(f"malformed depth image {msg.width}x{msg.height}, step {msg.step}, {len(msg.data)} bytes")
 
 
 def array_to_image(array: np.ndarray, encoding: str, header: Header | None = None) -> Image:
@@ -106,14 +128,11 @@ def msg_to_mask_set(msg: InstanceArray) -> MaskSet:
     )
 
 
-def depth_to_metres(msg: Image) -> np.ndarray:
+def depth_to_metres(msg: Image, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """float32 metres (NaN = no reading) from a 16UC1 (mm) or 32FC1 (m) image."""
-    dtype = _DEPTH_DTYPES.get(msg.encoding)
-    if dtype is None:
-        raise DepthError(f"unsupported depth encoding '{msg.encoding}' (use 16UC1 millimetres or 32FC1 metres)")
+    check_depth_header(msg, max_pixels)
+    dtype = _DEPTH_DTYPES[msg.encoding]
     row_bytes = msg.width * dtype.itemsize
-    if msg.height == 0 or msg.width == 0 or msg.step < row_bytes or len(msg.data) != msg.step * msg.height:
-        raise DepthError(f"malformed depth image {msg.width}x{msg.height}, step {msg.step}, {len(msg.data)} bytes")
     rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)[:, :row_bytes]
     pixels = rows.copy().view(dtype.newbyteorder(">" if msg.is_bigendian else "<")).reshape(msg.height, msg.width)
     return depth_in_metres(pixels, msg.encoding)

@@ -11,17 +11,20 @@ class matches, then by detection score. Both keep the vectors of recent texts.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from fastsam_ros.mask_set import MaskSet
 from fastsam_ros.sentence_encoder import SentenceEncoder, SentenceEncoderError, load_sentence_encoder
+
+TEXT_BACKENDS = ("clip", "class_names")
 
 MIN_CROP_AREA = 100
 """FastSAM skips masks of 100 pixels or fewer for CLIP: their crops carry no signal."""
@@ -198,3 +201,59 @@ class ClipBackend:
             order = np.argsort(-row, kind="stable")[:top_k]
             matches += [TextMatch(text_index, kept[i], float(row[i])) for i in order]
         return matches
+
+
+class TextBackends:
+    """Text backends by name, loaded once; the default one is loaded in the background."""
+
+    def __init__(
+        self,
+        class_names: dict[int, str],
+        values: dict[str, Any],
+        device: torch.device,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self._class_names = class_names
+        self._values = values
+        self._device = device
+        self._lock = threading.Lock()
+        self._loaded: dict[str, TextBackend | TextPromptError] = {}
+        self._log = log or (lambda message: None)
+        self.default = values["text_backend"]
+        if self.default == "auto":
+            self.default = "class_names" if len(class_names) > 1 else "clip"
+        self._loader = threading.Thread(target=self._load_default, name="text_backend_load")
+        self._loader.start()
+
+    def _load_default(self) -> None:
+        """Frames segmented meanwhile share the CPU with this load, so say when it is over."""
+        started = time.perf_counter()
+        try:
+            self.get(self.default)
+        except TextPromptError as error:
+            self._log(f"text prompts unavailable with the {self.default} backend: {error}")
+            return
+        self._log(f"text prompts ready ({self.default} backend, loaded in {time.perf_counter() - started:.1f} s)")
+
+    def wait_loaded(self, timeout: float | None = None) -> None:
+        """Wait for the background load of the default backend (at shutdown, say)."""
+        self._loader.join(timeout)
+
+    def get(self, name: str) -> TextBackend:
+        if name not in TEXT_BACKENDS:
+            raise TextPromptError(f"unknown text backend '{name}' (known: {', '.join(TEXT_BACKENDS)})")
+        with self._lock:
+            if name not in self._loaded:
+                try:
+                    self._loaded[name] = self._load(name)
+                except TextPromptError as error:
+                    self._loaded[name] = error
+            backend = self._loaded[name]
+        if isinstance(backend, TextPromptError):
+            raise backend
+        return backend
+
+    def _load(self, name: str) -> TextBackend:
+        if name == "class_names":
+            return ClassNameBackend(self._class_names, prefer_onnx=self._values["runtime"] != "torch")
+        return ClipBackend(self._values["clip_model"], self._values["clip_pretrained"], self._device)

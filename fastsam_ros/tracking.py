@@ -22,8 +22,16 @@ class TrackerConfigError(ValueError):
     """The tracker name or its settings file is invalid."""
 
 
+MAX_SETTINGS_BYTES = 64 * 1024
+"""A tracker settings file is a few lines; anything larger is not one (and is not read)."""
+
+
 def tracker_settings(kind: str, config_path: str = "") -> dict[str, Any]:
-    """ultralytics' default settings for a tracker, updated from an optional YAML file."""
+    """ultralytics' default settings for a tracker, updated from an optional YAML file.
+
+    The file may be named by a remote parameter call, so errors say what is wrong with it
+    without ever quoting its content or its key names.
+    """
     from ultralytics.utils import YAML
     from ultralytics.utils.checks import check_yaml
 
@@ -31,19 +39,39 @@ def tracker_settings(kind: str, config_path: str = "") -> dict[str, Any]:
         raise TrackerConfigError(f"unknown tracker '{kind}' (known: {', '.join(TRACKERS)})")
     settings = dict(YAML.load(check_yaml(f"{kind}.yaml")))
     if config_path:
-        path = Path(config_path)
-        if not path.is_file():
-            raise TrackerConfigError(f"tracker settings file '{config_path}' not found")
-        overrides = YAML.load(path) or {}
+        overrides = _read_overrides(Path(config_path), kind)
         unknown = set(overrides) - set(settings)
         if unknown:
-            raise TrackerConfigError(f"unknown {kind} settings in {config_path}: {', '.join(sorted(unknown))}")
+            raise TrackerConfigError(
+                f"'{config_path}' has {len(unknown)} key(s) that are not {kind} settings "
+                f"(known: {', '.join(sorted(settings))})"
+            )
         if overrides.get("tracker_type", kind) != kind:
-            raise TrackerConfigError(f"{config_path} is for '{overrides['tracker_type']}', not '{kind}'")
+            raise TrackerConfigError(f"'{config_path}' is for another tracker type, not '{kind}'")
         settings.update(overrides)
     if settings.get("with_reid"):
         raise TrackerConfigError("BoT-SORT ReID needs a separate model and is not supported; set with_reid: False")
     return settings
+
+
+def _read_overrides(path: Path, kind: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        if not path.is_file():
+            raise TrackerConfigError(f"tracker settings file '{path}' not found")
+        if path.stat().st_size > MAX_SETTINGS_BYTES:
+            raise TrackerConfigError(f"'{path}' is larger than {MAX_SETTINGS_BYTES} bytes: not a tracker settings file")
+        overrides = yaml.safe_load(path.read_bytes())
+    except OSError as error:
+        raise TrackerConfigError(f"'{path}' cannot be read ({error.strerror})") from None
+    except yaml.YAMLError:
+        raise TrackerConfigError(f"'{path}' is not valid YAML") from None
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, dict) or not all(isinstance(key, str) for key in overrides):
+        raise TrackerConfigError(f"'{path}' is not a YAML mapping of {kind} settings")
+    return overrides
 
 
 class InstanceTracker:
@@ -74,6 +102,3 @@ class InstanceTracker:
             for index, instance in enumerate(masks.instances)
         )
         return dataclasses.replace(masks, instances=instances)
-
-    def reset(self) -> None:
-        self._tracker.reset()

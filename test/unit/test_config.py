@@ -21,6 +21,88 @@ def test_yaml_lists_every_parameter_with_its_default():
     assert config.validate(values) == []
 
 
+def test_yaml_and_readme_table_are_rendered_from_the_specs():
+    from fastsam_ros.tools import parameter_docs
+
+    assert (ROOT / "config" / "fastsam.yaml").read_text() == parameter_docs.render_yaml()
+    readme = (ROOT / "README.md").read_text()
+    assert parameter_docs.render_table() in readme
+    for spec in config.PARAMETERS:
+        assert f"| `{spec.name}` |" in readme
+
+
+def test_settings_defaults_follow_the_specs():
+    from fastsam_ros.engine import EngineSettings
+    from fastsam_ros.obstacles import ObstacleSettings
+
+    engine, obstacles = EngineSettings(), ObstacleSettings()
+    for name in ("imgsz", "conf", "iou", "max_det", "retina_masks"):
+        assert getattr(engine, name) == config.default_of(name), name
+    assert obstacles.roi == config.default_of("obstacle_roi")
+    assert obstacles.min_area == config.default_of("obstacle_min_area")
+    assert obstacles.min_overlap == config.default_of("obstacle_min_overlap")
+    assert obstacles.max_distance == config.default_of("max_distance")
+
+
+@pytest.mark.parametrize(
+    ("name", "typed", "value"),
+    [
+        ("max_distance", 5, 5.0),
+        ("conf", 1, 1.0),
+        ("obstacle_roi", [0, 0.5, 1, 0.5, 1, 1], [0.0, 0.5, 1.0, 0.5, 1.0, 1.0]),
+        ("obstacle_roi", (0.1, 0.1, 0.9, 0.1, 0.5, 0.9), [0.1, 0.1, 0.9, 0.1, 0.5, 0.9]),
+    ],
+)
+def test_values_typed_as_people_type_them_are_accepted(name, typed, value):
+    import array
+
+    coerced, reasons = config.coerce({name: typed})
+    assert reasons == [] and coerced[name] == value and type(coerced[name]) is type(value)
+    if isinstance(value, list):
+        from_rclpy = array.array("d", value)  # how rclpy hands over a double array at run time
+        assert config.coerce({name: from_rclpy})[0][name] == value
+    assert config.validate({name: typed}) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("max_det", 10.0, "max_det: expected int, got float"),
+        ("retina_masks", 1, "retina_masks: expected bool, got int"),
+        ("conf", True, "conf: expected float, got bool"),
+        ("obstacle_roi", "0, 0, 1", "obstacle_roi: expected a float list"),
+        ("obstacle_roi", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7], "an even count"),
+        ("conf", float("nan"), "finite"),
+    ],
+)
+def test_values_of_the_wrong_kind_are_refused(name, value, reason):
+    [message] = config.validate({name: value})
+    assert reason in message
+
+
+def test_tracker_settings_files_are_checked_without_quoting_them(tmp_path):
+    secret = tmp_path / "secrets.yaml"
+    secret.write_text("aws_secret_access_key: hunter2\n")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("track_buffer: [unclosed\n")
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n")
+    good = tmp_path / "good.yaml"
+    good.write_text("track_buffer: 60\n")
+    for path, reason in (
+        (secret, "1 key(s) that are not bytetrack settings"),
+        (broken, "is not valid YAML"),
+        (listing, "is not a YAML mapping"),
+        (Path("/etc/passwd"), "not"),
+        (tmp_path / "missing.yaml", "not found"),
+    ):
+        [message] = config.validate({"tracker": "bytetrack", "tracker_config": str(path)})
+        assert message.startswith("tracker_config:") and reason in message, message
+        assert "aws_secret" not in message and "hunter2" not in message and "root:x" not in message
+    assert config.validate({"tracker": "bytetrack", "tracker_config": str(good)}) == []
+    assert config.validate({"tracker_config": str(secret)}, {**config.DEFAULTS, "tracker": "none"}) == []
+
+
 def test_yaml_comments_every_parameter():
     lines = (ROOT / "config" / "fastsam.yaml").read_text().splitlines()
     for index, line in enumerate(lines):

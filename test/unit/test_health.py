@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastsam_ros.health import OK, WARN, HealthLimits, HealthMonitor
+from fastsam_ros.health import ERROR, OK, WARN, HealthLimits, HealthMonitor
 
 
 def test_steady_stream_is_ok_with_its_figures():
@@ -55,3 +55,15 @@ def test_frames_per_forward_pass_shows_batching_in_the_window():
     assert monitor.report(now=5.0).values["frames per forward pass"] == "2.60"
     values = monitor.report(now=7.5).values
     assert values["frames per forward pass"] == "3.67" and values["forward passes"] == "5"
+
+
+def test_a_restarted_worker_is_an_error_until_a_frame_is_processed_again():
+    monitor = HealthMonitor()
+    monitor.processed(50.0, now=0.0)
+    monitor.failed(2)
+    monitor.worker_restarted("RuntimeError('boom')")
+    report = monitor.report(now=1.0)
+    assert report.level == ERROR and "inference worker died and was restarted: RuntimeError('boom')" in report.message
+    assert report.values["frames failed"] == "2" and report.values["worker restarts"] == "1"
+    monitor.processed(50.0, now=1.5)
+    assert monitor.report(now=2.0).level == OK

@@ -65,3 +65,21 @@ def test_compressed_jpeg_and_corrupt_data(zidane):
         decode_compressed(jpeg.tobytes()[:20] + b"garbage")
     with pytest.raises(ImageDecodeError, match="no data"):
         decode_compressed(b"")
+
+
+@pytest.mark.parametrize(
+    ("kind", "width", "height"), [(".jpg", 65000, 65000), (".bmp", 70000, 70000), (".jpg", 8000, 4400)]
+)
+def test_compressed_bombs_are_refused_from_the_header_before_decoding(zidane, kind, width, height):
+    import struct
+
+    data = bytearray(cv2.imencode(kind, cv2.resize(zidane, (64, 40)))[1].tobytes())
+    if kind == ".jpg":
+        at = data.find(b"\xff\xc0")
+        data[at + 5 : at + 9] = struct.pack(">HH", height, width)
+    else:
+        data[18:26] = struct.pack("<ii", width, height)
+    with pytest.raises(ImageDecodeError, match=f"{width}x{height} exceeds the 33177600-pixel limit"):
+        decode_compressed(bytes(data))
+    with pytest.raises(ImageDecodeError, match="exceeds the 800000-pixel limit"):
+        decode_compressed(cv2.imencode(kind, zidane)[1].tobytes(), max_pixels=800_000)

@@ -124,9 +124,7 @@ def test_bad_box_prompts(bus_masks, box, reason):
         select_by_box(bus_masks, box)
 
 
-def test_no_frame_and_empty_frame():
-    with pytest.raises(PromptError, match="no frame"):
-        select_by_points(None, [(1.0, 1.0)], [1])
+def test_empty_frame():
     with pytest.raises(PromptError, match="no instances"):
         select_by_box(MaskSet(height=10, width=10), (0, 0, 5, 5))
     assert select_by_points(MaskSet(height=10, width=10), [(1.0, 1.0)], [1]) == []

@@ -81,8 +81,8 @@ def test_tracker_settings_are_overridable(tmp_path):
     ("kind", "content", "reason"),
     [
         ("kalman", None, "unknown tracker"),
-        ("bytetrack", "track_bufer: 5\n", "unknown bytetrack settings"),
-        ("bytetrack", "tracker_type: botsort\n", "is for 'botsort'"),
+        ("bytetrack", "track_bufer: 5\n", "1 key\\(s\\) that are not bytetrack settings"),
+        ("bytetrack", "tracker_type: botsort\n", "is for another tracker type"),
         ("botsort", "with_reid: True\n", "ReID"),
     ],
 )

@@ -1,0 +1,143 @@
+"""The node processes' entry points: signals from the first instruction on, then ROS.
+
+Signal handlers are installed before the heavy imports (torch takes seconds), so a
+SIGINT or SIGTERM at any moment ends the process cleanly with exit code 0: during
+start-up it interrupts the start, while running it asks the spin loop to stop, and
+during shutdown further signals are ignored. Without HOME, ROS logging gets a directory
+of its own instead of failing. Invalid parameters exit with code 2 and one line.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+SPIN_SLICE_S = 0.25
+"""Python runs signal handlers only between spin slices; also bounds the exit delay."""
+
+
+class Shutdown:
+    """What a SIGINT or SIGTERM means depends on how far the process has come."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.started = False
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        first = not self.requested.is_set()
+        self.requested.set()
+        if first and not self.started:
+            raise KeyboardInterrupt  # interrupt the start itself (imports, model loading)
+
+
+def _log_dir_without_home() -> str | None:
+    """ROS logging fails without HOME; give it a private directory and say so."""
+    if os.environ.get("HOME") or os.environ.get("ROS_LOG_DIR") or os.environ.get("ROS_HOME"):
+        return None
+    directory = Path(tempfile.gettempdir()) / f"fastsam_ros-{os.getuid()}" / "log"
+    directory.mkdir(parents=True, exist_ok=True)
+    os.environ["ROS_LOG_DIR"] = str(directory)
+    return str(directory)
+
+
+def _run(make_node: str, program: str, args: list[str] | None) -> int:
+    shutdown = Shutdown()
+    shutdown.install()
+    node: Any = None
+    try:
+        from fastsam_ros.memory import bound_heap_growth
+
+        bound_heap_growth()
+        log_dir = _log_dir_without_home()
+        import rclpy
+        from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
+
+        from fastsam_ros.config import ConfigError
+        from fastsam_ros.model_errors import ModelLoadError
+        from fastsam_ros.ros_arguments import widen_number_lists
+
+        # rclpy's own handlers would shut the context down under the worker's feet.
+        try:
+            arguments = widen_number_lists(sys.argv if args is None else args)
+            rclpy.init(args=arguments, signal_handler_options=SignalHandlerOptions.NO)
+        except rclpy.impl.implementation_singleton.rclpy_implementation.RCLError as error:
+            print(f"{program}: error: invalid ROS arguments: {str(error).split(', at ')[0]}", file=sys.stderr)
+            return 2
+        try:
+            node = _node_class(make_node)()
+        except (ConfigError, ModelLoadError) as error:
+            print(f"{program}: error: {error}", file=sys.stderr)
+            return 2
+        if log_dir is not None:
+            node.get_logger().warning(f"HOME is not set: ROS logs go to {log_dir}")
+        shutdown.started = True
+        if shutdown.requested.is_set():
+            return 0
+        executor = MultiThreadedExecutor(num_threads=4)
+        executor.add_node(node)
+        try:
+            while rclpy.ok() and not shutdown.requested.is_set():
+                executor.spin_once(timeout_sec=SPIN_SLICE_S)
+        except ExternalShutdownException:
+            pass
+        finally:
+            executor.shutdown()
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        shutdown.started = True  # from here on, signals are ignored
+        shutdown.requested.set()
+        _close(node)
+        # Python puts its own handlers back to the default action while it finalizes, so a
+        # late signal would still kill the exiting process; ignored ones stay ignored.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+
+
+def _node_class(name: str) -> Any:
+    if name == "lifecycle":
+        from fastsam_ros.lifecycle_node import FastSamLifecycleNode
+
+        return FastSamLifecycleNode
+    from fastsam_ros.node import FastSamNode
+
+    return FastSamNode
+
+
+def _close(node: Any) -> None:
+    """Stop the node's threads before the ROS context goes down.
+
+    A start interrupted half way leaves no node to close, but maybe a background load in
+    native code; it is waited for, since ending the interpreter under it aborts the process.
+    """
+    if "rclpy" not in sys.modules:
+        return
+    import rclpy
+
+    if node is not None:
+        node.close()
+        node.destroy_node()
+    else:
+        for thread in threading.enumerate():
+            if thread is not threading.current_thread() and not thread.daemon:
+                thread.join(timeout=60.0)
+    rclpy.try_shutdown()
+
+
+def node_main(args: list[str] | None = None) -> int:
+    return _run("node", "fastsam_node", args)
+
+
+def lifecycle_main(args: list[str] | None = None) -> int:
+    return _run("lifecycle", "fastsam_lifecycle_node", args)

@@ -1,0 +1,31 @@
+"""Command-line parameter values as people type them, made acceptable to ROS.
+
+rcl refuses `-p 'obstacle_roi:=[0, 0.5, 1, 0.5, 1, 1]'` before the node exists (a YAML
+sequence must hold one type), although every number is a fine double. Such lists are
+rewritten as doubles before ROS parses the arguments; everything else passes unchanged.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+PARAMETER_FLAGS = ("-p", "--param")
+
+
+def widen_number_lists(args: list[str]) -> list[str]:
+    """args with every `-p name:=[...]` list that mixes integers and doubles written as doubles."""
+    widened = list(args)
+    for index in range(1, len(widened)):
+        if widened[index - 1] not in PARAMETER_FLAGS or ":=" not in widened[index]:
+            continue
+        name, text = widened[index].split(":=", 1)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            continue
+        if not isinstance(value, list) or not value:
+            continue
+        numbers = [item for item in value if isinstance(item, int | float) and not isinstance(item, bool)]
+        if len(numbers) == len(value) and any(isinstance(item, float) for item in value):
+            widened[index] = f"{name}:=[{', '.join(repr(float(item)) for item in value)}]"
+    return widened

@@ -1,0 +1,67 @@
+"""The supervised inference worker: no exception ends it, and a dead worker is restarted."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from fastsam_ros.frame_mailbox import LatestFrameMailbox
+from fastsam_ros.inference_worker import InferenceWorker
+
+
+def _wait(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_an_exception_from_processing_does_not_end_the_worker():
+    mailbox: LatestFrameMailbox[int] = LatestFrameMailbox()
+    processed, errors = [], []
+
+    def process(frames: dict[str, int]) -> None:
+        if frames[""] == 1:
+            raise RuntimeError("bad frame")
+        processed.append(frames[""])
+
+    worker = InferenceWorker(mailbox, process, errors.append)
+    mailbox.put(1)
+    _wait(lambda: len(errors) == 1)
+    mailbox.put(2)
+    _wait(lambda: processed == [2])
+    assert worker.alive and worker.check() is None
+    assert isinstance(errors[0], RuntimeError)
+    worker.stop()
+    assert not worker.alive
+
+
+def test_a_dead_worker_is_restarted_by_check_and_says_why():
+    mailbox: LatestFrameMailbox[int] = LatestFrameMailbox()
+    processed = []
+
+    def process(frames: dict[str, int]) -> None:
+        if frames[""] == 1:
+            raise RuntimeError("bad frame")
+        processed.append(frames[""])
+
+    def failing_report(error: Exception) -> None:
+        raise ValueError("the report itself failed")
+
+    worker = InferenceWorker(mailbox, process, failing_report)
+    mailbox.put(1)
+    _wait(lambda: not worker.alive)
+    reason = worker.check()
+    assert reason is not None and "the report itself failed" in reason
+    assert worker.alive and worker.check() is None
+    mailbox.put(2)
+    _wait(lambda: processed == [2])
+    worker.stop()
+
+
+def test_stop_ends_the_thread_and_a_stopped_worker_is_not_restarted():
+    mailbox: LatestFrameMailbox[int] = LatestFrameMailbox()
+    worker = InferenceWorker(mailbox, lambda frames: None, lambda error: None)
+    worker.stop(timeout=5.0)
+    assert not worker.alive and worker.check() is None
+    assert not any(t.name == "fastsam_inference" for t in threading.enumerate())
