@@ -63,6 +63,29 @@ def test_unreadable_sources_get_clear_errors(tmp_path, name, content, message):
         open_source(str(tmp_path / name))
 
 
+def test_bag_with_several_image_topics_needs_a_choice(tmp_path):
+    from rclpy.serialization import serialize_message
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+    from sensor_msgs.msg import CompressedImage
+
+    from fastsam_ros.ros_convert import array_to_image
+
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    jpeg = cv2.imencode(".jpg", np.full((8, 8, 3), 200, np.uint8))[1].tobytes()
+    with Writer(tmp_path / "bag", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        front = writer.add_connection("/front/image/compressed", "sensor_msgs/msg/CompressedImage", typestore=typestore)
+        rear = writer.add_connection("/rear/image", "sensor_msgs/msg/Image", typestore=typestore)
+        writer.write(front, 1, serialize_message(CompressedImage(format="jpeg", data=jpeg)))
+        writer.write(rear, 1, serialize_message(array_to_image(np.zeros((4, 6, 3), np.uint8), "bgr8")))
+    with pytest.raises(SourceError, match=r"several image topics.*/front/image/compressed"):
+        open_source(str(tmp_path / "bag"))
+    with pytest.raises(SourceError, match="no image topic '/side/image'"):
+        open_source(str(tmp_path / "bag"), "/side/image")
+    rear_frames = list(open_source(str(tmp_path / "bag"), "/rear/image").frames())
+    assert [f.image.shape for f in rear_frames] == [(4, 6, 3)] and rear_frames[0].offset_ns == 0
+
+
 def test_pacing_keeps_every_frame_in_order():
     frames = list(itertools.islice(VideoSource(str(sample_video("vtest.avi"))).frames(), 3))
     assert [f.offset_ns for f in paced(iter(frames), 1000.0)] == [f.offset_ns for f in frames]
