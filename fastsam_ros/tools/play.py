@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -35,6 +36,29 @@ def paced(frames: Iterator[SourceFrame], rate: float | None) -> Iterator[SourceF
         if due is not None and start + due > now:
             time.sleep(start + due - now)
         yield frame
+
+
+def passes(source, loop: bool) -> Iterator[SourceFrame]:
+    """The source's frames once, or over and over, with offsets running on across passes.
+
+    The next pass starts one mean frame interval after the last frame of the previous one.
+    """
+    base = 0
+    while True:
+        first = last = None
+        count = 0
+        for frame in source.frames():
+            count += 1
+            if frame.offset_ns is None:
+                yield frame
+                continue
+            first = frame.offset_ns if first is None else first
+            last = frame.offset_ns
+            yield SourceFrame(frame.image, base + frame.offset_ns)
+        if not loop or count == 0:
+            return
+        if last is not None:
+            base += last + (last - first) // max(count - 1, 1)
 
 
 def node_environment() -> dict[str, str]:
@@ -130,16 +154,13 @@ def play(args: argparse.Namespace) -> int:
             process = start_node(ros_args, node_environment(), args.node_log)
         if not player.wait_for_subscribers(args.subscribers, args.wait, process):
             print(f"fastsam_play: too few subscribers on {args.topic}; publishing anyway", file=sys.stderr)
-        total = None if args.loop else min(filter(None, (source.length, args.limit)), default=None)
+        total = min(filter(None, (None if args.loop else source.length, args.limit)), default=None)
         with tqdm(total=total, unit="frame", disable=args.quiet) as bar:
-            while published != args.limit:
-                for frame in paced(source.frames(), args.rate or source.default_rate):
-                    player.publish(frame.image)
-                    published += 1
-                    bar.update()
-                    if published == args.limit:
-                        break
-                if not args.loop:
+            for frame in paced(passes(source, args.loop), args.rate or source.default_rate):
+                player.publish(frame.image)
+                published += 1
+                bar.update()
+                if published == args.limit:
                     break
         time.sleep(args.linger)
     except KeyboardInterrupt:
@@ -151,8 +172,14 @@ def play(args: argparse.Namespace) -> int:
     return published
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    # `kill` stops playback like Ctrl-C does, so the node started here is stopped too.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         play(args)
     except (SourceError, RuntimeError) as error:

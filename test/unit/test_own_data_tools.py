@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fastsam_ros.tools.frame_sources import FOLDER_RATE, FolderSource, SourceError, VideoSource, open_source
-from fastsam_ros.tools.play import paced
+from fastsam_ros.tools.play import paced, passes
 from fastsam_ros.tools.sample_videos import sample_video
 from fastsam_ros.tools.web import (
     RequestError,
@@ -84,6 +84,18 @@ def test_bag_with_several_image_topics_needs_a_choice(tmp_path):
         open_source(str(tmp_path / "bag"), "/side/image")
     rear_frames = list(open_source(str(tmp_path / "bag"), "/rear/image").frames())
     assert [f.image.shape for f in rear_frames] == [(4, 6, 3)] and rear_frames[0].offset_ns == 0
+
+
+def test_looping_keeps_the_clock_running_across_passes(tmp_path):
+    path = tmp_path / "three.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (32, 24))
+    for value in (10, 120, 240):
+        writer.write(np.full((24, 32, 3), value, np.uint8))
+    writer.release()
+    frames = list(itertools.islice(passes(VideoSource(str(path)), loop=True), 7))
+    assert [f.offset_ns for f in frames] == [i * 200_000_000 for i in range(7)]
+    assert [round(float(f.image.mean()) / 10) for f in frames] == [1, 12, 24, 1, 12, 24, 1]
+    assert len(list(passes(VideoSource(str(path)), loop=False))) == 3
 
 
 def test_pacing_keeps_every_frame_in_order():
