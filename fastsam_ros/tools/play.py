@@ -61,13 +61,14 @@ def passes(source, loop: bool) -> Iterator[SourceFrame]:
             base += last + (last - first) // max(count - 1, 1)
 
 
-def node_environment() -> dict[str, str]:
-    """This environment, with the large-frame Fast DDS profile when none is set."""
-    env = dict(os.environ)
+def use_large_frame_profile() -> None:
+    """The large-frame Fast DDS profile of the source tree, when none is set, for this process and the node.
+
+    Must run before the first DDS participant is created.
+    """
     profile = ROOT / "config" / "fastdds_large_frames.xml"
     if profile.is_file():
-        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
-    return env
+        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
 
 
 class Player:
@@ -143,6 +144,7 @@ def play(args: argparse.Namespace) -> int:
     from fastsam_ros.tools.node_driver import start_node, stop_node
 
     source = open_source(args.source, args.bag_topic)
+    use_large_frame_profile()
     player = Player(args.topic, args.frame_id)
     process = None
     published = 0
@@ -151,7 +153,7 @@ def play(args: argparse.Namespace) -> int:
             ros_args = ["-r", f"image:={args.topic}"]
             for parameter in args.param:
                 ros_args += ["-p", parameter]
-            process = start_node(ros_args, node_environment(), args.node_log)
+            process = start_node(ros_args, dict(os.environ), args.node_log)
         if not player.wait_for_subscribers(args.subscribers, args.wait, process):
             print(f"fastsam_play: too few subscribers on {args.topic}; publishing anyway", file=sys.stderr)
         total = min(filter(None, (None if args.loop else source.length, args.limit)), default=None)
