@@ -18,9 +18,10 @@ test: setup
 test-unit: setup
 	@$(ACTIVATE) && pytest -ra test/unit
 
-# The own-data tools alone (fastsam_play, fastsam_record, fastsam_web in headless Chromium).
+# The own-data tools alone (fastsam_play, fastsam_record, fastsam_web in headless Chromium);
+# refreshes the README's screenshot of the page.
 test-own-data: setup
-	@$(ACTIVATE) && pytest -ra test/unit/test_own_data_tools.py test/graph/test_own_data.py test/graph/test_web_page.py
+	@$(ACTIVATE) && FASTSAM_ROS_SCREENSHOT=docs/web_view.jpg pytest -ra test/unit/test_own_data_tools.py test/graph/test_own_data.py test/graph/test_web_page.py
 
 bench: setup
 	@$(ACTIVATE) && fastsam_bench --output docs/PERFORMANCE.md

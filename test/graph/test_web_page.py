@@ -2,13 +2,16 @@
 fastsam_play starts itself, looping the real bus.jpg photo.
 
 The page's selection is compared with what the prompt service answers this process for
-the same prompt, pixel for pixel. A screenshot of the page goes to docs/web_view.jpg.
+the same prompt, pixel for pixel. The page's screenshot goes to the file that
+FASTSAM_ROS_SCREENSHOT names (`make test-own-data` refreshes docs/web_view.jpg), else
+to the test's temporary folder.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import signal
 import socket
@@ -31,7 +34,6 @@ from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
 from fastsam_ros.tools.node_driver import NodeClient
 from fastsam_ros.tools.sample_frames import asset_image
 
-ROOT = Path(__file__).resolve().parents[2]
 CAMERA = "/web/camera/image_raw"
 BUS_POINT = (400, 500)  # on the bus's side, between the people in front of it
 BROWSER_FLAGS = (
@@ -195,7 +197,8 @@ def test_click_drag_and_text_select_in_the_browser(server, browser, tmp_path):
         WebDriverWait(browser, 10).until(lambda d: int(d.find_element("id", "mask").get_attribute("data-pixels")) > 0)
         shown_ids, shown_mask = selected_ids(browser), page_mask(browser)
         screenshot = cv2.imdecode(np.frombuffer(browser.get_screenshot_as_png(), np.uint8), cv2.IMREAD_COLOR)
-        cv2.imwrite(str(ROOT / "docs" / "web_view.jpg"), screenshot, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        target = Path(os.environ.get("FASTSAM_ROS_SCREENSHOT") or tmp_path / "web_view.jpg")
+        assert cv2.imwrite(str(target), screenshot, [cv2.IMWRITE_JPEG_QUALITY, 85])
         latency = float(browser.find_element("id", "latency").get_attribute("data-ms"))
 
         point = client.call(
