@@ -183,6 +183,15 @@ def test_click_drag_and_text_select_in_the_browser(server, browser, tmp_path):
         WebDriverWait(browser, 30).until(lambda d: int(frame.get_attribute("data-seq")) > first)
         WebDriverWait(browser, 30).until(lambda d: "bus" in d.find_element("id", "instances").text)
 
+        # A client that asks late gets the latest frame, not the next one in a queue.
+        with urllib.request.urlopen(server + "/api/frame?after=-1", timeout=30) as response:
+            seen = int(response.headers["X-Frame-Seq"])
+        time.sleep(2.0)  # about four frames at 2 Hz
+        with urllib.request.urlopen(f"{server}/api/frame?after={seen}", timeout=30) as response:
+            assert int(response.headers["X-Frame-Seq"]) >= seen + 2
+            assert response.headers["Content-Type"] == "image/jpeg"
+            assert cv2.imdecode(np.frombuffer(response.read(), np.uint8), cv2.IMREAD_COLOR).shape == (1080, 810, 3)
+
         # A click on the bus: the page shows what the service answers for that point.
         width = browser.execute_script("return arguments[0].clientWidth", frame)
         height = browser.execute_script("return arguments[0].clientHeight", frame)
