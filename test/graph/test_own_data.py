@@ -138,9 +138,9 @@ def test_recording_reads_back_with_ros2_schemas(node_graph, tmp_path):
     from fastsam_ros.srv import PointPrompt
 
     client = node_graph
-    path = tmp_path / "run.mcap"
+    path, video = tmp_path / "run.mcap", tmp_path / "run.mp4"
     recorder = subprocess.Popen(
-        [command("fastsam_record"), str(path), "--frames", "4", "--duration", "120"],
+        [command("fastsam_record"), str(path), "--frames", "4", "--duration", "120", "--video", str(video)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     client.wait(lambda: client.node.count_subscribers("/diagnostics") > 0, 60.0, "fastsam_record to subscribe")
@@ -187,6 +187,10 @@ def test_recording_reads_back_with_ros2_schemas(node_graph, tmp_path):
     assert debug and {stamp_to_ns(m.header.stamp) for m in debug} <= set(sent)
     image = cv2.imdecode(np.frombuffer(bytes(debug[0].data), np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (720, 1280, 3) and debug[0].format == "jpeg"
+
+    capture = cv2.VideoCapture(str(video))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == len(debug)
+    assert capture.read()[1].shape == (720, 1280, 3)
 
     selection = [decoded for _, _, decoded in topics["/fastsam/selection"]]
     assert selected.success and len(selection) == 1
