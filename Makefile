@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both set up .venv first.
-.PHONY: setup demo test test-unit lint format bench soak clean
+.PHONY: setup demo test test-unit test-own-data lint format bench soak clean
 
 VENV := .venv
 ACTIVATE := . $(VENV)/bin/activate
@@ -17,6 +17,11 @@ test: setup
 # The in-process tests only (no node process, no DDS): seconds to a minute.
 test-unit: setup
 	@$(ACTIVATE) && pytest -ra test/unit
+
+# The own-data tools alone (fastsam_play, fastsam_record, fastsam_web in headless Chromium);
+# refreshes the README's screenshot of the page.
+test-own-data: setup
+	@$(ACTIVATE) && FASTSAM_ROS_SCREENSHOT=docs/web_view.jpg pytest -ra test/unit/test_own_data_tools.py test/graph/test_own_data.py test/graph/test_web_page.py
 
 bench: setup
 	@$(ACTIVATE) && fastsam_bench --output docs/PERFORMANCE.md

@@ -12,6 +12,8 @@ setup(
     description="FastSAM segment-anything perception node for ROS 2",
     license="AGPL-3.0-only",
     packages=["fastsam_ros", "fastsam_ros.tools"],
+    # The browser view's page, served by fastsam_web.
+    package_data={"fastsam_ros.tools": ["web_static/*.html", "web_static/*.js", "web_static/*.css"]},
     python_requires=">=3.10",
     entry_points={
         "console_scripts": [
@@ -20,6 +22,9 @@ setup(
             "fastsam_demo = fastsam_ros.tools.demo:main",
             "fastsam_bench = fastsam_ros.tools.benchmark:main",
             "fastsam_soak = fastsam_ros.tools.soak:main",
+            "fastsam_play = fastsam_ros.tools.play:main",
+            "fastsam_record = fastsam_ros.tools.record:main",
+            "fastsam_web = fastsam_ros.tools.web:main",
         ]
     },
 )

@@ -77,6 +77,29 @@ else
   mark package "$key"
 fi
 
+# Real test videos (OpenCV's samples from Debian's opencv-doc): only the .avi files are kept.
+videos="$venv/share/fastsam_ros/videos"
+if [ -f "$videos/vtest.avi" ]; then
+  say "sample videos present"
+else
+  say "fetching OpenCV's sample videos (Debian package opencv-doc, 96 MB download, 12 MB kept)"
+  download=$(mktemp -d)
+  (cd "$download" && { apt-get download opencv-doc >/dev/null 2>&1 || { apt-get update -qq && apt-get download opencv-doc >/dev/null; }; })
+  mkdir -p "$videos"
+  dpkg-deb --fsys-tarfile "$download"/opencv-doc_*.deb \
+    | tar -x -C "$videos" --strip-components=7 --wildcards './usr/share/doc/opencv-doc/examples/data/*.avi'
+  rm -rf "$download"
+fi
+
+# A real headless browser for the browser view's test (Selenium drives Debian's Chromium).
+if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+  say "chromium and chromedriver present"
+else
+  say "installing chromium and chromium-driver (apt-get)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 if ! grep -q "FASTDDS_DEFAULT_PROFILES_FILE" "$venv/bin/activate"; then
   sed -i '/# fastsam_ros environment/,$d' "$venv/bin/activate"
   cat >>"$venv/bin/activate" <<ACTIVATE

@@ -1,0 +1,188 @@
+"""fastsam_play: the user's own video, image folder, V4L2 camera or bag into the node.
+
+`fastsam_play video.mp4` starts fastsam_node as a child process listening on the play
+topic, publishes the frames at the source's rate (or --rate), then stops the node;
+`--no-node` drives a node that is already running. Every frame is stamped with the time
+it is published and carries --frame-id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from fastsam_ros.tools.frame_sources import FOLDER_RATE, SourceError, SourceFrame, open_source
+
+DEFAULT_TOPIC = "/camera/image_raw"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def paced(frames: Iterator[SourceFrame], rate: float | None) -> Iterator[SourceFrame]:
+    """Frames released at their due times: every 1/rate s, else at the source's own offsets.
+
+    Due times are kept on one schedule from the first frame, so a late frame does not
+    shift the ones after it. Frames with neither (a live camera) go as they come.
+    """
+    start = None
+    for index, frame in enumerate(frames):
+        now = time.monotonic()
+        start = now if start is None else start
+        due = index / rate if rate is not None else None if frame.offset_ns is None else frame.offset_ns / 1e9
+        if due is not None and start + due > now:
+            time.sleep(start + due - now)
+        yield frame
+
+
+def passes(source, loop: bool) -> Iterator[SourceFrame]:
+    """The source's frames once, or over and over, with offsets running on across passes.
+
+    The next pass starts one mean frame interval after the last frame of the previous one.
+    """
+    base = 0
+    while True:
+        first = last = None
+        count = 0
+        for frame in source.frames():
+            count += 1
+            if frame.offset_ns is None:
+                yield frame
+                continue
+            first = frame.offset_ns if first is None else first
+            last = frame.offset_ns
+            yield SourceFrame(frame.image, base + frame.offset_ns)
+        if not loop or count == 0:
+            return
+        if last is not None:
+            base += last + (last - first) // max(count - 1, 1)
+
+
+def use_large_frame_profile() -> None:
+    """The large-frame Fast DDS profile of the source tree, when none is set, for this process and the node.
+
+    Must run before the first DDS participant is created.
+    """
+    profile = ROOT / "config" / "fastdds_large_frames.xml"
+    if profile.is_file():
+        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
+
+
+class Player:
+    """A publisher of frames on one topic, in its own rclpy context."""
+
+    def __init__(self, topic: str, frame_id: str) -> None:
+        import rclpy
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import Image
+
+        self.context = rclpy.Context()
+        self.context.init(args=[])
+        self.node = rclpy.create_node("fastsam_play", context=self.context)
+        self.publisher = self.node.create_publisher(Image, topic, qos_profile_sensor_data)
+        self.frame_id = frame_id
+
+    def wait_for_subscribers(self, count: int, timeout: float, process=None) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.publisher.get_subscription_count() < count:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"fastsam_node exited with code {process.returncode} before subscribing")
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    def publish(self, image) -> int:
+        """Publish one BGR frame stamped now; returns the stamp in nanoseconds."""
+        from fastsam_ros.ros_convert import array_to_image, stamp_from_ns
+
+        stamp = time.time_ns()
+        msg = array_to_image(image, "bgr8")
+        msg.header.stamp = stamp_from_ns(stamp)
+        msg.header.frame_id = self.frame_id
+        self.publisher.publish(msg)
+        return stamp
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="fastsam_play", description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", help="video file, image folder, /dev/videoN, rosbag2 folder or .mcap file")
+    parser.add_argument(
+        "--rate", type=float, help=f"frames per second (default: the source's; {FOLDER_RATE} for folders)"
+    )
+    parser.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
+    parser.add_argument("--topic", default=DEFAULT_TOPIC, help=f"camera topic (default {DEFAULT_TOPIC})")
+    parser.add_argument("--frame-id", default="camera", help="header.frame_id of every frame")
+    parser.add_argument("--bag-topic", help="image topic to play from a bag (needed when it has several)")
+    parser.add_argument("--limit", type=int, help="stop after this many frames")
+    parser.add_argument("--no-node", action="store_true", help="drive a running node instead of starting one")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE", help="node parameter")
+    parser.add_argument("--node-log", help="file for the started node's output (default: this terminal)")
+    parser.add_argument("--wait", type=float, default=180.0, help="seconds to wait for the node to subscribe")
+    parser.add_argument("--subscribers", type=int, default=1, help="subscribers to wait for before the first frame")
+    parser.add_argument("--linger", type=float, default=2.0, help="seconds to leave the node after the last frame")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be positive")
+    if args.limit is not None and args.limit <= 0:
+        parser.error("--limit must be positive")
+    return args
+
+
+def play(args: argparse.Namespace) -> int:
+    """Publish the source; the number of frames published."""
+    from tqdm import tqdm
+
+    from fastsam_ros.tools.node_driver import start_node, stop_node
+
+    source = open_source(args.source, args.bag_topic)
+    use_large_frame_profile()
+    player = Player(args.topic, args.frame_id)
+    process = None
+    published = 0
+    try:
+        if not args.no_node:
+            ros_args = ["-r", f"image:={args.topic}"]
+            for parameter in args.param:
+                ros_args += ["-p", parameter]
+            process = start_node(ros_args, dict(os.environ), args.node_log)
+        if not player.wait_for_subscribers(args.subscribers, args.wait, process):
+            print(f"fastsam_play: too few subscribers on {args.topic}; publishing anyway", file=sys.stderr)
+        total = min(filter(None, (None if args.loop else source.length, args.limit)), default=None)
+        with tqdm(total=total, unit="frame", disable=args.quiet) as bar:
+            for frame in paced(passes(source, args.loop), args.rate or source.default_rate):
+                player.publish(frame.image)
+                published += 1
+                bar.update()
+                if published == args.limit:
+                    break
+        time.sleep(args.linger)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        player.close()
+        if process is not None:
+            stop_node(process)
+    return published
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    # `kill` stops playback like Ctrl-C does, so the node started here is stopped too.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        play(args)
+    except (SourceError, RuntimeError) as error:
+        sys.exit(f"fastsam_play: {error}")

@@ -1,0 +1,205 @@
+"""The user's own data through the real node: fastsam_play sources in, fastsam_record out.
+
+fastsam_play runs as its own process, as a user runs it; this process listens on the
+camera topic next to the node, so every published frame can be checked for order,
+pace, stamps and pixels, and the node's answers for the same stamps.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from geometry_msgs.msg import Point
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from fastsam_ros.ros_convert import image_to_bgr, stamp_to_ns
+from fastsam_ros.tools.sample_frames import asset_image, camera_frames, panned
+from fastsam_ros.tools.sample_videos import sample_video
+
+CAMERA = "/test/camera/image_raw"
+
+
+def command(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+class CameraTap:
+    """Every frame on the camera topic, as the node sees it: (stamp ns, frame_id, BGR pixels)."""
+
+    def __init__(self, client) -> None:
+        self.frames: list[tuple[int, str, np.ndarray]] = []
+        self.subscription = client.node.create_subscription(Image, CAMERA, self._on_frame, qos_profile_sensor_data)
+
+    def _on_frame(self, msg: Image) -> None:
+        self.frames.append((stamp_to_ns(msg.header.stamp), msg.header.frame_id, image_to_bgr(msg)))
+
+
+@pytest.fixture
+def tap(node_graph):
+    tap = CameraTap(node_graph)
+    node_graph.received["instances"].clear()
+    yield tap
+    node_graph.node.destroy_subscription(tap.subscription)
+
+
+def play(client, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """fastsam_play against the running node, spinning the client while it plays."""
+    process = subprocess.Popen(
+        [command("fastsam_play"), *args, "--no-node", "--topic", CAMERA, "--subscribers", "2", "--linger", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    client.wait(lambda: process.poll() is not None, timeout, "fastsam_play to finish")
+    output = process.stdout.read()
+    assert process.returncode == 0, output
+    return output
+
+
+def drain(client, tap: CameraTap, count: int) -> None:
+    """Until the tap has count frames and the node has answered the last one."""
+    client.wait(lambda: len(tap.frames) >= count, 10.0, f"{count} frames on the camera topic")
+    client.result_for(tap.frames[-1][0], timeout=30.0)
+
+
+def check_pace_and_answers(client, tap: CameraTap, count: int, rate: float, frame_id: str) -> float:
+    """Frames in order, at the rate, with the frame_id; the node's answers in order. Returns the achieved rate."""
+    stamps = [stamp for stamp, _, _ in tap.frames]
+    assert len(stamps) == count
+    assert stamps == sorted(stamps) and len(set(stamps)) == count
+    assert {frame for _, frame, _ in tap.frames} == {frame_id}
+    intervals = np.diff(stamps) / 1e9
+    achieved = 1.0 / float(np.median(intervals))
+    assert achieved == pytest.approx(rate, rel=0.15), f"median interval {np.median(intervals):.3f} s"
+    answered = [stamp_to_ns(m.header.stamp) for m in client.received["instances"]]
+    assert answered and set(answered) <= set(stamps) and answered == sorted(answered)
+    print(f"\nplay: {count} frames requested at {rate} Hz, achieved {achieved:.2f} Hz; node answered {len(answered)}")
+    return achieved
+
+
+def test_video_plays_in_order_at_the_requested_rate(node_graph, tap):
+    video = sample_video("vtest.avi")
+    play(node_graph, str(video), "--rate", "5", "--limit", "8", "--frame-id", "street", "--quiet")
+    drain(node_graph, tap, 8)
+    check_pace_and_answers(node_graph, tap, 8, 5.0, "street")
+    capture = cv2.VideoCapture(str(video))
+    expected = [capture.read()[1] for _ in range(8)]
+    assert all(np.array_equal(got, want) for (_, _, got), want in zip(tap.frames, expected, strict=True))
+
+
+def test_image_folder_plays_in_name_order(node_graph, tap, tmp_path):
+    frames = camera_frames(640, 480, 6)
+    for index, frame in enumerate(frames):
+        cv2.imwrite(str(tmp_path / f"frame_{index:02d}.png"), frame)
+    (tmp_path / "notes.txt").write_text("not an image")
+    output = play(node_graph, str(tmp_path), "--rate", "8")
+    assert "6/6" in output  # the progress bar counted every frame
+    drain(node_graph, tap, 6)
+    check_pace_and_answers(node_graph, tap, 6, 8.0, "camera")
+    assert all(np.array_equal(got, want) for (_, _, got), want in zip(tap.frames, frames, strict=True))
+
+
+def test_bag_topic_plays_at_its_recorded_pace(node_graph, tap, tmp_path):
+    from rclpy.serialization import serialize_message
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+    from sensor_msgs.msg import CompressedImage
+
+    from fastsam_ros.ros_convert import array_to_image
+
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    frames = panned(asset_image("bus.jpg"), 640, 800, 5)
+    jpegs = [cv2.imencode(".jpg", frame)[1].tobytes() for frame in frames]
+    bag = tmp_path / "street"
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        compressed = writer.add_connection(
+            "/front/image/compressed", "sensor_msgs/msg/CompressedImage", typestore=typestore
+        )
+        raw = writer.add_connection("/rear/image", "sensor_msgs/msg/Image", typestore=typestore)
+        for index, jpeg in enumerate(jpegs):
+            log_time = 1_700_000_000_000_000_000 + index * 250_000_000  # 4 Hz
+            writer.write(compressed, log_time, serialize_message(CompressedImage(format="jpeg", data=jpeg)))
+            writer.write(raw, log_time, serialize_message(array_to_image(np.zeros((8, 8, 3), np.uint8), "bgr8")))
+    play(node_graph, str(bag), "--bag-topic", "/front/image/compressed")
+    drain(node_graph, tap, 5)
+    check_pace_and_answers(node_graph, tap, 5, 4.0, "camera")
+    decoded = [cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) for jpeg in jpegs]
+    assert all(np.array_equal(got, want) for (_, _, got), want in zip(tap.frames, decoded, strict=True))
+
+
+def test_recording_reads_back_with_ros2_schemas(node_graph, tmp_path):
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    from fastsam_ros.srv import PointPrompt
+
+    client = node_graph
+    path, video = tmp_path / "run.mcap", tmp_path / "run.mp4"
+    recorder = subprocess.Popen(
+        [command("fastsam_record"), str(path), "--frames", "4", "--duration", "120", "--video", str(video)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    client.wait(lambda: client.node.count_subscribers("/diagnostics") > 0, 60.0, "fastsam_record to subscribe")
+    client.wait(lambda: client.node.count_subscribers("/fastsam/instances") >= 2, 30.0, "fastsam_record to subscribe")
+    frames = camera_frames(1280, 720, 8)
+    sent, selected = [], None
+    for frame in frames:
+        if recorder.poll() is not None:
+            break
+        stamp = client.send(frame)
+        sent.append(stamp)
+        client.result_for(stamp, timeout=30.0)
+        if selected is None:
+            request = PointPrompt.Request(points=[Point(x=640.0, y=400.0)], labels=[1])
+            selected = client.call(PointPrompt, "/fastsam/prompt_point", request)
+    client.wait(lambda: recorder.poll() is not None, 60.0, "fastsam_record to stop after 4 frames")
+    output = recorder.stdout.read()
+    assert recorder.returncode == 0, output
+
+    topics: dict[str, list] = {}
+    with path.open("rb") as stream:
+        reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+        for schema, channel, message, decoded in reader.iter_decoded_messages():
+            assert schema.encoding == "ros2msg" and channel.message_encoding == "cdr"
+            topics.setdefault(channel.topic, []).append((schema.name, message.log_time, decoded))
+    schemas = {topic: {name for name, _, _ in items} for topic, items in topics.items()}
+    assert schemas["/fastsam/instances"] == {"fastsam_ros/msg/InstanceArray"}
+    assert schemas["/fastsam/debug_image/compressed"] == {"sensor_msgs/msg/CompressedImage"}
+    assert schemas["/fastsam/selection"] == {"fastsam_ros/msg/InstanceArray"}
+    assert schemas.get("/fastsam/obstacles", {"fastsam_ros/msg/ObstacleArray"}) == {"fastsam_ros/msg/ObstacleArray"}
+
+    instances = [decoded for _, _, decoded in topics["/fastsam/instances"]]
+    assert len(instances) == 4
+    stamps = [stamp_to_ns(m.header.stamp) for m in instances]
+    assert stamps == sorted(stamps) and set(stamps) <= set(sent)
+    for msg in instances:
+        assert (msg.width, msg.height) == (1280, 720)
+        for instance in msg.instances:
+            assert sum(instance.mask_runs) == instance.mask_width * instance.mask_height
+    log_times = [log_time for _, log_time, _ in topics["/fastsam/instances"]]
+    assert log_times == sorted(log_times)
+
+    debug = [decoded for _, _, decoded in topics["/fastsam/debug_image/compressed"]]
+    assert debug and {stamp_to_ns(m.header.stamp) for m in debug} <= set(sent)
+    image = cv2.imdecode(np.frombuffer(bytes(debug[0].data), np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (720, 1280, 3) and debug[0].format == "jpeg"
+
+    capture = cv2.VideoCapture(str(video))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == len(debug)
+    assert capture.read()[1].shape == (720, 1280, 3)
+
+    selection = [decoded for _, _, decoded in topics["/fastsam/selection"]]
+    assert selected.success and len(selection) == 1
+    assert stamp_to_ns(selection[0].header.stamp) == stamp_to_ns(selected.header.stamp)
+    assert [i.id for i in selection[0].instances] == [i.id for i in selected.instances]
+
+    per_frame = path.stat().st_size / len(instances)
+    print(
+        f"\nrecord: {path.stat().st_size} bytes for {len(instances)} frames of 1280x720, {len(debug)} debug images; "
+        f"{per_frame / 1e3:.0f} kB per frame: {per_frame * 60 * 10 / 1e6:.0f} MB per minute at 10 Hz, "
+        f"{per_frame * 60 * 30 / 1e6:.0f} MB at 30 Hz"
+    )

@@ -1,0 +1,136 @@
+"""The own-data tools without a graph: frame sources, the web server's request checks and mask overlay."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+
+import cv2
+import numpy as np
+import pytest
+
+from fastsam_ros.tools.frame_sources import FOLDER_RATE, FolderSource, SourceError, VideoSource, open_source
+from fastsam_ros.tools.play import paced, passes
+from fastsam_ros.tools.sample_videos import sample_video
+from fastsam_ros.tools.web import (
+    RequestError,
+    mask_overlay,
+    parse_box_request,
+    parse_point_request,
+    parse_text_request,
+)
+
+
+def test_sample_video_is_the_real_pedestrian_clip():
+    video = VideoSource(str(sample_video("vtest.avi")))
+    first = next(video.frames())
+    assert first.image.shape == (576, 768, 3) and first.offset_ns == 0
+    assert video.length == 795 and video.fps == pytest.approx(10.0)
+    with pytest.raises(FileNotFoundError, match="make setup"):
+        sample_video("missing.avi")
+
+
+def test_video_offsets_follow_its_frame_rate():
+    frames = itertools.islice(VideoSource(str(sample_video("vtest.avi"))).frames(), 4)
+    offsets = [frame.offset_ns for frame in frames]
+    assert offsets == [0, 100_000_000, 200_000_000, 300_000_000]
+
+
+def test_folder_plays_images_in_name_order_and_skips_other_files(tmp_path):
+    for name, value in (("b.png", 2), ("a.png", 1), ("c.jpg", 3)):
+        cv2.imwrite(str(tmp_path / name), np.full((4, 6, 3), value, np.uint8))
+    (tmp_path / "readme.txt").write_text("x")
+    source = open_source(str(tmp_path))
+    assert isinstance(source, FolderSource) and source.length == 3 and source.default_rate == FOLDER_RATE
+    frames = list(source.frames())
+    assert [int(frame.image[0, 0, 0]) for frame in frames] == [1, 2, 3]
+    assert all(frame.offset_ns is None for frame in frames)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.mp4", None, "does not exist"),
+        ("", None, "no images"),
+        ("broken.mp4", "not a video", "cannot open video"),
+        ("broken.mcap", "not a bag", "cannot read bag"),
+    ],
+)
+def test_unreadable_sources_get_clear_errors(tmp_path, name, content, message):
+    if content is not None:
+        (tmp_path / name).write_text(content)
+    with pytest.raises(SourceError, match=message):
+        open_source(str(tmp_path / name))
+
+
+def test_bag_with_several_image_topics_needs_a_choice(tmp_path):
+    from rclpy.serialization import serialize_message
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+    from sensor_msgs.msg import CompressedImage
+
+    from fastsam_ros.ros_convert import array_to_image
+
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    jpeg = cv2.imencode(".jpg", np.full((8, 8, 3), 200, np.uint8))[1].tobytes()
+    with Writer(tmp_path / "bag", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        front = writer.add_connection("/front/image/compressed", "sensor_msgs/msg/CompressedImage", typestore=typestore)
+        rear = writer.add_connection("/rear/image", "sensor_msgs/msg/Image", typestore=typestore)
+        writer.write(front, 1, serialize_message(CompressedImage(format="jpeg", data=jpeg)))
+        writer.write(rear, 1, serialize_message(array_to_image(np.zeros((4, 6, 3), np.uint8), "bgr8")))
+    with pytest.raises(SourceError, match=r"several image topics.*/front/image/compressed"):
+        open_source(str(tmp_path / "bag"))
+    with pytest.raises(SourceError, match="no image topic '/side/image'"):
+        open_source(str(tmp_path / "bag"), "/side/image")
+    rear_frames = list(open_source(str(tmp_path / "bag"), "/rear/image").frames())
+    assert [f.image.shape for f in rear_frames] == [(4, 6, 3)] and rear_frames[0].offset_ns == 0
+
+
+def test_looping_keeps_the_clock_running_across_passes(tmp_path):
+    path = tmp_path / "three.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (32, 24))
+    for value in (10, 120, 240):
+        writer.write(np.full((24, 32, 3), value, np.uint8))
+    writer.release()
+    frames = list(itertools.islice(passes(VideoSource(str(path)), loop=True), 7))
+    assert [f.offset_ns for f in frames] == [i * 200_000_000 for i in range(7)]
+    assert [round(float(f.image.mean()) / 10) for f in frames] == [1, 12, 24, 1, 12, 24, 1]
+    assert len(list(passes(VideoSource(str(path)), loop=False))) == 3
+
+
+def test_pacing_keeps_every_frame_in_order():
+    frames = list(itertools.islice(VideoSource(str(sample_video("vtest.avi"))).frames(), 3))
+    assert [f.offset_ns for f in paced(iter(frames), 1000.0)] == [f.offset_ns for f in frames]
+
+
+def test_prompt_requests_are_checked_before_reaching_the_node():
+    assert parse_point_request({"points": [[1, 2.5]], "labels": [1]}) == ([(1.0, 2.5)], [1])
+    assert parse_box_request({"box": [1, 2, 3, 4]}) == (1.0, 2.0, 3.0, 4.0)
+    assert parse_text_request({"text": " bus "}) == "bus"
+    bad = [
+        (parse_point_request, {"points": [], "labels": []}),
+        (parse_point_request, {"points": [[1, 2]], "labels": [2]}),
+        (parse_point_request, {"points": [[1, 2]], "labels": [True]}),
+        (parse_point_request, {"points": [[1, float("nan")]], "labels": [1]}),
+        (parse_point_request, {"points": [[1, 2, 3]], "labels": [1]}),
+        (parse_box_request, {"box": [3, 2, 1, 4]}),
+        (parse_box_request, {"box": [1, 2, 3]}),
+        (parse_text_request, {"text": 5}),
+        (parse_text_request, {"text": "x" * 201}),
+    ]
+    for parse, body in bad:
+        with pytest.raises(RequestError) as error:
+            parse(body)
+        assert error.value.status == 400, body
+
+
+def test_mask_overlay_is_the_union_of_the_instances_masks(bus_masks):
+    from fastsam_ros.ros_convert import instance_to_msg
+
+    chosen = [instance_to_msg(bus_masks[i], i) for i in (0, 1)]
+    url, pixels = mask_overlay(chosen, bus_masks.width, bus_masks.height)
+    overlay = cv2.imdecode(np.frombuffer(base64.b64decode(url.split(",", 1)[1]), np.uint8), cv2.IMREAD_UNCHANGED)
+    expected = bus_masks.merged_mask([0, 1])
+    assert overlay.shape == (bus_masks.height, bus_masks.width, 4)
+    assert np.array_equal(overlay[:, :, 3] > 0, expected) and pixels == int(expected.sum())
+    assert mask_overlay([], 8, 8) == (None, 0)
