@@ -20,6 +20,7 @@ setup(
             "fastsam_demo = fastsam_ros.tools.demo:main",
             "fastsam_bench = fastsam_ros.tools.benchmark:main",
             "fastsam_soak = fastsam_ros.tools.soak:main",
+            "fastsam_export = fastsam_ros.tools.export:main",
         ]
     },
 )
