@@ -93,10 +93,24 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         "runtime",
         "auto",
-        "Inference runtime: torch, onnxruntime (CPU only; the weights are exported to ONNX once and cached), "
-        "or auto (onnxruntime on the CPU when installed, torch on a GPU). The offline text encoder runs on "
-        "onnxruntime unless this is torch.",
-        _one_of("auto", "torch", "onnxruntime"),
+        "Inference runtime: torch, onnxruntime or openvino (CPU only; the weights are exported to ONNX once and "
+        "cached), or auto (on the CPU the fastest installed: openvino, then onnxruntime; torch on a GPU). The "
+        "offline text encoder runs on onnxruntime unless this is torch.",
+        _one_of("auto", "torch", "onnxruntime", "openvino"),
+    ),
+    ParameterSpec(
+        "precision",
+        "auto",
+        "Inference precision of runtime openvino: f32, bf16 (CPUs with bf16 instructions), int8 (calibrated once "
+        "with `fastsam_export --precision int8`), or auto (int8 where its quality check passed on this machine, "
+        "else bf16 where the CPU has it, else f32).",
+        _one_of("auto", "f32", "bf16", "int8"),
+    ),
+    ParameterSpec(
+        "inference_threads",
+        0,
+        "CPU threads of runtime openvino; 0 lets OpenVINO use every core.",
+        _in_range(0, 256),
     ),
     ParameterSpec("imgsz", 640, "Network input size (longest side), a multiple of 32.", _imgsz, read_only=False),
     ParameterSpec("conf", 0.25, "Minimum detection confidence.", _in_range(0.0, 1.0), read_only=False),

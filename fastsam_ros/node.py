@@ -93,7 +93,9 @@ class FastSamBehaviour:
         log = self.get_logger()
         log.info(f"loading model '{self.values['model']}' (device {self.values['device']}) ...")
         started = time.perf_counter()
-        loaded = load_model(self.values["model"], self.values["device"], self.values["half"], self.values["runtime"])
+        loaded = load_model(
+            *(self.values[name] for name in ("model", "device", "half", "runtime", "precision", "inference_threads"))
+        )
         if loaded.fallback:
             log.warning(loaded.fallback)
         engine = SegmentationEngine(loaded, self._engine_settings(self.values))
@@ -112,7 +114,7 @@ class FastSamBehaviour:
         classes = f"{len(loaded.class_names)} classes" if loaded.has_classes else "class-agnostic"
         log.info(
             f"model ready in {time.perf_counter() - started:.1f} s: {loaded.source} on {loaded.device} "
-            f"({loaded.runtime}), {classes}"
+            f"({loaded.runtime} {loaded.precision}), {classes}{'; ' + loaded.choice if loaded.choice else ''}"
         )
         self.health = HealthMonitor(
             HealthLimits(self.values["diagnostics_max_latency_ms"], self.values["diagnostics_max_drop_ratio"])
