@@ -220,12 +220,13 @@ def _load_cpu_runtime(
     runtime: str, model: str, weights: str, device: torch.device, precision: str, threads: int
 ) -> LoadedModel:
     """The network on ONNX Runtime or OpenVINO, from the weights' cached ONNX export."""
-    from fastsam_ros.onnx_runtime import exported_onnx
+    from fastsam_ros.onnx_runtime import export_path, exported_onnx
 
     if Path(weights).suffix != ".onnx":
         if not Path(weights).is_file():
             raise ModelLoadError(f"model '{model}' is not a local file; runtime '{runtime}' exports local .pt files")
-        _segmentation_network(model, weights)  # the same errors as the torch path, before exporting
+        if not export_path(Path(weights)).is_file():
+            _segmentation_network(model, weights)  # the same errors as the torch path, before exporting
     if runtime == "openvino":
         from fastsam_ros.openvino_runtime import load_network
 

@@ -41,6 +41,14 @@ def onnx_available() -> bool:
     return export_available() and importlib.util.find_spec("onnxruntime") is not None
 
 
+def export_path(source: Path) -> Path:
+    """Where the ONNX export of these weights is cached: keyed by their content and the ultralytics version."""
+    import ultralytics
+
+    digest = hashlib.sha256(source.read_bytes() + ultralytics.__version__.encode()).hexdigest()[:16]
+    return cache_dir() / f"{source.stem}-{digest}.onnx"
+
+
 def exported_onnx(weights: str) -> Path:
     """An ONNX file of these weights: the file itself if it is one, else a cached export."""
     source = Path(weights)
@@ -49,10 +57,7 @@ def exported_onnx(weights: str) -> Path:
     missing = [name for name in EXPORT_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
         raise ModelLoadError(f"the export to ONNX needs the packages {', '.join(missing)}: pip install them")
-    import ultralytics
-
-    digest = hashlib.sha256(source.read_bytes() + ultralytics.__version__.encode()).hexdigest()[:16]
-    target = cache_dir() / f"{source.stem}-{digest}.onnx"
+    target = export_path(source)
     if target.is_file():
         return target
     try:

@@ -12,6 +12,7 @@ meet an old compile.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -32,6 +33,7 @@ MAX_COMPILED_SHAPES = 6
 PROBE_SHAPE = (1, 3, 640, 640)
 """Compiled at load when nothing is cached: the square input of several cameras' batches and of warm-ups."""
 INT8_MODEL = "int8.xml"
+METADATA = "metadata.json"
 INT8_VERDICT = "int8-quality.json"
 """The quality guard's result for the calibrated int8 model, written beside it."""
 
@@ -152,10 +154,22 @@ def load_network(onnx_path: Path, precision: str, threads: int) -> tuple[OpenVin
     return network, chosen, why
 
 
-def onnx_metadata(onnx_path: Path) -> dict[str, str]:
+def onnx_metadata(onnx_path: Path, folder: Path) -> dict[str, str]:
+    """The export's metadata (task, class names, stride), kept beside the compiled models: parsing
+    the ONNX file again would cost a warm start seconds."""
+    stored = folder / METADATA
+    if stored.is_file():
+        try:
+            return json.loads(stored.read_text())
+        except (OSError, ValueError):
+            pass  # parsed again below and rewritten
     import onnx
 
-    return {prop.key: prop.value for prop in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+    metadata = {prop.key: prop.value for prop in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+    with contextlib.suppress(OSError):  # a read-only cache only costs the next start the parse
+        folder.mkdir(parents=True, exist_ok=True)
+        stored.write_text(json.dumps(metadata))
+    return metadata
 
 
 class OpenVinoNetwork:
@@ -167,7 +181,7 @@ class OpenVinoNetwork:
         self.folder = model_dir(onnx_path, cache)
         self.precision = precision
         self.threads = threads
-        metadata = onnx_metadata(onnx_path)
+        metadata = onnx_metadata(onnx_path, self.folder)
         if metadata.get("task", "segment") != "segment":
             raise ModelLoadError(f"'{onnx_path}' is a '{metadata['task']}' model; a segmentation model is required")
         self.names = {int(k): str(v) for k, v in ast.literal_eval(metadata.get("names", "{0: 'object'}")).items()}
