@@ -17,7 +17,7 @@ import torch
 from fastsam_ros.engine import SegmentationEngine
 from fastsam_ros.model_loading import LoadedModel, load_model
 from fastsam_ros.onnx_runtime import cache_dir, exported_onnx
-from fastsam_ros.openvino_runtime import model_dir, quantize_int8, write_int8_verdict
+from fastsam_ros.openvino_runtime import INT8_MODEL, model_dir, quantize_int8, write_int8_verdict
 from fastsam_ros.runtime_quality import QualityReport, compare_frames
 
 
@@ -51,11 +51,12 @@ def calibrate_int8(
     log: Callable[[str], None] = print,
     threads: int = 0,
 ) -> QualityReport:
-    """Quantise to int8 (unless cached), run the quality guard against f32 and store its verdict."""
+    """Quantise to int8 (unless cached: delete int8.xml to calibrate again), run the guard, store its verdict."""
     onnx_path = exported_onnx(weights)
     folder = model_dir(onnx_path, cache_dir())
     reference = load_model(weights, "cpu", runtime="openvino", precision="f32", threads=threads)
-    quantize_int8(onnx_path, folder, network_inputs(reference, calibration_frames), log)
+    if not (folder / INT8_MODEL).is_file():
+        quantize_int8(onnx_path, folder, network_inputs(reference, calibration_frames), log)
     candidate = load_model(weights, "cpu", runtime="openvino", precision="int8", threads=threads)
     report = compare_frames(
         [SegmentationEngine(reference).segment(frame) for frame in guard_frames],

@@ -2,7 +2,7 @@
 
 On this project's CPUs OpenVINO runs the network faster than ONNX Runtime when every
 input shape is compiled on its own (static shapes) and in bf16 or int8 where the CPU
-has the instructions (docs/PERFORMANCE.md). The network comes from the same cached ONNX
+has the instructions (README, "CPU inference: OpenVINO"). The network comes from the same cached ONNX
 export as the ONNX Runtime path. Each (batch, height, width) is compiled on first sight
 and the compiled model is kept on disk under a key of the network's content and the
 OpenVINO version, so a warm start imports it instead of compiling, and new weights never
