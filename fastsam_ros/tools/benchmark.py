@@ -385,6 +385,8 @@ def run(output: Path, quick: bool) -> int:
     cameras = Report()
     bench_cameras(loaded, cameras, f"{device} torch", 3 if quick else 10)
     bench_cameras(onnx_loaded, cameras, f"{device} onnxruntime", 3 if quick else 10)
+    default = load_model("yolo11n-seg.pt", device, runtime="auto")
+    bench_cameras(default, cameras, f"{device} auto ({default.runtime} {default.precision})", 3 if quick else 10)
     if torch.cuda.is_available():
         bench_cameras(load_model("yolo11n-seg.pt", "cuda:0"), cameras, "cuda:0", 3 if quick else 50)
         bench_cameras(load_model("yolo11n-seg.pt", "cuda:0", half=True), cameras, "cuda:0 fp16", 3 if quick else 50)
