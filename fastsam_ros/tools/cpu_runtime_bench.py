@@ -1,0 +1,275 @@
+"""CPU runtimes against what an ultralytics user would run on the same CPU, interleaved.
+
+Rows: ultralytics' `YOLO.predict` on PyTorch, on its own ONNX export and on its own
+OpenVINO export (with and without retina masks), against the node's per-frame work
+(engine.segment and the InstanceArray) on each CPU runtime and OpenVINO precision. Every
+path runs once per frame in turn, so machine load hits all of them alike. The node's rows
+also split the frame into the network's forward pass and everything else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from fastsam_ros.engine import SegmentationEngine
+from fastsam_ros.int8_calibration import calibrate_int8, precision_quality
+from fastsam_ros.model_loading import LoadedModel, load_model
+from fastsam_ros.openvino_runtime import cpu_capabilities
+from fastsam_ros.ros_convert import mask_set_to_msg
+from fastsam_ros.tools.export import calibration_frames, guard_frames
+from fastsam_ros.tools.sample_frames import camera_frames
+
+RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080)}
+REFERENCE = "ultralytics OpenVINO export"
+TABLE_HEADERS = [
+    "frames",
+    "path",
+    "ms",
+    "forward",
+    "outside the network",
+    "outside share",
+    "/ ultralytics OpenVINO",
+    "n",
+]
+QUALITY_HEADERS = [
+    "precision",
+    "frames",
+    "f32 instances",
+    "instances",
+    "kept",
+    "median mask IoU",
+    "min mask IoU",
+    "guard",
+]
+STREAM_HEADERS = ["runtime", "frame median", "point prompt p50", "point prompt p99", "prompts"]
+STREAM_NOTE = (
+    "One thread segments 720p frames nonstop on OpenVINO (precision auto) while this one answers a point prompt "
+    "every 2 ms, in one process; threads auto: OpenVINO's own choice (every core)."
+)
+WARM_START_NOTE = (
+    "A new Python process with the compiled models already cached: load_model(runtime auto) and the first frame, "
+    "after importing the modules."
+)
+TABLE_NOTE = (
+    "Real photos panned at 720p and 1080p; every path runs once per frame in turn, in one process. ultralytics "
+    "rows: `YOLO(...).predict` on the .pt weights and on ultralytics' own ONNX and OpenVINO exports (imgsz 640, "
+    "static 640x640 input for its OpenVINO export); retina masks: `retina_masks=True`, full-resolution masks as "
+    "the node publishes them. node rows: engine.segment and the InstanceArray, on the runtime and precision named "
+    "(threads: OpenVINO's own choice unless named). forward: the network alone; outside the network: letterbox, "
+    "NMS, mask decode and the message. The row a CPU user should pick is the default (runtime auto)."
+)
+QUALITY_NOTE = (
+    "Each precision against OpenVINO f32 on real photos and camera frames made from them: an instance is kept when "
+    "the other side has one of the same class with box IoU >= 0.9 and mask IoU >= 0.95; the guard passes at >= 95% "
+    "kept. int8 is calibrated once on other frames of the same photos (fastsam_export --precision int8)."
+)
+
+
+class ForwardClock:
+    """Wraps a network and adds up the wall time of its forward passes."""
+
+    def __init__(self, network: Callable) -> None:
+        self.network = network
+        self.ms = 0.0
+
+    def __call__(self, batch):
+        start = time.perf_counter()
+        outputs = self.network(batch)
+        self.ms += (time.perf_counter() - start) * 1e3
+        return outputs
+
+
+def ultralytics_exports(weights: str, folder: Path) -> dict[str, str]:
+    """ultralytics' own ONNX and OpenVINO exports of the weights, as a user would make them."""
+    from ultralytics import YOLO
+
+    copy = folder / Path(weights).name
+    copy.write_bytes(Path(weights).read_bytes())
+    return {
+        "onnx": str(YOLO(str(copy)).export(format="onnx", imgsz=640, verbose=False)),
+        "openvino": str(YOLO(str(copy)).export(format="openvino", imgsz=640, verbose=False)),
+    }
+
+
+def node_runtimes(weights: str, threads: tuple[int, ...]) -> dict[str, LoadedModel]:
+    """The node's CPU runtimes and precisions that work here, int8 only when calibrated and checked."""
+    runtimes = {"node, onnxruntime f32": load_model(weights, "cpu", runtime="onnxruntime")}
+    precisions = ["f32", *(["bf16"] if "BF16" in cpu_capabilities() else []), "int8"]
+    for precision in precisions:
+        for count in threads:
+            suffix = f", {count} threads" if count else ""
+            runtimes[f"node, openvino {precision}{suffix}"] = load_model(
+                weights, "cpu", runtime="openvino", precision=precision, threads=count
+            )
+    default = load_model(weights, "cpu", runtime="auto")
+    runtimes[f"node, default (auto: {default.runtime} {default.precision})"] = default
+    return runtimes
+
+
+def bench_cpu_runtimes(weights: str, rounds: int, frames_per_res: int, threads: tuple[int, ...]) -> list[tuple]:
+    """Median ms per frame of every path, interleaved; returns table rows."""
+    from std_msgs.msg import Header
+    from ultralytics import YOLO
+
+    header = Header(frame_id="camera")
+    report = calibrate_int8(weights, calibration_frames(), guard_frames(), log=lambda line: print(f"[bench] {line}"))
+    print(f"[bench] int8 quality guard: {report.summary()}")
+    work = Path(tempfile.mkdtemp(prefix="fastsam_ultralytics_exports_"))
+    exports = ultralytics_exports(weights, work)
+    users = {
+        "ultralytics PyTorch": YOLO(weights),
+        "ultralytics ONNX export": YOLO(exports["onnx"], task="segment"),
+        REFERENCE: YOLO(exports["openvino"], task="segment"),
+    }
+    node = {
+        label: (SegmentationEngine(dataclasses.replace(loaded, backend=ForwardClock(loaded.backend))))
+        for label, loaded in node_runtimes(weights, threads).items()
+    }
+    rows = []
+    for res_label, (width, height) in RESOLUTIONS.items():
+        frames = camera_frames(width, height, frames_per_res)
+        paths: dict[str, Callable[[np.ndarray], object]] = {}
+        for label, model in users.items():
+            paths[label] = lambda f, m=model: m.predict(f, device="cpu", verbose=False)
+            paths[f"{label}, retina masks"] = lambda f, m=model: m.predict(
+                f, device="cpu", retina_masks=True, verbose=False
+            )
+        for label, engine in node.items():
+            paths[label] = lambda f, e=engine: mask_set_to_msg(e.segment(f), header)
+        for path in paths.values():
+            path(frames[0])
+        times = {label: [] for label in paths}
+        forward = {label: [] for label in node}
+        for _ in range(rounds):
+            for frame in frames:
+                for label, path in paths.items():
+                    clock = node[label].loaded.backend if label in node else None
+                    if clock is not None:
+                        clock.ms = 0.0
+                    start = time.perf_counter()
+                    path(frame)
+                    times[label].append((time.perf_counter() - start) * 1e3)
+                    if clock is not None:
+                        forward[label].append(clock.ms)
+        reference = float(np.median(times[REFERENCE]))
+        for label, values in times.items():
+            median = float(np.median(values))
+            if label in forward:
+                network = float(np.median(forward[label]))
+                split = (f"{network:.1f}", f"{median - network:.1f}", f"{100 * (median - network) / median:.0f}%")
+            else:
+                split = ("", "", "")
+            rows.append((res_label, label, f"{median:.1f}", *split, f"{median / reference:.2f}x", len(values)))
+            print("  " + " | ".join(str(cell) for cell in rows[-1]), flush=True)
+    return rows
+
+
+def bench_quality(weights: str) -> list[tuple]:
+    """The quality guard of each reduced precision against OpenVINO f32 on real frames."""
+    frames = [frame for w, h in RESOLUTIONS.values() for frame in camera_frames(w, h, 4)] + guard_frames()
+    rows = []
+    precisions = [*(["bf16"] if "BF16" in cpu_capabilities() else []), "int8"]
+    for precision in precisions:
+        report = precision_quality(weights, precision, frames)
+        ious = np.array(report.mask_ious) if report.mask_ious else np.array([np.nan])
+        rows.append(
+            (
+                precision,
+                len(frames),
+                report.reference_instances,
+                report.candidate_instances,
+                f"{100 * report.kept_share:.1f}%",
+                f"{np.median(ious):.3f}",
+                f"{np.min(ious):.3f}",
+                "pass" if report.passed else "FAIL",
+            )
+        )
+        print("  " + " | ".join(str(cell) for cell in rows[-1]), flush=True)
+    return rows
+
+
+WARM_START = """
+import sys, time
+started = time.perf_counter()
+from fastsam_ros.engine import SegmentationEngine
+from fastsam_ros.model_loading import load_model
+from fastsam_ros.tools.sample_frames import camera_frames
+imported = time.perf_counter()
+loaded = load_model(sys.argv[1], "cpu", runtime="auto")
+engine = SegmentationEngine(loaded)
+engine.segment(camera_frames(1280, 720, 1)[0])
+done = time.perf_counter()
+print(f"{imported - started:.2f} {done - imported:.2f} {loaded.runtime} {loaded.precision}")
+"""
+
+
+def bench_warm_start(weights: str) -> tuple[str, ...]:
+    """A fresh process after the benchmark cached the compiled models: imports, then load and first 720p frame."""
+    output = subprocess.run(
+        [sys.executable, "-c", WARM_START, weights], capture_output=True, text=True, check=True
+    ).stdout.split()
+    row = (f"{output[2]} {output[3]}", f"{float(output[0]):.2f}", f"{float(output[1]):.2f}")
+    print("  " + " | ".join(row), flush=True)
+    return row
+
+
+def bench_prompts_while_streaming(weights: str, threads: tuple[int, ...], seconds: float) -> list[tuple[str, ...]]:
+    """Point prompts answered in this process while another thread segments 720p frames nonstop.
+
+    Tells whether OpenVINO's inference threads leave the CPU to the node's other callbacks.
+    """
+    import threading
+
+    from fastsam_ros.prompts import select_by_points
+
+    frames = camera_frames(1280, 720, 4)
+    rows = []
+    for count in threads:
+        engine = SegmentationEngine(load_model(weights, "cpu", runtime="openvino", threads=count))
+        masks = engine.segment(frames[0])
+        instance = masks[0]
+        point = (
+            instance.mask_offset[0] + instance.mask.shape[1] // 2,
+            instance.mask_offset[1] + instance.mask.shape[0] // 2,
+        )
+        stop = threading.Event()
+        frame_ms: list[float] = []
+
+        def stream(engine=engine, stop=stop, frame_ms=frame_ms) -> None:
+            index = 0
+            while not stop.is_set():
+                start = time.perf_counter()
+                engine.segment(frames[index % len(frames)])
+                frame_ms.append((time.perf_counter() - start) * 1e3)
+                index += 1
+
+        worker = threading.Thread(target=stream)
+        worker.start()
+        latencies = []
+        until = time.perf_counter() + seconds
+        while time.perf_counter() < until:
+            start = time.perf_counter()
+            select_by_points(masks, [point], [1])
+            latencies.append((time.perf_counter() - start) * 1e3)
+            time.sleep(0.002)
+        stop.set()
+        worker.join()
+        rows.append(
+            (
+                f"openvino {engine.loaded.precision}, threads {count or 'auto'}",
+                f"{np.median(frame_ms):.1f}",
+                f"{np.percentile(latencies, 50):.3f}",
+                f"{np.percentile(latencies, 99):.3f}",
+                str(len(latencies)),
+            )
+        )
+        print("  " + " | ".join(rows[-1]), flush=True)
+    return rows

@@ -1,0 +1,174 @@
+"""The OpenVINO runtime: equal to ONNX Runtime in f32, guarded in bf16 and int8, safe fallbacks."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from fastsam_ros.engine import SegmentationEngine
+from fastsam_ros.int8_calibration import calibrate_int8, precision_quality
+from fastsam_ros.model_errors import ModelLoadError
+from fastsam_ros.model_loading import load_model
+from fastsam_ros.onnx_runtime import cache_dir, exported_onnx
+from fastsam_ros.openvino_runtime import (
+    INT8_MODEL,
+    OpenVinoNetwork,
+    cpu_capabilities,
+    model_dir,
+    resolve_precision,
+    write_int8_verdict,
+)
+from fastsam_ros.runtime_quality import box_iou
+from fastsam_ros.tools.sample_frames import camera_frames
+
+pytest.importorskip("openvino")
+HAS_BF16 = "BF16" in cpu_capabilities()
+
+
+@pytest.fixture(scope="module")
+def weights(loaded_model) -> str:
+    return loaded_model.source
+
+
+@pytest.fixture(scope="module")
+def f32_engine(weights):
+    return SegmentationEngine(load_model(weights, "cpu", runtime="openvino", precision="f32"))
+
+
+@pytest.fixture(scope="module")
+def onnx_engine(weights):
+    return SegmentationEngine(load_model(weights, "cpu", runtime="onnxruntime"))
+
+
+@pytest.fixture(scope="module")
+def guard_frames(bus, zidane) -> list[np.ndarray]:
+    """Real photos whole and as 720p and 1080p camera frames."""
+    return [bus, zidane, *camera_frames(1280, 720, 2), *camera_frames(1920, 1080, 2)]
+
+
+@pytest.fixture
+def private_cache(monkeypatch, tmp_path, weights):
+    """An empty cache of compiled models that already holds this session's ONNX export."""
+    export = exported_onnx(weights)
+    monkeypatch.setenv("FASTSAM_ROS_CACHE", str(tmp_path))
+    shutil.copyfile(export, tmp_path / export.name)
+    return tmp_path / export.name
+
+
+def test_f32_openvino_equals_onnxruntime(f32_engine, onnx_engine, guard_frames):
+    assert (f32_engine.loaded.runtime, f32_engine.loaded.precision) == ("openvino", "f32")
+    for frame in guard_frames:
+        ours, reference = f32_engine.segment(frame), onnx_engine.segment(frame)
+        assert len(reference) > 0
+        assert [i.class_id for i in ours.instances] == [i.class_id for i in reference.instances]
+        boxes = np.array([i.box for i in ours.instances])
+        assert np.abs(boxes - np.array([i.box for i in reference.instances])).max() <= 1.0
+        for mine, theirs in zip(ours.full_masks(), reference.full_masks(), strict=True):
+            assert (mine & theirs).sum() / (mine | theirs).sum() >= 0.99
+
+
+def test_input_shapes_are_compiled_once_each(f32_engine, bus, zidane):
+    network = f32_engine.loaded.backend
+    f32_engine.segment(zidane)
+    f32_engine.segment(bus)
+    shapes = network.compiled_shapes
+    assert (1, 3, 384, 640) in shapes and (1, 3, 640, 480) in shapes, "minimal letterbox, one compile per shape"
+    f32_engine.segment(zidane)
+    assert network.compiled_shapes[-1] == (1, 3, 384, 640) and len(network.compiled_shapes) == len(shapes)
+
+
+@pytest.mark.skipif(not HAS_BF16, reason="this CPU has no bf16 instructions")
+def test_bf16_meets_the_quality_guard(weights, guard_frames):
+    report = precision_quality(weights, "bf16", guard_frames)
+    assert report.reference_instances > 20
+    assert report.passed, report.summary()
+
+
+def test_int8_is_calibrated_once_and_guarded(weights, guard_frames, bus, zidane):
+    """int8 keeps most instances; whether it meets the guard is stored, and 'auto' follows that verdict."""
+    calibration = [bus, zidane, camera_frames(1280, 720, 3)[1], camera_frames(640, 480, 3)[2]]
+    report = calibrate_int8(weights, calibration, guard_frames, log=lambda line: None)
+    assert report.kept_share >= 0.7 and np.median(report.mask_ious) >= 0.95, report.summary()
+    folder = model_dir(exported_onnx(weights), cache_dir())
+    assert (resolve_precision("auto", folder)[0] == "int8") == report.passed
+    network = folder / INT8_MODEL
+    before = network.stat().st_mtime_ns
+    calibrate_int8(weights, calibration[:1], guard_frames[:1], log=lambda line: None)
+    assert network.stat().st_mtime_ns == before, "the int8 network is cached"
+
+
+def test_auto_precision_never_takes_an_int8_that_failed_the_guard(tmp_path):
+    assert resolve_precision("auto", tmp_path)[0] == ("bf16" if HAS_BF16 else "f32"), "not calibrated: no int8"
+    (tmp_path / INT8_MODEL).write_text("<net/>")
+    write_int8_verdict(tmp_path, False, "3/10 kept")
+    chosen, why = resolve_precision("auto", tmp_path)
+    assert chosen != "int8" and "failed" in why
+    write_int8_verdict(tmp_path, True, "10/10 kept")
+    assert resolve_precision("auto", tmp_path)[0] == "int8"
+    with pytest.raises(ModelLoadError, match="not one of"):
+        resolve_precision("fp8", tmp_path)
+
+
+def test_auto_prefers_openvino_and_says_why(weights):
+    loaded = load_model(weights, "cpu", runtime="auto")
+    assert loaded.runtime == "openvino" and not loaded.fallback
+    assert "chose openvino" in loaded.choice and f"precision {loaded.precision}" in loaded.choice
+
+
+def test_without_openvino_auto_falls_back_to_onnxruntime(monkeypatch, weights):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now fails, as when not installed
+    loaded = load_model(weights, "cpu", runtime="auto")
+    assert loaded.runtime == "onnxruntime" and "openvino is not installed" in loaded.choice
+    with pytest.raises(ModelLoadError, match="needs the package openvino"):
+        load_model(weights, "cpu", runtime="openvino")
+
+
+def test_a_failed_compile_falls_back_to_onnxruntime(monkeypatch, private_cache, weights):
+    def failing(self, shape):
+        raise RuntimeError("Exception from src/plugins/intel_cpu: unsupported layer")
+
+    monkeypatch.setattr(OpenVinoNetwork, "compiled", failing)
+    loaded = load_model(weights, "cpu", runtime="auto")
+    assert loaded.runtime == "onnxruntime"
+    assert "openvino unavailable" in loaded.fallback and "could not compile" in loaded.fallback
+    with pytest.raises(ModelLoadError, match="could not compile"):
+        load_model(weights, "cpu", runtime="openvino")
+
+
+def test_compiled_models_are_rebuilt_for_new_weights(private_cache, bus):
+    """A changed network gets its own compiled models; the old ones are imported, not recompiled."""
+    first = load_model(str(private_cache), "cpu", runtime="openvino", precision="f32")
+    [blob] = first.backend.folder.glob("*.blob")
+    before = blob.stat().st_mtime_ns
+    changed = onnx.load(str(private_cache))
+    tensor = next(t for t in changed.graph.initializer if numpy_helper.to_array(t).ndim == 4)
+    tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) * 0.5, tensor.name))
+    other = private_cache.with_name("changed.onnx")
+    onnx.save(changed, str(other))
+    second = load_model(str(other), "cpu", runtime="openvino", precision="f32")
+    assert second.backend.folder != first.backend.folder and list(second.backend.folder.glob("*.blob"))
+    again = load_model(str(private_cache), "cpu", runtime="openvino", precision="f32")
+    assert again.backend.compiled_shapes == [(1, 3, 640, 640)] and blob.stat().st_mtime_ns == before
+    ours, theirs = SegmentationEngine(first).segment(bus), SegmentationEngine(second).segment(bus)
+    assert [i.box for i in ours.instances] != [i.box for i in theirs.instances], "the new weights are in use"
+
+
+def test_a_corrupt_compiled_model_is_refused_clearly(private_cache, weights):
+    first = load_model(weights, "cpu", runtime="openvino", precision="f32")
+    [blob] = first.backend.folder.glob("*.blob")
+    blob.write_bytes(b"not a compiled model" * 50)
+    with pytest.raises(ModelLoadError, match=r"is corrupt.*delete it"):
+        load_model(weights, "cpu", runtime="openvino", precision="f32")
+    fallen_back = load_model(weights, "cpu", runtime="auto", precision="f32")
+    assert fallen_back.runtime == "onnxruntime" and "corrupt" in fallen_back.fallback
+
+
+def test_box_iou_is_symmetric_and_exact():
+    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert box_iou((5, 0, 15, 10), (0, 0, 10, 10)) == box_iou((0, 0, 10, 10), (5, 0, 15, 10))
+    assert box_iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
