@@ -41,7 +41,7 @@ PIPELINES = ("auto", "opencv", "torch")
 """Where pre- and postprocessing run: auto picks per device (OpenCV on the CPU, torch elsewhere);
 torch on the CPU runs the device path there, for tests and benchmarks."""
 DEFAULT_WARM_UP_SHAPES = ((720, 1280),)
-"""Frame (height, width) sizes warmed up when the caller names none: a 720p camera."""
+"""Frame (height, width) sizes whose CUDA graphs warm_up captures when the caller names none."""
 
 
 @dataclass(frozen=True)
@@ -106,12 +106,16 @@ class SegmentationEngine:
         """Segment every object in an (H, W, 3) uint8 BGR image."""
         return self.segment_batch([image], [stamp_ns], [frame_id])[0]
 
-    def warm_up(self, frame_shapes: Sequence[tuple[int, int]] = DEFAULT_WARM_UP_SHAPES, batch_sizes=(1,)) -> None:
-        """Run each (batch size, frame height and width) once on blank frames.
+    def warm_up(self, frame_shapes: Sequence[tuple[int, int]] | None = None, batch_sizes: Sequence[int] = (1,)) -> None:
+        """Run each (batch size, frame height and width) once on blank frames, so first frames are not slow.
 
-        With CUDA graphs this captures their graphs (and on any device it runs lazy
-        initialisation), so that the first camera frames are not slow.
+        With CUDA graphs this captures their graphs; frame_shapes None then means a 720p
+        camera. Without graphs only lazy initialisation happens, which no shape changes, so
+        None means one small frame.
         """
+        if frame_shapes is None:
+            graphs = isinstance(self._forward_for(self.settings), GraphedForward)
+            frame_shapes = DEFAULT_WARM_UP_SHAPES if graphs else ((64, 64),)
         for batch_size in batch_sizes:
             for height, width in frame_shapes:
                 self.segment_batch([np.zeros((height, width, 3), np.uint8)] * batch_size)
