@@ -98,6 +98,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "onnxruntime unless this is torch.",
         _one_of("auto", "torch", "onnxruntime"),
     ),
+    ParameterSpec(
+        "cuda_graphs",
+        "auto",
+        "auto or on: replay the network as CUDA graphs, captured per batch size and input shape (torch runtime "
+        "on CUDA; a failed capture is logged and that shape runs eagerly); off: eager.",
+        _one_of("auto", "on", "off"),
+        read_only=False,
+    ),
     ParameterSpec("imgsz", 640, "Network input size (longest side), a multiple of 32.", _imgsz, read_only=False),
     ParameterSpec("conf", 0.25, "Minimum detection confidence.", _in_range(0.0, 1.0), read_only=False),
     ParameterSpec("iou", 0.7, "IoU threshold of non-maximum suppression.", _in_range(0.0, 1.0), read_only=False),

@@ -58,7 +58,7 @@ from fastsam_ros.ros_convert import (
 from fastsam_ros.ros_markers import obstacle_markers
 from fastsam_ros.tracking import TrackerConfigError
 
-RUNTIME_ENGINE_PARAMETERS = ("imgsz", "conf", "iou", "max_det", "retina_masks")
+RUNTIME_ENGINE_PARAMETERS = ("imgsz", "conf", "iou", "max_det", "retina_masks", "cuda_graphs")
 OBSTACLE_PARAMETERS = {
     "obstacle_roi": "roi",
     "obstacle_min_area": "min_area",
@@ -96,8 +96,8 @@ class FastSamBehaviour:
         loaded = load_model(self.values["model"], self.values["device"], self.values["half"], self.values["runtime"])
         if loaded.fallback:
             log.warning(loaded.fallback)
-        engine = SegmentationEngine(loaded, self._engine_settings(self.values))
-        engine.segment(np.zeros((64, 64, 3), dtype=np.uint8))
+        engine = SegmentationEngine(loaded, self._engine_settings(self.values), log=log.warning)
+        engine.warm_up()
         obstacles = ObstacleSettings(
             **{field: self._obstacle_value(name) for name, field in OBSTACLE_PARAMETERS.items()}
         )
