@@ -15,10 +15,11 @@ replayed as a CUDA graph.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,29 +143,53 @@ class SegmentationEngine:
         forward = self._forward_for(settings)
         marks = [time.perf_counter()]
         with torch.inference_mode():
-            geometries, batch = self._preprocess(images, settings, forward)
+            with self._small_ops():
+                geometries, batch = self._preprocess(images, settings, forward)
             marks.append(self._synchronized())
             prediction, protos = forward(batch)
             marks.append(self._synchronized())
-            detections = self._detections(prediction, settings)
-            marks.append(self._synchronized())
-            results = [
-                MaskSet(
-                    height=geometry.source_shape[0],
-                    width=geometry.source_shape[1],
-                    instances=tuple(self._instances(dets, proto, geometry, settings)),
-                    stamp_ns=stamp_ns,
-                    frame_id=frame_id,
-                    class_names=self.class_names,
-                )
-                for geometry, dets, proto, stamp_ns, frame_id in zip(
-                    geometries, detections, protos, stamps_ns, frame_ids, strict=True
-                )
-            ]
+            with self._small_ops():
+                detections = self._detections(prediction, settings)
+                marks.append(self._synchronized())
+                results = [
+                    MaskSet(
+                        height=geometry.source_shape[0],
+                        width=geometry.source_shape[1],
+                        instances=tuple(self._instances(dets, proto, geometry, settings)),
+                        stamp_ns=stamp_ns,
+                        frame_id=frame_id,
+                        class_names=self.class_names,
+                    )
+                    for geometry, dets, proto, stamp_ns, frame_id in zip(
+                        geometries, detections, protos, stamps_ns, frame_ids, strict=True
+                    )
+                ]
             marks.append(time.perf_counter())
         stages = [(end - start) * 1e3 for start, end in itertools.pairwise(marks)]
         self.last_times = StageTimes(*stages)
         return results
+
+    @contextlib.contextmanager
+    def _small_ops(self) -> Iterator[None]:
+        """Torch's CPU ops around the network run on the calling thread alone.
+
+        Torch hands any op over ~32k elements to its OpenMP pool. The engine's ops around
+        the network are that large but take well under a millisecond, and on a small CPU
+        shared with the node's other threads the hand-off and the spin-waiting for
+        descheduled workers cost several times the work: with two threads on two busy
+        cores, preprocessing, NMS and mask decoding took 5-10x the CPU time of one thread
+        (docs/PERFORMANCE.md). The forward pass keeps the pool. Other threads using torch
+        on the CPU meanwhile get one thread too, for these few milliseconds.
+        """
+        threads = torch.get_num_threads()
+        if self.loaded.device.type != "cpu" or threads == 1:
+            yield
+            return
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
     def _synchronized(self) -> float:
         if self.loaded.device.type == "cuda":
