@@ -19,6 +19,7 @@ setup(
             "fastsam_lifecycle_node = fastsam_ros.lifecycle_node:main",
             "fastsam_demo = fastsam_ros.tools.demo:main",
             "fastsam_bench = fastsam_ros.tools.benchmark:main",
+            "fastsam_core_bench = fastsam_ros.tools.core_benchmark:main",
             "fastsam_soak = fastsam_ros.tools.soak:main",
         ]
     },
