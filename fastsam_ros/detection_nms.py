@@ -40,11 +40,12 @@ def select_detections(
 
 def _suppress(rows: torch.Tensor, conf: float, iou: float, max_det: int, num_classes: int) -> torch.Tensor:
     if rows.shape[0] == 0:
-        return torch.zeros((0, rows.shape[1] + 2 - num_classes), device=rows.device, dtype=rows.dtype)
+        return torch.zeros((0, rows.shape[1] + 2 - num_classes), device=rows.device)
     centres, half_sizes = rows[:, :2], rows[:, 2:4] / 2
     boxes = torch.cat((centres - half_sizes, centres + half_sizes), 1)
     scores, classes = rows[:, 4 : 4 + num_classes].max(1, keepdim=True)
-    kept = torch.cat((boxes, scores, classes.to(rows.dtype), rows[:, 4 + num_classes :]), 1)[scores.view(-1) > conf]
+    # float32 classes promote fp16 rows to float32, as in ultralytics: 79 x 7680 overflows fp16.
+    kept = torch.cat((boxes, scores, classes.float(), rows[:, 4 + num_classes :]), 1)[scores.view(-1) > conf]
     if kept.shape[0] > MAX_NMS_CANDIDATES:
         kept = kept[kept[:, 4].argsort(descending=True)[:MAX_NMS_CANDIDATES]]
     shifted = kept[:, :4] + kept[:, 5:6] * CLASS_OFFSET
