@@ -178,7 +178,7 @@ class SegmentationEngine:
         shared with the node's other threads the hand-off and the spin-waiting for
         descheduled workers cost several times the work: with two threads on two busy
         cores, preprocessing, NMS and mask decoding took 5-10x the CPU time of one thread
-        (docs/PERFORMANCE.md). The forward pass keeps the pool. Other threads using torch
+        (README, "Device paths"). The forward pass keeps the pool. Other threads using torch
         on the CPU meanwhile get one thread too, for these few milliseconds.
         """
         threads = torch.get_num_threads()

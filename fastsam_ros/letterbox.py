@@ -2,9 +2,10 @@
 
 The geometry (scale, rounded resized size, padding split) is computed once here and used by
 both paths and by the mask decoder, so boxes and masks map back through the same numbers.
-On the CPU, OpenCV resizes uint8 pixels with SIMD code, faster than torch's float bilinear
-there; on a GPU, uploading the small uint8 frame once and resizing it with torch avoids the
-CPU resize and a four times larger float upload (docs/PERFORMANCE.md).
+On the CPU, OpenCV resizes uint8 pixels with SIMD code: letterbox and conversion to a float
+batch took 1.1 / 1.3 ms at 720p / 1080p here, torch's float bilinear 6.0 / 8.6 ms. On a GPU,
+uploading the small uint8 frame once and resizing it there avoids the CPU resize and a four
+times larger float upload (on an H100: 0.35-0.6 ms against 1.4-2.2 ms). README, "Device paths".
 """
 
 from __future__ import annotations
