@@ -15,11 +15,10 @@ replayed as a CUDA graph.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,53 +142,29 @@ class SegmentationEngine:
         forward = self._forward_for(settings)
         marks = [time.perf_counter()]
         with torch.inference_mode():
-            with self._small_ops():
-                geometries, batch = self._preprocess(images, settings, forward)
+            geometries, batch = self._preprocess(images, settings, forward)
             marks.append(self._synchronized())
             prediction, protos = forward(batch)
             marks.append(self._synchronized())
-            with self._small_ops():
-                detections = self._detections(prediction, settings)
-                marks.append(self._synchronized())
-                results = [
-                    MaskSet(
-                        height=geometry.source_shape[0],
-                        width=geometry.source_shape[1],
-                        instances=tuple(self._instances(dets, proto, geometry, settings)),
-                        stamp_ns=stamp_ns,
-                        frame_id=frame_id,
-                        class_names=self.class_names,
-                    )
-                    for geometry, dets, proto, stamp_ns, frame_id in zip(
-                        geometries, detections, protos, stamps_ns, frame_ids, strict=True
-                    )
-                ]
+            detections = self._detections(prediction, settings)
+            marks.append(self._synchronized())
+            results = [
+                MaskSet(
+                    height=geometry.source_shape[0],
+                    width=geometry.source_shape[1],
+                    instances=tuple(self._instances(dets, proto, geometry, settings)),
+                    stamp_ns=stamp_ns,
+                    frame_id=frame_id,
+                    class_names=self.class_names,
+                )
+                for geometry, dets, proto, stamp_ns, frame_id in zip(
+                    geometries, detections, protos, stamps_ns, frame_ids, strict=True
+                )
+            ]
             marks.append(time.perf_counter())
         stages = [(end - start) * 1e3 for start, end in itertools.pairwise(marks)]
         self.last_times = StageTimes(*stages)
         return results
-
-    @contextlib.contextmanager
-    def _small_ops(self) -> Iterator[None]:
-        """Torch's CPU ops around the network run on the calling thread alone.
-
-        Torch hands any op over ~32k elements to its OpenMP pool. The engine's ops around
-        the network are that large but take well under a millisecond, and on a small CPU
-        shared with the node's other threads the hand-off and the spin-waiting for
-        descheduled workers cost several times the work: with two threads on two busy
-        cores, preprocessing, NMS and mask decoding took 5-10x the CPU time of one thread
-        (README, "Device paths"). The forward pass keeps the pool. Other threads using torch
-        on the CPU meanwhile get one thread too, for these few milliseconds.
-        """
-        threads = torch.get_num_threads()
-        if self.loaded.device.type != "cpu" or threads == 1:
-            yield
-            return
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(threads)
 
     def _synchronized(self) -> float:
         if self.loaded.device.type == "cuda":
@@ -231,8 +206,11 @@ class SegmentationEngine:
             boxed = np.stack(
                 [letterbox_cpu(image, geometry) for image, geometry in zip(images, geometries, strict=True)]
             )
-            tensor = torch.from_numpy(boxed).permute(0, 3, 1, 2).flip(1).to(dtype)
-            return geometries, tensor.div_(255)
+            # BGR to RGB, HWC to CHW and scaling in one NumPy pass on this thread: torch would hand
+            # this small op to its thread pool, whose hand-off costs more than the work on a busy CPU.
+            batch = np.empty((len(images), 3, *boxed.shape[1:3]), np.float32)
+            np.divide(boxed[..., ::-1].transpose(0, 3, 1, 2), np.float32(255), out=batch)
+            return geometries, torch.from_numpy(batch).to(self.loaded.device, dtype)
         shape = (len(images), 3, *geometries[0].input_shape)
         if isinstance(forward, GraphedForward):
             batch = forward.input_buffer(shape, dtype, self.loaded.device)
