@@ -71,6 +71,18 @@ def _network_outputs(loaded_model, images: list[np.ndarray]):
     return geometries, *split_network_outputs(preds)
 
 
+def _decoder_inputs(network_outputs, name: str):
+    """Logits, pixel spans and sampling of one frame's detections, as the engine computes them."""
+    from ultralytics.utils.ops import scale_boxes
+
+    [geometry], prediction, protos = network_outputs((name,))
+    [detections] = select_detections(prediction, _conf(name), 0.7, 300, 80)
+    boxes = scale_boxes(geometry.input_shape, detections[:, :4].clone(), geometry.source_shape).numpy()
+    spans = pixel_spans(boxes, geometry.source_shape)
+    logits = decode_prototype_logits(protos[0], detections[:, 6:])
+    return logits, spans, prototype_sampling(geometry, tuple(protos.shape[2:]))
+
+
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max((a | b).sum(), 1))
 
@@ -121,20 +133,24 @@ def test_nms_equals_ultralytics(network_outputs, names):
 @pytest.mark.parametrize("sample_scale", [1.0, 0.5])
 @pytest.mark.parametrize("name", ["bus", "zidane", "crowded"])
 def test_all_at_once_mask_decode_equals_per_instance_warps(network_outputs, name, sample_scale):
-    from ultralytics.utils.ops import scale_boxes
-
-    [geometry], prediction, protos = network_outputs((name,))
-    [detections] = select_detections(prediction, _conf(name), 0.7, 300, 80)
-    boxes = scale_boxes(geometry.input_shape, detections[:, :4].clone(), geometry.source_shape).numpy()
-    spans = pixel_spans(boxes, geometry.source_shape)
-    logits = decode_prototype_logits(protos[0], detections[:, 6:])
-    sampling = prototype_sampling(geometry, tuple(protos.shape[2:]))
+    logits, spans, sampling = _decoder_inputs(network_outputs, name)
     warped = crop_masks_warp(logits, spans, sampling, sample_scale)
     batched = crop_masks_batched(logits, spans, sampling, sample_scale)
-    assert len(batched) == len(warped) == len(detections)
+    assert len(batched) == len(warped) == len(logits) > 0
     for (offset, mask), (reference_offset, reference) in zip(batched, warped, strict=True):
         assert offset == reference_offset and mask.shape == reference.shape and mask.dtype == bool
         assert _iou(mask, reference) >= 0.99
+
+
+def test_mask_decode_in_many_small_chunks_equals_one_chunk(network_outputs, monkeypatch):
+    import fastsam_ros.mask_decoding as decoding
+
+    logits, spans, sampling = _decoder_inputs(network_outputs, "crowded")
+    whole = crop_masks_batched(logits, spans, sampling)
+    monkeypatch.setattr(decoding, "PADDED_ELEMENTS_PER_CHUNK", 20_000)
+    chunked = crop_masks_batched(logits, spans, sampling)
+    for (offset, mask), (whole_offset, whole_mask) in zip(chunked, whole, strict=True):
+        assert offset == whole_offset and np.array_equal(mask, whole_mask)
 
 
 @pytest.mark.parametrize("name", ["zidane", "720p", "crowded", "bus"])
