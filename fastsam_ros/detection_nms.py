@@ -1,12 +1,12 @@
 """Non-maximum suppression with ultralytics' results and without its crowded-frame cliff.
 
-ultralytics' ``non_max_suppression`` transposes every anchor's whole row (4 + classes + 32
-mask coefficients) before filtering by confidence, and falls back to a Python loop with a
-device synchronisation per kept box when torchvision is not imported yet: on a GPU that loop
-cost 17 ms on a frame with 57 instances. Here only the columns of anchors above the
-threshold are gathered, and torchvision's NMS kernel always runs, on the tensors' device.
-The arithmetic (box conversion, best class, per-class coordinate offset of 7680 px, the
-NMS itself) is the same as ultralytics', in the same order, so the kept rows are identical.
+ultralytics' ``non_max_suppression`` uses torchvision's NMS kernel only when some other
+module has imported torchvision already; otherwise (as in the node, which imports nothing
+that does) it falls back to a Python loop with a device synchronisation per kept box, which
+cost 17 ms on a GPU frame with 57 instances. Here torchvision's kernel always runs, on the
+tensors' device, on the rows of anchors above the confidence threshold only. The arithmetic
+(box conversion, best class, per-class coordinate offset of 7680 px, the NMS itself) is
+ultralytics', in the same order, so the kept rows are identical.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def select_detections(
     candidates = prediction[:, 4:class_end].amax(1) > conf
     results = []
     for image_prediction, image_candidates in zip(prediction, candidates, strict=True):
-        rows = image_prediction[:, image_candidates.nonzero().view(-1)].transpose(0, 1)
+        rows = image_prediction.transpose(0, 1)[image_candidates]
         results.append(_suppress(rows, conf, iou, max_det, num_classes))
     return results
 
