@@ -21,6 +21,7 @@ setup(
             "fastsam_lifecycle_node = fastsam_ros.process:lifecycle_main",
             "fastsam_demo = fastsam_ros.tools.demo:main",
             "fastsam_bench = fastsam_ros.tools.benchmark:main",
+            "fastsam_core_bench = fastsam_ros.tools.core_benchmark:main",
             "fastsam_soak = fastsam_ros.tools.soak:main",
             "fastsam_play = fastsam_ros.tools.play:main",
             "fastsam_record = fastsam_ros.tools.record:main",

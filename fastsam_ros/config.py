@@ -147,6 +147,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         choices=RUNTIMES,
     ),
     ParameterSpec(
+        "cuda_graphs",
+        "auto",
+        "auto or on: replay the network as CUDA graphs, captured per batch size and input shape (torch runtime "
+        "on CUDA; a failed capture is logged and that shape runs eagerly); off: eager.",
+        True,
+        choices=("auto", "on", "off"),
+    ),
+    ParameterSpec(
         "precision",
         "auto",
         "Inference precision of runtime openvino: f32, bf16 (CPUs with bf16 instructions), int8 (calibrated once "

@@ -1,26 +1,48 @@
-"""Stage 1 of FastSAM: all-instance segmentation of one BGR frame into a MaskSet.
+"""Stage 1 of FastSAM: all-instance segmentation of frames into MaskSets.
 
 The engine drives the ultralytics network directly instead of going through
 ``Model.predict``: no Results objects, no full-frame mask planes. Boxes come from
-ultralytics' own letterbox and NMS, so they equal raw ultralytics exactly; masks are
-decoded from the prototypes only inside each box, at source resolution, in a single
-bilinear step (ultralytics upsamples every mask to the network input and then again
+ultralytics' letterbox geometry and NMS arithmetic, so they equal raw ultralytics exactly;
+masks are decoded from the prototypes only inside each box, at source resolution, in a
+single bilinear step (ultralytics upsamples every mask to the network input and then again
 to the source size).
+
+Each stage runs where it is fastest for the device (see letterbox.py and mask_decoding.py):
+on the CPU, OpenCV letterboxes and warps masks; on a GPU the uint8 frames are uploaded once
+and everything up to the packed mask crops stays on the device, with the forward pass
+replayed as a CUDA graph.
 """
 
 from __future__ import annotations
 
-import math
+import itertools
+import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 
 from fastsam_ros.config import default_of
+from fastsam_ros.cuda_graphs import GraphedForward, graphs_wanted
+from fastsam_ros.detection_nms import select_detections
+from fastsam_ros.letterbox import LetterboxGeometry, letterbox_cpu, letterbox_geometry, letterbox_torch
+from fastsam_ros.mask_decoding import (
+    crop_masks_batched,
+    crop_masks_warp,
+    decode_prototype_logits,
+    pixel_spans,
+    prototype_sampling,
+)
 from fastsam_ros.mask_set import Instance, MaskSet
 from fastsam_ros.model_loading import LoadedModel
+
+PIPELINES = ("auto", "opencv", "torch")
+"""Where pre- and postprocessing run: auto picks per device (OpenCV on the CPU, torch elsewhere);
+torch on the CPU runs the device path there, for tests and benchmarks."""
+DEFAULT_WARM_UP_SHAPES = ((720, 1280),)
+"""Frame (height, width) sizes whose CUDA graphs warm_up captures when the caller names none."""
 
 
 @dataclass(frozen=True)
@@ -32,30 +54,50 @@ class EngineSettings:
     iou: float = default_of("iou")
     max_det: int = default_of("max_det")
     retina_masks: bool = default_of("retina_masks")
+    cuda_graphs: str = default_of("cuda_graphs")
+    """auto/on: replay the forward pass as CUDA graphs (torch runtime on CUDA only); off: eager."""
 
 
 @dataclass
 class StageTimes:
-    """Wall milliseconds of the last frame's stages, for diagnostics and benchmarks."""
+    """Wall milliseconds of the last batch's stages, for diagnostics and benchmarks.
+
+    On a GPU each stage ends with a device synchronisation, so the times are the stages' own.
+    """
 
     preprocess_ms: float = 0.0
-    inference_ms: float = 0.0
-    postprocess_ms: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
+    forward_ms: float = 0.0
+    nms_ms: float = 0.0
+    mask_decode_ms: float = 0.0
 
     @property
     def total_ms(self) -> float:
-        return self.preprocess_ms + self.inference_ms + self.postprocess_ms
+        return self.preprocess_ms + self.forward_ms + self.nms_ms + self.mask_decode_ms
 
 
 class SegmentationEngine:
-    """Runs a loaded segmentation network on frames and returns MaskSets."""
+    """Runs a loaded segmentation network on frames and returns MaskSets.
 
-    def __init__(self, loaded: LoadedModel, settings: EngineSettings | None = None) -> None:
+    Not thread-safe: one thread segments (CUDA graph outputs are reused between calls).
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        settings: EngineSettings | None = None,
+        log: Callable[[str], None] | None = None,
+        pipeline: str = "auto",
+    ) -> None:
+        if pipeline not in PIPELINES:
+            raise ValueError(f"pipeline '{pipeline}' is not one of {', '.join(PIPELINES)}")
         self.loaded = loaded
         self.settings = settings or EngineSettings()
         self.last_times = StageTimes()
-        self._letterboxes: dict[tuple[int, bool], object] = {}
+        self._log = log or logging.getLogger(__name__).warning
+        self._on_device = pipeline == "torch" or (pipeline == "auto" and loaded.device.type != "cpu")
+        self._graphed: GraphedForward | None = None
+        self._graph_mode_logged = ""
+        self._staging: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}
 
     @property
     def class_names(self) -> dict[int, str]:
@@ -64,6 +106,20 @@ class SegmentationEngine:
     def segment(self, image: np.ndarray, stamp_ns: int = 0, frame_id: str = "") -> MaskSet:
         """Segment every object in an (H, W, 3) uint8 BGR image."""
         return self.segment_batch([image], [stamp_ns], [frame_id])[0]
+
+    def warm_up(self, frame_shapes: Sequence[tuple[int, int]] | None = None, batch_sizes: Sequence[int] = (1,)) -> None:
+        """Run each (batch size, frame height and width) once on blank frames, so first frames are not slow.
+
+        With CUDA graphs this captures their graphs; frame_shapes None then means a 720p
+        camera. Without graphs only lazy initialisation happens, which no shape changes, so
+        None means one small frame.
+        """
+        if frame_shapes is None:
+            graphs = isinstance(self._forward_for(self.settings), GraphedForward)
+            frame_shapes = DEFAULT_WARM_UP_SHAPES if graphs else ((64, 64),)
+        for batch_size in batch_sizes:
+            for height, width in frame_shapes:
+                self.segment_batch([np.zeros((height, width, 3), np.uint8)] * batch_size)
 
     def segment_batch(
         self, images: list[np.ndarray], stamps_ns: list[int] | None = None, frame_ids: list[str] | None = None
@@ -81,96 +137,128 @@ class SegmentationEngine:
                 raise ValueError(f"expected an (H, W, 3) uint8 BGR image, got {image.shape} {image.dtype}")
             if image.shape[0] == 0 or image.shape[1] == 0:
                 raise ValueError("image has zero size")
+        settings = self.settings
         stamps_ns = stamps_ns or [0] * len(images)
         frame_ids = frame_ids or [""] * len(images)
-        times = StageTimes()
-        start = time.perf_counter()
-        tensor = self._preprocess(images)
-        after_pre = time.perf_counter()
+        forward = self._forward_for(settings)
+        marks = [time.perf_counter()]
         with torch.inference_mode():
-            detections, protos = self._infer(tensor)
-            if self.loaded.device.type == "cuda":
-                torch.cuda.synchronize(self.loaded.device)
-            after_infer = time.perf_counter()
-            input_shape = tuple(tensor.shape[2:])
+            geometries, batch = self._preprocess(images, settings, forward)
+            marks.append(self._synchronized())
+            prediction, protos = forward(batch)
+            marks.append(self._synchronized())
+            detections = self._detections(prediction, settings)
+            marks.append(self._synchronized())
             results = [
                 MaskSet(
-                    height=image.shape[0],
-                    width=image.shape[1],
-                    instances=tuple(self._postprocess(dets, proto, input_shape, image.shape[:2])),
+                    height=geometry.source_shape[0],
+                    width=geometry.source_shape[1],
+                    instances=tuple(self._instances(dets, proto, geometry, settings)),
                     stamp_ns=stamp_ns,
                     frame_id=frame_id,
                     class_names=self.class_names,
                 )
-                for image, dets, proto, stamp_ns, frame_id in zip(
-                    images, detections, protos, stamps_ns, frame_ids, strict=True
+                for geometry, dets, proto, stamp_ns, frame_id in zip(
+                    geometries, detections, protos, stamps_ns, frame_ids, strict=True
                 )
             ]
-        end = time.perf_counter()
-        times.preprocess_ms = (after_pre - start) * 1e3
-        times.inference_ms = (after_infer - after_pre) * 1e3
-        times.postprocess_ms = (end - after_infer) * 1e3
-        self.last_times = times
+            marks.append(time.perf_counter())
+        stages = [(end - start) * 1e3 for start, end in itertools.pairwise(marks)]
+        self.last_times = StageTimes(*stages)
         return results
 
-    def _preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
-        from ultralytics.data.augment import LetterBox
+    def _synchronized(self) -> float:
+        if self.loaded.device.type == "cuda":
+            torch.cuda.synchronize(self.loaded.device)
+        return time.perf_counter()
 
-        imgsz = self.settings.imgsz
+    def _forward_for(self, settings: EngineSettings) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        use_graphs, reason = graphs_wanted(settings.cuda_graphs, self.loaded.device, self.loaded.runtime)
+        if reason and reason != self._graph_mode_logged:
+            self._log(reason)
+        self._graph_mode_logged = reason
+        if not use_graphs:
+            return self._network
+        if self._graphed is None:
+            self._graphed = GraphedForward(self._network, self.loaded.backend, self._log)
+        return self._graphed
+
+    def _network(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, 4 + classes + 32, anchors) predictions and (batch, 32, mh, mw) prototypes."""
+        return split_network_outputs(self.loaded.backend(batch))
+
+    def _detections(self, prediction: torch.Tensor, settings: EngineSettings) -> list[torch.Tensor]:
+        if getattr(self.loaded.backend, "end2end", False):
+            from ultralytics.utils.nms import non_max_suppression
+
+            # End-to-end networks need no NMS: ultralytics only filters their rows.
+            return non_max_suppression(prediction, settings.conf, settings.iou, max_det=settings.max_det, end2end=True)
+        return select_detections(prediction, settings.conf, settings.iou, settings.max_det, len(self.class_names))
+
+    def _preprocess(
+        self, images: list[np.ndarray], settings: EngineSettings, forward: Callable
+    ) -> tuple[list[LetterboxGeometry], torch.Tensor]:
         # The smallest stride-aligned padding only when every frame pads to the same shape.
         auto = self.loaded.dynamic_shapes and len({image.shape for image in images}) == 1
-        letterbox = self._letterboxes.get((imgsz, auto))
-        if letterbox is None:
-            letterbox = LetterBox((imgsz, imgsz), auto=auto, stride=self.loaded.stride)
-            self._letterboxes[(imgsz, auto)] = letterbox
-        boxed = np.stack([letterbox(image=image) for image in images])
-        tensor = torch.from_numpy(boxed).to(self.loaded.device)
-        tensor = tensor.permute(0, 3, 1, 2).flip(1).contiguous()
-        tensor = tensor.half() if self.loaded.half else tensor.float()
-        return tensor.div_(255)
+        geometries = [letterbox_geometry(image.shape[:2], settings.imgsz, auto, self.loaded.stride) for image in images]
+        dtype = torch.float16 if self.loaded.half else torch.float32
+        if not self._on_device:
+            # OpenCV's uint8 resize is the fastest letterbox on the CPU.
+            boxed = np.stack(
+                [letterbox_cpu(image, geometry) for image, geometry in zip(images, geometries, strict=True)]
+            )
+            # BGR to RGB, HWC to CHW and scaling in one NumPy pass on this thread: torch would hand
+            # this small op to its thread pool, whose hand-off costs more than the work on a busy CPU.
+            batch = np.empty((len(images), 3, *boxed.shape[1:3]), np.float32)
+            np.divide(boxed[..., ::-1].transpose(0, 3, 1, 2), np.float32(255), out=batch)
+            return geometries, torch.from_numpy(batch).to(self.loaded.device, dtype)
+        shape = (len(images), 3, *geometries[0].input_shape)
+        if isinstance(forward, GraphedForward):
+            batch = forward.input_buffer(shape, dtype, self.loaded.device)
+        else:
+            batch = torch.empty(shape, dtype=dtype, device=self.loaded.device)
+        for slot, (image, geometry) in enumerate(zip(images, geometries, strict=True)):
+            letterbox_torch(self._upload(slot, image), geometry, batch[slot])
+        return geometries, batch
 
-    def _infer(self, tensor: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        from ultralytics.utils.nms import non_max_suppression
+    def _upload(self, slot: int, image: np.ndarray) -> torch.Tensor:
+        """The uint8 frame on the device, copied through a reused pinned buffer without blocking."""
+        if self.loaded.device.type == "cpu":
+            return torch.from_numpy(image)
+        key = (slot, image.shape)
+        staging = self._staging.get(key)
+        if staging is None:
+            staging = torch.empty(image.shape, dtype=torch.uint8, pin_memory=self.loaded.device.type == "cuda")
+            self._staging[key] = staging
+        staging.numpy()[...] = image
+        return staging.to(self.loaded.device, non_blocking=True)
 
-        preds = self.loaded.backend(tensor)
-        protos = preds[0][1] if isinstance(preds[0], tuple) else preds[1]
-        if isinstance(protos, tuple):
-            protos = protos[-1]
-        detections = non_max_suppression(
-            preds[0] if isinstance(preds, (list, tuple)) else preds,
-            self.settings.conf,
-            self.settings.iou,
-            max_det=self.settings.max_det,
-            nc=len(self.class_names),
-            end2end=getattr(self.loaded.backend, "end2end", False),
-        )
-        return detections, protos
-
-    def _postprocess(
-        self,
-        detections: torch.Tensor,
-        protos: torch.Tensor,
-        input_shape: tuple[int, int],
-        source_shape: tuple[int, int],
+    def _instances(
+        self, detections: torch.Tensor, protos: torch.Tensor, geometry: LetterboxGeometry, settings: EngineSettings
     ) -> list[Instance]:
         from ultralytics.utils.ops import scale_boxes
 
         if detections.shape[0] == 0:
             return []
-        boxes = scale_boxes(input_shape, detections[:, :4].clone(), source_shape)
+        boxes = scale_boxes(geometry.input_shape, detections[:, :4].float().clone(), geometry.source_shape)
+        summary = torch.cat((boxes, detections[:, 4:6].float()), 1).cpu().numpy()
+        spans = pixel_spans(summary[:, :4], geometry.source_shape)
         logits = decode_prototype_logits(protos, detections[:, 6:])
-        sample_scale = 1.0 if self.settings.retina_masks else min(1.0, max(input_shape) / max(source_shape))
-        crops = crop_masks_at_source(logits, boxes, input_shape, source_shape, sample_scale)
-        boxes_list = boxes.tolist()
-        scores = detections[:, 4].tolist()
-        classes = detections[:, 5].int().tolist()
+        sampling = prototype_sampling(geometry, tuple(protos.shape[1:]))
+        in_h, in_w = geometry.input_shape
+        height, width = geometry.source_shape
+        sample_scale = 1.0 if settings.retina_masks else min(1.0, max(in_h, in_w) / max(height, width))
+        # Per-instance OpenCV warps are the fastest decode on the CPU; on a device, all at once.
+        decode = crop_masks_batched if self._on_device else crop_masks_warp
+        crops = decode(logits, spans, sampling, sample_scale)
         instances = []
-        for box, score, class_id, (offset, mask) in zip(boxes_list, scores, classes, crops, strict=True):
+        for (x1, y1, x2, y2, score, class_value), (offset, mask) in zip(summary.tolist(), crops, strict=True):
             if not mask.any():
                 continue
+            class_id = int(class_value)
             instances.append(
                 Instance(
-                    box=tuple(box),
+                    box=(x1, y1, x2, y2),
                     score=score,
                     class_id=class_id,
                     class_name=self.class_names.get(class_id, ""),
@@ -181,66 +269,12 @@ class SegmentationEngine:
         return instances
 
 
-def decode_prototype_logits(protos: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
-    """(N, mh, mw) mask logits at prototype resolution: the YOLACT linear combination."""
-    channels, mh, mw = protos.shape
-    return (coefficients.float() @ protos.float().view(channels, -1)).view(-1, mh, mw)
-
-
-def crop_masks_at_source(
-    logits: torch.Tensor,
-    boxes: torch.Tensor,
-    input_shape: tuple[int, int],
-    source_shape: tuple[int, int],
-    sample_scale: float = 1.0,
-) -> list[tuple[tuple[int, int], np.ndarray]]:
-    """Binary masks at source resolution, computed only inside each box.
-
-    A source pixel centre is mapped through the letterbox into prototype coordinates
-    and the logits are sampled bilinearly there (edges clamped), in one affine warp
-    per instance. Pixel columns c with x1 <= c < x2 belong to the box, the same rule
-    ultralytics' ``crop_mask`` applies. With sample_scale < 1 the logits are sampled
-    on a coarser grid and scaled up by nearest neighbour.
-    """
-    _, mh, mw = logits.shape
-    in_h, in_w = input_shape
-    height, width = source_shape
-    gain = min(in_h / height, in_w / width)
-    left = round((in_w - width * gain) / 2 - 0.1)
-    top = round((in_h - height * gain) / 2 - 0.1)
-    # Prototype pixels per source pixel, and the prototype coordinate of source pixel 0.
-    step_x = (in_w - 2 * left) / width * mw / in_w
-    step_y = (in_h - 2 * top) / height * mh / in_h
-    origin_x = (0.5 * (in_w - 2 * left) / width + left) * mw / in_w - 0.5
-    origin_y = (0.5 * (in_h - 2 * top) / height + top) * mh / in_h - 0.5
-    planes = logits.float().cpu().numpy()
-    crops = []
-    for plane, (x1, y1, x2, y2) in zip(planes, boxes.tolist(), strict=True):
-        c1, c2 = _pixel_span(x1, x2, width)
-        r1, r2 = _pixel_span(y1, y2, height)
-        if c1 >= c2 or r1 >= r2:
-            crops.append(((c1, r1), np.zeros((0, 0), dtype=bool)))
-            continue
-        cols, rows = c2 - c1, r2 - r1
-        out_cols, out_rows = max(1, math.ceil(cols * sample_scale)), max(1, math.ceil(rows * sample_scale))
-        sx, sy = step_x * cols / out_cols, step_y * rows / out_rows
-        # Output pixel j samples prototype coordinate origin + step * (c1 + (j + 0.5) * cols / out_cols - 0.5).
-        tx = origin_x + step_x * (c1 + 0.5 * cols / out_cols - 0.5)
-        ty = origin_y + step_y * (r1 + 0.5 * rows / out_rows - 0.5)
-        sampled = cv2.warpAffine(
-            plane,
-            np.array([[sx, 0.0, tx], [0.0, sy, ty]]),
-            (out_cols, out_rows),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
-        mask = sampled > 0
-        if (out_rows, out_cols) != (rows, cols):
-            mask = cv2.resize(mask.view(np.uint8), (cols, rows), interpolation=cv2.INTER_NEAREST).view(bool)
-        crops.append(((c1, r1), mask))
-    return crops
-
-
-def _pixel_span(low: float, high: float, limit: int) -> tuple[int, int]:
-    """Integer pixels p with low <= p < high, clipped to [0, limit)."""
-    return max(math.ceil(low), 0), min(math.ceil(high), limit)
+def split_network_outputs(preds: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predictions and prototypes out of the nested outputs AutoBackend or ONNX Runtime return."""
+    protos = preds[0][1] if isinstance(preds[0], tuple) else preds[1]
+    if isinstance(protos, tuple):
+        protos = protos[-1]
+    prediction = preds[0]
+    if isinstance(prediction, (list, tuple)):
+        prediction = prediction[0]
+    return prediction, protos

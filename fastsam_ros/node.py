@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -43,7 +42,7 @@ from fastsam_ros.prompts import PromptLimits
 from fastsam_ros.ros_convert import stamp_to_ns
 from fastsam_ros.text_prompts import TextBackends
 
-ENGINE_PARAMETERS = ("imgsz", "conf", "iou", "max_det", "retina_masks")
+ENGINE_PARAMETERS = ("imgsz", "conf", "iou", "max_det", "retina_masks", "cuda_graphs")
 OBSTACLE_PARAMETERS = {
     "obstacle_roi": "roi",
     "obstacle_min_area": "min_area",
@@ -202,10 +201,8 @@ class FastSamBehaviour(Node):
         )
         if loaded.fallback:
             log.warning(loaded.fallback)
-        engine = SegmentationEngine(loaded, engine_settings(values))
-        # One pass at the default size, so that the first camera frame does not pay for
-        # the runtime's lazy set-up (memory pools, kernel selection).
-        engine.segment(np.zeros((480, 640, 3), dtype=np.uint8))
+        engine = SegmentationEngine(loaded, engine_settings(values), log=log.warning)
+        engine.warm_up()
         cameras = values["cameras"]
         perceptions = [
             Perception(engine, values["tracker"], values["tracker_config"], obstacle_settings(values)) for _ in cameras

@@ -52,14 +52,16 @@ def timed(function, *args) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
-def bench_processing(loaded, report: Report, label: str, repeats: int, frames_per_res: int) -> dict[str, float]:
+def bench_processing(
+    loaded, report: Report, label: str, repeats: int, frames_per_res: int, settings: EngineSettings | None = None
+) -> dict[str, float]:
     """Raw ultralytics predict against the node's per-frame work, interleaved per frame."""
     from ultralytics import FastSAM
 
     raw = FastSAM(loaded.source)
     device = str(loaded.device)
     half = loaded.half
-    engine = SegmentationEngine(loaded)
+    engine = SegmentationEngine(loaded, settings)
     raw_medians = {}
     for res_label, (width, height) in RESOLUTIONS.items():
         frames = camera_frames(width, height, frames_per_res)
@@ -89,12 +91,12 @@ def bench_processing(loaded, report: Report, label: str, repeats: int, frames_pe
     return raw_medians
 
 
-def bench_cameras(loaded, report: Report, label: str, rounds: int) -> None:
+def bench_cameras(loaded, report: Report, label: str, rounds: int, settings: EngineSettings | None = None) -> None:
     """Throughput with 1, 2 and 4 cameras' 720p frames per forward pass, interleaved by round.
 
     Each pass includes building every camera's InstanceArray, as the node does.
     """
-    engine = SegmentationEngine(loaded)
+    engine = SegmentationEngine(loaded, settings)
     frames = camera_frames(1280, 720, 4)
     sizes = (1, 2, 4)
 
@@ -328,6 +330,17 @@ def bench_overload(node: NodeProcess, report: Report, inference_ms: float, secon
     )
 
 
+def _gpu_configs() -> list[tuple[str, object, str]]:
+    """(label, model, cuda_graphs) of the GPU rows: fp32 and fp16, each with graphs on and off."""
+    fp32, fp16 = load_model("yolo11n-seg.pt", "cuda:0"), load_model("yolo11n-seg.pt", "cuda:0", half=True)
+    return [
+        ("cuda:0 graphs", fp32, "on"),
+        ("cuda:0 eager", fp32, "off"),
+        ("cuda:0 fp16 graphs", fp16, "on"),
+        ("cuda:0 fp16 eager", fp16, "off"),
+    ]
+
+
 def machine_lines(device: str) -> list[str]:
     import rclpy
     import ultralytics
@@ -365,9 +378,9 @@ def run(output: Path, quick: bool) -> int:
     onnx_loaded = load_model("yolo11n-seg.pt", device, runtime="onnxruntime")
     bench_processing(onnx_loaded, processing, f"{device} onnxruntime", repeats, per_res)
     if torch.cuda.is_available():
-        print("[bench] per-frame processing on cuda:0, fp32 and fp16")
-        bench_processing(load_model("yolo11n-seg.pt", "cuda:0"), processing, "cuda:0", repeats, per_res)
-        bench_processing(load_model("yolo11n-seg.pt", "cuda:0", half=True), processing, "cuda:0 fp16", repeats, per_res)
+        print("[bench] per-frame processing on cuda:0, fp32 and fp16, CUDA graphs on and off")
+        for label, loaded_gpu, graphs in _gpu_configs():
+            bench_processing(loaded_gpu, processing, label, repeats, per_res, EngineSettings(cuda_graphs=graphs))
     sections.append(
         (
             "Per-frame processing in one process (median ms)",
@@ -388,8 +401,8 @@ def run(output: Path, quick: bool) -> int:
     default = load_model("yolo11n-seg.pt", device, runtime="auto")
     bench_cameras(default, cameras, f"{device} auto ({default.runtime} {default.precision})", 3 if quick else 10)
     if torch.cuda.is_available():
-        bench_cameras(load_model("yolo11n-seg.pt", "cuda:0"), cameras, "cuda:0", 3 if quick else 50)
-        bench_cameras(load_model("yolo11n-seg.pt", "cuda:0", half=True), cameras, "cuda:0 fp16", 3 if quick else 50)
+        for label, loaded_gpu, graphs in _gpu_configs():
+            bench_cameras(loaded_gpu, cameras, label, 3 if quick else 50, EngineSettings(cuda_graphs=graphs))
     sections.append(
         (
             "Several cameras, one forward pass (720p)",
@@ -481,10 +494,10 @@ def run(output: Path, quick: bool) -> int:
     memory.add("benchmark process (peak RSS)", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
     sections.append(("Memory (MiB)", ["process", "MiB"], memory, ""))
     gpu_note = (
-        "Not measured in this run: no CUDA device. With one, `make bench` adds cuda:0 rows in fp32 and fp16 "
-        "to the per-frame and several-camera tables. No GPU was available to us, so those rows have never "
-        "been filled in, and CUDA graphs, TensorRT and torch.compile are not implemented: none of them could "
-        "be measured here."
+        "Not measured in this run: no CUDA device. With one, `make bench` adds cuda:0 rows in fp32 and fp16, "
+        "each with CUDA graphs on and off, to the per-frame and several-camera tables; `fastsam_core_bench` "
+        "measures the same without ROS (README). No GPU was available to us, so those rows have never been "
+        "filled in; TensorRT and torch.compile are not implemented."
         if not torch.cuda.is_available()
         else ""
     )
