@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both set up .venv first.
-.PHONY: setup demo test test-unit test-own-data lint format bench soak clean
+.PHONY: setup demo test test-unit fuzz test-own-data lint format bench soak clean
 
 VENV := .venv
 ACTIVATE := . $(VENV)/bin/activate
@@ -22,6 +22,10 @@ test-unit: setup
 # refreshes the README's screenshot of the page.
 test-own-data: setup
 	@$(ACTIVATE) && FASTSAM_ROS_SCREENSHOT=docs/web_view.jpg pytest -ra test/unit/test_own_data_tools.py test/graph/test_own_data.py test/graph/test_web_page.py
+
+# The seeded fuzz of the node over DDS at length (make test runs 4 batches of it).
+fuzz: setup
+	@$(ACTIVATE) && FASTSAM_FUZZ_BATCHES=$${FASTSAM_FUZZ_BATCHES:-40} pytest -ra test/graph/test_node_hostile_input.py -k fuzz
 
 bench: setup
 	@$(ACTIVATE) && fastsam_bench --output docs/PERFORMANCE.md

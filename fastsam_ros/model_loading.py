@@ -103,11 +103,26 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+EXPORTED_SUFFIXES = (".engine", ".torchscript", ".tflite", ".pb", ".mlpackage", ".xml")
+"""Files of other formats ultralytics exports, run by its AutoBackend (TensorRT, TorchScript, ...)."""
+
+
+def is_exported(weights: str) -> bool:
+    return Path(weights).suffix in EXPORTED_SUFFIXES
+
+
 def resolve_runtime(runtime: str, device: torch.device, weights: str) -> str:
-    """'auto' is the fastest installed CPU runtime on the CPU (openvino, then onnxruntime), else torch."""
+    """'auto' is the fastest installed CPU runtime on the CPU (openvino, then onnxruntime), else torch.
+
+    Exported formats other than ONNX run under runtime 'torch', through ultralytics' AutoBackend.
+    """
     if runtime not in RUNTIMES:
         raise ModelLoadError(f"runtime '{runtime}' is not one of {', '.join(RUNTIMES)}")
     onnx_file = Path(weights).suffix == ".onnx"
+    if is_exported(weights):
+        if runtime not in ("auto", "torch"):
+            raise ModelLoadError(f"'{weights}' is an exported model: use runtime 'torch' (or 'auto') to run it")
+        return "torch"
     if runtime == "auto":
         installed = [name for name in CPU_RUNTIMES if cpu_runtime_installed(name, onnx_file)]
         wanted = device.type == "cpu" and (onnx_file or Path(weights).is_file())
@@ -176,21 +191,24 @@ def load_model(
         return loaded
     fallback = f"{'; '.join(failures)}; using torch" if failures else ""
     use_half = half and target.type == "cuda"
-    network = _segmentation_network(model, weights)
+    network = weights if is_exported(weights) else _segmentation_network(model, weights)
     try:
         from ultralytics.nn.autobackend import AutoBackend
 
-        backend = AutoBackend(network, device=target, fp16=use_half, fuse=True, verbose=False)
+        backend = AutoBackend(network, device=target, fp16=use_half, fuse=not is_exported(weights), verbose=False)
         backend.eval()
     except Exception as error:  # ultralytics raises many kinds
         raise ModelLoadError(f"could not place model '{model}' on {target}: {error}") from error
+    task = getattr(backend, "task", None) or "segment"
+    if task != "segment":
+        raise ModelLoadError(f"model '{model}' is a '{task}' model; a segmentation model is required")
     names = {int(k): str(v) for k, v in dict(backend.names).items()}
     return LoadedModel(
         backend=backend,
         device=target,
         half=use_half,
         stride=max(int(backend.stride), 32),
-        dynamic_shapes=bool(getattr(backend, "pt", True)),
+        dynamic_shapes=not is_exported(weights),  # exports are usually built for one square input
         class_names=names,
         source=weights,
         fallback=fallback,

@@ -49,8 +49,10 @@ OBSTACLE_PARAMETERS = {
     "obstacle_min_overlap": "min_overlap",
     "max_distance": "max_distance",
 }
-DUPLICATE_CHECK_DELAY_S = 2.0
-"""Time for discovery to show other nodes before checking for one with this node's name."""
+DUPLICATE_CHECK_PERIOD_S = 2.0
+DUPLICATE_CHECKS = 10
+"""Discovery may take seconds on a busy host: the graph is checked for a node of the same name
+every DUPLICATE_CHECK_PERIOD_S for the first DUPLICATE_CHECKS periods, and a match warned about once."""
 
 
 def engine_settings(values: dict[str, Any]) -> EngineSettings:
@@ -111,8 +113,9 @@ class FastSamBehaviour(Node):
         self._unusable = self._declare_parameters()
         self.add_pre_set_parameters_callback(self._coerce_parameters)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._duplicate_checks_left = DUPLICATE_CHECKS
         self._duplicate_check = self.create_timer(
-            DUPLICATE_CHECK_DELAY_S, self._warn_if_name_taken, callback_group=self._timer_group
+            DUPLICATE_CHECK_PERIOD_S, self._warn_if_name_taken, callback_group=self._timer_group
         )
 
     def _declare_parameters(self) -> dict[str, str]:
@@ -269,9 +272,12 @@ class FastSamBehaviour(Node):
         self._release()
 
     def _warn_if_name_taken(self) -> None:
-        self.destroy_timer(self._duplicate_check)
+        self._duplicate_checks_left -= 1
         me = (self.get_name(), self.get_namespace())
-        if self.get_node_names_and_namespaces().count(me) > 1:
+        taken = self.get_node_names_and_namespaces().count(me) > 1
+        if taken or self._duplicate_checks_left <= 0:
+            self.destroy_timer(self._duplicate_check)
+        if taken:
             self.get_logger().warning(
                 f"another node named '{self.get_fully_qualified_name()}' is on this ROS domain: both answer the same "
                 "topics and services (every frame gives two results); give one another name (-r __node:=...)"

@@ -128,9 +128,11 @@ def _close(node: Any) -> None:
     if node is not None:
         node.close()
         node.destroy_node()
-    else:
+    elif "fastsam_ros.text_prompts" in sys.modules:
+        from fastsam_ros.text_prompts import LOADER_THREAD
+
         for thread in threading.enumerate():
-            if thread is not threading.current_thread() and not thread.daemon:
+            if thread.name == LOADER_THREAD:
                 thread.join(timeout=60.0)
     rclpy.try_shutdown()
 

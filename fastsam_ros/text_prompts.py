@@ -25,6 +25,8 @@ from fastsam_ros.mask_set import MaskSet
 from fastsam_ros.sentence_encoder import SentenceEncoder, SentenceEncoderError, load_sentence_encoder
 
 TEXT_BACKENDS = ("clip", "class_names")
+LOADER_THREAD = "text_backend_load"
+"""Name of the thread loading the default backend, which a process must not end under."""
 
 MIN_CROP_AREA = 100
 """FastSAM skips masks of 100 pixels or fewer for CLIP: their crops carry no signal."""
@@ -222,7 +224,7 @@ class TextBackends:
         self.default = values["text_backend"]
         if self.default == "auto":
             self.default = "class_names" if len(class_names) > 1 else "clip"
-        self._loader = threading.Thread(target=self._load_default, name="text_backend_load")
+        self._loader = threading.Thread(target=self._load_default, name=LOADER_THREAD)
         self._loader.start()
 
     def _load_default(self) -> None:

@@ -15,12 +15,12 @@ NODE_ARGS = ["-r", "image/compressed:=/test/camera/image_raw/compressed"]
 WARM_UP = False
 
 
-def test_jpeg_frames_and_corrupt_data(node_graph, zidane):
+def _compressed_sender(node_graph):
+    """A function publishing compressed bytes on the node's camera topic and returning their stamp."""
     publisher = node_graph.node.create_publisher(
         CompressedImage, "/test/camera/image_raw/compressed", qos_profile_sensor_data
     )
     node_graph.wait(lambda: publisher.get_subscription_count() > 0, 60.0, "compressed subscription")
-    jpeg = cv2.imencode(".jpg", zidane)[1].tobytes()
 
     def send(data: bytes) -> int:
         stamp = time.time_ns()
@@ -28,6 +28,13 @@ def test_jpeg_frames_and_corrupt_data(node_graph, zidane):
         msg.header.stamp = stamp_from_ns(stamp)
         publisher.publish(msg)
         return stamp
+
+    return send
+
+
+def test_jpeg_frames_and_corrupt_data(node_graph, zidane):
+    send = _compressed_sender(node_graph)
+    jpeg = cv2.imencode(".jpg", zidane)[1].tobytes()
 
     result = None
     for _ in range(10):
@@ -63,10 +70,7 @@ def _declaring(encoded: bytes, kind: str, width: int, height: int) -> bytes:
 def test_decompression_bombs_are_refused_from_their_header(node_graph, zidane):
     import psutil
 
-    publisher = node_graph.node.create_publisher(
-        CompressedImage, "/test/camera/image_raw/compressed", qos_profile_sensor_data
-    )
-    node_graph.wait(lambda: publisher.get_subscription_count() > 0, 60.0, "compressed subscription")
+    send = _compressed_sender(node_graph)
     small = cv2.resize(zidane, (64, 40))
     bombs = [
         _declaring(cv2.imencode(".jpg", small)[1].tobytes(), "jpeg", 65000, 65000),
@@ -74,13 +78,6 @@ def test_decompression_bombs_are_refused_from_their_header(node_graph, zidane):
         _declaring(cv2.imencode(".jpg", small)[1].tobytes(), "jpeg", 20000, 20000),
     ]
     jpeg = cv2.imencode(".jpg", zidane)[1].tobytes()
-
-    def send(data: bytes) -> int:
-        stamp = time.time_ns()
-        msg = CompressedImage(format="jpeg", data=data)
-        msg.header.stamp = stamp_from_ns(stamp)
-        publisher.publish(msg)
-        return stamp
 
     def answered() -> object:
         """The next good frame's result; best-effort frames may be lost on a busy host, so resend."""

@@ -38,3 +38,26 @@ def test_cuda_without_gpu_is_an_error():
 def test_unknown_device_is_an_error():
     with pytest.raises(ModelLoadError):
         resolve_device("tpu")
+
+
+def test_other_exported_formats_run_through_ultralytics_autobackend(tmp_path, bus, engine):
+    """A TorchScript export (the format testable without a GPU; TensorRT .engine files take the
+    same path) loads under runtime auto, runs as torch and finds what the .pt weights find."""
+    import shutil
+
+    from ultralytics import YOLO
+
+    from fastsam_ros.engine import SegmentationEngine
+
+    weights = tmp_path / "yolo11n-seg.pt"
+    shutil.copyfile(bundled_weights_path("yolo11n-seg.pt"), weights)
+    exported = YOLO(str(weights)).export(format="torchscript", imgsz=640, verbose=False)
+    loaded = load_model(exported, "cpu", runtime="auto")
+    assert loaded.runtime == "torch" and not loaded.dynamic_shapes
+    names = [i.class_name for i in SegmentationEngine(loaded).segment(bus).instances]
+    expected = [i.class_name for i in engine.segment(bus).instances]
+    # The export takes a square 640x640 input where the .pt network takes 640x480: a weak
+    # detection may come and go, the objects stay.
+    assert "bus" in names and names.count("person") >= 3 and set(names) <= set(expected)
+    with pytest.raises(ModelLoadError, match="is an exported model: use runtime 'torch'"):
+        load_model(exported, "cpu", runtime="onnxruntime")
