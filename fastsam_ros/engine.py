@@ -31,6 +31,15 @@ class EngineSettings:
     iou: float = 0.7
     max_det: int = 300
     retina_masks: bool = True
+    candidate_conf: float = 0.1
+    """Detections scored in [candidate_conf, conf) are kept as boxes without masks: ByteTrack
+    and BoT-SORT match them to existing tracks in a second stage (ultralytics' ``track()``
+    predicts at 0.1 for the same reason), so a track survives a frame where its object's
+    score dips. Only instances scored at least ``conf`` are published."""
+
+    @property
+    def nms_conf(self) -> float:
+        return min(self.conf, self.candidate_conf)
 
 
 @dataclass
@@ -96,13 +105,20 @@ class SegmentationEngine:
                 MaskSet(
                     height=image.shape[0],
                     width=image.shape[1],
-                    instances=tuple(self._postprocess(dets, proto, input_shape, image.shape[:2])),
+                    instances=tuple(self._postprocess(dets[~low], proto, input_shape, image.shape[:2])),
                     stamp_ns=stamp_ns,
                     frame_id=frame_id,
                     class_names=self.class_names,
+                    candidates=candidate_rows(dets[low], input_shape, image.shape[:2]),
                 )
-                for image, dets, proto, stamp_ns, frame_id in zip(
-                    images, detections, protos, stamps_ns, frame_ids, strict=True
+                for image, dets, proto, stamp_ns, frame_id, low in zip(
+                    images,
+                    detections,
+                    protos,
+                    stamps_ns,
+                    frame_ids,
+                    (dets[:, 4] < self.settings.conf for dets in detections),
+                    strict=True,
                 )
             ]
         end = time.perf_counter()
@@ -137,7 +153,7 @@ class SegmentationEngine:
             protos = protos[-1]
         detections = non_max_suppression(
             preds[0] if isinstance(preds, (list, tuple)) else preds,
-            self.settings.conf,
+            self.settings.nms_conf,
             self.settings.iou,
             max_det=self.settings.max_det,
             nc=len(self.class_names),
@@ -178,6 +194,16 @@ class SegmentationEngine:
                 )
             )
         return instances
+
+
+def candidate_rows(detections: torch.Tensor, input_shape: tuple[int, int], source_shape: tuple[int, int]):
+    """(K, 6) float32 rows x1, y1, x2, y2, score, class_id at source resolution."""
+    from ultralytics.utils.ops import scale_boxes
+
+    if detections.shape[0] == 0:
+        return np.zeros((0, 6), dtype=np.float32)
+    boxes = scale_boxes(input_shape, detections[:, :4].clone(), source_shape)
+    return torch.cat([boxes, detections[:, 4:6]], dim=1).float().cpu().numpy()
 
 
 def decode_prototype_logits(protos: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
