@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rclpy.callback_groups import CallbackGroup
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from fastsam_ros.msg import InstanceArray, ObstacleArray
 from fastsam_ros.obstacles import DepthError, DepthPairer, Intrinsics
 from fastsam_ros.perception import Perception
 from fastsam_ros.prompt_service import PromptService, TextBackends
-from fastsam_ros.ros_convert import depth_to_metres, intrinsics_from, stamp_to_ns
+from fastsam_ros.ros_convert import depth_to_metres, intrinsics_from, points_to_cloud, stamp_to_ns
 from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ class CameraChannel:
         self.selection_pub = node.create_publisher(InstanceArray, private("selection"), 10)
         self.obstacles_pub = node.create_publisher(ObstacleArray, private("obstacles"), 10)
         self.markers_pub = node.create_publisher(MarkerArray, private("markers"), 5)
+        self.cloud_pub = node.create_publisher(PointCloud2, private("obstacle_cloud"), 5)
         self._private = private
         self.latest: FrameResult | None = None
 
@@ -98,6 +99,17 @@ class CameraChannel:
         listening = (self.obstacles_pub, self.markers_pub, self.debug_pub)
         return any(publisher.get_subscription_count() > 0 for publisher in listening)
 
+    def publish_cloud(self, cloud: np.ndarray | None, header: Any) -> None:
+        """The obstacle points of a frame; without depth or camera_info there is none to publish."""
+        if cloud is None:
+            self._node.get_logger().warning(
+                f"{self._label}~/obstacle_cloud has subscribers but this frame has no usable depth and "
+                "camera_info; nothing published",
+                throttle_duration_sec=5.0,
+            )
+            return
+        self.cloud_pub.publish(points_to_cloud(cloud, header))
+
     def _on_depth(self, msg: Image) -> None:
         self.depth.add(stamp_to_ns(msg.header.stamp), msg)
 
@@ -139,6 +151,11 @@ class CameraChannel:
     def intrinsics_for(self, shape: tuple[int, ...]) -> Intrinsics | None:
         info = self.camera_info
         if info is None:
+            if self.depth.has_frames:
+                self._node.get_logger().warning(
+                    f"{self._label}depth arrives but no camera_info yet; obstacles have no 3D centroid, box or motion",
+                    throttle_duration_sec=5.0,
+                )
             return None
         if (info.height, info.width) != shape[:2]:
             self._node.get_logger().warning(

@@ -178,6 +178,20 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         read_only=False,
     ),
     ParameterSpec(
+        "obstacle_cloud_decimation",
+        2,
+        "~/obstacle_cloud takes the depth points under obstacle masks on every n-th pixel row and column.",
+        _in_range(1, 64),
+        read_only=False,
+    ),
+    ParameterSpec(
+        "obstacle_cloud_max_range",
+        10.0,
+        "~/obstacle_cloud leaves out points farther than this from the camera, metres; 0: no limit.",
+        _in_range(0.0, 1000.0),
+        read_only=False,
+    ),
+    ParameterSpec(
         "depth_slop",
         0.05,
         "Largest stamp difference, in seconds, for pairing a depth frame.",

@@ -64,6 +64,8 @@ OBSTACLE_PARAMETERS = {
     "obstacle_min_area": "min_area",
     "obstacle_min_overlap": "min_overlap",
     "max_distance": "max_distance",
+    "obstacle_cloud_decimation": "cloud_decimation",
+    "obstacle_cloud_max_range": "cloud_max_range",
 }
 
 
@@ -316,16 +318,23 @@ class FastSamBehaviour:
         header = frame.msg.header
         depth = channel.depth_for(masks.stamp_ns, image.shape)
         intrinsics = channel.intrinsics_for(image.shape)
-        output = channel.perception.process_masks(masks, image, depth, intrinsics, channel.wants_obstacles())
+        want_cloud = channel.cloud_pub.get_subscription_count() > 0
+        output = channel.perception.process_masks(
+            masks, image, depth, intrinsics, channel.wants_obstacles(), want_cloud
+        )
         masks = output.masks
         channel.latest = FrameResult(masks, image, header)
         processing_ms = (time.perf_counter() - frame.received) * 1e3
         self.health.processed(processing_ms)
         channel.instances_pub.publish(mask_set_to_msg(masks, header, processing_ms))
         if channel.obstacles_pub.get_subscription_count() > 0:
-            channel.obstacles_pub.publish(obstacles_to_msg(header, masks, output.obstacles, depth is not None))
+            channel.obstacles_pub.publish(
+                obstacles_to_msg(header, masks, output.obstacles, depth is not None, output.tracks)
+            )
         if channel.markers_pub.get_subscription_count() > 0:
-            channel.markers_pub.publish(obstacle_markers(header, masks, output.obstacles, intrinsics))
+            channel.markers_pub.publish(obstacle_markers(header, masks, output.obstacles, intrinsics, output.tracks))
+        if want_cloud:
+            channel.publish_cloud(output.cloud, header)
         if channel.label_pub.get_subscription_count() > 0:
             channel.label_pub.publish(array_to_image(masks.label_image(), "mono16", header))
         if channel.debug_pub.get_subscription_count() > 0:
