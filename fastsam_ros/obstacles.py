@@ -167,7 +167,7 @@ def _locate(
     x = (mean_uz - intrinsics.cx * mean_z) / intrinsics.fx
     y = (mean_vz - intrinsics.cy * mean_z) / intrinsics.fy
     located = dataclasses.replace(obstacle, distance=distance, centroid=(float(x), float(y), float(mean_z)))
-    points = _deproject(near, depth, offset, intrinsics, stride)
+    points = _deproject(mask, depth, offset, intrinsics, stride, distance)
     if len(points) == 0:
         return located
     low, high = np.percentile(points, EXTENT_PERCENTILES, axis=0)
@@ -181,15 +181,21 @@ def _near(mask: np.ndarray, depth: np.ndarray, distance: float) -> np.ndarray:
 
 
 def _deproject(
-    selected: np.ndarray, depth: np.ndarray, offset: tuple[int, int], intrinsics: Intrinsics, stride: int
+    mask: np.ndarray,
+    depth: np.ndarray,
+    offset: tuple[int, int],
+    intrinsics: Intrinsics,
+    stride: int,
+    distance: float,
 ) -> np.ndarray:
-    """(N, 3) float32 optical-frame points of the selected pixels on every stride-th row and column
-    of the image (the grid is anchored at image pixel 0, so neighbouring crops sample alike)."""
+    """(N, 3) float32 optical-frame points of the mask's pixels near ``distance``, on every
+    stride-th row and column of the image (the grid is anchored at image pixel 0, so
+    neighbouring crops sample alike; only grid pixels are looked at)."""
     ox, oy = offset
     first_row, first_col = -oy % stride, -ox % stride
-    picked = selected[first_row::stride, first_col::stride]
-    rows, cols = np.nonzero(picked)
-    z = depth[first_row::stride, first_col::stride][rows, cols]
+    grid_depth = depth[first_row::stride, first_col::stride]
+    rows, cols = np.nonzero(_near(mask[first_row::stride, first_col::stride], grid_depth, distance))
+    z = grid_depth[rows, cols]
     u = (cols * stride + first_col + ox).astype(np.float32)
     v = (rows * stride + first_row + oy).astype(np.float32)
     points = np.empty((z.size, 3), dtype=np.float32)
@@ -222,7 +228,7 @@ def obstacle_cloud(
         ox, oy = instance.mask_offset
         rows, cols = instance.mask.shape
         crop = depth[oy : oy + rows, ox : ox + cols]
-        parts.append(_deproject(_near(instance.mask, crop, obstacle.distance), crop, (ox, oy), intrinsics, decimation))
+        parts.append(_deproject(instance.mask, crop, (ox, oy), intrinsics, decimation, obstacle.distance))
     points = np.concatenate(parts)
     if max_range > 0:
         points = points[np.einsum("ij,ij->i", points, points) <= max_range * max_range]
