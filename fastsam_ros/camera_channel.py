@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rclpy.callback_groups import CallbackGroup
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from fastsam_ros.frame_mailbox import LatestFrameMailbox
@@ -41,6 +41,7 @@ from fastsam_ros.ros_convert import (
     mask_set_to_msg,
     message_bytes,
     obstacles_to_msg,
+    points_to_cloud,
     stamp_to_ns,
 )
 from fastsam_ros.ros_markers import obstacle_markers
@@ -100,6 +101,7 @@ class CameraChannel:
         self.selection_pub = node.create_publisher(InstanceArray, self._private("selection"), 10)
         self.obstacles_pub = node.create_publisher(ObstacleArray, self._private("obstacles"), 10)
         self.markers_pub = node.create_publisher(MarkerArray, self._private("markers"), 5)
+        self.cloud_pub = node.create_publisher(PointCloud2, self._private("obstacle_cloud"), 5)
         self.latest: FrameResult | None = None
         self._perception: Perception | None = None
         self._prompts: PromptService | None = None
@@ -203,8 +205,8 @@ class CameraChannel:
         return image_to_bgr(frame.msg, self.settings.max_pixels)
 
     def wants_obstacles(self) -> bool:
-        """Obstacles cost time: compute them only while someone listens."""
-        listening = (self.obstacles_pub, self.markers_pub, self.debug_pub)
+        """Obstacles cost time: compute them only while someone listens (the cloud is made of them)."""
+        listening = (self.obstacles_pub, self.markers_pub, self.debug_pub, self.cloud_pub)
         return any(publisher.get_subscription_count() > 0 for publisher in listening)
 
     def _on_depth(self, msg: Image) -> None:
@@ -230,16 +232,21 @@ class CameraChannel:
         want_obstacles = self.wants_obstacles()
         depth = self._depth_for(masks.stamp_ns, image.shape) if want_obstacles else None
         intrinsics = self._intrinsics_for(image.shape) if want_obstacles else None
-        output = self.perception.process_masks(masks, image, depth, intrinsics, want_obstacles)
+        want_cloud = self.cloud_pub.get_subscription_count() > 0
+        output = self.perception.process_masks(masks, image, depth, intrinsics, want_obstacles, want_cloud)
         masks = output.masks
         processing_ms = (time.perf_counter() - frame.received) * 1e3
         instances = mask_set_to_msg(masks, header, processing_ms)
         self.latest = FrameResult(masks, image, header, tuple(instances.instances))
         self.instances_pub.publish(instances)
         if self.obstacles_pub.get_subscription_count() > 0:
-            self.obstacles_pub.publish(obstacles_to_msg(header, masks, output.obstacles, depth is not None))
+            self.obstacles_pub.publish(
+                obstacles_to_msg(header, masks, output.obstacles, depth is not None, output.tracks)
+            )
         if self.markers_pub.get_subscription_count() > 0:
-            self.markers_pub.publish(obstacle_markers(header, masks, output.obstacles, intrinsics))
+            self.markers_pub.publish(obstacle_markers(header, masks, output.obstacles, intrinsics, output.tracks))
+        if want_cloud:
+            self._publish_cloud(output.cloud, header)
         if self.label_pub.get_subscription_count() > 0:
             self.label_pub.publish(array_to_image(masks.label_image(), "mono16", header))
         if self.debug_pub.get_subscription_count() > 0:
@@ -247,6 +254,17 @@ class CameraChannel:
             overlay = draw_overlay(image, masks, obstacles=output.obstacles, roi=roi)
             self.debug_pub.publish(array_to_image(overlay, "bgr8", header))
         return processing_ms
+
+    def _publish_cloud(self, cloud: np.ndarray | None, header: Any) -> None:
+        """The obstacle points of a frame; without depth or camera_info there is none to publish."""
+        if cloud is None:
+            self._node.get_logger().warning(
+                f"{self._label}~/obstacle_cloud has subscribers but this frame has no usable depth and "
+                "camera_info; nothing published",
+                throttle_duration_sec=5.0,
+            )
+            return
+        self.cloud_pub.publish(points_to_cloud(cloud, header))
 
     def _depth_for(self, stamp_ns: int, shape: tuple[int, ...]) -> np.ndarray | None:
         """The depth frame paired with this colour frame, in metres, or None with a warning."""
@@ -283,6 +301,11 @@ class CameraChannel:
     def _intrinsics_for(self, shape: tuple[int, ...]) -> Intrinsics | None:
         info = self._camera_info
         if info is None:
+            if self._depth.has_frames:
+                self._node.get_logger().warning(
+                    f"{self._label}depth arrives but no camera_info yet; obstacles have no 3D centroid, box or motion",
+                    throttle_duration_sec=5.0,
+                )
             return None
         if (info.height, info.width) != shape[:2]:
             self._node.get_logger().warning(

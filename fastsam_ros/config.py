@@ -37,7 +37,8 @@ def _multiple_of_32(value: int) -> str | None:
     return None if value % 32 == 0 else f"must be a multiple of 32, got {value}"
 
 
-def _roi(value: list[float]) -> str | None:
+def roi_problem(value: list[float] | tuple[float, ...]) -> str | None:
+    """Why a region of interest (x, y fractions) is unusable, or None; shared with obstacles.roi_polygon."""
     if len(value) < 6 or len(value) % 2:
         return f"needs at least 3 x, y pairs (an even count of at least 6 numbers), got {len(value)} numbers"
     if not all(0.0 <= v <= 1.0 for v in value):
@@ -255,7 +256,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "Obstacle region of interest: polygon x1, y1, x2, y2, ... as fractions of the image width and height. "
         "Default: a corridor widening towards the robot.",
         True,
-        check=_roi,
+        check=roi_problem,
     ),
     ParameterSpec(
         "obstacle_min_area", 400, "Smallest mask, in pixels, that counts as an obstacle.", True, low=0, high=100_000_000
@@ -272,6 +273,22 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "max_distance",
         0.0,
         "Obstacles farther than this (metres, needs depth) are dropped; 0: no limit.",
+        True,
+        low=0.0,
+        high=1000.0,
+    ),
+    ParameterSpec(
+        "obstacle_cloud_decimation",
+        2,
+        "~/obstacle_cloud takes the depth points under obstacle masks on every n-th pixel row and column.",
+        True,
+        low=1,
+        high=64,
+    ),
+    ParameterSpec(
+        "obstacle_cloud_max_range",
+        10.0,
+        "~/obstacle_cloud leaves out points farther than this from the camera, metres; 0: no limit.",
         True,
         low=0.0,
         high=1000.0,

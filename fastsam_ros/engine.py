@@ -56,6 +56,15 @@ class EngineSettings:
     retina_masks: bool = default_of("retina_masks")
     cuda_graphs: str = default_of("cuda_graphs")
     """auto/on: replay the forward pass as CUDA graphs (torch runtime on CUDA only); off: eager."""
+    candidate_conf: float = 0.1
+    """Detections scored in [candidate_conf, conf) are kept as boxes without masks: ByteTrack
+    and BoT-SORT match them to existing tracks in a second stage (ultralytics' ``track()``
+    predicts at 0.1 for the same reason), so a track survives a frame where its object's
+    score dips. Only instances scored at least ``conf`` are published."""
+
+    @property
+    def nms_conf(self) -> float:
+        return min(self.conf, self.candidate_conf)
 
 
 @dataclass
@@ -153,13 +162,20 @@ class SegmentationEngine:
                 MaskSet(
                     height=geometry.source_shape[0],
                     width=geometry.source_shape[1],
-                    instances=tuple(self._instances(dets, proto, geometry, settings)),
+                    instances=tuple(self._instances(dets[~low], proto, geometry, settings)),
                     stamp_ns=stamp_ns,
                     frame_id=frame_id,
                     class_names=self.class_names,
+                    candidates=candidate_rows(dets[low], geometry),
                 )
-                for geometry, dets, proto, stamp_ns, frame_id in zip(
-                    geometries, detections, protos, stamps_ns, frame_ids, strict=True
+                for geometry, dets, proto, stamp_ns, frame_id, low in zip(
+                    geometries,
+                    detections,
+                    protos,
+                    stamps_ns,
+                    frame_ids,
+                    (dets[:, 4] < settings.conf for dets in detections),
+                    strict=True,
                 )
             ]
             marks.append(time.perf_counter())
@@ -192,8 +208,10 @@ class SegmentationEngine:
             from ultralytics.utils.nms import non_max_suppression
 
             # End-to-end networks need no NMS: ultralytics only filters their rows.
-            return non_max_suppression(prediction, settings.conf, settings.iou, max_det=settings.max_det, end2end=True)
-        return select_detections(prediction, settings.conf, settings.iou, settings.max_det, len(self.class_names))
+            return non_max_suppression(
+                prediction, settings.nms_conf, settings.iou, max_det=settings.max_det, end2end=True
+            )
+        return select_detections(prediction, settings.nms_conf, settings.iou, settings.max_det, len(self.class_names))
 
     def _preprocess(
         self, images: list[np.ndarray], settings: EngineSettings, forward: Callable
@@ -278,3 +296,13 @@ def split_network_outputs(preds: object) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(prediction, (list, tuple)):
         prediction = prediction[0]
     return prediction, protos
+
+
+def candidate_rows(detections: torch.Tensor, geometry: LetterboxGeometry) -> np.ndarray:
+    """(K, 6) float32 rows x1, y1, x2, y2, score, class_id at source resolution."""
+    from ultralytics.utils.ops import scale_boxes
+
+    if detections.shape[0] == 0:
+        return np.zeros((0, 6), dtype=np.float32)
+    boxes = scale_boxes(geometry.input_shape, detections[:, :4].float().clone(), geometry.source_shape)
+    return torch.cat([boxes, detections[:, 4:6].float()], dim=1).cpu().numpy()

@@ -71,6 +71,9 @@ class MaskSet:
     stamp_ns: int = 0
     frame_id: str = ""
     class_names: dict[int, str] = field(default_factory=dict)
+    candidates: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), dtype=np.float32))
+    """(K, 6) rows x1, y1, x2, y2, score, class_id of detections scored below the published
+    confidence: boxes only, no masks, fed to the tracker's second association stage."""
 
     def __len__(self) -> int:
         return len(self.instances)

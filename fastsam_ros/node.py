@@ -48,6 +48,8 @@ OBSTACLE_PARAMETERS = {
     "obstacle_min_area": "min_area",
     "obstacle_min_overlap": "min_overlap",
     "max_distance": "max_distance",
+    "obstacle_cloud_decimation": "cloud_decimation",
+    "obstacle_cloud_max_range": "cloud_max_range",
 }
 DUPLICATE_CHECK_PERIOD_S = 2.0
 DUPLICATE_CHECKS = 10

@@ -3,11 +3,13 @@
 An instance is an obstacle when enough of its mask lies inside a region of interest
 (by default a corridor in front of the robot, at the bottom of the image) and it is
 large enough. With an aligned depth image and the camera intrinsics, each obstacle
-gets a robust distance (median of the valid depth under its mask) and a 3D centroid.
+gets a robust distance (median of the valid depth under its mask), a 3D centroid and a
+3D box; the depth points under the obstacles' masks form a point cloud for costmaps.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from fastsam_ros.config import default_of
+from fastsam_ros.config import default_of, roi_problem
 from fastsam_ros.mask_set import MaskSet
 
 MEDIAN_SAMPLES = 65536
@@ -23,7 +25,11 @@ MEDIAN_SAMPLES = 65536
 
 DEPTH_BAND = 0.1
 """Mask pixels farther than 10% from the median depth are background seen past the
-object's outline (masks bleed a little); they are left out of the 3D centroid."""
+object's outline (masks bleed a little); they are left out of the 3D centroid, box and cloud."""
+
+EXTENT_PERCENTILES = (5.0, 95.0)
+"""The 3D box spans these percentiles of the object's points per axis, so a few stray
+depth readings do not stretch it."""
 
 
 class DepthError(ValueError):
@@ -48,6 +54,10 @@ class ObstacleSettings:
     min_overlap: float = default_of("obstacle_min_overlap")
     max_distance: float = default_of("max_distance")
     """Metres; 0 keeps obstacles at any distance."""
+    cloud_decimation: int = default_of("obstacle_cloud_decimation")
+    """The obstacle cloud takes every n-th pixel row and column."""
+    cloud_max_range: float = default_of("obstacle_cloud_max_range")
+    """Metres from the camera; farther cloud points are left out (0: no limit)."""
 
 
 @dataclass(frozen=True)
@@ -57,14 +67,15 @@ class Obstacle:
     """Share of the mask inside the region of interest."""
     distance: float | None = None
     centroid: tuple[float, float, float] | None = None
+    extent: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
+    """Corners (min x, y, z), (max x, y, z) of the object's points in the optical frame, metres."""
 
 
 def roi_polygon(roi: tuple[float, ...], width: int, height: int) -> np.ndarray:
     """Pixel vertices of the region of interest given as fractions of the image size."""
-    if len(roi) < 6 or len(roi) % 2:
-        raise ValueError(f"the region of interest needs at least 3 x, y pairs, got {len(roi)} numbers")
-    if not all(0.0 <= v <= 1.0 for v in roi):
-        raise ValueError("region of interest coordinates are fractions of the image size, in [0, 1]")
+    problem = roi_problem(roi)
+    if problem:
+        raise ValueError(f"region of interest: {problem}")
     points = np.asarray(roi, dtype=np.float64).reshape(-1, 2) * (width, height)
     return np.round(points).astype(np.int32)
 
@@ -85,7 +96,11 @@ def depth_in_metres(pixels: np.ndarray, encoding: str) -> np.ndarray:
         metres = pixels.astype(np.float32, copy=True)
         metres[~np.isfinite(metres) | (metres <= 0)] = np.nan
         return metres
-    raise DepthError(f"unsupported depth encoding '{encoding}' (use 16UC1 millimetres or 32FC1 metres)")
+    raise unsupported_depth_encoding(encoding)
+
+
+def unsupported_depth_encoding(encoding: str) -> DepthError:
+    return DepthError(f"unsupported depth encoding '{encoding}' (use 16UC1 millimetres or 32FC1 metres)")
 
 
 def find_obstacles(
@@ -115,34 +130,34 @@ def find_obstacles(
         overlap = inside / area
         if overlap < settings.min_overlap:
             continue
-        distance, centroid = None, None
+        obstacle = Obstacle(index, overlap)
         if depth is not None:
-            distance, centroid = _locate(instance.mask, depth[oy : oy + rows, ox : ox + cols], (ox, oy), intrinsics)
-            if distance is not None and settings.max_distance > 0 and distance > settings.max_distance:
+            obstacle = _locate(obstacle, instance.mask, depth[oy : oy + rows, ox : ox + cols], (ox, oy), intrinsics)
+            if obstacle.distance is not None and 0 < settings.max_distance < obstacle.distance:
                 continue
-        found.append(Obstacle(index, overlap, distance, centroid))
+        found.append(obstacle)
     found.sort(key=lambda o: (o.distance is None, o.distance or 0.0, -masks[o.index].area))
     return found
 
 
 def _locate(
-    mask: np.ndarray, depth: np.ndarray, offset: tuple[int, int], intrinsics: Intrinsics | None
-) -> tuple[float | None, tuple[float, float, float] | None]:
-    """Median depth under the mask, and the centroid of the pixels near that depth.
+    obstacle: Obstacle, mask: np.ndarray, depth: np.ndarray, offset: tuple[int, int], intrinsics: Intrinsics | None
+) -> Obstacle:
+    """The obstacle with its median depth under the mask, and the centroid and 3D box of
+    the pixels near that depth.
 
-    Large masks are sampled on a grid (at most ~65k pixels) for the median; the centroid
-    uses row and column sums instead of per-pixel coordinates.
+    Large masks are sampled on a grid (at most ~65k pixels) for the median and the box;
+    the centroid uses row and column sums instead of per-pixel coordinates.
     """
     stride = max(1, math.ceil(math.sqrt(mask.size / MEDIAN_SAMPLES)))
     sample = depth[::stride, ::stride][mask[::stride, ::stride]]
     sample = sample[np.isfinite(sample)]
     if sample.size == 0:
-        return None, None
+        return obstacle
     distance = float(np.median(sample))
     if intrinsics is None:
-        return distance, None
-    with np.errstate(invalid="ignore"):
-        near = mask & (np.abs(depth - distance) <= DEPTH_BAND * distance)
+        return dataclasses.replace(obstacle, distance=distance)
+    near = _near(mask, depth, distance)
     weights = np.where(near, depth, 0.0).astype(np.float64)
     count = np.count_nonzero(near)
     total_z = weights.sum()
@@ -153,7 +168,73 @@ def _locate(
     mean_z = total_z / count
     x = (mean_uz - intrinsics.cx * mean_z) / intrinsics.fx
     y = (mean_vz - intrinsics.cy * mean_z) / intrinsics.fy
-    return distance, (float(x), float(y), float(mean_z))
+    located = dataclasses.replace(obstacle, distance=distance, centroid=(float(x), float(y), float(mean_z)))
+    points = _deproject(mask, depth, offset, intrinsics, stride, distance)
+    if len(points) == 0:
+        return located
+    low, high = np.percentile(points, EXTENT_PERCENTILES, axis=0)
+    return dataclasses.replace(located, extent=(tuple(float(v) for v in low), tuple(float(v) for v in high)))
+
+
+def _near(mask: np.ndarray, depth: np.ndarray, distance: float) -> np.ndarray:
+    """Mask pixels whose depth lies within DEPTH_BAND of the object's distance."""
+    with np.errstate(invalid="ignore"):
+        return mask & (np.abs(depth - distance) <= DEPTH_BAND * distance)
+
+
+def _deproject(
+    mask: np.ndarray,
+    depth: np.ndarray,
+    offset: tuple[int, int],
+    intrinsics: Intrinsics,
+    stride: int,
+    distance: float,
+) -> np.ndarray:
+    """(N, 3) float32 optical-frame points of the mask's pixels near ``distance``, on every
+    stride-th row and column of the image (the grid is anchored at image pixel 0, so
+    neighbouring crops sample alike; only grid pixels are looked at)."""
+    ox, oy = offset
+    first_row, first_col = -oy % stride, -ox % stride
+    grid_depth = depth[first_row::stride, first_col::stride]
+    rows, cols = np.nonzero(_near(mask[first_row::stride, first_col::stride], grid_depth, distance))
+    z = grid_depth[rows, cols]
+    u = (cols * stride + first_col + ox).astype(np.float32)
+    v = (rows * stride + first_row + oy).astype(np.float32)
+    points = np.empty((z.size, 3), dtype=np.float32)
+    points[:, 0] = (u - intrinsics.cx) * z / intrinsics.fx
+    points[:, 1] = (v - intrinsics.cy) * z / intrinsics.fy
+    points[:, 2] = z
+    return points
+
+
+def obstacle_cloud(
+    masks: MaskSet,
+    obstacles: list[Obstacle],
+    depth: np.ndarray,
+    intrinsics: Intrinsics,
+    decimation: int = 1,
+    max_range: float = 0.0,
+) -> np.ndarray:
+    """(N, 3) float32 points in the optical frame under the masks of obstacles with a distance.
+
+    Every ``decimation``-th pixel row and column is used; points farther than ``max_range``
+    metres from the camera (0: no limit) and mask pixels off the object's depth are left out.
+    """
+    if decimation < 1:
+        raise ValueError(f"decimation must be at least 1, got {decimation}")
+    parts = [np.zeros((0, 3), dtype=np.float32)]
+    for obstacle in obstacles:
+        if obstacle.distance is None:
+            continue
+        instance = masks[obstacle.index]
+        ox, oy = instance.mask_offset
+        rows, cols = instance.mask.shape
+        crop = depth[oy : oy + rows, ox : ox + cols]
+        parts.append(_deproject(instance.mask, crop, (ox, oy), intrinsics, decimation, obstacle.distance))
+    points = np.concatenate(parts)
+    if max_range > 0:
+        points = points[np.einsum("ij,ij->i", points, points) <= max_range * max_range]
+    return points
 
 
 class DepthPairer:

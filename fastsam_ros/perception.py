@@ -1,4 +1,4 @@
-"""One frame through the whole pipeline: segment, track, find obstacles.
+"""One frame through the whole pipeline: segment, track, find obstacles, follow them in 3D.
 
 Settings can change between frames (ROS parameters at run time); each frame works
 with one consistent snapshot of them.
@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from fastsam_ros.engine import SegmentationEngine
 from fastsam_ros.mask_set import MaskSet
-from fastsam_ros.obstacles import Intrinsics, Obstacle, ObstacleSettings, find_obstacles, roi_mask
+from fastsam_ros.obstacle_tracking import ObstacleMotionTracker, ObstacleTrack
+from fastsam_ros.obstacles import Intrinsics, Obstacle, ObstacleSettings, find_obstacles, obstacle_cloud, roi_mask
 from fastsam_ros.tracking import InstanceTracker
 
 
@@ -25,6 +26,12 @@ class FrameOutput:
     obstacles: list[Obstacle]
     tracking_ms: float
     obstacles_ms: float
+    """Obstacles, their 3D boxes and their motion filters."""
+    tracks: dict[int, ObstacleTrack] = field(default_factory=dict)
+    """3D motion of the obstacles with a track id and a centroid, by track id."""
+    cloud: np.ndarray | None = None
+    """(N, 3) float32 optical-frame points under the obstacles' masks, when asked for and depth was there."""
+    cloud_ms: float = 0.0
 
 
 class Perception:
@@ -42,6 +49,7 @@ class Perception:
         self._lock = threading.Lock()
         self._tracker = self._make_tracker(tracker, tracker_config)
         self._tracker_spec = (tracker, tracker_config)
+        self._motion = ObstacleMotionTracker()
         self._roi_cache: tuple[tuple, np.ndarray] | None = None
 
     @staticmethod
@@ -55,6 +63,7 @@ class Perception:
         tracker = self._make_tracker(kind, config_path)
         with self._lock:
             self._tracker, self._tracker_spec = tracker, (kind, config_path)
+            self._motion = ObstacleMotionTracker(self._motion.settings)
 
     def set_obstacle_settings(self, **changes: object) -> None:
         with self._lock:
@@ -74,10 +83,11 @@ class Perception:
         depth: np.ndarray | None = None,
         intrinsics: Intrinsics | None = None,
         want_obstacles: bool = True,
+        want_cloud: bool = False,
     ) -> FrameOutput:
-        """Segment and track; obstacles only when wanted (nobody listening, no cost)."""
+        """Segment and track; obstacles and their cloud only when wanted (nobody listening, no cost)."""
         masks = self.engine.segment(image, stamp_ns, frame_id)
-        return self.process_masks(masks, image, depth, intrinsics, want_obstacles)
+        return self.process_masks(masks, image, depth, intrinsics, want_obstacles, want_cloud)
 
     def process_masks(
         self,
@@ -86,15 +96,41 @@ class Perception:
         depth: np.ndarray | None = None,
         intrinsics: Intrinsics | None = None,
         want_obstacles: bool = True,
+        want_cloud: bool = False,
     ) -> FrameOutput:
-        """Everything after segmentation, for frames segmented in a batch with other cameras'."""
+        """Everything after segmentation, for frames segmented in a batch with other cameras'.
+
+        The cloud needs the obstacles, so asking for it computes them too.
+        """
         with self._lock:
-            tracker, settings = self._tracker, self.obstacle_settings
+            tracker, settings, motion = self._tracker, self.obstacle_settings, self._motion
             roi = self.roi(masks.width, masks.height)
         start = time.perf_counter()
         if tracker is not None:
             masks = tracker.update(masks, image)
         tracked = time.perf_counter()
-        obstacles = find_obstacles(masks, settings, roi, depth, intrinsics) if want_obstacles else []
+        obstacles, tracks = [], {}
+        if want_obstacles or want_cloud:
+            obstacles = find_obstacles(masks, settings, roi, depth, intrinsics)
+            centroids = {
+                masks[o.index].track_id: o.centroid
+                for o in obstacles
+                if o.centroid is not None and masks[o.index].track_id >= 0
+            }
+            tracks = motion.update(masks.stamp_ns, centroids)
+        located = time.perf_counter()
+        cloud = None
+        if want_cloud and depth is not None and intrinsics is not None:
+            cloud = obstacle_cloud(
+                masks, obstacles, depth, intrinsics, settings.cloud_decimation, settings.cloud_max_range
+            )
         done = time.perf_counter()
-        return FrameOutput(masks, obstacles, (tracked - start) * 1e3, (done - tracked) * 1e3)
+        return FrameOutput(
+            masks,
+            obstacles,
+            (tracked - start) * 1e3,
+            (located - tracked) * 1e3,
+            tracks,
+            cloud,
+            (done - located) * 1e3,
+        )

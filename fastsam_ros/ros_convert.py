@@ -6,8 +6,8 @@ from array import array
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from geometry_msgs.msg import Point, Vector3
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from fastsam_ros.image_codec import (
@@ -22,7 +22,8 @@ from fastsam_ros.mask_set import Instance, MaskSet
 from fastsam_ros.msg import BoundingBox, InstanceArray, ObstacleArray
 from fastsam_ros.msg import Instance as InstanceMsg
 from fastsam_ros.msg import Obstacle as ObstacleMsg
-from fastsam_ros.obstacles import DepthError, Intrinsics, Obstacle, depth_in_metres
+from fastsam_ros.obstacle_tracking import ObstacleTrack
+from fastsam_ros.obstacles import DepthError, Intrinsics, Obstacle, depth_in_metres, unsupported_depth_encoding
 
 _DEPTH_DTYPES = {"16UC1": np.dtype("<u2"), "32FC1": np.dtype("<f4")}
 
@@ -60,7 +61,7 @@ def check_depth_header(msg: Image, max_pixels: int = MAX_PIXELS) -> None:
     """Refuse a depth frame from its fields alone; raises DepthError."""
     dtype = _DEPTH_DTYPES.get(msg.encoding)
     if dtype is None:
-        raise DepthError(f"unsupported depth encoding '{msg.encoding}' (use 16UC1 millimetres or 32FC1 metres)")
+        raise unsupported_depth_encoding(msg.encoding)
     if msg.height * msg.width > max_pixels:
         raise DepthError(f"depth image {msg.width}x{msg.height} exceeds the {max_pixels}-pixel limit (max_pixels)")
     row_bytes = msg.width * dtype.itemsize
@@ -143,7 +144,15 @@ def intrinsics_from(msg: CameraInfo) -> Intrinsics | None:
     return Intrinsics(fx, fy, cx, cy) if fx > 0 and fy > 0 else None
 
 
-def obstacles_to_msg(header: Header, masks: MaskSet, obstacles: list[Obstacle], depth_paired: bool) -> ObstacleArray:
+def obstacles_to_msg(
+    header: Header,
+    masks: MaskSet,
+    obstacles: list[Obstacle],
+    depth_paired: bool,
+    tracks: dict[int, ObstacleTrack] | None = None,
+) -> ObstacleArray:
+    """One frame's obstacles; ``tracks`` (by track id) adds their filtered 3D motion."""
+    tracks = tracks or {}
     msg = ObstacleArray(header=header, depth_paired=depth_paired)
     for obstacle in obstacles:
         instance = masks[obstacle.index]
@@ -159,7 +168,45 @@ def obstacles_to_msg(header: Header, masks: MaskSet, obstacles: list[Obstacle], 
         if obstacle.distance is not None:
             item.has_distance, item.distance = True, float(obstacle.distance)
         if obstacle.centroid is not None:
-            item.has_centroid = True
-            item.centroid = Point(x=obstacle.centroid[0], y=obstacle.centroid[1], z=obstacle.centroid[2])
+            item.has_centroid, item.centroid = True, _point(obstacle.centroid)
+        if obstacle.extent is not None:
+            item.has_extent = True
+            item.extent_min, item.extent_max = _point(obstacle.extent[0]), _point(obstacle.extent[1])
+        track = tracks.get(instance.track_id) if instance.track_id >= 0 else None
+        if track is not None:
+            item.has_motion = True
+            item.position, item.velocity = _point(track.position), _vector(track.velocity)
+            item.position_variance = _vector(track.position_variance)
+            item.velocity_variance = _vector(track.velocity_variance)
+            item.age = float(track.age_s)
+            if track.time_to_contact is not None:
+                item.has_time_to_contact, item.time_to_contact = True, float(track.time_to_contact)
         msg.obstacles.append(item)
     return msg
+
+
+def _point(xyz: tuple[float, float, float]) -> Point:
+    return Point(x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
+
+
+def _vector(xyz: tuple[float, float, float]) -> Vector3:
+    return Vector3(x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
+
+
+XYZ_FIELDS = [PointField(name=axis, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, axis in enumerate("xyz")]
+
+
+def points_to_cloud(points: np.ndarray, header: Header) -> PointCloud2:
+    """An unorganised (height 1) PointCloud2 of float32 x, y, z from an (N, 3) array, in the header's frame."""
+    data = np.ascontiguousarray(points, dtype="<f4").reshape(-1, 3)
+    return PointCloud2(
+        header=header,
+        height=1,
+        width=len(data),
+        fields=XYZ_FIELDS,
+        is_bigendian=False,
+        point_step=12,
+        row_step=12 * len(data),
+        data=data.tobytes(),
+        is_dense=bool(np.isfinite(data).all()),
+    )

@@ -1,8 +1,10 @@
 """Stable instance ids across frames, from ultralytics' own ByteTrack and BoT-SORT.
 
-The trackers see only boxes, scores and classes, as in ``model.track``; their result
-rows name the detection they matched, so each instance of the frame gets the id of
-its track. Detections a tracker has not confirmed yet keep track_id -1.
+The trackers see only boxes, scores and classes, as in ``model.track``: the frame's
+instances and, like ``track()``'s predictions at confidence 0.1, the low-score candidate
+boxes the engine kept without masks, for the trackers' second association stage. Their
+result rows name the detection they matched, so each instance of the frame gets the id
+of its track. Detections a tracker has not confirmed yet keep track_id -1.
 """
 
 from __future__ import annotations
@@ -89,12 +91,10 @@ class InstanceTracker:
         """The same frame with track_id set on every instance a track matched."""
         from ultralytics.engine.results import Boxes
 
-        if len(masks) == 0:
-            detections = np.zeros((0, 6), dtype=np.float32)
-        else:
-            detections = np.array(
-                [[*inst.box, inst.score, inst.class_id] for inst in masks.instances], dtype=np.float32
-            )
+        published = np.array(
+            [[*inst.box, inst.score, inst.class_id] for inst in masks.instances], dtype=np.float32
+        ).reshape(-1, 6)
+        detections = np.concatenate([published, masks.candidates.astype(np.float32)])
         tracks = self._tracker.update(Boxes(detections, (masks.height, masks.width)), image)
         track_of = {int(row[-1]): int(row[4]) for row in tracks}
         instances = tuple(

@@ -135,11 +135,15 @@ def bench_tracking_and_obstacles(loaded, report: Report, frames_per_res: int) ->
         intrinsics = Intrinsics(width * 0.8, width * 0.8, width / 2, height / 2)
         for tracker in ("bytetrack", "botsort"):
             perception = Perception(engine, tracker)
-            tracking, obstacles, plain = [], [], []
-            for frame in frames * 2:
-                output = perception.process(frame, depth=depth, intrinsics=intrinsics)
+            tracking, obstacles, cloud, plain, points = [], [], [], [], []
+            for index, frame in enumerate(frames * 2):
+                output = perception.process(
+                    frame, stamp_ns=index * 33_000_000, depth=depth, intrinsics=intrinsics, want_cloud=True
+                )
                 tracking.append(output.tracking_ms)
                 obstacles.append(output.obstacles_ms)
+                cloud.append(output.cloud_ms)
+                points.append(len(output.cloud))
                 plain.append(engine.last_times.total_ms)
             report.add(
                 label,
@@ -147,7 +151,20 @@ def bench_tracking_and_obstacles(loaded, report: Report, frames_per_res: int) ->
                 f"{np.median(plain):.1f}",
                 f"{np.median(tracking):.2f}",
                 f"{np.median(obstacles):.2f}",
+                f"{np.median(cloud):.2f}",
+                f"{np.median(points):.0f}",
+                f"{(np.median(obstacles) + np.median(cloud)) / np.median(plain):.1%}",
             )
+
+
+def bench_tracking_on_video(loaded, report: Report, frames: int) -> None:
+    """Track ids of the node against ultralytics' track() on real video, same frames and weights."""
+    from fastsam_ros.tools.sample_videos import sample_video, video_frames
+    from fastsam_ros.tools.tracking_comparison import comparison_rows
+
+    video = video_frames(sample_video("vtest.avi"), frames)
+    for label, row in comparison_rows(loaded, video, EngineSettings.conf):
+        report.add(f"vtest.avi, {len(video)} frames", label, *row.split(" / "))
 
 
 def bench_bytes(loaded, report: Report) -> None:
@@ -418,10 +435,33 @@ def run(output: Path, quick: bool) -> int:
     sections.append(
         (
             "Tracking and obstacles per frame (median ms)",
-            ["frames", "tracker", "segmentation", "tracking", "obstacles with depth and 3D centroids"],
+            [
+                "frames",
+                "tracker",
+                "segmentation",
+                "tracking",
+                "obstacles: depth, 3D centroids and boxes, motion",
+                "obstacle cloud",
+                "cloud points",
+                "obstacles and cloud / segmentation",
+            ],
             robot,
-            "Measured in one process on the same panned frames; obstacles use a flat depth image and the "
-            "default corridor region of interest.",
+            "Measured in one process on the same panned frames; obstacles use a flat depth image at 3 m, the "
+            "default corridor region of interest and the default cloud settings (every 2nd row and column).",
+        )
+    )
+    print("[bench] tracking on real video against ultralytics track()")
+    video = Report()
+    bench_tracking_on_video(loaded, video, 60 if quick else 300)
+    sections.append(
+        (
+            "Tracking on real video against ultralytics track()",
+            ["video", "tracker input", "ids", "id switches", "matched pairs", "tracked detections"],
+            video,
+            "ByteTrack, PyTorch runtime, conf 0.25, every frame in order. A switch: a detection matching one of the "
+            "previous frame's (same class, box IoU > 0.5) under another id; only detections with an id and a score "
+            "of at least 0.25 count, on both sides. 'published detections only': the tracker fed as before, "
+            "without the low-score candidates.",
         )
     )
     print("[bench] InstanceArray size")

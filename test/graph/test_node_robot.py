@@ -154,3 +154,69 @@ def test_wrong_camera_info_and_depth_encoding_are_reported(robot, bus):
     assert without.obstacles
     assert all(not o.has_distance for o in without.obstacles)
     assert "depth frame refused: unsupported depth encoding 'mono8'" in robot.log_path.read_text()
+
+
+def test_a_walking_person_gets_its_3d_motion_and_cloud_over_ros(robot, engine):
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    from fastsam_ros.tools.moving_object import moving_object_scene
+
+    scene = moving_object_scene(engine, frames=16)
+    k = scene.intrinsics
+    clouds: list[PointCloud2] = []
+    robot.node.create_subscription(PointCloud2, "/fastsam/obstacle_cloud", clouds.append, 10)
+    robot.wait(lambda: robot.node.count_publishers("/fastsam/obstacle_cloud") > 0, 30.0, "obstacle_cloud publisher")
+    time.sleep(1.0)
+    walkers = []
+    for frame, depth, stamp, truth in zip(scene.frames, scene.depths, scene.stamps_ns, scene.positions, strict=True):
+        info = CameraInfo(width=frame.shape[1], height=frame.shape[0])
+        info.header.stamp = stamp_from_ns(stamp)
+        info.k = [k.fx, 0.0, k.cx, 0.0, k.fy, k.cy, 0.0, 0.0, 1.0]
+        for _ in range(3):  # best effort: resend the same frame until the node answers
+            robot.info.publish(info)
+            depth_msg = array_to_image(depth, "32FC1")
+            depth_msg.header.stamp = stamp_from_ns(stamp)
+            robot.depth.publish(depth_msg)
+            time.sleep(0.05)
+            image_msg = array_to_image(frame, "bgr8")
+            image_msg.header.stamp = stamp_from_ns(stamp)
+            image_msg.header.frame_id = "camera_optical"
+            robot.camera.publish(image_msg)
+            try:
+                robot.result_for(stamp, timeout=20.0)
+                break
+            except TimeoutError:
+                continue
+        obstacles = _obstacles_for(robot, stamp)
+        walkers.append(min(obstacles.obstacles, key=lambda o: abs(o.distance - truth[2]) if o.has_distance else 1e9))
+    last, truth = walkers[-1], scene.positions[-1]
+    # A warmed-up tracker confirms a new object on its second frame.
+    assert len({w.track_id for w in walkers[1:]}) == 1 and last.track_id >= 0, "the walker keeps its track id"
+    assert last.has_motion and last.has_extent and last.has_time_to_contact
+    position = np.array([last.position.x, last.position.y, last.position.z])
+    velocity = np.array([last.velocity.x, last.velocity.y, last.velocity.z])
+    assert np.linalg.norm(position - truth) <= 0.03 * np.linalg.norm(truth)
+    assert np.linalg.norm(velocity - scene.velocity) <= 0.10 * np.linalg.norm(scene.velocity)
+    assert last.age == pytest.approx((scene.stamps_ns[-1] - scene.stamps_ns[1]) / 1e9, abs=1e-3), (
+        "seen in 3D from frame 1"
+    )
+
+    def cloud_of_last():
+        return next((c for c in clouds if stamp_to_ns(c.header.stamp) == scene.stamps_ns[-1]), None)
+
+    robot.wait(lambda: cloud_of_last() is not None, 10.0, "the last frame's obstacle cloud")
+    cloud = cloud_of_last()
+    assert cloud.header.frame_id == "camera_optical"
+    assert [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields] == [
+        ("x", 0, PointField.FLOAT32, 1),
+        ("y", 4, PointField.FLOAT32, 1),
+        ("z", 8, PointField.FLOAT32, 1),
+    ]
+    assert (cloud.height, cloud.point_step, cloud.row_step) == (1, 12, 12 * cloud.width)
+    assert cloud.is_dense and not cloud.is_bigendian and cloud.width > 500
+    points = np.frombuffer(bytes(cloud.data), dtype="<f4").reshape(-1, 3)
+    assert np.allclose(points[:, 2], truth[2], atol=1e-3), "only the walker is within the cloud's 10 m"
+    low = np.array([last.extent_min.x, last.extent_min.y])
+    high = np.array([last.extent_max.x, last.extent_max.y])
+    inside = np.all((points[:, :2] >= low - 0.01) & (points[:, :2] <= high + 0.01), axis=1)
+    assert inside.mean() >= 0.75, "the box spans the 5th-95th percentiles of the walker's points"
