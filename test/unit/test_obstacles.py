@@ -5,7 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from fastsam_ros.mask_set import Instance, MaskSet
 from fastsam_ros.obstacles import (
     DepthError,
     DepthPairer,
@@ -114,3 +117,58 @@ def test_depth_pairing_by_timestamp():
     assert pairer.match(40_000_000) == 33_000_000
     assert pairer.match(70_000_000) == 66_000_000
     assert pairer.match(120_000_000) is None
+
+
+def _inside_convex_polygon(vertices: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Signed distance-like margin of points (x, y) inside a convex polygon given clockwise in
+    image coordinates (y down): positive inside, in pixels from the nearest edge."""
+    margins = []
+    for (ax, ay), (bx, by) in zip(vertices, np.roll(vertices, -1, axis=0), strict=True):
+        length = np.hypot(bx - ax, by - ay)
+        margins.append(((bx - ax) * (y - ay) - (by - ay) * (x - ax)) / length)
+    return np.min(margins, axis=0)
+
+
+@pytest.mark.parametrize(("width", "height"), [(320, 120), (90, 240)])
+def test_roi_on_a_non_square_frame_covers_the_fractions_of_each_side(width, height):
+    """The corridor's pixels, decided here by geometry on pixel centres (not by roi_mask)."""
+    roi = ObstacleSettings().roi
+    vertices = np.array(roi).reshape(-1, 2) * (width, height)
+    x, y = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    margin = _inside_convex_polygon(vertices, x, y)
+    mask = roi_mask(roi, width, height)
+    assert mask.shape == (height, width) and mask.dtype == bool
+    clear = np.abs(margin) > 1.5
+    assert np.array_equal(mask[clear], margin[clear] > 0), "away from the outline, pixels follow the polygon"
+    expected_area = 0.5 * 0.45 * (0.4 + 1.0) * width * height
+    assert abs(np.count_nonzero(mask) - expected_area) <= 2 * (width + height)
+
+
+def _block(area: int, offset: tuple[int, int] = (0, 0)):
+    """An instance whose mask is `area` pixels in rows of 10."""
+    rows = -(-area // 10)
+    mask = np.zeros((rows, 10), bool)
+    mask.reshape(-1)[:area] = True
+    ox, oy = offset
+    return Instance((ox, oy, ox + 10, oy + rows), 0.9, 0, "box", offset, mask)
+
+
+@given(area=st.integers(1, 300), min_area=st.integers(0, 300))
+def test_an_instance_counts_from_exactly_min_area_pixels(area, min_area):
+    frame = MaskSet(40, 20, (_block(area),))
+    everywhere = np.ones((40, 20), bool)
+    found = find_obstacles(frame, ObstacleSettings(min_area=min_area, min_overlap=0.0), everywhere)
+    assert [o.index for o in found] == ([0] if area >= min_area else [])
+
+
+@given(inside=st.integers(0, 100), min_overlap=st.sampled_from([0.0, 0.05, 0.25, 0.5, 0.73, 1.0]))
+def test_an_instance_counts_from_exactly_min_overlap(inside, min_overlap):
+    """100 mask pixels, `inside` of them (the first rows) in the region of interest."""
+    frame = MaskSet(30, 20, (_block(100, (5, 5)),))
+    region = np.zeros((30, 20), bool)
+    region[5 : 5 + inside // 10, 5:15] = True
+    region[5 + inside // 10, 5 : 5 + inside % 10] = True
+    found = find_obstacles(frame, ObstacleSettings(min_area=1, min_overlap=min_overlap), region)
+    assert [o.index for o in found] == ([0] if inside / 100 >= min_overlap else [])
+    if found:
+        assert found[0].overlap == inside / 100

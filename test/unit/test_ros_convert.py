@@ -1,0 +1,150 @@
+"""Message conversions that need no ROS graph: depth images, obstacles, frames, stamps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header
+
+from fastsam_ros.image_codec import ImageDecodeError
+from fastsam_ros.mask_set import Instance, MaskSet
+from fastsam_ros.obstacles import DepthError, Intrinsics, Obstacle
+from fastsam_ros.ros_convert import (
+    array_to_image,
+    check_header,
+    depth_to_metres,
+    image_to_bgr,
+    instance_to_msg,
+    intrinsics_from,
+    obstacles_to_msg,
+    stamp_from_ns,
+    stamp_to_ns,
+)
+
+
+def _depth_msg(values: np.ndarray, encoding: str, big_endian: bool, padding: int = 0) -> Image:
+    dtype = values.dtype.newbyteorder(">" if big_endian else "<")
+    rows = values.astype(dtype).view(np.uint8).reshape(values.shape[0], -1)
+    padded = np.zeros((rows.shape[0], rows.shape[1] + padding), np.uint8)
+    padded[:, : rows.shape[1]] = rows
+    return Image(
+        height=values.shape[0],
+        width=values.shape[1],
+        encoding=encoding,
+        is_bigendian=int(big_endian),
+        step=padded.shape[1],
+        data=padded.tobytes(),
+    )
+
+
+@pytest.mark.parametrize("big_endian", [False, True])
+@pytest.mark.parametrize("padding", [0, 6])
+def test_16uc1_millimetres_of_either_byte_order_become_metres(big_endian, padding):
+    millimetres = np.array([[0, 1, 255, 256], [1500, 4097, 65535, 300]], np.uint16)
+    metres = depth_to_metres(_depth_msg(millimetres, "16UC1", big_endian, padding))
+    assert metres.dtype == np.float32 and metres.shape == (2, 4)
+    assert np.isnan(metres[0, 0]), "0 mm is no reading"
+    assert np.allclose(metres[~np.isnan(metres)], millimetres[millimetres > 0] / 1000.0)
+
+
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_32fc1_metres_of_either_byte_order(big_endian):
+    values = np.array([[0.5, 1.25, -1.0], [np.inf, 7.75, 0.0]], np.float32)
+    metres = depth_to_metres(_depth_msg(values, "32FC1", big_endian))
+    assert metres[0, :2].tolist() == [0.5, 1.25] and metres[1, 1] == 7.75
+    assert np.isnan(metres[0, 2]) and np.isnan(metres[1, 0]) and np.isnan(metres[1, 2])
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"encoding": "mono16"}, "unsupported depth encoding"),
+        ({"step": 7}, "malformed"),
+        ({"height": 0}, "malformed"),
+        ({"width": 0}, "malformed"),
+        ({"data": bytes(15)}, "malformed"),
+    ],
+)
+def test_malformed_depth_is_refused(change, reason):
+    msg = _depth_msg(np.ones((2, 4), np.uint16), "16UC1", False)
+    for field, value in change.items():
+        setattr(msg, field, value)
+    with pytest.raises(DepthError, match=reason):
+        depth_to_metres(msg)
+
+
+def _tracked_frame() -> MaskSet:
+    mask = np.ones((4, 5), bool)
+    mask[0, 0] = False
+    instances = (
+        Instance((1.5, 2.5, 6.0, 6.5), 0.75, 0, "person", (1, 2), mask, track_id=17),
+        Instance((10.0, 0.0, 15.0, 4.0), 0.5, 5, "bus", (10, 0), np.ones((4, 5), bool), track_id=-1),
+    )
+    return MaskSet(20, 30, instances)
+
+
+def test_obstacles_carry_their_instance_fields_and_track_id():
+    frame = _tracked_frame()
+    header = Header(stamp=stamp_from_ns(5_000_000_123), frame_id="camera")
+    obstacles = [Obstacle(0, 0.25, 1.5, (0.1, -0.2, 1.5)), Obstacle(1, 1.0)]
+    msg = obstacles_to_msg(header, frame, obstacles, depth_paired=True)
+    assert msg.header.frame_id == "camera" and stamp_to_ns(msg.header.stamp) == 5_000_000_123 and msg.depth_paired
+    person, bus = msg.obstacles
+    assert (person.instance_id, person.track_id, person.class_name, person.area) == (0, 17, "person", 19)
+    assert person.score == 0.75 and person.roi_overlap == 0.25
+    assert (person.box.x1, person.box.y1, person.box.x2, person.box.y2) == (1.5, 2.5, 6.0, 6.5)
+    assert person.has_distance and person.distance == 1.5
+    assert person.has_centroid and (person.centroid.x, person.centroid.y, person.centroid.z) == pytest.approx(
+        (0.1, -0.2, 1.5)
+    )
+    assert (bus.instance_id, bus.track_id, bus.class_name) == (1, -1, "bus")
+    assert not bus.has_distance and not bus.has_centroid
+    assert not obstacles_to_msg(header, frame, [], depth_paired=False).depth_paired
+
+
+def test_instances_carry_their_track_id():
+    frame = _tracked_frame()
+    assert [instance_to_msg(instance, i).track_id for i, instance in enumerate(frame.instances)] == [17, -1]
+
+
+@given(st.integers(0, 2**63 - 1))
+def test_stamps_round_trip_in_nanoseconds(ns):
+    stamp = stamp_from_ns(ns)
+    assert 0 <= stamp.nanosec < 1_000_000_000
+    assert stamp_to_ns(stamp) == ns
+
+
+def test_intrinsics_from_camera_info():
+    info = CameraInfo(k=[900.0, 0.0, 405.0, 0.0, 910.0, 540.0, 0.0, 0.0, 1.0])
+    assert intrinsics_from(info) == Intrinsics(fx=900.0, fy=910.0, cx=405.0, cy=540.0)
+    assert intrinsics_from(CameraInfo()) is None, "an all-zero K means uncalibrated"
+    assert intrinsics_from(CameraInfo(k=[900.0, 0, 405.0, 0, 0.0, 540.0, 0, 0, 1.0])) is None
+
+
+def test_raw_and_compressed_frames_decode_and_headers_are_checked(zidane):
+    import cv2
+
+    header = Header(frame_id="camera")
+    raw = array_to_image(zidane, "bgr8", header)
+    assert (raw.height, raw.width, raw.step, raw.header.frame_id) == (720, 1280, 1280 * 3, "camera")
+    check_header(raw)
+    assert np.array_equal(image_to_bgr(raw), zidane)
+    _, png = cv2.imencode(".png", zidane)
+    compressed = CompressedImage(format="png", data=png.tobytes())
+    check_header(compressed)
+    assert np.array_equal(image_to_bgr(compressed), zidane)
+    with pytest.raises(ImageDecodeError, match="no data"):
+        check_header(CompressedImage(format="png"))
+    raw.step = 100
+    with pytest.raises(ImageDecodeError, match="shorter than a row"):
+        check_header(raw)
+
+
+def test_an_array_becomes_an_image_of_its_size():
+    crop = np.ascontiguousarray(np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)[:, 2:6])
+    msg = array_to_image(crop, "rgb8")
+    assert (msg.height, msg.width, msg.step, msg.encoding) == (6, 4, 12, "rgb8")
+    assert bytes(msg.data) == crop.tobytes()
