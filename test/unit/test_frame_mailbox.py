@@ -62,7 +62,7 @@ def test_take_all_waits_for_a_put_from_another_thread():
     mailbox: LatestFrameMailbox[int] = LatestFrameMailbox()
     thread, taken = _waiting_worker(mailbox)
     mailbox.put(7, "front")
-    thread.join(timeout=30)
+    thread.join(timeout=10)
     assert taken == [{"front": 7}]
 
 
@@ -75,7 +75,7 @@ def test_close_wakes_a_waiting_worker_and_discards_waiting_items():
     thread, taken = _waiting_worker(mailbox)
     assert not mailbox.closed
     mailbox.close()
-    thread.join(timeout=30)
+    thread.join(timeout=10)
     assert not thread.is_alive() and taken == [{}]
     assert mailbox.closed
     mailbox.put(1, "front")

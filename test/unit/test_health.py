@@ -136,3 +136,16 @@ def test_several_problems_are_listed_together():
         "100% of frames dropped (limit 10%)",
         "no frame processed for 2 s",
     ]
+
+
+def test_events_without_a_time_are_stamped_now():
+    monitor = HealthMonitor(window_s=60.0)
+    monitor.received()
+    monitor.processed(10.0)
+    monitor.dropped()
+    monitor.forward_pass(2)
+    monitor.rejected()
+    monitor.rejected()
+    values = monitor.report().values
+    assert values["received in window"] == "1" and values["dropped in window"] == "1"
+    assert values["frames per forward pass"] == "2.00" and values["frames rejected"] == "2"

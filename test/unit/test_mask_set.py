@@ -86,6 +86,7 @@ def test_full_masks_merged_mask_and_label_image():
     assert stack.shape == (2, HEIGHT, WIDTH) and stack.dtype == bool
     assert stack[0].sum() == 4 and stack[1].sum() == 24 and stack[0][3, 3] and not stack[0][2, 2]
     merged = frame.merged_mask([0, 1])
+    assert merged.dtype == bool and merged.shape == (HEIGHT, WIDTH)
     assert np.array_equal(merged, stack[1])
     assert np.array_equal(frame.merged_mask([0]), stack[0])
     assert not frame.merged_mask([]).any()

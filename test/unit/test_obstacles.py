@@ -172,3 +172,26 @@ def test_an_instance_counts_from_exactly_min_overlap(inside, min_overlap):
     assert [o.index for o in found] == ([0] if inside / 100 >= min_overlap else [])
     if found:
         assert found[0].overlap == inside / 100
+
+
+def test_depth_pairing_returns_the_nearest_frame_within_the_slop_inclusive():
+    pairer = DepthPairer(slop_ns=20)
+    assert not pairer.has_frames
+    for stamp in (1000, 1100, 1200):
+        pairer.add(stamp, f"depth@{stamp}")
+    assert pairer.has_frames
+    assert pairer.match(1090) == "depth@1100"
+    assert pairer.match(1120) == "depth@1100", "exactly the slop away still pairs"
+    assert pairer.match(1121) is None and pairer.match(979) is None
+
+
+def test_depth_pairing_keeps_the_last_ten_frames():
+    pairer = DepthPairer(slop_ns=0)
+    for stamp in range(11):
+        pairer.add(stamp, stamp)
+    assert pairer.match(0) is None, "the oldest of eleven frames is gone"
+    assert [pairer.match(stamp) for stamp in range(1, 11)] == list(range(1, 11))
+    short = DepthPairer(slop_ns=0, keep=2)
+    for stamp in range(3):
+        short.add(stamp, stamp)
+    assert short.match(0) is None and short.match(2) == 2

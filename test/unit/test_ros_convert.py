@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
@@ -19,6 +20,9 @@ from fastsam_ros.ros_convert import (
     image_to_bgr,
     instance_to_msg,
     intrinsics_from,
+    mask_set_to_msg,
+    msg_to_instance,
+    msg_to_mask_set,
     obstacles_to_msg,
     stamp_from_ns,
     stamp_to_ns,
@@ -122,6 +126,8 @@ def test_intrinsics_from_camera_info():
     assert intrinsics_from(info) == Intrinsics(fx=900.0, fy=910.0, cx=405.0, cy=540.0)
     assert intrinsics_from(CameraInfo()) is None, "an all-zero K means uncalibrated"
     assert intrinsics_from(CameraInfo(k=[900.0, 0, 405.0, 0, 0.0, 540.0, 0, 0, 1.0])) is None
+    assert intrinsics_from(CameraInfo(k=[0.0, 0, 405.0, 0, 900.0, 540.0, 0, 0, 1.0])) is None
+    assert intrinsics_from(CameraInfo(k=[1.0, 0, 0.5, 0, 1.0, 0.5, 0, 0, 1.0])) == Intrinsics(1.0, 1.0, 0.5, 0.5)
 
 
 def test_raw_and_compressed_frames_decode_and_headers_are_checked(zidane):
@@ -148,3 +154,28 @@ def test_an_array_becomes_an_image_of_its_size():
     msg = array_to_image(crop, "rgb8")
     assert (msg.height, msg.width, msg.step, msg.encoding) == (6, 4, 12, "rgb8")
     assert bytes(msg.data) == crop.tobytes()
+
+
+@given(
+    mask=arrays(bool, st.tuples(st.integers(0, 7), st.integers(0, 7))),
+    offset=st.tuples(st.integers(0, 50), st.integers(0, 50)),
+    score=st.floats(0.0, 1.0, width=32),
+    class_id=st.integers(0, 79),
+    track_id=st.integers(-1, 10_000),
+)
+def test_an_instance_survives_its_message_field_for_field(mask, offset, score, class_id, track_id):
+    box = (offset[0] + 0.25, offset[1] + 0.5, offset[0] + mask.shape[1] + 0.75, offset[1] + mask.shape[0] + 1.0)
+    instance = Instance(box, score, class_id, f"class {class_id}", offset, mask, track_id)
+    back = msg_to_instance(instance_to_msg(instance, 3))
+    assert back.box == box and back.score == score and back.class_id == class_id
+    assert back.class_name == f"class {class_id}" and back.mask_offset == offset and back.track_id == track_id
+    assert back.mask.shape == mask.shape and np.array_equal(back.mask, mask) and back.area == instance.area
+
+
+def test_a_frame_survives_its_message_with_stamp_and_frame_id():
+    frame = _tracked_frame()
+    header = Header(stamp=stamp_from_ns(7_000_000_042), frame_id="front")
+    back = msg_to_mask_set(mask_set_to_msg(frame, header, processing_ms=3.5))
+    assert (back.height, back.width, back.stamp_ns, back.frame_id) == (20, 30, 7_000_000_042, "front")
+    assert [i.track_id for i in back.instances] == [17, -1]
+    assert np.array_equal(back.full_masks(), frame.full_masks())
