@@ -130,3 +130,11 @@ def test_type_and_check_messages_name_the_parameter():
         "conf: must be in [0.0, 1.0], got 2.0",
         "iou: must be in [0.0, 1.0], got 2.0",
     ]
+
+
+def test_camera_and_name_messages_say_exactly_what_is_wrong():
+    assert config.validate({"cameras": ["front", "front"]}) == ["cameras: names must be unique"]
+    assert config.validate({"cameras": ["front", "2nd", "a b"]}) == [
+        "cameras: names must be ROS name tokens (letters, digits, '_', '/'); got '2nd', 'a b'"
+    ]
+    assert config.validate({"model": "  "}) == ["model: must not be empty"]

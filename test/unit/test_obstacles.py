@@ -142,6 +142,10 @@ def test_roi_on_a_non_square_frame_covers_the_fractions_of_each_side(width, heig
     assert np.array_equal(mask[clear], margin[clear] > 0), "away from the outline, pixels follow the polygon"
     expected_area = 0.5 * 0.45 * (0.4 + 1.0) * width * height
     assert abs(np.count_nonzero(mask) - expected_area) <= 2 * (width + height)
+    rows, cols = np.nonzero(margin > 3)
+    inside = MaskSet(height, width, (_block(10, (int(cols.min()) + 1, int(rows.max()) - 1)),))
+    [obstacle] = find_obstacles(inside, ObstacleSettings(min_area=1), mask)
+    assert obstacle.overlap == 1.0, "an object deep inside the corridor lies wholly in it"
 
 
 def _block(area: int, offset: tuple[int, int] = (0, 0)):
@@ -195,3 +199,13 @@ def test_depth_pairing_keeps_the_last_ten_frames():
     for stamp in range(3):
         short.add(stamp, stamp)
     assert short.match(0) is None and short.match(2) == 2
+
+
+@given(st.lists(st.sampled_from([-0.01, 0.0, 0.5, 1.0, 1.01]), min_size=6, max_size=6))
+def test_roi_values_outside_zero_to_one_are_refused_with_a_reason(values):
+    if all(0.0 <= v <= 1.0 for v in values):
+        assert roi_mask(tuple(values), 40, 30).shape == (30, 40)
+    else:
+        message = "^region of interest coordinates are fractions of the image size, in \\[0, 1\\]$"
+        with pytest.raises(ValueError, match=message):
+            roi_mask(tuple(values), 40, 30)
