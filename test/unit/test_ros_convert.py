@@ -179,3 +179,9 @@ def test_a_frame_survives_its_message_with_stamp_and_frame_id():
     assert (back.height, back.width, back.stamp_ns, back.frame_id) == (20, 30, 7_000_000_042, "front")
     assert [i.track_id for i in back.instances] == [17, -1]
     assert np.array_equal(back.full_masks(), frame.full_masks())
+
+
+def test_a_single_row_depth_image_and_a_frame_without_timing():
+    metres = depth_to_metres(_depth_msg(np.array([[1000, 2500]], np.uint16), "16UC1", big_endian=False))
+    assert metres.tolist() == [[1.0, 2.5]]
+    assert mask_set_to_msg(_tracked_frame(), Header()).processing_ms == 0.0
