@@ -209,3 +209,25 @@ def test_roi_values_outside_zero_to_one_are_refused_with_a_reason(values):
         message = "^region of interest coordinates are fractions of the image size, in \\[0, 1\\]$"
         with pytest.raises(ValueError, match=message):
             roi_mask(tuple(values), 40, 30)
+
+
+@pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
+def test_depth_in_metres_is_float32_and_leaves_the_input_alone(encoding):
+    raw = np.array([[0, 1500], [2500, 0]], np.uint16 if encoding == "16UC1" else np.float32)
+    if encoding == "32FC1":
+        raw = raw / np.float32(1000.0)
+    before = raw.copy()
+    metres = depth_in_metres(raw, encoding)
+    assert metres.dtype == np.float32
+    assert np.array_equal(raw, before), "the caller's depth image is not overwritten with NaN"
+    assert np.isnan(metres[0, 0]) and metres[0, 1] == np.float32(1.5) and metres[1, 0] == np.float32(2.5)
+
+
+def test_the_distance_is_the_median_of_every_pixel_of_a_small_mask():
+    mask = np.zeros((3, 8), bool)
+    mask[1, :] = True
+    depth = np.full((3, 8), 9.0, np.float32)
+    depth[1, :] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    frame = MaskSet(3, 8, (Instance((0, 0, 8, 3), 0.9, 0, "bar", (0, 0), mask),))
+    [obstacle] = find_obstacles(frame, ObstacleSettings(min_area=1), np.ones((3, 8), bool), depth)
+    assert obstacle.distance == 4.5
