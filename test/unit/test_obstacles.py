@@ -231,3 +231,21 @@ def test_the_distance_is_the_median_of_every_pixel_of_a_small_mask():
     frame = MaskSet(3, 8, (Instance((0, 0, 8, 3), 0.9, 0, "bar", (0, 0), mask),))
     [obstacle] = find_obstacles(frame, ObstacleSettings(min_area=1), np.ones((3, 8), bool), depth)
     assert obstacle.distance == 4.5
+
+
+def test_the_centroid_keeps_pixels_up_to_exactly_ten_percent_from_the_median():
+    """Depths 4, 5, 5, 5.5, 9 m: the median is 5 m; 5.5 m lies exactly on the 10% band and counts."""
+    mask = np.ones((1, 5), bool)
+    depth = np.full((30, 30), np.nan, np.float32)
+    depth[22, 10:15] = [4.0, 5.0, 5.0, 5.5, 9.0]
+    frame = MaskSet(30, 30, (Instance((10, 22, 15, 23), 0.9, 0, "bar", (10, 22), mask),))
+    camera = Intrinsics(fx=100.0, fy=50.0, cx=12.0, cy=20.0)
+    [obstacle] = find_obstacles(frame, ObstacleSettings(min_area=1), np.ones((30, 30), bool), depth, camera)
+    assert obstacle.distance == 5.0
+    near = [(11, 5.0), (12, 5.0), (13, 5.5)]
+    expected = (
+        np.mean([(u - camera.cx) * z / camera.fx for u, z in near]),
+        np.mean([(22 - camera.cy) * z / camera.fy for _, z in near]),
+        np.mean([z for _, z in near]),
+    )
+    assert obstacle.centroid == pytest.approx(expected, rel=1e-9)
