@@ -73,10 +73,10 @@ def test_take_all_times_out_empty():
 def test_close_wakes_a_waiting_worker_and_discards_waiting_items():
     mailbox: LatestFrameMailbox[int] = LatestFrameMailbox()
     thread, taken = _waiting_worker(mailbox)
-    assert not mailbox.closed
+    assert mailbox.closed is False
     mailbox.close()
     thread.join(timeout=10)
     assert not thread.is_alive() and taken == [{}]
-    assert mailbox.closed
+    assert mailbox.closed is True
     mailbox.put(1, "front")
     assert mailbox.take_all(timeout=30) == {}, "a closed mailbox hands out nothing, and does not wait"
