@@ -249,3 +249,16 @@ def test_the_centroid_keeps_pixels_up_to_exactly_ten_percent_from_the_median():
         np.mean([z for _, z in near]),
     )
     assert obstacle.centroid == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_small_instance_does_not_hide_the_ones_after_it():
+    frame = MaskSet(40, 20, (_block(5), _block(50, (0, 10)), _block(5, (0, 20)), _block(60, (0, 30))))
+    found = find_obstacles(frame, ObstacleSettings(min_area=10, min_overlap=0.0), np.ones((40, 20), bool))
+    assert sorted(o.index for o in found) == [1, 3]
+    assert [o.index for o in found] == [3, 1], "without depth, larger first"
+
+
+def test_a_misaligned_depth_image_is_named_by_its_size():
+    frame = MaskSet(40, 20, (_block(50),))
+    with pytest.raises(DepthError, match=r"^depth image 12x10 is not aligned with the 20x40 frame$"):
+        find_obstacles(frame, ObstacleSettings(), np.ones((40, 20), bool), np.ones((10, 12), np.float32))
