@@ -262,3 +262,21 @@ def test_a_misaligned_depth_image_is_named_by_its_size():
     frame = MaskSet(40, 20, (_block(50),))
     with pytest.raises(DepthError, match=r"^depth image 12x10 is not aligned with the 20x40 frame$"):
         find_obstacles(frame, ObstacleSettings(), np.ones((40, 20), bool), np.ones((10, 12), np.float32))
+
+
+@given(
+    distances=st.lists(st.sampled_from([0.25, 0.5, 1.0, 2.0, 4.0]), min_size=1, max_size=4),
+    max_distance=st.sampled_from([0.0, 0.25, 0.5, 1.0, 3.0]),
+)
+def test_max_distance_keeps_obstacles_up_to_exactly_the_limit(distances, max_distance):
+    """Instance i is a 50-pixel block at distances[i] metres; 0 means no limit."""
+    blocks = tuple(_block(50, (0, 10 * i)) for i in range(len(distances)))
+    depth = np.full((40, 10), np.nan, np.float32)
+    for i, distance in enumerate(distances):
+        depth[10 * i : 10 * i + 5] = distance
+    frame = MaskSet(40, 10, blocks)
+    settings = ObstacleSettings(min_area=1, min_overlap=0.0, max_distance=max_distance)
+    found = find_obstacles(frame, settings, np.ones((40, 10), bool), depth)
+    kept = [i for i, d in enumerate(distances) if max_distance == 0 or d <= max_distance]
+    assert sorted(o.index for o in found) == kept
+    assert [o.distance for o in found] == sorted(distances[i] for i in kept), "nearest first"
