@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from fastsam_ros import config
@@ -92,6 +92,10 @@ def test_obstacle_roi_values_are_fractions(bad):
 
 
 @given(st.integers(-100, 5000))
+@example(0)
+@example(32)
+@example(4096)
+@example(4128)
 def test_imgsz_is_a_multiple_of_32_in_range(value):
     valid = 32 <= value <= 4096 and value % 32 == 0
     assert (config.validate({"imgsz": value}) == []) == valid

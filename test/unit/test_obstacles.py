@@ -280,3 +280,12 @@ def test_max_distance_keeps_obstacles_up_to_exactly_the_limit(distances, max_dis
     kept = [i for i, d in enumerate(distances) if max_distance == 0 or d <= max_distance]
     assert sorted(o.index for o in found) == kept
     assert [o.distance for o in found] == sorted(distances[i] for i in kept), "nearest first"
+
+
+def test_obstacles_without_a_depth_reading_come_after_those_with_one():
+    frame = MaskSet(40, 10, (_block(60), _block(50, (0, 10)), _block(40, (0, 20))))
+    depth = np.full((40, 10), np.nan, np.float32)
+    depth[10:15] = 3.0
+    depth[20:24] = 2.0
+    found = find_obstacles(frame, ObstacleSettings(min_area=1, min_overlap=0.0), np.ones((40, 10), bool), depth)
+    assert [(o.index, o.distance) for o in found] == [(2, 2.0), (1, 3.0), (0, None)]
