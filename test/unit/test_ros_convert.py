@@ -185,3 +185,12 @@ def test_a_single_row_depth_image_and_a_frame_without_timing():
     metres = depth_to_metres(_depth_msg(np.array([[1000, 2500]], np.uint16), "16UC1", big_endian=False))
     assert metres.tolist() == [[1.0, 2.5]]
     assert mask_set_to_msg(_tracked_frame(), Header()).processing_ms == 0.0
+
+
+def test_a_view_into_a_larger_array_becomes_a_dense_image():
+    """A crop of a frame is not contiguous; the message's step must describe the bytes it carries."""
+    frame = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
+    crop = frame[:, 2:6]
+    msg = array_to_image(crop, "bgr8")
+    assert (msg.height, msg.width, msg.step) == (6, 4, 12)
+    assert np.array_equal(image_to_bgr(msg), crop)
