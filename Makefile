@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both set up .venv first.
-.PHONY: setup demo test test-unit fuzz test-own-data lint format bench soak clean
+.PHONY: setup demo test test-unit fuzz mutate test-own-data lint format bench soak clean
 
 VENV := .venv
 ACTIVATE := . $(VENV)/bin/activate
@@ -27,6 +27,12 @@ test-own-data: setup
 fuzz: setup
 	@$(ACTIVATE) && FASTSAM_FUZZ_BATCHES=$${FASTSAM_FUZZ_BATCHES:-40} pytest -ra test/graph/test_node_hostile_input.py -k fuzz
 
+# Mutation testing of the core against test/unit (docs/TESTING.md); MUTATE picks modules.
+MUTATE ?= config frame_mailbox health image_codec mask_encoding mask_set obstacles prompts ros_convert
+mutate: setup
+	@$(ACTIVATE) && nice -n 15 mutmut run --max-children 2 $(foreach m,$(MUTATE),"fastsam_ros.$(m).*"); \
+		python scripts/mutation_scores.py
+
 bench: setup
 	@$(ACTIVATE) && fastsam_bench --output docs/PERFORMANCE.md
 
@@ -40,4 +46,4 @@ format: setup
 	@$(ACTIVATE) && ruff format . && ruff check --fix .
 
 clean:
-	rm -rf build demo_output .pytest_cache .ruff_cache
+	rm -rf build demo_output mutants .pytest_cache .ruff_cache .hypothesis

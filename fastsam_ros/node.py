@@ -5,7 +5,7 @@ inference worker and /diagnostics. Each camera's whole path (subscriptions, arri
 checks, decoding, depth, tracking, obstacles, publishing, prompt services) belongs to
 its CameraChannel. Threads: the executor runs the camera callbacks (which only check a
 frame's header and drop it into the camera's one-slot mailbox), the prompt services
-(one at a time, in their own callback group) and the timers; the worker segments the
+(in their own reentrant callback group) and the timers; the worker segments the
 newest frame of every camera in one batch and hands each result back to its channel.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -110,7 +110,7 @@ class FastSamBehaviour(Node):
         self.channels: dict[str, CameraChannel] = {}
         self.health = HealthMonitor()
         self._drops_logged = 0
-        self._prompt_group = MutuallyExclusiveCallbackGroup()
+        self._prompt_group = ReentrantCallbackGroup()
         self._timer_group = MutuallyExclusiveCallbackGroup()
         self._unusable = self._declare_parameters()
         self.add_pre_set_parameters_callback(self._coerce_parameters)

@@ -70,13 +70,15 @@ def check_depth_header(msg: Image, max_pixels: int = MAX_PIXELS) -> None:
 
 
 def array_to_image(array: np.ndarray, encoding: str, header: Header | None = None) -> Image:
+    """An Image holding the array's pixels densely: a view into a larger array has the parent's row stride."""
+    dense = np.ascontiguousarray(array)
     msg = Image()
     if header is not None:
         msg.header = header
-    msg.height, msg.width = array.shape[:2]
+    msg.height, msg.width = dense.shape[:2]
     msg.encoding = encoding
-    msg.step = array.strides[0]
-    msg.data = np.ascontiguousarray(array).tobytes()
+    msg.step = dense.strides[0]
+    msg.data = dense.tobytes()
     return msg
 
 

@@ -14,6 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (a failure in CI reproduces here, and
+# a mutation run judges every mutant on the same inputs); no deadline on a shared CPU.
+settings.register_profile("fastsam_ros", derandomize=True, deadline=None, database=None)
+settings.load_profile("fastsam_ros")
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from fastsam_ros import config
 
@@ -153,3 +155,73 @@ def test_rviz_config_shows_the_node_outputs():
     assert "rviz_default_plugins/MarkerArray" in displays
     launch = (ROOT / "launch" / "fastsam.launch.py").read_text()
     assert '"rviz"' in launch and '"fastsam.rviz"' in launch
+
+
+@given(st.lists(st.sampled_from([0.0, 0.25, 0.5, 1.0]), max_size=12))
+def test_obstacle_roi_needs_an_even_count_of_at_least_six_fractions(values):
+    reasons = config.validate({"obstacle_roi": values})
+    if len(values) >= 6 and len(values) % 2 == 0:
+        assert reasons == []
+    else:
+        [reason] = reasons
+        pairs = "needs at least 3 x, y pairs (an even count of at least 6 numbers)"
+        assert reason == f"obstacle_roi: {pairs}, got {len(values)} numbers"
+
+
+@pytest.mark.parametrize("bad", [-0.01, 1.01])
+def test_obstacle_roi_values_are_fractions(bad):
+    [reason] = config.validate({"obstacle_roi": [0.0, 0.0, 1.0, 0.0, 1.0, bad]})
+    assert reason == "obstacle_roi: coordinates are fractions of the image size, in [0, 1]"
+
+
+@given(st.integers(-100, 5000))
+@example(0)
+@example(32)
+@example(4096)
+@example(4128)
+def test_imgsz_is_a_multiple_of_32_in_range(value):
+    valid = 32 <= value <= 4096 and value % 32 == 0
+    assert (config.validate({"imgsz": value}) == []) == valid
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [("auto", True), ("cpu", True), ("cuda", True), ("cuda:0", True), ("cuda:12", True), ("cuda:", False),
+     ("cuda:x", False), ("cuda0", False), ("gpu", False), ("", False)],
+)  # fmt: skip
+def test_device_names(value, valid):
+    assert (config.validate({"device": value}) == []) == valid
+
+
+@given(st.floats(-0.5, 1.5, allow_nan=False))
+def test_ranges_include_both_ends(value):
+    assert (config.validate({"conf": value}) == []) == (0.0 <= value <= 1.0)
+
+
+def test_sixteen_cameras_at_most_and_unknown_names_are_ignored():
+    names = [f"cam{i}" for i in range(17)]
+    assert config.validate({"cameras": names[:16]}) == []
+    [reason] = config.validate({"cameras": names})
+    assert reason.startswith("cameras: needs 1 to 16 names") and reason.endswith("got 17")
+    assert config.validate({"no_such_parameter": 1}) == []
+
+
+def test_type_and_check_messages_name_the_parameter():
+    assert config.validate({"max_det": 1.5}) == ["max_det: expected int, got float 1.5"]
+    assert config.validate({"conf": 2.0}) == ["conf: must be in [0.0, 1.0], got 2.0"]
+    assert config.validate({"runtime": "tensorrt"}) == [
+        "runtime: must be one of auto, torch, onnxruntime, openvino; got 'tensorrt'"
+    ]
+    assert config.validate({"half": True, "clip_pretrained": "x.pt"}) == [], "specs without a check take any value"
+    assert config.validate({"conf": 2.0, "iou": 2.0}) == [
+        "conf: must be in [0.0, 1.0], got 2.0",
+        "iou: must be in [0.0, 1.0], got 2.0",
+    ]
+
+
+def test_camera_and_name_messages_say_exactly_what_is_wrong():
+    assert config.validate({"cameras": ["front", "front"]}) == ["cameras: names must be unique"]
+    assert config.validate({"cameras": ["front", "2nd", "a b"]}) == [
+        "cameras: names must be ROS name tokens (letters, digits, '_', '/'); got '2nd', 'a b'"
+    ]
+    assert config.validate({"model": "  "}) == ["model: must not be empty"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -137,3 +138,41 @@ def test_empty_batch_and_a_bad_frame_in_a_batch(engine, bus):
     assert engine.segment_batch([]) == []
     with pytest.raises(ValueError):
         engine.segment_batch([bus, np.zeros((0, 4, 3), np.uint8)])
+
+
+def _row_changes(mask: np.ndarray) -> int:
+    """Rows of a crop that differ from the row above: a mask scaled up from n rows has at most n - 1."""
+    return int(np.count_nonzero((mask[1:] != mask[:-1]).any(axis=1)))
+
+
+def test_coarse_masks_are_sampled_on_the_network_grid(engine, bus):
+    """retina_masks=False samples at network-input resolution (640 / 1080 of the source here)."""
+    coarse_engine = SegmentationEngine(engine.loaded, dataclasses.replace(engine.settings, retina_masks=False))
+    fine, coarse = engine.segment(bus), coarse_engine.segment(bus)
+    scale = 640 / 1080
+    differing = 0
+    for a, b in zip(fine.instances, coarse.instances, strict=True):
+        assert a.box == b.box and a.mask_offset == b.mask_offset and a.mask.shape == b.mask.shape
+        differing += int(np.count_nonzero(a.mask != b.mask))
+        rows, cols = b.mask.shape
+        assert _row_changes(b.mask) <= math.ceil(rows * scale) - 1
+        assert _row_changes(b.mask.T) <= math.ceil(cols * scale) - 1
+    assert differing > 1000, "coarse masks must really differ from retina masks"
+    assert any(_row_changes(a.mask) > math.ceil(a.mask.shape[0] * scale) for a in fine.instances)
+
+
+def test_max_det_keeps_the_highest_scoring_detections(engine, bus):
+    everything = engine.segment(bus)
+    assert len(everything) > 3, "the bus photo has more than 3 confident detections"
+    for cap in (1, 3):
+        capped = SegmentationEngine(engine.loaded, dataclasses.replace(engine.settings, max_det=cap)).segment(bus)
+        assert len(capped) == cap
+        assert [i.box for i in capped.instances] == [i.box for i in everything.instances[:cap]]
+
+
+def test_conf_drops_exactly_the_less_confident_detections(engine, bus):
+    everything = engine.segment(bus)
+    scores = sorted(i.score for i in everything.instances)
+    threshold = (scores[1] + scores[2]) / 2
+    strict = SegmentationEngine(engine.loaded, dataclasses.replace(engine.settings, conf=threshold)).segment(bus)
+    assert [i.box for i in strict.instances] == [i.box for i in everything.instances if i.score > threshold]

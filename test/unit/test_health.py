@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from fastsam_ros.health import ERROR, OK, WARN, HealthLimits, HealthMonitor
 
 
@@ -67,3 +70,94 @@ def test_a_restarted_worker_is_an_error_until_a_frame_is_processed_again():
     assert report.values["frames failed"] == "2" and report.values["worker restarts"] == "1"
     monitor.processed(50.0, now=1.5)
     assert monitor.report(now=2.0).level == OK
+
+
+@given(
+    stale_after_s=st.floats(0.5, 20.0),
+    window_s=st.floats(0.5, 20.0),
+    gap_s=st.floats(0.0, 40.0),
+)
+def test_staleness_follows_stale_after_s_not_the_window(stale_after_s, window_s, gap_s):
+    monitor = HealthMonitor(HealthLimits(stale_after_s=stale_after_s), window_s=window_s)
+    monitor.processed(50.0, now=1000.0)
+    now = 1000.0 + gap_s
+    report = monitor.report(now=now)
+    stale = "no frame processed" in report.message
+    assert stale == (now - 1000.0 > stale_after_s)
+    assert report.level == (WARN if stale else OK)
+
+
+def test_a_short_stale_limit_warns_inside_a_long_window():
+    monitor = HealthMonitor(HealthLimits(stale_after_s=1.0), window_s=10.0)
+    monitor.processed(50.0, now=0.0)
+    assert monitor.report(now=1.0).level == OK, "exactly the limit is not yet stale"
+    report = monitor.report(now=3.0)
+    assert report.level == WARN and report.message == "no frame processed for 3 s"
+
+
+@given(latency=st.floats(1.0, 2000.0), limit=st.floats(1.0, 2000.0))
+def test_latency_warns_only_above_the_limit(latency, limit):
+    monitor = HealthMonitor(HealthLimits(max_latency_ms=limit))
+    monitor.processed(latency, now=0.0)
+    assert (monitor.report(now=0.0).level == WARN) == (latency > limit)
+
+
+@given(received=st.integers(1, 40), dropped=st.integers(0, 40), limit=st.sampled_from([0.0, 0.25, 0.5, 1.0]))
+def test_drops_warn_only_above_the_ratio(received, dropped, limit):
+    monitor = HealthMonitor(HealthLimits(max_drop_ratio=limit), window_s=5.0)
+    for _ in range(received):
+        monitor.received(now=1.0)
+    monitor.dropped(dropped, now=1.0)
+    report = monitor.report(now=1.0)
+    assert (report.level == WARN) == (dropped / received > limit)
+    assert report.values["dropped in window"] == str(dropped)
+    assert report.values["received in window"] == str(received)
+
+
+def test_the_window_keeps_exactly_the_last_window_s_seconds():
+    monitor = HealthMonitor(window_s=2.0)
+    for second in range(6):
+        monitor.received(now=float(second))
+        monitor.processed(10.0 * (second + 1), now=float(second))
+        monitor.dropped(1, now=float(second))
+        monitor.forward_pass(second + 1, now=float(second))
+    monitor.rejected()
+    values = monitor.report(now=5.0).values
+    assert values["received in window"] == "3" and values["dropped in window"] == "3", "seconds 3, 4 and 5"
+    assert values["fps"] == "1.50"
+    assert values["latency p50 ms"] == "50.0" and values["latency p95 ms"] == "59.0"
+    assert values["frames per forward pass"] == "5.00"
+    assert values["frames processed"] == "6" and values["frames dropped"] == "6"
+    assert values["frames rejected"] == "1" and values["forward passes"] == "6"
+
+
+def test_no_frames_reports_nan_figures_and_waits():
+    report = HealthMonitor().report(now=0.0)
+    assert report.level == OK and report.message == "waiting for the first frame"
+    assert report.values["latency p50 ms"] == "nan" and report.values["fps"] == "0.00"
+
+
+def test_several_problems_are_listed_together():
+    monitor = HealthMonitor(HealthLimits(max_latency_ms=10.0, max_drop_ratio=0.1, stale_after_s=1.0))
+    monitor.received(now=0.0)
+    monitor.dropped(1, now=0.0)
+    monitor.processed(100.0, now=0.0)
+    report = monitor.report(now=2.0)
+    assert report.message.split("; ") == [
+        "latency p95 100 ms above 10 ms",
+        "100% of frames dropped (limit 10%)",
+        "no frame processed for 2 s",
+    ]
+
+
+def test_events_without_a_time_are_stamped_now():
+    monitor = HealthMonitor(window_s=60.0)
+    monitor.received()
+    monitor.processed(10.0)
+    monitor.dropped()
+    monitor.forward_pass(2)
+    monitor.rejected()
+    monitor.rejected()
+    values = monitor.report().values
+    assert values["received in window"] == "1" and values["dropped in window"] == "1"
+    assert values["frames per forward pass"] == "2.00" and values["frames rejected"] == "2"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from fastsam_ros.image_codec import ImageDecodeError, decode_compressed, decode_raw
+from fastsam_ros.image_codec import SUPPORTED_ENCODINGS, ImageDecodeError, check_raw, decode_compressed, decode_raw
 
 
 def _as_encoding(bgr: np.ndarray, encoding: str) -> np.ndarray:
@@ -83,3 +85,67 @@ def test_compressed_bombs_are_refused_from_the_header_before_decoding(zidane, ki
         decode_compressed(bytes(data))
     with pytest.raises(ImageDecodeError, match="exceeds the 800000-pixel limit"):
         decode_compressed(cv2.imencode(kind, zidane)[1].tobytes(), max_pixels=800_000)
+
+
+@pytest.mark.parametrize(("width", "height", "refused"), [(7680, 4320, False), (7681, 4320, True), (4320, 7681, True)])
+def test_compressed_frames_over_the_pixel_limit_are_refused(width, height, refused):
+    """A small PNG can hold a huge frame; the limit applies to the decoded size (8K here is 7680x4320)."""
+    _, png = cv2.imencode(".png", np.zeros((height, width), np.uint8))
+    if refused:
+        with pytest.raises(ImageDecodeError, match="exceeds the 33177600-pixel limit"):
+            decode_compressed(png.tobytes())
+    else:
+        assert decode_compressed(png.tobytes()).shape == (height, width, 3)
+
+
+@pytest.mark.parametrize(("width", "height", "refused"), [(7680, 4320, False), (7681, 4320, True), (1, 33177601, True)])
+def test_raw_frames_over_the_pixel_limit_are_refused_from_the_header(width, height, refused):
+    if refused:
+        with pytest.raises(ImageDecodeError, match="exceeds"):
+            check_raw("mono8", height, width, width, width * height)
+    else:
+        check_raw("mono8", height, width, width, width * height)
+
+
+@given(
+    encoding=st.sampled_from(SUPPORTED_ENCODINGS),
+    height=st.integers(1, 5),
+    width=st.integers(1, 5),
+    padding=st.integers(0, 7),
+    size_error=st.integers(-3, 3),
+)
+def test_header_checks_accept_exactly_the_consistent_buffers(encoding, height, width, padding, size_error):
+    channels = {"mono8": 1, "8UC1": 1, "bgra8": 4, "rgba8": 4, "8UC4": 4}.get(encoding, 3)
+    step = width * channels + padding
+    size = step * height + size_error
+    data = bytes((7 * i + 3) % 256 for i in range(max(size, 0)))
+    if size_error:
+        with pytest.raises(ImageDecodeError, match=f"expected step x height = {step * height}"):
+            decode_raw(encoding, height, width, step, data[:size])
+        return
+    decoded = decode_raw(encoding, height, width, step, data[:size])
+    assert decoded.shape == (height, width, 3) and decoded.dtype == np.uint8 and decoded.flags.c_contiguous
+    last_row = data[(height - 1) * step : (height - 1) * step + width * channels]
+    assert decoded[-1, -1].tolist() == _PIXEL_AS_BGR[encoding](last_row[-channels:])
+
+
+_PIXEL_AS_BGR = {
+    "bgr8": lambda p: [p[0], p[1], p[2]],
+    "8UC3": lambda p: [p[0], p[1], p[2]],
+    "rgb8": lambda p: [p[2], p[1], p[0]],
+    "mono8": lambda p: [p[0]] * 3,
+    "8UC1": lambda p: [p[0]] * 3,
+    "bgra8": lambda p: [p[0], p[1], p[2]],
+    "8UC4": lambda p: [p[0], p[1], p[2]],
+    "rgba8": lambda p: [p[2], p[1], p[0]],
+}
+"""Which bytes of a pixel become its blue, green and red, per encoding."""
+
+
+def test_a_short_step_and_a_negative_size_are_refused():
+    with pytest.raises(ImageDecodeError, match="step 11 is shorter than a row"):
+        check_raw("bgr8", 2, 4, 11, 22)
+    with pytest.raises(ImageDecodeError, match="zero-size image"):
+        check_raw("bgr8", 4, 0, 0, 0)
+    with pytest.raises(ImageDecodeError, match="zero-size image"):
+        check_raw("bgr8", -1, 4, 12, 0)

@@ -90,3 +90,14 @@ def test_real_masks_round_trip_exactly_and_are_small(bus_masks):
     mask_bytes = sum(4 * len(instance.mask_runs) for instance in msg.instances)
     naive_bytes = len(bus_masks) * bus_masks.height * bus_masks.width
     assert mask_bytes < 0.05 * naive_bytes
+
+
+def test_any_non_zero_pixel_is_object_and_an_empty_crop_has_no_runs():
+    assert encode_runs(np.array([[0, 1, 2, 255, 0]], np.uint8)).tolist() == [1, 3, 1]
+    assert encode_runs(np.zeros((0, 0), bool)).size == 0
+    assert encode_runs(np.zeros((0, 5), bool)).size == 0
+
+
+def test_the_length_error_names_both_counts():
+    with pytest.raises(MaskEncodingError, match=r"^runs cover 5 pixels, the 3x2 crop has 6$"):
+        decode_runs(np.array([2, 3], np.uint32), 2, 3)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from fastsam_ros.mask_set import Instance, MaskSet
 from fastsam_ros.obstacles import (
     DepthError,
     DepthPairer,
@@ -114,3 +117,175 @@ def test_depth_pairing_by_timestamp():
     assert pairer.match(40_000_000) == 33_000_000
     assert pairer.match(70_000_000) == 66_000_000
     assert pairer.match(120_000_000) is None
+
+
+def _inside_convex_polygon(vertices: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Signed distance-like margin of points (x, y) inside a convex polygon given clockwise in
+    image coordinates (y down): positive inside, in pixels from the nearest edge."""
+    margins = []
+    for (ax, ay), (bx, by) in zip(vertices, np.roll(vertices, -1, axis=0), strict=True):
+        length = np.hypot(bx - ax, by - ay)
+        margins.append(((bx - ax) * (y - ay) - (by - ay) * (x - ax)) / length)
+    return np.min(margins, axis=0)
+
+
+@pytest.mark.parametrize(("width", "height"), [(320, 120), (90, 240)])
+def test_roi_on_a_non_square_frame_covers_the_fractions_of_each_side(width, height):
+    """The corridor's pixels, decided here by geometry on pixel centres (not by roi_mask)."""
+    roi = ObstacleSettings().roi
+    vertices = np.array(roi).reshape(-1, 2) * (width, height)
+    x, y = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    margin = _inside_convex_polygon(vertices, x, y)
+    mask = roi_mask(roi, width, height)
+    assert mask.shape == (height, width) and mask.dtype == bool
+    clear = np.abs(margin) > 1.5
+    assert np.array_equal(mask[clear], margin[clear] > 0), "away from the outline, pixels follow the polygon"
+    expected_area = 0.5 * 0.45 * (0.4 + 1.0) * width * height
+    assert abs(np.count_nonzero(mask) - expected_area) <= 2 * (width + height)
+    rows, cols = np.nonzero(margin > 3)
+    inside = MaskSet(height, width, (_block(10, (int(cols.min()) + 1, int(rows.max()) - 1)),))
+    [obstacle] = find_obstacles(inside, ObstacleSettings(min_area=1), mask)
+    assert obstacle.overlap == 1.0, "an object deep inside the corridor lies wholly in it"
+
+
+def _block(area: int, offset: tuple[int, int] = (0, 0)):
+    """An instance whose mask is `area` pixels in rows of 10."""
+    rows = -(-area // 10)
+    mask = np.zeros((rows, 10), bool)
+    mask.reshape(-1)[:area] = True
+    ox, oy = offset
+    return Instance((ox, oy, ox + 10, oy + rows), 0.9, 0, "box", offset, mask)
+
+
+@given(area=st.integers(1, 300), min_area=st.integers(0, 300))
+def test_an_instance_counts_from_exactly_min_area_pixels(area, min_area):
+    frame = MaskSet(40, 20, (_block(area),))
+    everywhere = np.ones((40, 20), bool)
+    found = find_obstacles(frame, ObstacleSettings(min_area=min_area, min_overlap=0.0), everywhere)
+    assert [o.index for o in found] == ([0] if area >= min_area else [])
+
+
+@given(inside=st.integers(0, 100), min_overlap=st.sampled_from([0.0, 0.05, 0.25, 0.5, 0.73, 1.0]))
+def test_an_instance_counts_from_exactly_min_overlap(inside, min_overlap):
+    """100 mask pixels, `inside` of them (the first rows) in the region of interest."""
+    frame = MaskSet(30, 20, (_block(100, (5, 5)),))
+    region = np.zeros((30, 20), bool)
+    region[5 : 5 + inside // 10, 5:15] = True
+    region[5 + inside // 10, 5 : 5 + inside % 10] = True
+    found = find_obstacles(frame, ObstacleSettings(min_area=1, min_overlap=min_overlap), region)
+    assert [o.index for o in found] == ([0] if inside / 100 >= min_overlap else [])
+    if found:
+        assert found[0].overlap == inside / 100
+
+
+def test_depth_pairing_returns_the_nearest_frame_within_the_slop_inclusive():
+    pairer = DepthPairer(slop_ns=20)
+    assert not pairer.has_frames
+    for stamp in (1000, 1100, 1200):
+        pairer.add(stamp, f"depth@{stamp}")
+    assert pairer.has_frames
+    assert pairer.match(1090) == "depth@1100"
+    assert pairer.match(1120) == "depth@1100", "exactly the slop away still pairs"
+    assert pairer.match(1121) is None and pairer.match(979) is None
+
+
+def test_depth_pairing_keeps_the_last_ten_frames():
+    pairer = DepthPairer(slop_ns=0)
+    for stamp in range(11):
+        pairer.add(stamp, stamp)
+    assert pairer.match(0) is None, "the oldest of eleven frames is gone"
+    assert [pairer.match(stamp) for stamp in range(1, 11)] == list(range(1, 11))
+    short = DepthPairer(slop_ns=0, keep=2)
+    for stamp in range(3):
+        short.add(stamp, stamp)
+    assert short.match(0) is None and short.match(2) == 2
+
+
+@given(st.lists(st.sampled_from([-0.01, 0.0, 0.5, 1.0, 1.01]), min_size=6, max_size=6))
+def test_roi_values_outside_zero_to_one_are_refused_with_a_reason(values):
+    if all(0.0 <= v <= 1.0 for v in values):
+        assert roi_mask(tuple(values), 40, 30).shape == (30, 40)
+    else:
+        message = "^region of interest: coordinates are fractions of the image size, in \\[0, 1\\]$"
+        with pytest.raises(ValueError, match=message):
+            roi_mask(tuple(values), 40, 30)
+
+
+@pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
+def test_depth_in_metres_is_float32_and_leaves_the_input_alone(encoding):
+    raw = np.array([[0, 1500], [2500, 0]], np.uint16 if encoding == "16UC1" else np.float32)
+    if encoding == "32FC1":
+        raw = raw / np.float32(1000.0)
+    before = raw.copy()
+    metres = depth_in_metres(raw, encoding)
+    assert metres.dtype == np.float32
+    assert np.array_equal(raw, before), "the caller's depth image is not overwritten with NaN"
+    assert np.isnan(metres[0, 0]) and metres[0, 1] == np.float32(1.5) and metres[1, 0] == np.float32(2.5)
+
+
+def test_the_distance_is_the_median_of_every_pixel_of_a_small_mask():
+    mask = np.zeros((3, 8), bool)
+    mask[1, :] = True
+    depth = np.full((3, 8), 9.0, np.float32)
+    depth[1, :] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    frame = MaskSet(3, 8, (Instance((0, 0, 8, 3), 0.9, 0, "bar", (0, 0), mask),))
+    [obstacle] = find_obstacles(frame, ObstacleSettings(min_area=1), np.ones((3, 8), bool), depth)
+    assert obstacle.distance == 4.5
+
+
+def test_the_centroid_keeps_pixels_up_to_exactly_ten_percent_from_the_median():
+    """Depths 4, 5, 5, 5.5, 9 m: the median is 5 m; 5.5 m lies exactly on the 10% band and counts."""
+    mask = np.ones((1, 5), bool)
+    depth = np.full((30, 30), np.nan, np.float32)
+    depth[22, 10:15] = [4.0, 5.0, 5.0, 5.5, 9.0]
+    frame = MaskSet(30, 30, (Instance((10, 22, 15, 23), 0.9, 0, "bar", (10, 22), mask),))
+    camera = Intrinsics(fx=100.0, fy=50.0, cx=12.0, cy=20.0)
+    [obstacle] = find_obstacles(frame, ObstacleSettings(min_area=1), np.ones((30, 30), bool), depth, camera)
+    assert obstacle.distance == 5.0
+    near = [(11, 5.0), (12, 5.0), (13, 5.5)]
+    expected = (
+        np.mean([(u - camera.cx) * z / camera.fx for u, z in near]),
+        np.mean([(22 - camera.cy) * z / camera.fy for _, z in near]),
+        np.mean([z for _, z in near]),
+    )
+    assert obstacle.centroid == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_small_instance_does_not_hide_the_ones_after_it():
+    frame = MaskSet(40, 20, (_block(5), _block(50, (0, 10)), _block(5, (0, 20)), _block(60, (0, 30))))
+    found = find_obstacles(frame, ObstacleSettings(min_area=10, min_overlap=0.0), np.ones((40, 20), bool))
+    assert sorted(o.index for o in found) == [1, 3]
+    assert [o.index for o in found] == [3, 1], "without depth, larger first"
+
+
+def test_a_misaligned_depth_image_is_named_by_its_size():
+    frame = MaskSet(40, 20, (_block(50),))
+    with pytest.raises(DepthError, match=r"^depth image 12x10 is not aligned with the 20x40 frame$"):
+        find_obstacles(frame, ObstacleSettings(), np.ones((40, 20), bool), np.ones((10, 12), np.float32))
+
+
+@given(
+    distances=st.lists(st.sampled_from([0.25, 0.5, 1.0, 2.0, 4.0]), min_size=1, max_size=4),
+    max_distance=st.sampled_from([0.0, 0.25, 0.5, 1.0, 3.0]),
+)
+def test_max_distance_keeps_obstacles_up_to_exactly_the_limit(distances, max_distance):
+    """Instance i is a 50-pixel block at distances[i] metres; 0 means no limit."""
+    blocks = tuple(_block(50, (0, 10 * i)) for i in range(len(distances)))
+    depth = np.full((40, 10), np.nan, np.float32)
+    for i, distance in enumerate(distances):
+        depth[10 * i : 10 * i + 5] = distance
+    frame = MaskSet(40, 10, blocks)
+    settings = ObstacleSettings(min_area=1, min_overlap=0.0, max_distance=max_distance)
+    found = find_obstacles(frame, settings, np.ones((40, 10), bool), depth)
+    kept = [i for i, d in enumerate(distances) if max_distance == 0 or d <= max_distance]
+    assert sorted(o.index for o in found) == kept
+    assert [o.distance for o in found] == sorted(distances[i] for i in kept), "nearest first"
+
+
+def test_obstacles_without_a_depth_reading_come_after_those_with_one():
+    frame = MaskSet(40, 10, (_block(60), _block(50, (0, 10)), _block(40, (0, 20))))
+    depth = np.full((40, 10), np.nan, np.float32)
+    depth[10:15] = 3.0
+    depth[20:24] = 2.0
+    found = find_obstacles(frame, ObstacleSettings(min_area=1, min_overlap=0.0), np.ones((40, 10), bool), depth)
+    assert [(o.index, o.distance) for o in found] == [(2, 2.0), (1, 3.0), (0, None)]

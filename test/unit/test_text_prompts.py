@@ -128,3 +128,27 @@ def test_clip_text_vectors_are_cached(clip_backend, bus_masks, bus):
     encoded = clip_backend.text_cache.encoded
     clip_backend.rank(bus_masks, bus, ["a bus"], top_k=1)
     assert clip_backend.text_cache.encoded == encoded
+
+
+def test_clip_sees_each_masked_crop_in_rgb(clip_backend, bus_masks, bus):
+    """open_clip's transforms expect RGB PIL images; the frame is BGR."""
+    seen = []
+    preprocess = clip_backend.preprocess
+
+    def capture(image):
+        seen.append(np.asarray(image).copy())
+        return preprocess(image)
+
+    clip_backend.preprocess = capture
+    try:
+        clip_backend.crop_embeddings(MaskSet(bus_masks.height, bus_masks.width, bus_masks.instances), bus)
+    finally:
+        clip_backend.preprocess = preprocess
+    large = [instance for instance in bus_masks.instances if instance.area > 100]
+    assert len(seen) == len(large)
+    for crop, instance in zip(seen, large, strict=True):
+        ox, oy = instance.mask_offset
+        rows, cols = instance.mask.shape
+        rgb = bus[oy : oy + rows, ox : ox + cols, ::-1] * instance.mask[:, :, None]
+        assert crop.shape == (rows, cols, 3)
+        assert np.array_equal(crop, rgb), "red and blue must not be swapped; outside the mask is black"
