@@ -28,13 +28,13 @@ from fastsam_ros.memory import release_freed_memory
 from fastsam_ros.msg import InstanceArray, ObstacleArray
 from fastsam_ros.obstacles import DepthError, DepthPairer, Intrinsics, roi_polygon
 from fastsam_ros.perception import Perception
-from fastsam_ros.prompt_service import FrameResult, PromptService
+from fastsam_ros.prompt_service import PromptService, SegmentedFrame
 from fastsam_ros.prompts import PromptLimits
 from fastsam_ros.rendering import draw_overlay
 from fastsam_ros.ros_convert import (
     array_to_image,
+    check_before_decoding,
     check_depth_header,
-    check_header,
     depth_to_metres,
     image_to_bgr,
     intrinsics_from,
@@ -102,7 +102,7 @@ class CameraChannel:
         self.obstacles_pub = node.create_publisher(ObstacleArray, self._private("obstacles"), 10)
         self.markers_pub = node.create_publisher(MarkerArray, self._private("markers"), 5)
         self.cloud_pub = node.create_publisher(PointCloud2, self._private("obstacle_cloud"), 5)
-        self.latest: FrameResult | None = None
+        self.latest: SegmentedFrame | None = None
         self._perception: Perception | None = None
         self._prompts: PromptService | None = None
         self._settings: ChannelSettings | None = None
@@ -185,7 +185,7 @@ class CameraChannel:
         self._health.received()
         mailbox = self._mailbox
         try:
-            check_header(msg, self.settings.max_pixels)
+            check_before_decoding(msg, self.settings.max_pixels)
         except ImageDecodeError as error:
             self.refuse(error)
             if message_bytes(msg) > BIG_MESSAGE_BYTES:
@@ -237,7 +237,7 @@ class CameraChannel:
         masks = output.masks
         processing_ms = (time.perf_counter() - frame.received) * 1e3
         instances = mask_set_to_msg(masks, header, processing_ms)
-        self.latest = FrameResult(masks, image, header, tuple(instances.instances))
+        self.latest = SegmentedFrame(masks, image, header, tuple(instances.instances))
         self.instances_pub.publish(instances)
         if self.obstacles_pub.get_subscription_count() > 0:
             self.obstacles_pub.publish(

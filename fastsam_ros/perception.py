@@ -21,7 +21,7 @@ from fastsam_ros.tracking import InstanceTracker
 
 
 @dataclass(frozen=True)
-class FrameOutput:
+class PerceptionResult:
     masks: MaskSet
     obstacles: list[Obstacle]
     tracking_ms: float
@@ -84,7 +84,7 @@ class Perception:
         intrinsics: Intrinsics | None = None,
         want_obstacles: bool = True,
         want_cloud: bool = False,
-    ) -> FrameOutput:
+    ) -> PerceptionResult:
         """Segment and track; obstacles and their cloud only when wanted (nobody listening, no cost)."""
         masks = self.engine.segment(image, stamp_ns, frame_id)
         return self.process_masks(masks, image, depth, intrinsics, want_obstacles, want_cloud)
@@ -97,7 +97,7 @@ class Perception:
         intrinsics: Intrinsics | None = None,
         want_obstacles: bool = True,
         want_cloud: bool = False,
-    ) -> FrameOutput:
+    ) -> PerceptionResult:
         """Everything after segmentation, for frames segmented in a batch with other cameras'.
 
         The cloud needs the obstacles, so asking for it computes them too.
@@ -125,7 +125,7 @@ class Perception:
                 masks, obstacles, depth, intrinsics, settings.cloud_decimation, settings.cloud_max_range
             )
         done = time.perf_counter()
-        return FrameOutput(
+        return PerceptionResult(
             masks,
             obstacles,
             (tracked - start) * 1e3,

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class FrameResult:
+class SegmentedFrame:
     """What prompts need of the latest frame: its masks, pixels, header, and the instances
     already encoded for ~/instances, which responses reuse instead of encoding them again."""
 
@@ -44,7 +44,7 @@ class PromptService:
     def __init__(
         self,
         node: Node,
-        latest: Callable[[], FrameResult | None],
+        latest: Callable[[], SegmentedFrame | None],
         limits: Callable[[], PromptLimits],
         text_backends: TextBackends,
         selection_pub: Publisher,
@@ -57,18 +57,18 @@ class PromptService:
         self._selection_pub = selection_pub
         self._image_topic = image_topic
 
-    def _frame(self) -> FrameResult:
+    def _frame(self) -> SegmentedFrame:
         frame = self._latest()
         if frame is None:
             raise PromptError(f"no frame has been segmented yet: is a camera publishing on '{self._image_topic}'?")
         return frame
 
-    def _publish_selection(self, frame: FrameResult, indices: list[int]) -> None:
+    def _publish_selection(self, frame: SegmentedFrame, indices: list[int]) -> None:
         msg = InstanceArray(header=frame.header, width=frame.masks.width, height=frame.masks.height)
         msg.instances = [frame.instance_msgs[i] for i in indices]
         self._selection_pub.publish(msg)
 
-    def _answer(self, response: Any, handler: Callable[[FrameResult], str]) -> Any:
+    def _answer(self, response: Any, handler: Callable[[SegmentedFrame], str]) -> Any:
         try:
             frame = self._frame()
             response.header = frame.header
@@ -84,7 +84,7 @@ class PromptService:
         return response
 
     def point(self, request: Any, response: Any) -> Any:
-        def handle(frame: FrameResult) -> str:
+        def handle(frame: SegmentedFrame) -> str:
             self._limits().check(points=len(request.points))
             points = [(p.x, p.y) for p in request.points]
             indices = select_by_points(frame.masks, points, list(request.labels))
@@ -96,7 +96,7 @@ class PromptService:
         return self._answer(response, handle)
 
     def box(self, request: Any, response: Any) -> Any:
-        def handle(frame: FrameResult) -> str:
+        def handle(frame: SegmentedFrame) -> str:
             if not request.boxes:
                 raise PromptError("no boxes given")
             self._limits().check(boxes=len(request.boxes))
@@ -109,7 +109,7 @@ class PromptService:
         return self._answer(response, handle)
 
     def text(self, request: Any, response: Any) -> Any:
-        def handle(frame: FrameResult) -> str:
+        def handle(frame: SegmentedFrame) -> str:
             texts = list(request.texts)
             self._limits().check(texts=texts)
             backend = self.text_backends.get(request.backend or self.text_backends.default)

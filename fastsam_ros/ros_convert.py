@@ -44,7 +44,7 @@ def image_to_bgr(msg: Image | CompressedImage, max_pixels: int = MAX_PIXELS) -> 
     return decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data, max_pixels)
 
 
-def check_header(msg: Image | CompressedImage, max_pixels: int = MAX_PIXELS) -> None:
+def check_before_decoding(msg: Image | CompressedImage, max_pixels: int = MAX_PIXELS) -> None:
     """Refuse a frame before any decoding or copy: a raw frame from its fields, a compressed one
     from the size its own header declares; raises ImageDecodeError."""
     if isinstance(msg, CompressedImage):

@@ -15,7 +15,7 @@ from fastsam_ros.mask_set import Instance, MaskSet
 from fastsam_ros.obstacles import DepthError, Intrinsics, Obstacle
 from fastsam_ros.ros_convert import (
     array_to_image,
-    check_header,
+    check_before_decoding,
     depth_to_metres,
     image_to_bgr,
     instance_to_msg,
@@ -136,17 +136,17 @@ def test_raw_and_compressed_frames_decode_and_headers_are_checked(zidane):
     header = Header(frame_id="camera")
     raw = array_to_image(zidane, "bgr8", header)
     assert (raw.height, raw.width, raw.step, raw.header.frame_id) == (720, 1280, 1280 * 3, "camera")
-    check_header(raw)
+    check_before_decoding(raw)
     assert np.array_equal(image_to_bgr(raw), zidane)
     _, png = cv2.imencode(".png", zidane)
     compressed = CompressedImage(format="png", data=png.tobytes())
-    check_header(compressed)
+    check_before_decoding(compressed)
     assert np.array_equal(image_to_bgr(compressed), zidane)
     with pytest.raises(ImageDecodeError, match=r"^compressed image has no data$"):
-        check_header(CompressedImage(format="png"))
+        check_before_decoding(CompressedImage(format="png"))
     raw.step = 100
     with pytest.raises(ImageDecodeError, match="shorter than a row"):
-        check_header(raw)
+        check_before_decoding(raw)
 
 
 def test_an_array_becomes_an_image_of_its_size():
