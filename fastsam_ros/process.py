@@ -2,8 +2,8 @@
 
 Signal handlers are installed before the heavy imports (torch takes seconds), so a
 SIGINT or SIGTERM at any moment ends the process cleanly with exit code 0: during
-start-up it interrupts the start, while running it asks the spin loop to stop, and
-during shutdown further signals are ignored. Without HOME, ROS logging gets a directory
+start-up once the current step is done, while running at the next spin slice, and during
+shutdown further signals change nothing. Without HOME, ROS logging gets a directory
 of its own instead of failing. Invalid parameters exit with code 2 and one line.
 """
 
@@ -22,21 +22,22 @@ SPIN_SLICE_S = 0.25
 
 
 class Shutdown:
-    """What a SIGINT or SIGTERM means depends on how far the process has come."""
+    """A SIGINT or SIGTERM only records the request; the process acts on it at safe points.
+
+    Raising from the handler instead would land the exception inside whatever runs, native
+    code included: torch's import then aborts the process. So a signal during start-up
+    takes effect once the current step (imports, ROS start, model loading) is done.
+    """
 
     def __init__(self) -> None:
         self.requested = threading.Event()
-        self.started = False
 
     def install(self) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        first = not self.requested.is_set()
         self.requested.set()
-        if first and not self.started:
-            raise KeyboardInterrupt  # interrupt the start itself (imports, model loading)
 
 
 def _log_dir_without_home() -> str | None:
@@ -66,6 +67,8 @@ def _run(make_node: str, program: str, args: list[str] | None) -> int:
         from fastsam_ros.model_errors import ModelLoadError
         from fastsam_ros.ros_arguments import widen_number_lists
 
+        if shutdown.requested.is_set():
+            return 0
         # rclpy's own handlers would shut the context down under the worker's feet.
         try:
             arguments = widen_number_lists(sys.argv if args is None else args)
@@ -73,6 +76,8 @@ def _run(make_node: str, program: str, args: list[str] | None) -> int:
         except rclpy.impl.implementation_singleton.rclpy_implementation.RCLError as error:
             print(f"{program}: error: invalid ROS arguments: {str(error).split(', at ')[0]}", file=sys.stderr)
             return 2
+        if shutdown.requested.is_set():
+            return 0
         try:
             node = _node_class(make_node)()
         except (ConfigError, ModelLoadError) as error:
@@ -80,7 +85,6 @@ def _run(make_node: str, program: str, args: list[str] | None) -> int:
             return 2
         if log_dir is not None:
             node.get_logger().warning(f"HOME is not set: ROS logs go to {log_dir}")
-        shutdown.started = True
         if shutdown.requested.is_set():
             return 0
         executor = MultiThreadedExecutor(num_threads=4)
@@ -93,10 +97,9 @@ def _run(make_node: str, program: str, args: list[str] | None) -> int:
         finally:
             executor.shutdown()
         return 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # SIGINT before the handlers were installed, or from the terminal
         return 0
     finally:
-        shutdown.started = True  # from here on, signals are ignored
         shutdown.requested.set()
         _close(node)
         # Python puts its own handlers back to the default action while it finalizes, so a
@@ -118,7 +121,7 @@ def _node_class(name: str) -> Any:
 def _close(node: Any) -> None:
     """Stop the node's threads before the ROS context goes down.
 
-    A start interrupted half way leaves no node to close, but maybe a background load in
+    A start that failed half way leaves no node to close, but maybe a background load in
     native code; it is waited for, since ending the interpreter under it aborts the process.
     """
     if "rclpy" not in sys.modules:

@@ -120,6 +120,10 @@ class NodeClient:
         client = self.node.create_client(service_type, name)
         try:
             self.wait(client.service_is_ready, timeout, f"service {name}")
+            # The service looks ready once it matched this client's requests; the response path
+            # may need a moment more, or the first response is lost.
+            settle = time.monotonic() + 0.3
+            self.wait(lambda: time.monotonic() > settle, 1.0, "the response path")
             future = client.call_async(request)
             self.wait(future.done, timeout, f"response from {name}")
             return future.result()
