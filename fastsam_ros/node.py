@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,11 @@ DUPLICATE_CHECK_PERIOD_S = 2.0
 DUPLICATE_CHECKS = 10
 """Discovery may take seconds on a busy host: the graph is checked for a node of the same name
 every DUPLICATE_CHECK_PERIOD_S for the first DUPLICATE_CHECKS periods, and a match warned about once."""
+
+
+def inference_threads(requested: int) -> int:
+    """0 means every core but one: the node's own threads need a core to receive frames on time."""
+    return requested or max(1, (os.cpu_count() or 2) - 1)
 
 
 def engine_settings(values: dict[str, Any]) -> EngineSettings:
@@ -202,7 +208,8 @@ class FastSamBehaviour(Node):
         log.info(f"loading model '{values['model']}' (device {values['device']}) ...")
         started = time.perf_counter()
         loaded = load_model(
-            *(values[name] for name in ("model", "device", "half", "runtime", "precision", "inference_threads"))
+            *(values[name] for name in ("model", "device", "half", "runtime", "precision")),
+            inference_threads(values["inference_threads"]),
         )
         if loaded.fallback:
             log.warning(loaded.fallback)

@@ -225,3 +225,12 @@ def test_camera_and_name_messages_say_exactly_what_is_wrong():
         "cameras: names must be ROS name tokens (letters, digits, '_', '/'); got '2nd', 'a b'"
     ]
     assert config.validate({"model": "  "}) == ["model: must not be empty"]
+
+
+def test_openvino_threads_default_to_every_core_but_one():
+    import os
+
+    from fastsam_ros.node import inference_threads
+
+    assert inference_threads(0) == max(1, (os.cpu_count() or 2) - 1)
+    assert inference_threads(3) == 3
