@@ -34,16 +34,26 @@ def robot(node_graph):
     return node_graph
 
 
-def _camera_info(width: int, height: int, stamp: int) -> CameraInfo:
+def _camera_info(width: int, height: int, stamp: int, k: tuple[float, float, float, float] | None = None) -> CameraInfo:
+    """CameraInfo with intrinsics fx, fy, cx, cy (default: FX, FY and the image centre)."""
+    fx, fy, cx, cy = k or (FX, FY, width / 2, height / 2)
     info = CameraInfo(width=width, height=height)
     info.header.stamp = stamp_from_ns(stamp)
-    info.k = [FX, 0.0, width / 2, 0.0, FY, height / 2, 0.0, 0.0, 1.0]
+    info.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
     return info
 
 
-def _send_rgbd(robot, image: np.ndarray, depth: np.ndarray | None, encoding: str = "16UC1") -> int:
-    stamp = time.time_ns()
-    robot.info.publish(_camera_info(image.shape[1], image.shape[0], stamp))
+def _send_rgbd(
+    robot,
+    image: np.ndarray,
+    depth: np.ndarray | None,
+    encoding: str = "16UC1",
+    stamp: int | None = None,
+    k: tuple[float, float, float, float] | None = None,
+    frame_id: str = "camera",
+) -> int:
+    stamp = time.time_ns() if stamp is None else stamp
+    robot.info.publish(_camera_info(image.shape[1], image.shape[0], stamp, k))
     if depth is not None:
         depth_msg = array_to_image(depth, encoding)
         depth_msg.header.stamp = stamp_from_ns(stamp)
@@ -51,7 +61,7 @@ def _send_rgbd(robot, image: np.ndarray, depth: np.ndarray | None, encoding: str
         time.sleep(0.05)
     image_msg = array_to_image(image, "bgr8")
     image_msg.header.stamp = stamp_from_ns(stamp)
-    image_msg.header.frame_id = "camera"
+    image_msg.header.frame_id = frame_id
     robot.camera.publish(image_msg)
     return stamp
 
@@ -169,19 +179,8 @@ def test_a_walking_person_gets_its_3d_motion_and_cloud_over_ros(robot, engine):
     time.sleep(1.0)
     walkers = []
     for frame, depth, stamp, truth in zip(scene.frames, scene.depths, scene.stamps_ns, scene.positions, strict=True):
-        info = CameraInfo(width=frame.shape[1], height=frame.shape[0])
-        info.header.stamp = stamp_from_ns(stamp)
-        info.k = [k.fx, 0.0, k.cx, 0.0, k.fy, k.cy, 0.0, 0.0, 1.0]
         for _ in range(3):  # best effort: resend the same frame until the node answers
-            robot.info.publish(info)
-            depth_msg = array_to_image(depth, "32FC1")
-            depth_msg.header.stamp = stamp_from_ns(stamp)
-            robot.depth.publish(depth_msg)
-            time.sleep(0.05)
-            image_msg = array_to_image(frame, "bgr8")
-            image_msg.header.stamp = stamp_from_ns(stamp)
-            image_msg.header.frame_id = "camera_optical"
-            robot.camera.publish(image_msg)
+            _send_rgbd(robot, frame, depth, "32FC1", stamp, (k.fx, k.fy, k.cx, k.cy), "camera_optical")
             try:
                 robot.result_for(stamp, timeout=20.0)
                 break
