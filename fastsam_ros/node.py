@@ -171,11 +171,12 @@ class FastSamBehaviour(Node):
         """Validate run-time changes against the current values and apply them; never raises."""
         try:
             changes = {p.name: p.value for p in parameters if p.name in config.SPECS}
-            reasons = config.validate(changes, self.values())
+            current = self.values()
+            reasons = config.validate(changes, current)
             if reasons:
                 return SetParametersResult(successful=False, reason="; ".join(reasons))
             coerced, _ = config.coerce(changes)
-            self._apply({**self.values(), **coerced}, set(coerced))
+            self._apply({**current, **coerced}, set(coerced))
             for name in coerced:
                 self._unusable.pop(name, None)
         except Exception as error:  # a parameter call must never end the node
