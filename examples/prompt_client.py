@@ -11,6 +11,7 @@ import rclpy
 from geometry_msgs.msg import Point
 
 from fastsam_ros.msg import BoundingBox
+from fastsam_ros.ros_qos import SERVICE_QOS
 from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
 
 
@@ -29,7 +30,8 @@ def main() -> int:
     service_type, request = build_request(kind, args)
     rclpy.init()
     node = rclpy.create_node("fastsam_prompt_client")
-    client = node.create_client(service_type, f"/fastsam/prompt_{kind}")
+    # A deeper response history than ROS's default of 10: see fastsam_ros/ros_qos.py.
+    client = node.create_client(service_type, f"/fastsam/prompt_{kind}", qos_profile=SERVICE_QOS)
     if not client.wait_for_service(timeout_sec=30.0):
         print(f"/fastsam/prompt_{kind} is not available: is fastsam_node running?")
         return 1

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rclpy.callback_groups import CallbackGroup
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
@@ -45,6 +45,7 @@ from fastsam_ros.ros_convert import (
     stamp_to_ns,
 )
 from fastsam_ros.ros_markers import obstacle_markers
+from fastsam_ros.ros_qos import SERVICE_QOS
 from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
 from fastsam_ros.text_prompts import TextBackends
 
@@ -61,11 +62,6 @@ LATEST_ONLY = QoSProfile(
 the transport keeps a buffer as large as the largest message for every sample it may hold.
 (Camera frames keep the sensor-data depth of 5, so that a burst reaches the node and its
 drops are counted by the mailbox.)"""
-
-SERVICE_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
-"""Responses of every client of a service leave through one writer. With the default history
-of 10, a burst from several clients overwrote responses not yet acknowledged, and a caller
-waited for an answer that was gone (1 call in 289 in a short soak with four clients)."""
 
 BIG_MESSAGE_BYTES = 16 * 2**20
 """After a message this large is let go, freed heap pages go back to the system."""

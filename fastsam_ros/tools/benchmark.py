@@ -297,8 +297,7 @@ def bench_prompts_over_ros(node: NodeProcess, report: Report, frame: np.ndarray,
         ),
     }
     for name, (kind, service, batch) in requests.items():
-        ros_client = client.node.create_client(kind, f"/fastsam/{service}")
-        client.wait(ros_client.service_is_ready, 30.0, service)
+        ros_client = client.service_client(kind, f"/fastsam/{service}", 30.0)
         latencies = []
         for request in batch:  # the first call warms up and is not counted
             start = time.perf_counter()

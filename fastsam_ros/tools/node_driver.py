@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
+from rclpy.client import Client
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from fastsam_ros.msg import InstanceArray
 from fastsam_ros.ros_convert import array_to_image, stamp_from_ns, stamp_to_ns
+from fastsam_ros.ros_qos import SERVICE_QOS
 
 OUTPUTS = {"instances": InstanceArray, "label_image": Image, "debug_image": Image, "selection": InstanceArray}
 
@@ -115,15 +117,20 @@ class NodeClient:
     def wait(self, condition: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
         wait_until(condition, timeout, self.spin, what)
 
+    def service_client(self, service_type, name: str, timeout: float = 60.0) -> Client:
+        """A client of the node's service, ready to call, with the QoS every prompt client needs."""
+        client = self.node.create_client(service_type, name, qos_profile=SERVICE_QOS)
+        self.wait(client.service_is_ready, timeout, f"service {name}")
+        # The service looks ready once it matched this client's requests; the response path
+        # may need a moment more, or the first response is lost.
+        settle = time.monotonic() + 0.3
+        self.wait(lambda: time.monotonic() > settle, 1.0, "the response path")
+        return client
+
     def call(self, service_type, name: str, request, timeout: float = 60.0):
         """Call a service and wait for its response."""
-        client = self.node.create_client(service_type, name)
+        client = self.service_client(service_type, name, timeout)
         try:
-            self.wait(client.service_is_ready, timeout, f"service {name}")
-            # The service looks ready once it matched this client's requests; the response path
-            # may need a moment more, or the first response is lost.
-            settle = time.monotonic() + 0.3
-            self.wait(lambda: time.monotonic() > settle, 1.0, "the response path")
             future = client.call_async(request)
             self.wait(future.done, timeout, f"response from {name}")
             return future.result()

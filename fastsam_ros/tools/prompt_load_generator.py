@@ -19,6 +19,7 @@ from rclpy.client import Client
 from rclpy.node import Node
 
 from fastsam_ros.ros_convert import stamp_to_ns
+from fastsam_ros.ros_qos import SERVICE_QOS
 from fastsam_ros.srv import PointPrompt
 
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rclpy.init()
     node = rclpy.create_node("fastsam_prompt_load")
-    client = node.create_client(PointPrompt, "/fastsam/prompt_point")
+    client = node.create_client(PointPrompt, "/fastsam/prompt_point", qos_profile=SERVICE_QOS)
     if not client.wait_for_service(timeout_sec=60.0):
         print("prompt service not available", file=sys.stderr)
         return 1

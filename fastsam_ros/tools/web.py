@@ -137,6 +137,7 @@ class LiveView:
         from sensor_msgs.msg import Image
 
         from fastsam_ros.msg import InstanceArray
+        from fastsam_ros.ros_qos import SERVICE_QOS
         from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
 
         self.context = rclpy.Context()
@@ -150,7 +151,9 @@ class LiveView:
             InstanceArray, private_name(node_name, camera, "instances"), self._on_instances, 5
         )
         self.clients = {
-            kind: self.node.create_client(srv, private_name(node_name, camera, f"prompt_{kind}"))
+            kind: self.node.create_client(
+                srv, private_name(node_name, camera, f"prompt_{kind}"), qos_profile=SERVICE_QOS
+            )
             for kind, srv in (("point", PointPrompt), ("box", BoxPrompt), ("text", TextPrompt))
         }
         self.jpeg_quality = jpeg_quality

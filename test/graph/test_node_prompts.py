@@ -122,6 +122,47 @@ def test_prompts_during_streaming_are_answered_from_the_frame_they_name(node_gra
             assert "bus" in [i.class_name for i in answer.instances]
 
 
+def test_a_caller_that_pauses_while_others_are_answered_gets_its_response(node_graph, bus_frame, tmp_path):
+    """Three other callers keep the service busy; each time this client sends a request it
+    looks away for 0.15 s (no spinning) while dozens of responses to the others go by, more
+    than ROS's default response history of 10 holds."""
+    import subprocess
+    import sys
+    import time
+
+    stop = tmp_path / "stop"
+    others = [
+        subprocess.Popen(
+            [sys.executable, "-m", "fastsam_ros.tools.prompt_load_generator", "--rate", "100", "--duration", "120",
+             "--x", "400", "--y", "500", "--out", str(tmp_path / f"other{i}.jsonl"), "--stop-file", str(stop)]
+        )
+        for i in range(3)
+    ]  # fmt: skip
+    client = node_graph.service_client(PointPrompt, "/fastsam/prompt_point")
+    request = PointPrompt.Request(points=[Point(x=400.0, y=500.0)], labels=[1])
+    try:
+        node_graph.wait(lambda: all((tmp_path / f"other{i}.jsonl").exists() for i in range(3)), 60.0, "the others")
+        node_graph.wait(lambda: sum(_answers(tmp_path, i) for i in range(3)) > 100, 60.0, "the others' answers")
+        before = sum(_answers(tmp_path, i) for i in range(3))
+        for call in range(1, 11):
+            future = client.call_async(request)
+            time.sleep(0.15)
+            node_graph.wait(future.done, 10.0, f"the response to call {call} of 10")
+            assert future.result().success, future.result().message
+        after = sum(_answers(tmp_path, i) for i in range(3))
+    finally:
+        stop.touch()
+        for other in others:
+            other.wait(60)
+        node_graph.node.destroy_client(client)
+    assert after > before, "the other callers were answered throughout"
+
+
+def _answers(folder, index) -> int:
+    path = folder / f"other{index}.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
