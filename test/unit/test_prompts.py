@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from fastsam_ros.mask_set import MaskSet
+from fastsam_ros.mask_set import Instance, MaskSet
 from fastsam_ros.prompts import PromptError, select_by_box, select_by_points
 
 
@@ -97,7 +97,7 @@ def test_box_prompts_agree_with_oracle_on_random_boxes(bus_masks, oracle):
 @pytest.mark.parametrize(
     ("points", "labels", "reason"),
     [
-        ([], [], "no points"),
+        ([], [], r"^no points given$"),
         ([(10.0, 10.0)], [1, 0], "1 points but 2 labels"),
         ([(10.0, 10.0)], [2], "label 2"),
         ([(-1.0, 10.0)], [1], "outside"),
@@ -127,7 +127,7 @@ def test_bad_box_prompts(bus_masks, box, reason):
 
 
 def test_empty_frame():
-    with pytest.raises(PromptError, match="no instances"):
+    with pytest.raises(PromptError, match=r"^the frame has no instances to select from$"):
         select_by_box(MaskSet(height=10, width=10), (0, 0, 5, 5))
     assert select_by_points(MaskSet(height=10, width=10), [(1.0, 1.0)], [1]) == []
 
@@ -196,3 +196,85 @@ def test_a_box_past_the_image_is_clipped_to_it(bus_masks):
     assert select_by_box(bus_masks, (x1, y1, bus_masks.width + 500, y2)) == clipped
     assert select_by_box(bus_masks, (-300, y1, x2, y2)) == select_by_box(bus_masks, (0, y1, x2, y2))
     assert clipped.iou == pytest.approx(_box_iou_by_hand(bus_masks, clipped.index, (x1, y1, bus_masks.width, y2)))
+
+
+def _instance(name: str, offset: tuple[int, int], rows: list[str]) -> Instance:
+    mask = np.array([[c == "#" for c in row] for row in rows], dtype=bool)
+    ox, oy = offset
+    return Instance((ox, oy, ox + mask.shape[1], oy + mask.shape[0]), 0.5, 0, name, offset, mask)
+
+
+SMALL = MaskSet(
+    height=12,
+    width=16,
+    instances=(
+        _instance("top-left", (0, 0), ["####", "###.", "#..."]),
+        _instance("middle", (5, 2), ["#...", "#...", "####"]),
+        _instance("bottom-right", (12, 8), [".###", "####", "####", "###."]),
+    ),
+)
+"""A hand-made 16x12 frame whose masks touch all four edges of the image."""
+
+_BOX_X, _BOX_Y = st.integers(-4, SMALL.width + 4), st.integers(-4, SMALL.height + 4)
+
+
+def _box_pixels(box: tuple[int, int, int, int]) -> np.ndarray:
+    """The image pixels inside the half-open box [x1, x2) x [y1, y2), counted on the full plane."""
+    x1, y1, x2, y2 = box
+    rows, cols = np.indices((SMALL.height, SMALL.width))
+    return (cols >= x1) & (cols < x2) & (rows >= y1) & (rows < y2)
+
+
+@given(x1=_BOX_X, y1=_BOX_Y, x2=_BOX_X, y2=_BOX_Y)
+@example(x1=2, y1=5, x2=9, y2=5)
+@example(x1=16, y1=2, x2=19, y2=6)
+@example(x1=3, y1=12, x2=8, y2=15)
+@example(x1=-3, y1=2, x2=0, y2=6)
+def test_a_box_is_refused_as_empty_when_inverted_and_as_outside_when_it_shares_no_pixel(x1, y1, x2, y2):
+    box = (x1, y1, x2, y2)
+    if x2 <= x1 or y2 <= y1:
+        with pytest.raises(PromptError, match=rf"^box \({x1}, {y1}, {x2}, {y2}\) is empty or inverted"):
+            select_by_box(SMALL, box)
+    elif not _box_pixels(box).any():
+        with pytest.raises(PromptError, match=rf"^box \({x1}, {y1}, {x2}, {y2}\) lies outside the 16x12 image$"):
+            select_by_box(SMALL, box)
+    else:
+        select_by_box(SMALL, box)
+
+
+@given(x1=_BOX_X, y1=_BOX_Y, x2=_BOX_X, y2=_BOX_Y)
+@example(x1=0, y1=0, x2=4, y2=3)
+@example(x1=-2, y1=-2, x2=3, y2=2)
+@example(x1=11, y1=7, x2=16, y2=12)
+@example(x1=11, y1=7, x2=20, y2=15)
+def test_a_box_is_scored_on_exactly_the_pixels_it_shares_with_the_image(x1, y1, x2, y2):
+    """Clipping keeps row and column 0 and the last row and column: a box is never shrunk inside the image."""
+    region = _box_pixels((x1, y1, x2, y2))
+    if x2 <= x1 or y2 <= y1 or not region.any():
+        return
+    ious = []
+    for instance in SMALL.instances:
+        mask = instance.full_mask(SMALL.height, SMALL.width)
+        ious.append((mask & region).sum() / (mask | region).sum())
+    match = select_by_box(SMALL, (x1, y1, x2, y2))
+    assert match.iou == pytest.approx(max(ious), abs=1e-12)
+    assert ious[match.index] == pytest.approx(max(ious), abs=1e-12)
+
+
+def test_a_box_from_column_and_row_zero_is_not_clipped():
+    """The corner mask lies wholly inside its own box, so its IoU is its area over the box's 4 x 3 pixels."""
+    match = select_by_box(SMALL, SMALL[0].box)
+    assert match.index == 0
+    assert match.iou == pytest.approx(SMALL[0].area / (4 * 3))
+
+
+_NON_FINITE = st.sampled_from([math.nan, math.inf, -math.inf])
+
+
+@given(bad=_NON_FINITE, other=st.floats(-5.0, 20.0), bad_is_y=st.booleans())
+@example(bad=math.nan, other=3.0, bad_is_y=True)
+def test_a_point_with_a_non_finite_coordinate_is_refused_as_not_finite(bad, other, bad_is_y):
+    """Checked before the range: a NaN fails every comparison and would otherwise be called outside."""
+    point = (other, bad) if bad_is_y else (bad, other)
+    with pytest.raises(PromptError, match=r"^coordinates must be finite numbers"):
+        select_by_points(SMALL, [point], [1])
