@@ -78,6 +78,12 @@ def to_bgr(pixels: np.ndarray, encoding: str) -> np.ndarray:
     raise ImageDecodeError(f"unsupported encoding '{encoding}'")
 
 
+def max_compressed_bytes(max_pixels: int) -> int:
+    """The most bytes a frame within max_pixels can take: 16-bit RGBA stored without compression
+    (8 bytes a pixel) and 1 MiB for headers, row padding and metadata."""
+    return 8 * max_pixels + 2**20
+
+
 def compressed_size(data: bytes | memoryview, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     """(width, height) of a compressed frame read from its header alone, refused over max_pixels.
 
@@ -86,7 +92,7 @@ def compressed_size(data: bytes | memoryview, max_pixels: int = MAX_PIXELS) -> t
     """
     if len(data) == 0:
         raise ImageDecodeError("compressed image has no data")
-    if len(data) > 4 * max_pixels:
+    if len(data) > max_compressed_bytes(max_pixels):
         raise ImageDecodeError(f"compressed image has {len(data)} bytes, more than any frame within max_pixels")
     width, height = _header_size(data)
     if width <= 0 or height <= 0:
@@ -127,7 +133,10 @@ def decode_compressed(data: bytes | memoryview, max_pixels: int = MAX_PIXELS) ->
 
     width, height = compressed_size(data, max_pixels)
     try:
-        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        # Pixels stay as the camera stored them: an EXIF orientation tag would turn the image
+        # and its masks away from the header's size and from depth and camera_info.
+        flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     except cv2.error as error:
         raise ImageDecodeError(f"compressed image could not be decoded: {error.err}") from None
     if image is None:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from fastsam_ros.image_codec import SUPPORTED_ENCODINGS, ImageDecodeError, check_raw, decode_compressed, decode_raw
+from fastsam_ros.image_codec import (
+    SUPPORTED_ENCODINGS,
+    ImageDecodeError,
+    check_raw,
+    decode_compressed,
+    decode_raw,
+    to_bgr,
+)
 
 
 def _as_encoding(bgr: np.ndarray, encoding: str) -> np.ndarray:
@@ -65,7 +74,7 @@ def test_compressed_jpeg_and_corrupt_data(zidane):
     assert np.abs(decoded.astype(int) - zidane).mean() < 5
     with pytest.raises(ImageDecodeError, match="could not be decoded"):
         decode_compressed(jpeg.tobytes()[:20] + b"garbage")
-    with pytest.raises(ImageDecodeError, match="no data"):
+    with pytest.raises(ImageDecodeError, match=r"^compressed image has no data$"):
         decode_compressed(b"")
 
 
@@ -149,3 +158,130 @@ def test_a_short_step_and_a_negative_size_are_refused():
         check_raw("bgr8", 4, 0, 0, 0)
     with pytest.raises(ImageDecodeError, match="zero-size image"):
         check_raw("bgr8", -1, 4, 12, 0)
+
+
+ROS_ENCODINGS = (
+    *("rgb8", "rgba8", "rgb16", "rgba16", "bgr8", "bgra8", "bgr16", "bgra16", "mono8", "mono16"),
+    *(f"{depth}C{channels}" for depth in ("8U", "8S", "16U", "16S", "32S", "32F", "64F") for channels in (1, 2, 3, 4)),
+    *(f"bayer_{pattern}{bits}" for pattern in ("rggb", "bggr", "gbrg", "grbg") for bits in (8, 16)),
+    *("yuv422", "yuv422_yuy2", "uyvy", "yuyv", "nv21", "nv24"),
+)
+"""Every encoding sensor_msgs/image_encodings names: what a camera driver may send."""
+
+
+def _decodes(encoding: str) -> bool:
+    """Whether a one-pixel frame in this encoding decodes (a 32-byte row fits any pixel size)."""
+    try:
+        decode_raw(encoding, 1, 1, 32, bytes(32))
+    except ImageDecodeError:
+        return False
+    return True
+
+
+def test_an_unsupported_encoding_is_refused_with_the_list_of_those_that_decode():
+    decodable = {encoding for encoding in ROS_ENCODINGS if _decodes(encoding)}
+    assert {"bgr8", "rgb8", "mono8"} <= decodable
+    for encoding in sorted(set(ROS_ENCODINGS) - decodable):
+        with pytest.raises(ImageDecodeError) as refusal:
+            check_raw(encoding, 1, 1, 32, 32)
+        named = re.fullmatch(rf"unsupported encoding '{encoding}' \(supported: (.+)\)", str(refusal.value))
+        assert named, str(refusal.value)
+        assert set(named.group(1).split(", ")) == decodable
+
+
+def test_to_bgr_names_an_encoding_it_cannot_convert():
+    """to_bgr is public: a caller that skips check_raw still learns which encoding was wrong."""
+    for encoding in [encoding for encoding in ROS_ENCODINGS if not _decodes(encoding)]:
+        with pytest.raises(ImageDecodeError, match=rf"^unsupported encoding '{encoding}'$"):
+            to_bgr(np.zeros((2, 2, 4), np.uint8), encoding)
+
+
+@given(height=st.integers(-2, 3), width=st.integers(-2, 3))
+@example(height=0, width=4)
+@example(height=4, width=0)
+def test_a_raw_frame_is_refused_as_zero_size_exactly_when_a_side_is_not_positive(height, width):
+    step = max(width, 0) * 3
+    size = step * max(height, 0)
+    if height > 0 and width > 0:
+        check_raw("bgr8", height, width, step, size)
+    else:
+        with pytest.raises(ImageDecodeError, match=rf"^zero-size image \({width}x{height}\)$"):
+            check_raw("bgr8", height, width, step, size)
+
+
+def _noise_png(width: int, height: int) -> bytes:
+    pixels = np.random.default_rng(width * 100 + height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return cv2.imencode(".png", pixels)[1].tobytes()
+
+
+@given(width=st.integers(1, 4), height=st.integers(1, 4))
+def test_compressed_frames_from_one_pixel_wide_or_high_decode(width, height):
+    assert decode_compressed(_noise_png(width, height)).shape == (height, width, 3)
+
+
+@given(max_pixels=st.integers(40, 100), excess=st.integers(-8, 8))
+@example(max_pixels=50, excess=0)
+@example(max_pixels=50, excess=1)
+def test_compressed_data_is_refused_exactly_when_it_exceeds_what_a_frame_within_the_limit_can_take(max_pixels, excess):
+    """8 bytes (16-bit RGBA) per allowed pixel and 1 MiB more; bytes past a PNG's end are ignored and set its length."""
+    png = _noise_png(2, 2)
+    data = png + bytes(8 * max_pixels + 2**20 + excess - len(png))
+    if excess > 0:
+        with pytest.raises(ImageDecodeError, match=rf"^compressed image has {len(data)} bytes, more than any frame"):
+            decode_compressed(data, max_pixels=max_pixels)
+    else:
+        assert decode_compressed(data, max_pixels=max_pixels).shape == (2, 2, 3)
+
+
+@pytest.mark.parametrize(("extension", "channels"), [(".bmp", 4), (".png", 4), (".png", 3)])
+def test_an_uncompressed_or_noisy_frame_exactly_at_the_pixel_limit_decodes(extension, channels):
+    """A 32-bit BMP takes more than 4 bytes a pixel; it is a frame within the limit all the same."""
+    pixels = np.random.default_rng(7).integers(0, 256, (40, 60, channels), dtype=np.uint8)
+    data = cv2.imencode(extension, pixels)[1].tobytes()
+    assert decode_compressed(data, max_pixels=40 * 60).shape == (40, 60, 3)
+
+
+def test_a_jpeg_with_an_exif_rotation_keeps_the_pixels_as_stored():
+    """The mask of pixel (x, y) must lie where depth and camera_info say: no turning by EXIF."""
+    import io
+
+    from PIL import Image as PilImage
+
+    stored = np.zeros((40, 64, 3), np.uint8)
+    stored[:10, :20] = 255  # a white block in the top-left corner as the camera stored it
+    exif = PilImage.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    buffer = io.BytesIO()
+    PilImage.fromarray(stored).save(buffer, "JPEG", exif=exif.tobytes(), quality=95)
+    decoded = decode_compressed(buffer.getvalue())
+    assert decoded.shape == (40, 64, 3)
+    assert decoded[:10, :20].mean() > 200 and decoded[30:, 44:].mean() < 50
+
+
+def test_a_compressed_frame_whose_header_reads_but_whose_pixels_do_not_is_refused():
+    png = _noise_png(16, 16)
+    truncated = png[: png.find(b"IDAT") + 100]
+    with pytest.raises(
+        ImageDecodeError, match=rf"^compressed image data \({len(truncated)} bytes\) could not be decoded$"
+    ):
+        decode_compressed(truncated)
+
+
+def test_an_opencv_error_while_decoding_is_refused_with_opencvs_reason(monkeypatch):
+    with pytest.raises(cv2.error) as caught:
+        cv2.imdecode(np.zeros(0, np.uint8), cv2.IMREAD_COLOR)
+    opencv_error = caught.value
+
+    def failing_imdecode(buffer, flags):
+        raise opencv_error
+
+    monkeypatch.setattr(cv2, "imdecode", failing_imdecode)
+    reason = re.escape(opencv_error.err)
+    with pytest.raises(ImageDecodeError, match=rf"^compressed image could not be decoded: {reason}$"):
+        decode_compressed(_noise_png(4, 4))
+
+
+def test_a_decoded_frame_of_another_size_than_its_header_is_refused_naming_both(monkeypatch):
+    monkeypatch.setattr(cv2, "imdecode", lambda buffer, flags: np.zeros((30, 50, 3), np.uint8))
+    with pytest.raises(ImageDecodeError, match=r"^decoded image is 50x30, its header said 64x40$"):
+        decode_compressed(_noise_png(64, 40))
