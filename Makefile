@@ -10,9 +10,12 @@ setup:
 demo: setup
 	@$(ACTIVATE) && fastsam_demo --output demo_output
 
-# Lint (style and layer contracts), then every test: unit, graph (real node over DDS), system.
+# Lint (style and layer contracts), then every test: unit, graph (real node over DDS), system,
+# in TEST_WORKERS processes; each test file stays in one (its module fixtures start one node).
+TEST_WORKERS ?= 2
 test: setup
-	@$(ACTIVATE) && ruff check . && ruff format --check . && lint-imports && pytest -ra test
+	@$(ACTIVATE) && ruff check . && ruff format --check . && lint-imports && \
+		pytest -ra -n $(TEST_WORKERS) --dist loadfile test
 
 # The in-process tests only (no node process, no DDS): seconds to a minute.
 test-unit: setup

@@ -31,7 +31,8 @@ def test_environment() -> Iterator[None]:
     from fastsam_ros.tools.node_driver import isolated_ros_env
 
     saved = dict(os.environ)
-    os.environ.update(isolated_ros_env())
+    os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+    os.environ.update(isolated_ros_env(_domain_of_this_worker()))
     os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(ROOT / "config" / "fastdds_large_frames.xml"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -40,6 +41,14 @@ def test_environment() -> Iterator[None]:
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+def _domain_of_this_worker() -> int | None:
+    """Workers of one parallel run (pytest-xdist) get consecutive domains, never the same one."""
+    run, worker = os.environ.get("PYTEST_XDIST_TESTRUNUID"), os.environ.get("PYTEST_XDIST_WORKER")
+    if not run or not worker:
+        return None
+    return (int(run[:8], 16) + int(worker.removeprefix("gw"))) % 100 + 1
 
 
 @pytest.fixture(scope="session")

@@ -30,8 +30,14 @@ OUTPUTS = {"instances": InstanceArray, "label_image": Image, "debug_image": Imag
 
 
 def isolated_ros_env(domain_id: int | None = None) -> dict[str, str]:
-    """Environment for a private graph: own domain id, discovery on this host only."""
+    """Environment for a private graph: own domain id, discovery on this host only.
+
+    Without a domain id, a graph that is already private (this host only) keeps its domain,
+    so that a test run that chose one domain per worker keeps them apart.
+    """
     env = dict(os.environ)
+    if domain_id is None and env.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST" and env.get("ROS_DOMAIN_ID"):
+        domain_id = int(env["ROS_DOMAIN_ID"])
     env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random.randint(1, 100))
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env.setdefault("PYTHONUNBUFFERED", "1")
