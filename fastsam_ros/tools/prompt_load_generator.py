@@ -1,6 +1,7 @@
 """A prompt-calling client process for soak and concurrency runs.
 
-Calls ~/prompt_point at a fixed rate for a while and writes one JSON line per answer:
+Calls one prompt service (point at (x, y), box from the origin to (2x, 2y), or the text
+"person") at a fixed rate for a while and writes one JSON line per answer:
 the frame it names, success, and the instances chosen (id and box), so the caller
 can check each answer against the InstanceArray of that frame.
 """
@@ -12,15 +13,17 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 import rclpy
 from geometry_msgs.msg import Point
 from rclpy.client import Client
 from rclpy.node import Node
 
+from fastsam_ros.msg import BoundingBox
 from fastsam_ros.ros_convert import stamp_to_ns
 from fastsam_ros.ros_qos import SERVICE_QOS
-from fastsam_ros.srv import PointPrompt
+from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,14 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--y", type=float, required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--stop-file", default="", help="stop early once this file exists")
+    parser.add_argument("--kind", choices=("point", "box", "text"), default="point", help="which service to call")
     args = parser.parse_args(argv)
     rclpy.init()
     node = rclpy.create_node("fastsam_prompt_load")
-    client = node.create_client(PointPrompt, "/fastsam/prompt_point", qos_profile=SERVICE_QOS)
+    service_type, request = _request(args.kind, args.x, args.y)
+    client = node.create_client(service_type, f"/fastsam/prompt_{args.kind}", qos_profile=SERVICE_QOS)
     if not client.wait_for_service(timeout_sec=60.0):
         print("prompt service not available", file=sys.stderr)
         return 1
-    request = PointPrompt.Request(points=[Point(x=args.x, y=args.y)], labels=[1])
     if not _first_answer(node, client, request, timeout=60.0):
         print("prompt service never answered", file=sys.stderr)
         return 1
@@ -69,7 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _first_answer(node: Node, client: Client, request: PointPrompt.Request, timeout: float) -> bool:
+def _request(kind: str, x: float, y: float) -> tuple[type, Any]:
+    if kind == "point":
+        return PointPrompt, PointPrompt.Request(points=[Point(x=x, y=y)], labels=[1])
+    if kind == "box":
+        return BoxPrompt, BoxPrompt.Request(boxes=[BoundingBox(x1=0.0, y1=0.0, x2=2 * x, y2=2 * y)])
+    return TextPrompt, TextPrompt.Request(texts=["person"], top_k=1)
+
+
+def _first_answer(node: Node, client: Client, request: Any, timeout: float) -> bool:
     """Call until one answer arrives; only then is the connection fully matched.
 
     A service can look ready to a new client before the server has matched the

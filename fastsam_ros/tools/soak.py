@@ -76,8 +76,19 @@ class SoakResult:
         )
 
 
-def run_soak(workdir: Path, frames: int, clients: int, rate: float, width: int = 640, height: int = 480) -> SoakResult:
-    """Stream `frames` frames as fast as the node answers them, with prompt clients running."""
+def run_soak(
+    workdir: Path,
+    frames: int,
+    clients: int,
+    rate: float,
+    width: int = 640,
+    height: int = 480,
+    kinds: tuple[str, ...] = ("point",),
+) -> SoakResult:
+    """Stream `frames` frames as fast as the node answers them, with prompt clients running.
+
+    Client i calls the service kinds[i % len(kinds)].
+    """
     node = NodeProcess(workdir, ["-p", "device:=cpu"])
     driver = node.client
     images = camera_frames(width, height, 8)
@@ -86,7 +97,7 @@ def run_soak(workdir: Path, frames: int, clients: int, rate: float, width: int =
         subprocess.Popen(
             [sys.executable, "-m", "fastsam_ros.tools.prompt_load_generator", "--rate", str(rate), "--duration", "3600",
              "--x", str(width / 2), "--y", str(height / 2), "--out", str(workdir / f"client{i}.jsonl"),
-             "--stop-file", str(stop_file)],
+             "--stop-file", str(stop_file), "--kind", kinds[i % len(kinds)]],
             env=isolated_ros_env(int(driver.context.get_domain_id())),
         )
         for i in range(clients)
@@ -161,11 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--rate", type=float, default=50.0, help="prompt calls per second per client")
+    parser.add_argument("--kinds", default="point", help="services the clients call in turn, e.g. point,box,text")
     args = parser.parse_args(argv)
+    kinds = tuple(args.kinds.split(","))
     workdir = Path(tempfile.mkdtemp(prefix="fastsam_soak_"))
-    clients = f"{args.clients} prompt clients at {args.rate:.0f} Hz"
+    clients = f"{args.clients} prompt clients ({', '.join(kinds)}) at {args.rate:.0f} Hz"
     print(f"[soak] {args.frames} frames of 640x480, {clients}; logs in {workdir}")
-    result = run_soak(workdir, args.frames, args.clients, args.rate)
+    result = run_soak(workdir, args.frames, args.clients, args.rate, kinds=kinds)
     print(f"[soak] {result.summary()}")
     problems = result.problems()
     for problem in problems:
