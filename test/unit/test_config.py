@@ -234,3 +234,12 @@ def test_openvino_threads_default_to_every_core_but_one():
 
     assert inference_threads(0) == max(1, (os.cpu_count() or 2) - 1)
     assert inference_threads(3) == 3
+
+
+def test_the_docs_quote_an_empty_choice_and_show_a_range_only_with_both_ends():
+    """problem() enforces a range only when both ends are set, so the docs show none for one end alone."""
+    assert config.ParameterSpec("encoding", "", "Encoding.", choices=("", "raw")).allowed() == '`""`, `raw`'
+    assert config.ParameterSpec("rate", 1.5, "Hz.", low=0.5, high=30.0).allowed() == "0.5 to 30"
+    assert config.ParameterSpec("floor", 1, "At least one.", low=1).allowed() == ""
+    assert config.ParameterSpec("ceiling", 1, "At most ten.", high=10).allowed() == ""
+    assert config.ParameterSpec("free", "x", "Anything.").allowed() == ""

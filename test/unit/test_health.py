@@ -161,3 +161,15 @@ def test_events_without_a_time_are_stamped_now():
     values = monitor.report().values
     assert values["received in window"] == "1" and values["dropped in window"] == "1"
     assert values["frames per forward pass"] == "2.00" and values["frames rejected"] == "2"
+
+
+def test_failed_frames_and_worker_restarts_add_up_and_the_latest_reason_is_shown():
+    monitor = HealthMonitor()
+    monitor.failed()
+    monitor.failed(3)
+    monitor.worker_restarted("first")
+    monitor.worker_restarted("second")
+    report = monitor.report(now=0.0)
+    assert report.values["frames failed"] == "4", "one frame by default, then three"
+    assert report.values["worker restarts"] == "2"
+    assert report.level == ERROR and report.message == "inference worker died and was restarted: second"

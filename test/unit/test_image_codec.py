@@ -285,3 +285,15 @@ def test_a_decoded_frame_of_another_size_than_its_header_is_refused_naming_both(
     monkeypatch.setattr(cv2, "imdecode", lambda buffer, flags: np.zeros((30, 50, 3), np.uint8))
     with pytest.raises(ImageDecodeError, match=r"^decoded image is 50x30, its header said 64x40$"):
         decode_compressed(_noise_png(64, 40))
+
+
+@given(height=st.integers(1, 6), width=st.integers(1, 6), max_pixels=st.integers(1, 30))
+def test_a_raw_frame_is_refused_exactly_when_it_has_more_pixels_than_the_limit_given(height, width, max_pixels):
+    data = bytes(range(height * width))
+    if height * width > max_pixels:
+        limit = rf"^image {width}x{height} exceeds the {max_pixels}-pixel limit \(parameter max_pixels\)$"
+        with pytest.raises(ImageDecodeError, match=limit):
+            decode_raw("mono8", height, width, width, data, max_pixels=max_pixels)
+    else:
+        decoded = decode_raw("mono8", height, width, width, data, max_pixels=max_pixels)
+        assert decoded.shape == (height, width, 3) and decoded[:, :, 0].reshape(-1).tolist() == list(data)

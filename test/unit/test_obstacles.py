@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import warnings
+
 import cv2
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from fastsam_ros.mask_set import Instance, MaskSet
 from fastsam_ros.obstacles import (
     DepthError,
     DepthPairer,
     Intrinsics,
+    Obstacle,
     ObstacleSettings,
     depth_in_metres,
     find_obstacles,
+    obstacle_cloud,
     roi_mask,
 )
 
@@ -96,7 +101,9 @@ def test_depth_without_measurements_gives_obstacles_without_distance(bus_masks, 
 def test_bad_depth_is_refused(bus_masks, roi):
     with pytest.raises(DepthError, match="not aligned"):
         find_obstacles(bus_masks, ObstacleSettings(), roi, np.ones((10, 10), np.float32), CAMERA)
-    with pytest.raises(DepthError, match="unsupported depth encoding"):
+    with pytest.raises(
+        DepthError, match=r"^unsupported depth encoding 'mono8' \(use 16UC1 millimetres or 32FC1 metres\)$"
+    ):
         depth_in_metres(np.ones((4, 4), np.uint8), "mono8")
 
 
@@ -289,3 +296,126 @@ def test_obstacles_without_a_depth_reading_come_after_those_with_one():
     depth[20:24] = 2.0
     found = find_obstacles(frame, ObstacleSettings(min_area=1, min_overlap=0.0), np.ones((40, 10), bool), depth)
     assert [(o.index, o.distance) for o in found] == [(2, 2.0), (1, 3.0), (0, None)]
+
+
+CLOUD_CAMERA = Intrinsics(fx=2.0, fy=4.0, cx=3.0, cy=2.0)
+"""Powers of two and whole centres: every point coordinate and squared range below is exact in float32."""
+CLOUD_DEPTHS = np.array([np.nan, 1.0, 2.0, 4.0, 4.25], np.float32)
+"""4.25 m lies within 10% of 4 m; the others are far from each other's bands."""
+
+
+@st.composite
+def _cloud_scenes(draw):
+    """A 10x8 frame of 1 to 3 instances anywhere, depth from CLOUD_DEPTHS, and obstacles for some of
+    the instances in any order, each with a distance or without one."""
+    height, width = 8, 10
+    instances = []
+    for index in range(draw(st.integers(1, 3))):
+        mask = draw(arrays(bool, st.tuples(st.integers(1, 4), st.integers(1, 5))))
+        rows, cols = mask.shape
+        ox, oy = draw(st.integers(0, width - cols)), draw(st.integers(0, height - rows))
+        instances.append(Instance((ox, oy, ox + cols, oy + rows), 0.9, 0, f"thing {index}", (ox, oy), mask))
+    depth = CLOUD_DEPTHS[draw(arrays(np.int8, (height, width), elements=st.integers(0, len(CLOUD_DEPTHS) - 1)))]
+    chosen = draw(st.permutations(range(len(instances))))[: draw(st.integers(0, len(instances)))]
+    distances = draw(st.lists(st.sampled_from([None, 1.0, 2.0, 4.0]), min_size=len(chosen), max_size=len(chosen)))
+    obstacles = [Obstacle(index, 1.0, distance) for index, distance in zip(chosen, distances, strict=True)]
+    return MaskSet(height, width, tuple(instances)), obstacles, depth
+
+
+def _cloud_by_hand(masks, obstacles, depth, decimation, max_range):
+    """Every mask pixel (u, v) of an obstacle with a distance d, on the grid u, v = 0 mod decimation,
+    whose depth z is within 0.1 d of d, as ((u - cx) z / fx, (v - cy) z / fy, z), within max_range."""
+    camera = CLOUD_CAMERA
+    points = []
+    for obstacle in obstacles:
+        if obstacle.distance is None:
+            continue
+        instance = masks[obstacle.index]
+        ox, oy = instance.mask_offset
+        for row, col in zip(*np.nonzero(instance.mask), strict=True):
+            u, v = ox + int(col), oy + int(row)
+            z = float(depth[v, u])
+            if u % decimation or v % decimation or not abs(z - obstacle.distance) <= 0.1 * obstacle.distance:
+                continue
+            point = ((u - camera.cx) * z / camera.fx, (v - camera.cy) * z / camera.fy, z)
+            if max_range == 0 or sum(c * c for c in point) <= max_range * max_range:
+                points.append(point)
+    return sorted(points)
+
+
+@given(
+    scene=_cloud_scenes(),
+    decimation=st.integers(1, 3),
+    max_range=st.sampled_from([0.0, 0.5, 1.0, 2.0, 4.5, 6.0]),
+)
+def test_the_cloud_holds_the_near_depth_points_of_obstacles_on_the_decimation_grid(scene, decimation, max_range):
+    masks, obstacles, depth = scene
+    cloud = obstacle_cloud(masks, obstacles, depth, CLOUD_CAMERA, decimation=decimation, max_range=max_range)
+    assert cloud.dtype == np.float32 and cloud.ndim == 2 and cloud.shape[1] == 3
+    assert sorted(map(tuple, cloud.tolist())) == _cloud_by_hand(masks, obstacles, depth, decimation, max_range)
+
+
+def test_by_default_the_cloud_takes_every_pixel_at_any_range():
+    """A 2 x 3 wall 4 m away: each of its pixels is a point, though none lies within 4 m of the camera."""
+    mask = np.ones((2, 3), bool)
+    frame = MaskSet(8, 10, (Instance((5, 3, 8, 5), 0.9, 0, "wall", (5, 3), mask),))
+    depth = np.full((8, 10), 4.0, np.float32)
+    cloud = obstacle_cloud(frame, [Obstacle(0, 1.0, 4.0)], depth, CLOUD_CAMERA)
+    expected = [((u - 3.0) * 2.0, (v - 2.0) * 1.0, 4.0) for v in (3, 4) for u in (5, 6, 7)]
+    assert sorted(map(tuple, cloud.tolist())) == sorted(expected)
+
+
+def test_the_decimation_grid_is_anchored_at_image_pixel_zero_whatever_the_crop_offset():
+    """A 6 x 7 crop at column 2, row 1, every third pixel: columns 3 and 6 of rows 3 and 6, not the crop's own
+    rows and columns 0 and 3."""
+    frame = MaskSet(8, 10, (Instance((2, 1, 9, 7), 0.9, 0, "wall", (2, 1), np.ones((6, 7), bool)),))
+    depth = np.full((8, 10), 2.0, np.float32)
+    cloud = obstacle_cloud(frame, [Obstacle(0, 1.0, 2.0)], depth, CLOUD_CAMERA, decimation=3)
+    expected = [((u - 3.0) * 2.0 / 2.0, (v - 2.0) * 2.0 / 4.0, 2.0) for v in (3, 6) for u in (3, 6)]
+    assert sorted(map(tuple, cloud.tolist())) == sorted(expected)
+
+
+def test_an_obstacle_without_a_distance_does_not_hide_the_ones_after_it():
+    frame = MaskSet(
+        8, 10, tuple(Instance((u, 2, u + 1, 3), 0.9, 0, "post", (u, 2), np.ones((1, 1), bool)) for u in (3, 5))
+    )
+    depth = np.full((8, 10), 2.0, np.float32)
+    cloud = obstacle_cloud(frame, [Obstacle(0, 1.0, None), Obstacle(1, 1.0, 2.0)], depth, CLOUD_CAMERA)
+    assert cloud.tolist() == [[2.0, 0.0, 2.0]], "only the post at column 5, 2 m away: x = (5 - 3) * 2 / 2"
+
+
+def test_a_cloud_point_exactly_at_the_range_limit_is_kept():
+    """The pixel at the principal point lies on the optical axis: its range is its depth."""
+    frame = MaskSet(8, 10, (Instance((3, 2, 4, 3), 0.9, 0, "post", (3, 2), np.ones((1, 1), bool)),))
+    depth = np.full((8, 10), 2.0, np.float32)
+    obstacles = [Obstacle(0, 1.0, 2.0)]
+    assert obstacle_cloud(frame, obstacles, depth, CLOUD_CAMERA, max_range=2.0).tolist() == [[0.0, 0.0, 2.0]]
+    assert obstacle_cloud(frame, obstacles, depth, CLOUD_CAMERA, max_range=1.99).shape == (0, 3)
+
+
+def test_no_obstacles_give_an_empty_float32_cloud():
+    cloud = obstacle_cloud(MaskSet(8, 10), [], np.full((8, 10), 1.0, np.float32), CLOUD_CAMERA)
+    assert cloud.shape == (0, 3) and cloud.dtype == np.float32
+
+
+@pytest.mark.parametrize("decimation", [0, -1])
+def test_a_cloud_decimation_below_one_is_refused(decimation):
+    with pytest.raises(ValueError, match=rf"^decimation must be at least 1, got {decimation}$"):
+        obstacle_cloud(MaskSet(8, 10), [], np.ones((8, 10), np.float32), CLOUD_CAMERA, decimation=decimation)
+
+
+def test_missing_depth_of_either_nan_kind_raises_no_floating_point_warning():
+    """Depth passed straight in may hold signalling NaNs (raw 32FC1 bytes can); subtracting the distance
+    from one raises the invalid-operation flag, which must not surface as a RuntimeWarning."""
+    mask = np.ones((2, 3), bool)
+    depth = np.full((2, 3), 2.0, np.float32)
+    depth[0, 0] = np.nan
+    depth.view(np.uint32)[1, 2] = 0x7FA00000
+    assert np.isnan(depth[1, 2])
+    frame = MaskSet(2, 3, (Instance((0, 0, 3, 2), 0.9, 0, "wall", (0, 0), mask),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        [obstacle] = find_obstacles(frame, ObstacleSettings(min_area=1), np.ones((2, 3), bool), depth, CLOUD_CAMERA)
+        cloud = obstacle_cloud(frame, [obstacle], depth, CLOUD_CAMERA)
+    assert obstacle.distance == 2.0 and obstacle.centroid is not None
+    assert len(cloud) == 4

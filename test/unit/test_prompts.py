@@ -9,9 +9,11 @@ import pytest
 import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
+from fastsam_ros import config
 from fastsam_ros.mask_set import Instance, MaskSet
-from fastsam_ros.prompts import PromptError, select_by_box, select_by_points
+from fastsam_ros.prompts import PromptError, PromptLimits, merge_instances, select_by_box, select_by_points
 
 
 @pytest.fixture(scope="module")
@@ -278,3 +280,119 @@ def test_a_point_with_a_non_finite_coordinate_is_refused_as_not_finite(bad, othe
     point = (other, bad) if bad_is_y else (bad, other)
     with pytest.raises(PromptError, match=r"^coordinates must be finite numbers"):
         select_by_points(SMALL, [point], [1])
+
+
+@st.composite
+def _frames_and_selections(draw) -> tuple[MaskSet, list[int]]:
+    """A 16x12 frame of 1 to 4 instances (each with at least one pixel, as the engine keeps only
+    those) at any place, with distinct scores, and a non-empty selection of them."""
+    count = draw(st.integers(1, 4))
+    scores = draw(st.permutations([0.2, 0.4, 0.6, 0.8]))
+    instances = []
+    for index in range(count):
+        mask = draw(arrays(bool, st.tuples(st.integers(1, 4), st.integers(1, 5))).filter(lambda m: m.any()))
+        rows, cols = mask.shape
+        ox, oy = draw(st.integers(0, SMALL.width - cols)), draw(st.integers(0, SMALL.height - rows))
+        box = (float(ox), float(oy), float(ox + cols), float(oy + rows))
+        instances.append(Instance(box, scores[index], index, f"thing {index}", (ox, oy), mask))
+    selection = draw(st.lists(st.integers(0, count - 1), min_size=1, max_size=count, unique=True))
+    return MaskSet(height=SMALL.height, width=SMALL.width, instances=tuple(instances)), selection
+
+
+@given(_frames_and_selections())
+def test_merging_gives_the_union_of_the_selected_masks_cropped_to_its_extent(frame_and_selection):
+    masks, selection = frame_and_selection
+    union = np.zeros((masks.height, masks.width), bool)
+    for index in selection:
+        ox, oy = masks[index].mask_offset
+        rows, cols = masks[index].mask.shape
+        union[oy : oy + rows, ox : ox + cols] |= masks[index].mask
+    ys, xs = np.nonzero(union)
+    x1, y1, x2, y2 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+    merged = merge_instances(masks, selection)
+
+    assert merged.box == (x1, y1, x2, y2) and all(type(v) is float for v in merged.box)
+    assert merged.mask_offset == (x1, y1)
+    assert merged.mask.dtype == bool and merged.mask.shape == (y2 - y1, x2 - x1)
+    assert np.array_equal(merged.mask, union[y1:y2, x1:x2])
+    assert merged.area == np.count_nonzero(union), "no pixel of the union lies outside the crop"
+    assert merged.score == max(masks[i].score for i in selection)
+    assert (merged.class_id, merged.class_name, merged.track_id) == (-1, "merged", -1)
+
+
+def test_merging_two_hand_made_masks():
+    """top-left covers columns 0-3 of rows 0-2, middle columns 5-8 of rows 2-4: together the 9 x 5 corner."""
+    merged = merge_instances(SMALL, [1, 0])
+    assert merged.box == (0.0, 0.0, 9.0, 5.0) and merged.mask_offset == (0, 0)
+    expected = [
+        "####.....",
+        "###......",
+        "#....#...",
+        ".....#...",
+        ".....####",
+    ]
+    assert ["".join("#" if v else "." for v in row) for row in merged.mask] == expected
+
+
+def test_a_merged_crop_drops_the_empty_rim_of_the_masks():
+    """A 3 x 4 crop whose only pixel is at its row 1, column 2 merges to that one pixel."""
+    mask = np.zeros((3, 4), bool)
+    mask[1, 2] = True
+    frame = MaskSet(height=12, width=16, instances=(Instance((5.0, 6.0, 9.0, 9.0), 0.7, 3, "dot", (5, 6), mask),))
+    merged = merge_instances(frame, [0])
+    assert merged.box == (7.0, 7.0, 8.0, 8.0) and merged.mask_offset == (7, 7)
+    assert merged.mask.tolist() == [[True]]
+
+
+def test_merging_no_instances_gives_an_empty_instance_at_the_origin():
+    merged = merge_instances(SMALL, [])
+    assert merged.box == (0.0, 0.0, 0.0, 0.0) and merged.mask_offset == (0, 0)
+    assert (merged.score, merged.class_id, merged.class_name, merged.track_id) == (0.0, -1, "merged", -1)
+    assert merged.mask.shape == (0, 0) and merged.mask.dtype == bool
+
+
+_LIMIT_PARAMETERS = ("max_prompt_points", "max_prompt_boxes", "max_prompt_texts", "max_text_length")
+
+
+@given(
+    limits=st.builds(PromptLimits, st.integers(0, 3), st.integers(0, 3), st.integers(0, 3), st.integers(0, 4)),
+    points=st.integers(0, 5),
+    boxes=st.integers(0, 5),
+    texts=st.lists(st.text("ab", max_size=6), max_size=5),
+)
+def test_a_request_is_refused_exactly_when_it_exceeds_a_limit_naming_the_first_one(limits, points, boxes, texts):
+    """Checked in the order points, boxes, texts, then the longest text; a count equal to its limit passes."""
+    longest = max((len(text) for text in texts), default=0)
+    if points > limits.max_points:
+        reason = f"{points} points exceed the limit of {limits.max_points} per request (parameter max_prompt_points)"
+    elif boxes > limits.max_boxes:
+        reason = f"{boxes} boxes exceed the limit of {limits.max_boxes} per request (parameter max_prompt_boxes)"
+    elif len(texts) > limits.max_texts:
+        reason = f"{len(texts)} texts exceed the limit of {limits.max_texts} per request (parameter max_prompt_texts)"
+    elif longest > limits.max_text_length:
+        reason = (
+            f"a text of {longest} characters exceeds the limit of {limits.max_text_length} (parameter max_text_length)"
+        )
+    else:
+        limits.check(points=points, boxes=boxes, texts=texts)
+        return
+    with pytest.raises(PromptError) as refused:
+        limits.check(points=points, boxes=boxes, texts=texts)
+    assert str(refused.value) == reason
+
+
+def test_a_request_is_checked_only_for_the_kinds_it_carries():
+    """Each service passes only its own kind: what it leaves out counts as none, even against a limit of 0."""
+    nothing = PromptLimits(max_points=0, max_boxes=0, max_texts=0, max_text_length=0)
+    nothing.check()
+    nothing.check(texts=[])
+    with pytest.raises(PromptError, match=r"^1 points exceed the limit of 0 per request"):
+        nothing.check(points=1)
+    with pytest.raises(PromptError, match=r"^1 boxes exceed the limit of 0 per request"):
+        nothing.check(boxes=1)
+
+
+def test_the_limits_name_real_parameters_and_default_to_them():
+    assert set(_LIMIT_PARAMETERS) <= set(config.SPECS)
+    assert PromptLimits() == PromptLimits(*(config.default_of(name) for name in _LIMIT_PARAMETERS))
