@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import struct
+
 import numpy as np
 import pytest
-from hypothesis import given
+from builtin_interfaces.msg import Time
+from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -12,10 +16,12 @@ from std_msgs.msg import Header
 
 from fastsam_ros.image_codec import ImageDecodeError
 from fastsam_ros.mask_set import Instance, MaskSet
+from fastsam_ros.obstacle_tracking import ObstacleTrack
 from fastsam_ros.obstacles import DepthError, Intrinsics, Obstacle
 from fastsam_ros.ros_convert import (
     array_to_image,
     check_before_decoding,
+    check_depth_header,
     depth_to_metres,
     image_to_bgr,
     instance_to_msg,
@@ -24,6 +30,7 @@ from fastsam_ros.ros_convert import (
     msg_to_instance,
     msg_to_mask_set,
     obstacles_to_msg,
+    points_to_cloud,
     stamp_from_ns,
     stamp_to_ns,
 )
@@ -107,6 +114,11 @@ def test_obstacles_carry_their_instance_fields_and_track_id():
     assert (bus.instance_id, bus.track_id, bus.class_name) == (1, -1, "bus")
     assert not bus.has_distance and not bus.has_centroid
     assert not obstacles_to_msg(header, frame, [], depth_paired=False).depth_paired
+
+
+def test_instance_messages_are_numbered_in_frame_order_and_carry_their_mask_area():
+    msg = mask_set_to_msg(_tracked_frame(), Header())
+    assert [(instance.id, instance.area) for instance in msg.instances] == [(0, 19), (1, 20)]
 
 
 def test_instances_carry_their_track_id():
@@ -194,3 +206,177 @@ def test_a_view_into_a_larger_array_becomes_a_dense_image():
     msg = array_to_image(crop, "bgr8")
     assert (msg.height, msg.width, msg.step) == (6, 4, 12)
     assert np.array_equal(image_to_bgr(msg), crop)
+
+
+_DEPTH_BYTES = {"16UC1": 2, "32FC1": 4}
+
+
+@given(
+    encoding=st.sampled_from(["16UC1", "32FC1", "mono16"]),
+    height=st.integers(0, 4),
+    width=st.integers(0, 4),
+    step=st.integers(0, 20),
+    size_change=st.sampled_from([0, 0, -1, 1]),
+    max_pixels=st.integers(0, 20),
+)
+@example(encoding="16UC1", height=2, width=4, step=7, size_change=0, max_pixels=20)
+@example(encoding="16UC1", height=2, width=4, step=8, size_change=0, max_pixels=8)
+@example(encoding="32FC1", height=3, width=3, step=12, size_change=0, max_pixels=8)
+def test_a_depth_header_is_refused_exactly_when_its_fields_cannot_describe_its_pixels(
+    encoding, height, width, step, size_change, max_pixels
+):
+    size = max(step * height + size_change, 0)
+    msg = Image(encoding=encoding, height=height, width=width, step=step, data=bytes(size))
+    if encoding not in _DEPTH_BYTES:
+        reason = "unsupported depth encoding 'mono16' (use 16UC1 millimetres or 32FC1 metres)"
+    elif height * width > max_pixels:
+        reason = f"depth image {width}x{height} exceeds the {max_pixels}-pixel limit (max_pixels)"
+    elif height == 0 or width == 0 or step < width * _DEPTH_BYTES[encoding] or size != step * height:
+        reason = f"malformed depth image {width}x{height}, step {step}, {size} bytes"
+    else:
+        check_depth_header(msg, max_pixels)
+        return
+    with pytest.raises(DepthError) as refused:
+        check_depth_header(msg, max_pixels)
+    assert str(refused.value) == reason
+
+
+def test_depth_to_metres_applies_the_pixel_limit_it_is_given():
+    msg = _depth_msg(np.full((2, 4), 1000, np.uint16), "16UC1", big_endian=False)
+    assert depth_to_metres(msg, max_pixels=8).tolist() == [[1.0] * 4] * 2
+    with pytest.raises(DepthError) as refused:
+        depth_to_metres(msg, max_pixels=7)
+    assert str(refused.value) == "depth image 4x2 exceeds the 7-pixel limit (max_pixels)"
+
+
+def _small_frames() -> dict[str, Image | CompressedImage]:
+    import cv2
+
+    pixels = np.arange(3 * 4 * 3, dtype=np.uint8).reshape(3, 4, 3)
+    raw = Image(height=3, width=4, encoding="bgr8", step=12, data=pixels.tobytes())
+    compressed = CompressedImage(format="png", data=cv2.imencode(".png", pixels)[1].tobytes())
+    return {"raw": raw, "compressed": compressed}
+
+
+@pytest.mark.parametrize("kind", ["raw", "compressed"])
+def test_raw_and_compressed_frames_are_held_to_the_pixel_limit_they_are_given(kind):
+    msg = _small_frames()[kind]
+    check_before_decoding(msg, max_pixels=12)
+    assert np.array_equal(image_to_bgr(msg, max_pixels=12), np.arange(36, dtype=np.uint8).reshape(3, 4, 3))
+    for refuse in (check_before_decoding, image_to_bgr):
+        with pytest.raises(ImageDecodeError) as refused:
+            refuse(msg, max_pixels=11)
+        assert str(refused.value) == "image 4x3 exceeds the 11-pixel limit (parameter max_pixels)"
+
+
+def _track(track_id: int, time_to_contact: float | None) -> ObstacleTrack:
+    return ObstacleTrack(
+        track_id=track_id,
+        position=(1.0, -2.0, 3.5),
+        velocity=(0.25, 0.5, -0.75),
+        position_variance=(0.01, 0.02, 0.03),
+        velocity_variance=(0.1, 0.2, 0.3),
+        age_s=1.5,
+        time_to_contact=time_to_contact,
+    )
+
+
+def _xyz(value) -> tuple[float, float, float]:
+    return (value.x, value.y, value.z)
+
+
+def test_obstacles_carry_their_extent_and_the_motion_of_their_own_track():
+    """Track id 0 is a track like any other; -1 means untracked, whatever the dict holds."""
+    mask = np.ones((2, 2), bool)
+    instances = tuple(
+        Instance((0.0, 0.0, 2.0, 2.0), 0.5, 0, "thing", (0, 0), mask, track_id=track_id) for track_id in (0, 17, -1, 5)
+    )
+    frame = MaskSet(10, 10, instances)
+    obstacles = [Obstacle(0, 1.0, 2.0, (0.0, 0.0, 2.0), ((-1.0, -2.0, 3.0), (4.0, 5.0, 6.0)))]
+    obstacles += [Obstacle(index, 1.0) for index in (1, 2, 3)]
+    tracks = {0: _track(0, 4.0), 17: _track(17, None), -1: _track(-1, 9.0)}
+    closing, steady, untracked, unfollowed = obstacles_to_msg(Header(), frame, obstacles, True, tracks).obstacles
+    assert closing.has_extent and _xyz(closing.extent_min) == (-1.0, -2.0, 3.0)
+    assert _xyz(closing.extent_max) == (4.0, 5.0, 6.0)
+    assert not steady.has_extent and _xyz(steady.extent_max) == (0.0, 0.0, 0.0)
+    for item in (closing, steady):
+        assert item.has_motion and _xyz(item.position) == (1.0, -2.0, 3.5)
+        assert _xyz(item.velocity) == (0.25, 0.5, -0.75)
+        assert _xyz(item.position_variance) == (0.01, 0.02, 0.03)
+        assert _xyz(item.velocity_variance) == (0.1, 0.2, 0.3)
+        assert item.age == 1.5
+    assert closing.has_time_to_contact and closing.time_to_contact == 4.0
+    assert not steady.has_time_to_contact and steady.time_to_contact == 0.0
+    for item in (untracked, unfollowed):
+        assert not item.has_motion and not item.has_time_to_contact and item.age == 0.0
+        assert _xyz(item.position) == (0.0, 0.0, 0.0) and _xyz(item.velocity) == (0.0, 0.0, 0.0)
+    assert not any(item.has_motion for item in obstacles_to_msg(Header(), frame, obstacles, True).obstacles)
+
+
+_coordinates = st.tuples(*[st.floats(-1e6, 1e6, allow_nan=False)] * 3)
+
+
+@given(position=_coordinates, velocity=_coordinates, position_variance=_coordinates, velocity_variance=_coordinates)
+@example(
+    position=(1.0, 2.0, 3.0),
+    velocity=(4.0, 5.0, 6.0),
+    position_variance=(7.0, 8.0, 9.0),
+    velocity_variance=(10.0, 11.0, 12.0),
+)
+def test_each_axis_of_a_track_lands_in_its_own_field(position, velocity, position_variance, velocity_variance):
+    track = ObstacleTrack(3, position, velocity, position_variance, velocity_variance, 0.5, None)
+    instance = Instance((0.0, 0.0, 1.0, 1.0), 0.5, 0, "thing", (0, 0), np.ones((1, 1), bool), track_id=3)
+    (item,) = obstacles_to_msg(Header(), MaskSet(4, 4, (instance,)), [Obstacle(0, 1.0)], False, {3: track}).obstacles
+    assert _xyz(item.position) == position and _xyz(item.velocity) == velocity
+    assert _xyz(item.position_variance) == position_variance
+    assert _xyz(item.velocity_variance) == velocity_variance
+
+
+def test_a_cloud_of_two_points_has_the_documented_byte_layout():
+    header = Header(stamp=Time(sec=1000, nanosec=500), frame_id="camera_optical")
+    msg = points_to_cloud(np.array([[1.0, -2.0, 0.5], [3.25, np.nan, 8.0]]), header)
+    assert (msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec) == ("camera_optical", 1000, 500)
+    assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == [
+        ("x", 0, 7, 1),
+        ("y", 4, 7, 1),
+        ("z", 8, 7, 1),
+    ]
+    assert (msg.height, msg.width, msg.point_step, msg.row_step, msg.is_bigendian) == (1, 2, 12, 24, False)
+    assert bytes(msg.data) == struct.pack("<6f", 1.0, -2.0, 0.5, 3.25, math.nan, 8.0)
+    assert not msg.is_dense, "a NaN coordinate is an invalid point"
+
+
+def _cloud_points(msg) -> np.ndarray:
+    """The points read back from the message's own field table, as a PointCloud2 reader does."""
+    order = ">" if msg.is_bigendian else "<"
+    layout = np.dtype(
+        {
+            "names": [f.name for f in msg.fields],
+            "formats": [order + "f4"] * len(msg.fields),
+            "offsets": [f.offset for f in msg.fields],
+            "itemsize": msg.point_step,
+        }
+    )
+    records = np.frombuffer(bytes(msg.data), dtype=layout, count=msg.width * msg.height)
+    return np.stack([records["x"], records["y"], records["z"]], axis=-1).astype(np.float64)
+
+
+@given(
+    points=arrays(np.float64, st.tuples(st.integers(0, 6), st.just(3)), elements=st.floats(width=32)),
+    dtype=st.sampled_from(["<f8", ">f8", "<f4", ">f4"]),
+    fortran=st.booleans(),
+    stamp=st.tuples(st.integers(0, 2**31 - 1), st.integers(0, 999_999_999)),
+)
+@example(points=np.array([[1.0, 2.0, 3.0]]), dtype=">f8", fortran=False, stamp=(1, 2))
+@example(points=np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), dtype="<f8", fortran=True, stamp=(3, 4))
+def test_any_array_of_points_becomes_an_unorganised_little_endian_float32_cloud(points, dtype, fortran, stamp):
+    given_points = np.asfortranarray(points, dtype) if fortran else np.ascontiguousarray(points, dtype)
+    header = Header(stamp=Time(sec=stamp[0], nanosec=stamp[1]), frame_id="optical")
+    msg = points_to_cloud(given_points, header)
+    count = len(points)
+    assert (msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec) == ("optical", *stamp)
+    assert (msg.height, msg.width, msg.point_step) == (1, count, 12)
+    assert msg.row_step == len(msg.data) == 12 * count
+    assert msg.is_bigendian is False, "little-endian, and saying so"
+    assert np.array_equal(_cloud_points(msg), points, equal_nan=True)
+    assert msg.is_dense is all(math.isfinite(value) for value in points.flat)
