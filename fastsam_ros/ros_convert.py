@@ -195,17 +195,21 @@ def _vector(xyz: tuple[float, float, float]) -> Vector3:
     return Vector3(x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
 
 
-XYZ_FIELDS = [PointField(name=axis, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, axis in enumerate("xyz")]
+def _xyz_fields() -> list[PointField]:
+    """Fresh field descriptions for every cloud: a receiver may change one message's own."""
+    return [PointField(name=axis, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, axis in enumerate("xyz")]
 
 
 def points_to_cloud(points: np.ndarray, header: Header) -> PointCloud2:
     """An unorganised (height 1) PointCloud2 of float32 x, y, z from an (N, 3) array, in the header's frame."""
-    data = np.ascontiguousarray(points, dtype="<f4").reshape(-1, 3)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"a cloud needs an (N, 3) array of points, got shape {points.shape}")
+    data = np.ascontiguousarray(points, dtype="<f4")
     return PointCloud2(
         header=header,
         height=1,
         width=len(data),
-        fields=XYZ_FIELDS,
+        fields=_xyz_fields(),
         is_bigendian=False,
         point_step=12,
         row_step=12 * len(data),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import struct
 
 import numpy as np
@@ -344,6 +345,22 @@ def test_a_cloud_of_two_points_has_the_documented_byte_layout():
     assert (msg.height, msg.width, msg.point_step, msg.row_step, msg.is_bigendian) == (1, 2, 12, 24, False)
     assert bytes(msg.data) == struct.pack("<6f", 1.0, -2.0, 0.5, 3.25, math.nan, 8.0)
     assert not msg.is_dense, "a NaN coordinate is an invalid point"
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (12,), (2, 3, 1), (4, 2)])
+def test_an_array_that_is_not_n_by_3_is_refused_not_reshaped(shape):
+    message = f"a cloud needs an (N, 3) array of points, got shape {shape}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        points_to_cloud(np.zeros(shape), Header())
+
+
+def test_every_cloud_has_field_descriptions_of_its_own():
+    """A receiver that edits one message's fields must not change the next cloud."""
+    first = points_to_cloud(np.zeros((1, 3)), Header())
+    first.fields[0].name = "changed"
+    first.fields.append(first.fields[0])
+    second = points_to_cloud(np.zeros((1, 3)), Header())
+    assert [f.name for f in second.fields] == ["x", "y", "z"]
 
 
 def _cloud_points(msg) -> np.ndarray:
