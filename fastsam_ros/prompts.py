@@ -50,10 +50,13 @@ class PromptLimits:
 
 
 def merge_instances(masks: MaskSet, indices: list[int]) -> Instance:
-    """One instance covering the union of the selected masks, cropped to its extent."""
-    if not indices:
+    """One instance covering the union of the selected masks, cropped to its extent.
+
+    No selection, or masks without a pixel, give an empty instance at the origin.
+    """
+    plane = masks.merged_mask(indices) if indices else None
+    if plane is None or not plane.any():
         return Instance((0.0, 0.0, 0.0, 0.0), 0.0, -1, "merged", (0, 0), np.zeros((0, 0), dtype=bool))
-    plane = masks.merged_mask(indices)
     rows, cols = np.nonzero(plane.any(axis=1))[0], np.nonzero(plane.any(axis=0))[0]
     r1, r2, c1, c2 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     score = max(masks[i].score for i in indices)

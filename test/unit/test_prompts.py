@@ -352,6 +352,13 @@ def test_merging_no_instances_gives_an_empty_instance_at_the_origin():
     assert merged.mask.shape == (0, 0) and merged.mask.dtype == bool
 
 
+def test_merging_masks_without_a_pixel_gives_the_empty_instance():
+    """Background points alone keep every mask no point hits, empty ones included."""
+    empty = Instance((1.0, 1.0, 3.0, 3.0), 0.9, 0, "thing", (1, 1), np.zeros((2, 2), dtype=bool))
+    merged = merge_instances(MaskSet(6, 4, (empty,)), [0])
+    assert merged.box == (0.0, 0.0, 0.0, 0.0) and merged.mask.shape == (0, 0) and merged.score == 0.0
+
+
 _LIMIT_PARAMETERS = ("max_prompt_points", "max_prompt_boxes", "max_prompt_texts", "max_text_length")
 
 
