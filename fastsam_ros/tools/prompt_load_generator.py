@@ -3,7 +3,8 @@
 Calls one prompt service (point at (x, y), box from the origin to (2x, 2y), or the text
 "person") at a fixed rate for a while and writes one JSON line per answer:
 the frame it names, success, and the instances chosen (id and box), so the caller
-can check each answer against the InstanceArray of that frame.
+can check each answer against the InstanceArray of that frame. The output file is
+created only once the first answer has arrived, so its existence means "calling".
 """
 
 from __future__ import annotations

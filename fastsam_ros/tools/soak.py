@@ -92,6 +92,9 @@ def run_soak(
     node = NodeProcess(workdir, ["-p", "device:=cpu"])
     driver = node.client
     images = camera_frames(width, height, 8)
+    driver.first_result(images[-1])  # the clients' first prompts then fall inside the image
+    driver.received["instances"].clear()
+    driver.arrival.clear()
     stop_file = workdir / "stop"
     loads = [
         subprocess.Popen(
@@ -106,8 +109,9 @@ def run_soak(
     latencies: list[float] = []
     warm = max(frames // 10, 1)
     rss_warm = 0
-    started = time.perf_counter()
     try:
+        _wait_until_calling(loads, [workdir / f"client{i}.jsonl" for i in range(clients)], timeout=120.0)
+        started = time.perf_counter()
         for index in range(frames):
             sent = time.perf_counter()
             stamp = driver.send(images[index % len(images)])
@@ -141,6 +145,22 @@ def run_soak(
     result.errors = [line for line in node.log_path.read_text().splitlines() if any(m in line for m in ERROR_MARKERS)]
     _check_answers(result, workdir, clients, boxes)
     return result
+
+
+def _wait_until_calling(loads: list[subprocess.Popen], outputs: list[Path], timeout: float) -> None:
+    """Return once every client has had its first answer, so all of them call throughout.
+
+    A client opens its output file only after its first answer; on a busy machine
+    that can take longer than a short soak's frames.
+    """
+    deadline = time.monotonic() + timeout
+    while not all(path.exists() for path in outputs):
+        ended = [load.args for load in loads if load.poll() is not None]
+        if ended:
+            raise RuntimeError(f"a prompt client ended before its first answer: {ended[0]}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"prompt clients not answered within {timeout:.0f} s")
+        time.sleep(0.1)
 
 
 def _check_answers(result: SoakResult, workdir: Path, clients: int, boxes: dict) -> None:
