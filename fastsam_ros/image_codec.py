@@ -94,9 +94,8 @@ def compressed_size(data: bytes | memoryview, max_pixels: int = MAX_PIXELS) -> t
         raise ImageDecodeError("compressed image has no data")
     if len(data) > max_compressed_bytes(max_pixels):
         raise ImageDecodeError(f"compressed image has {len(data)} bytes, more than any frame within max_pixels")
+    # PIL's parsers refuse a header that declares a side of 0 themselves.
     width, height = _header_size(data)
-    if width <= 0 or height <= 0:
-        raise ImageDecodeError(f"zero-size image ({width}x{height})")
     _check_pixels(width, height, max_pixels)
     return width, height
 

@@ -54,8 +54,8 @@ def merge_instances(masks: MaskSet, indices: list[int]) -> Instance:
 
     No selection, or masks without a pixel, give an empty instance at the origin.
     """
-    plane = masks.merged_mask(indices) if indices else None
-    if plane is None or not plane.any():
+    plane = masks.merged_mask(indices)
+    if not plane.any():
         return Instance((0.0, 0.0, 0.0, 0.0), 0.0, -1, "merged", (0, 0), np.zeros((0, 0), dtype=bool))
     rows, cols = np.nonzero(plane.any(axis=1))[0], np.nonzero(plane.any(axis=0))[0]
     r1, r2, c1, c2 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
@@ -112,13 +112,14 @@ def select_by_box(masks: MaskSet, box: Sequence[float]) -> BoxMatch:
     if x2 <= x1 or y2 <= y1:
         raise PromptError(f"box {tuple(box)} lies outside the {masks.width}x{masks.height} image")
     box_area = (x2 - x1) * (y2 - y1)
-    best = BoxMatch(index=-1, iou=-1.0)
-    for index, instance in enumerate(masks.instances):
+
+    def iou(instance: Instance) -> float:
         inside = instance.area_inside(x1, y1, x2, y2)
-        iou = inside / (box_area + instance.area - inside)
-        if iou > best.iou:
-            best = BoxMatch(index=index, iou=iou)
-    return best
+        return inside / (box_area + instance.area - inside)
+
+    ious = [iou(instance) for instance in masks.instances]
+    best = int(np.argmax(ious))  # the first of equal IoUs
+    return BoxMatch(index=best, iou=ious[best])
 
 
 def _require_finite(*values: float) -> None:

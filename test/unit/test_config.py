@@ -105,6 +105,28 @@ def test_tracker_settings_files_are_checked_without_quoting_them(tmp_path):
     assert config.validate({"tracker_config": str(secret)}, {**config.DEFAULTS, "tracker": "none"}) == []
 
 
+def test_a_tracker_file_is_read_when_the_tracker_or_its_file_changes_and_only_then():
+    """A settings file that went missing after start-up does not block unrelated changes."""
+    missing = "/nonexistent/tracker.yaml"
+    refused = [f"tracker_config: tracker settings file '{missing}' not found"]
+    tracking = {**config.DEFAULTS, "tracker": "bytetrack"}
+    assert config.validate({"tracker_config": missing}, tracking) == refused
+    assert (
+        config.validate({"tracker": "bytetrack"}, {**config.DEFAULTS, "tracker": "none", "tracker_config": missing})
+        == refused
+    )
+    assert config.validate({"conf": 0.3}, {**tracking, "tracker_config": missing}) == []
+
+
+def test_list_parameters_name_what_they_got():
+    assert config.validate({"obstacle_roi": "0, 0, 1"}) == ["obstacle_roi: expected a float list, got str"]
+    assert config.validate({"obstacle_roi": 5}) == ["obstacle_roi: expected a float list, got int"]
+    for odd in ("1", True):
+        values = [0.0, odd, 0.5, 0.5, 1.0, 1.0]
+        assert config.validate({"obstacle_roi": values}) == [f"obstacle_roi: expected a float list, got {values!r}"]
+    assert config.validate({"cameras": [1, 2]}) == ["cameras: expected a str list, got [1, 2]"]
+
+
 def test_yaml_comments_every_parameter():
     lines = (ROOT / "config" / "fastsam.yaml").read_text().splitlines()
     for index, line in enumerate(lines):
@@ -204,6 +226,7 @@ def test_sixteen_cameras_at_most_and_unknown_names_are_ignored():
     [reason] = config.validate({"cameras": names})
     assert reason.startswith("cameras: needs 1 to 16 names") and reason.endswith("got 17")
     assert config.validate({"no_such_parameter": 1}) == []
+    assert config.validate({"no_such_parameter": 1, "conf": 2.0}) == ["conf: must be in [0.0, 1.0], got 2.0"]
 
 
 def test_type_and_check_messages_name_the_parameter():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -132,9 +134,28 @@ def test_the_window_keeps_exactly_the_last_window_s_seconds():
 
 
 def test_no_frames_reports_nan_figures_and_waits():
-    report = HealthMonitor().report(now=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "mean of empty slice" in the node's log
+        report = HealthMonitor().report(now=0.0)
     assert report.level == OK and report.message == "waiting for the first frame"
     assert report.values["latency p50 ms"] == "nan" and report.values["fps"] == "0.00"
+    assert report.values["frames per forward pass"] == "nan"
+
+
+def test_the_default_window_is_five_seconds():
+    monitor = HealthMonitor()
+    monitor.processed(50.0, now=0.0)
+    assert monitor.report(now=5.0).values["fps"] == "0.20"
+    assert monitor.report(now=5.01).values["fps"] == "0.00"
+
+
+def test_a_dead_worker_is_reported_with_the_other_problems():
+    monitor = HealthMonitor(HealthLimits(stale_after_s=1.0))
+    monitor.processed(50.0, now=0.0)
+    monitor.worker_restarted("boom")
+    report = monitor.report(now=2.0)
+    assert report.level == ERROR
+    assert report.message == "inference worker died and was restarted: boom; no frame processed for 2 s"
 
 
 def test_several_problems_are_listed_together():

@@ -78,6 +78,26 @@ def test_compressed_jpeg_and_corrupt_data(zidane):
         decode_compressed(b"")
 
 
+@pytest.mark.parametrize("kind", [".jpg", ".png", ".bmp"])
+@pytest.mark.parametrize(("width", "height"), [(0, 40), (64, 0)])
+def test_a_compressed_header_declaring_a_side_of_zero_is_refused(kind, width, height):
+    import struct
+    import zlib
+
+    data = bytearray(cv2.imencode(kind, np.zeros((40, 64, 3), np.uint8))[1].tobytes())
+    if kind == ".jpg":
+        at = data.find(b"\xff\xc0")
+        data[at + 5 : at + 9] = struct.pack(">HH", height, width)
+    elif kind == ".png":
+        data[16:24] = struct.pack(">II", width, height)
+        data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    else:
+        data[18:26] = struct.pack("<ii", width, height)
+    message = f"compressed image data ({len(data)} bytes) could not be decoded: not a JPEG, PNG, BMP, WEBP image"
+    with pytest.raises(ImageDecodeError, match=f"^{re.escape(message)}$"):
+        decode_compressed(bytes(data))
+
+
 @pytest.mark.parametrize(
     ("kind", "width", "height"), [(".jpg", 65000, 65000), (".bmp", 70000, 70000), (".jpg", 8000, 4400)]
 )

@@ -145,6 +145,7 @@ def test_roi_on_a_non_square_frame_covers_the_fractions_of_each_side(width, heig
     margin = _inside_convex_polygon(vertices, x, y)
     mask = roi_mask(roi, width, height)
     assert mask.shape == (height, width) and mask.dtype == bool
+    assert set(np.unique(mask.view(np.uint8))) == {0, 1}, "a bool view whose bytes are 0 and 1 only"
     clear = np.abs(margin) > 1.5
     assert np.array_equal(mask[clear], margin[clear] > 0), "away from the outline, pixels follow the polygon"
     expected_area = 0.5 * 0.45 * (0.4 + 1.0) * width * height
@@ -256,6 +257,53 @@ def test_the_centroid_keeps_pixels_up_to_exactly_ten_percent_from_the_median():
         np.mean([z for _, z in near]),
     )
     assert obstacle.centroid == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_centroid_is_summed_in_double_precision():
+    """Depths that float32 cannot hold exactly: sums in float32 would be off by ~1e-7."""
+    depth = np.full((30, 30), np.nan, np.float32)
+    depth[22, 11:14] = [5.0, 5.1, 5.3]
+    frame = MaskSet(30, 30, (Instance((11, 22, 14, 23), 0.9, 0, "bar", (11, 22), np.ones((1, 3), bool)),))
+    camera = Intrinsics(fx=100.0, fy=50.0, cx=12.0, cy=20.0)
+    [obstacle] = find_obstacles(frame, ObstacleSettings(min_area=1), np.ones((30, 30), bool), depth, camera)
+    z = depth[22, 11:14].astype(np.float64)
+    expected = ((np.arange(11, 14) - camera.cx) @ z / 3 / camera.fx, (22 - camera.cy) * z.mean() / camera.fy, z.mean())
+    assert obstacle.centroid == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_3d_box_spans_the_5th_to_95th_percentile_of_the_pixels_near_the_median():
+    """The same bar: 4 m and 9 m lie outside the band; the box is taken over the three others."""
+    mask = np.ones((1, 5), bool)
+    depth = np.full((30, 30), np.nan, np.float32)
+    depth[22, 10:15] = [4.0, 5.0, 5.0, 5.5, 9.0]
+    frame = MaskSet(30, 30, (Instance((10, 22, 15, 23), 0.9, 0, "bar", (10, 22), mask),))
+    camera = Intrinsics(fx=100.0, fy=50.0, cx=12.0, cy=20.0)
+    [obstacle] = find_obstacles(frame, ObstacleSettings(min_area=1), np.ones((30, 30), bool), depth, camera)
+    near = [(11, 5.0), (12, 5.0), (13, 5.5)]
+    points = np.array([((u - camera.cx) * z / camera.fx, (22 - camera.cy) * z / camera.fy, z) for u, z in near])
+    low, high = np.percentile(points, (5.0, 95.0), axis=0)
+    assert len(obstacle.extent[0]) == len(obstacle.extent[1]) == 3
+    np.testing.assert_allclose(obstacle.extent, [low, high], rtol=1e-6)
+
+
+def test_one_pixel_has_a_box_of_its_own_point_and_no_pixel_on_the_grid_leaves_no_box():
+    camera = Intrinsics(fx=100.0, fy=100.0, cx=5.0, cy=5.0)
+    depth = np.full((12, 12), np.nan, np.float32)
+    depth[7, 9] = 2.0
+    dot = MaskSet(12, 12, (Instance((9, 7, 10, 8), 0.9, 0, "dot", (9, 7), np.ones((1, 1), bool)),))
+    [obstacle] = find_obstacles(dot, ObstacleSettings(min_area=1), np.ones((12, 12), bool), depth, camera)
+    point = ((9 - 5.0) * 2.0 / 100.0, (7 - 5.0) * 2.0 / 100.0, 2.0)
+    np.testing.assert_allclose(obstacle.extent, [point, point], rtol=1e-6)
+
+    # 300x300 pixels are sampled every second row and column from image pixel 0; depth only
+    # on odd pixels gives a distance and a centroid, but no sampled point for a box.
+    depth = np.full((302, 302), np.nan, np.float32)
+    depth[1::2, 1::2] = 3.0
+    square = MaskSet(302, 302, (Instance((1, 1, 301, 301), 0.9, 0, "square", (1, 1), np.ones((300, 300), bool)),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        [obstacle] = find_obstacles(square, ObstacleSettings(), np.ones((302, 302), bool), depth, camera)
+    assert obstacle.distance == 3.0 and obstacle.centroid is not None and obstacle.extent is None
 
 
 def test_a_small_instance_does_not_hide_the_ones_after_it():
