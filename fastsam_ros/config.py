@@ -159,8 +159,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "precision",
         "auto",
         "Inference precision of runtime openvino: f32, bf16 (CPUs with bf16 instructions), int8 (calibrated once "
-        "with `fastsam_export --precision int8`), or auto (int8 where its quality check passed on this machine, "
-        "else bf16 where the CPU has it, else f32).",
+        "with `fastsam_export --precision int8`), or auto (the fastest here of f32, bf16 where the CPU has it and "
+        "int8 where its quality check passed on this machine, timed once per CPU at the first start).",
         choices=PRECISIONS,
     ),
     ParameterSpec(

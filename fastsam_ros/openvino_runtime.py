@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import tempfile
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -36,6 +37,8 @@ INT8_MODEL = "int8.xml"
 METADATA = "metadata.json"
 INT8_VERDICT = "int8-quality.json"
 """The quality guard's result for the calibrated int8 model, written beside it."""
+PRECISION_TIMINGS = "precision-timings.json"
+"""Forward times of the precisions on this CPU, for 'auto'; timed again on another CPU."""
 
 
 def openvino_available() -> bool:
@@ -72,8 +75,13 @@ def int8_verdict(folder: Path) -> dict | None:
         return None
 
 
-def resolve_precision(precision: str, folder: Path) -> tuple[str, str]:
-    """The precision to compile and why: 'auto' takes int8 only when its quality guard passed here."""
+def resolve_precision(precision: str, folder: Path, forward_ms: Callable[[str], float]) -> tuple[str, str]:
+    """The precision to compile and why.
+
+    'auto' takes the fastest on this CPU, timed once with ``forward_ms`` and stored, of f32,
+    bf16 where the CPU has it, and int8 only when its quality guard passed here: a CPU may
+    announce bf16 and still run it slower than f32 (the VMs this was measured on did).
+    """
     if precision not in PRECISIONS:
         raise ModelLoadError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
     capabilities = cpu_capabilities()
@@ -84,12 +92,54 @@ def resolve_precision(precision: str, folder: Path) -> tuple[str, str]:
     if precision != "auto":
         return precision, "requested"
     verdict = int8_verdict(folder)
-    if verdict is not None and verdict.get("passed") and "INT8" in capabilities:
-        return "int8", f"int8 passed the quality guard here ({verdict.get('summary', '')})"
-    reason = "int8 not calibrated yet (fastsam_export --precision int8)" if verdict is None else "int8 failed the guard"
-    if "BF16" in capabilities:
-        return "bf16", f"{reason}; the CPU has bf16"
-    return "f32", f"{reason}; the CPU has no bf16"
+    int8_passed = verdict is not None and verdict.get("passed") and "INT8" in capabilities
+    int8 = "int8 not calibrated yet (fastsam_export --precision int8)" if verdict is None else "int8 failed the guard"
+    if int8_passed:
+        int8 = f"int8 passed the quality guard here ({verdict.get('summary', '')})"
+    candidates = ["f32", *(["bf16"] if "BF16" in capabilities else []), *(["int8"] if int8_passed else [])]
+    if len(candidates) == 1:
+        return "f32", f"{int8}; the CPU has no bf16"
+    timings = _precision_timings(folder, candidates, forward_ms)
+    chosen = min(timings, key=timings.__getitem__)
+    measured = ", ".join(f"{name} {ms:.1f} ms" for name, ms in sorted(timings.items(), key=lambda item: item[1]))
+    return chosen, f"{int8}; fastest here per 640x640 forward: {measured}"
+
+
+def _precision_timings(folder: Path, candidates: list[str], forward_ms: Callable[[str], float]) -> dict[str, float]:
+    """Forward times of the candidate precisions on this CPU, from the stored timing when it is of
+    the same CPU and candidates, else measured now and stored; a precision that fails is left out."""
+    import openvino as ov
+
+    cpu = str(ov.Core().get_property("CPU", "FULL_DEVICE_NAME"))
+    path = folder / PRECISION_TIMINGS
+    with contextlib.suppress(OSError, ValueError):
+        stored = json.loads(path.read_text())
+        if stored.get("cpu") == cpu and sorted(stored.get("ms", {})) == sorted(candidates):
+            return {name: float(ms) for name, ms in stored["ms"].items()}
+    timings = {}
+    for name in candidates:
+        with contextlib.suppress(RuntimeError, ModelLoadError):
+            timings[name] = forward_ms(name)
+    if not timings:
+        raise ModelLoadError(f"OpenVINO could not compile the network at any of {', '.join(candidates)}")
+    if len(timings) == len(candidates):
+        with contextlib.suppress(OSError):  # a read-only cache only costs the next start the timing
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"cpu": cpu, "ms": timings}) + "\n")
+    return timings
+
+
+def forward_ms(onnx_path: Path, precision: str, threads: int, cache: Path, runs: int = 5) -> float:
+    """Median ms of the network's forward pass at PROBE_SHAPE in this precision (compiled and cached)."""
+    compiled = OpenVinoNetwork(onnx_path, precision, threads, cache).compiled(PROBE_SHAPE)
+    batch = np.zeros(PROBE_SHAPE, np.float32)
+    compiled(batch)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        compiled(batch)
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))
 
 
 def quantize_int8(onnx_path: Path, folder: Path, inputs: Iterable[np.ndarray], log: Callable[[str], None]) -> Path:
@@ -139,7 +189,9 @@ def load_network(onnx_path: Path, precision: str, threads: int) -> tuple[OpenVin
     from fastsam_ros.onnx_runtime import cache_dir
 
     folder = model_dir(onnx_path, cache_dir())
-    chosen, why = resolve_precision(precision, folder)
+    chosen, why = resolve_precision(
+        precision, folder, lambda candidate: forward_ms(onnx_path, candidate, threads, cache_dir())
+    )
     if chosen == "int8" and not (folder / INT8_MODEL).is_file():
         raise ModelLoadError(
             "precision 'int8' needs the network calibrated once for these weights (about a minute): "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 
@@ -17,6 +18,8 @@ from fastsam_ros.model_loading import load_model
 from fastsam_ros.onnx_runtime import cache_dir, exported_onnx
 from fastsam_ros.openvino_runtime import (
     INT8_MODEL,
+    INT8_VERDICT,
+    PRECISION_TIMINGS,
     OpenVinoNetwork,
     cpu_capabilities,
     model_dir,
@@ -89,35 +92,78 @@ def test_bf16_meets_the_quality_guard(weights, guard_frames):
     assert report.passed, report.summary()
 
 
-def test_int8_is_calibrated_once_and_guarded(weights, guard_frames, bus, zidane):
+def test_int8_is_calibrated_once_and_guarded(weights, guard_frames, bus, zidane, tmp_path):
     """int8 keeps most instances; whether it meets the guard is stored, and 'auto' follows that verdict."""
     calibration = [bus, zidane, camera_frames(1280, 720, 3)[1], camera_frames(640, 480, 3)[2]]
     report = calibrate_int8(weights, calibration, guard_frames, log=lambda line: None)
     assert report.kept_share >= 0.7 and np.median(report.mask_ious) >= 0.95, report.summary()
     folder = model_dir(exported_onnx(weights), cache_dir())
-    assert (resolve_precision("auto", folder)[0] == "int8") == report.passed
+    copy = tmp_path / "verdict"
+    copy.mkdir()
+    for name in (INT8_MODEL, INT8_VERDICT):
+        shutil.copy(folder / name, copy / name)
+    int8_fastest = {"int8": 1.0, "bf16": 2.0, "f32": 3.0}.__getitem__
+    assert (resolve_precision("auto", copy, int8_fastest)[0] == "int8") == report.passed
     network = folder / INT8_MODEL
     before = network.stat().st_mtime_ns
     calibrate_int8(weights, calibration[:1], guard_frames[:1], log=lambda line: None)
     assert network.stat().st_mtime_ns == before, "the int8 network is cached"
 
 
-def test_auto_precision_never_takes_an_int8_that_failed_the_guard(tmp_path):
-    assert resolve_precision("auto", tmp_path)[0] == ("bf16" if HAS_BF16 else "f32"), "not calibrated: no int8"
+class Timer:
+    """Forward times by precision, counting the precisions it was asked to time."""
+
+    def __init__(self, **ms: float) -> None:
+        self.ms, self.timed = ms, []
+
+    def __call__(self, precision: str) -> float:
+        self.timed.append(precision)
+        return self.ms[precision]
+
+
+def test_auto_takes_the_fastest_precision_here_timed_once_and_never_an_int8_that_failed_the_guard(tmp_path):
+    bf16_faster = Timer(f32=30.0, bf16=20.0, int8=10.0)
+    chosen, why = resolve_precision("auto", tmp_path, bf16_faster)
+    assert chosen == ("bf16" if HAS_BF16 else "f32"), "not calibrated: no int8"
+    assert bf16_faster.timed == (["f32", "bf16"] if HAS_BF16 else [])
+    if HAS_BF16:
+        assert why.endswith("fastest here per 640x640 forward: bf16 20.0 ms, f32 30.0 ms")
+        f32_faster = Timer(f32=20.0, bf16=30.0)
+        assert resolve_precision("auto", tmp_path, f32_faster)[0] == "bf16" and f32_faster.timed == [], "stored"
+        stored = json.loads((tmp_path / PRECISION_TIMINGS).read_text())
+        (tmp_path / PRECISION_TIMINGS).write_text(json.dumps({**stored, "cpu": "another CPU"}))
+        assert resolve_precision("auto", tmp_path, f32_faster)[0] == "f32", "timed again on another CPU"
+        assert f32_faster.timed == ["f32", "bf16"]
     (tmp_path / INT8_MODEL).write_text("<net/>")
     write_int8_verdict(tmp_path, False, "3/10 kept")
-    chosen, why = resolve_precision("auto", tmp_path)
+    chosen, why = resolve_precision("auto", tmp_path, Timer(f32=30.0, bf16=20.0, int8=1.0))
     assert chosen != "int8" and "failed" in why
     write_int8_verdict(tmp_path, True, "10/10 kept")
-    assert resolve_precision("auto", tmp_path)[0] == "int8"
+    assert resolve_precision("auto", tmp_path, Timer(f32=30.0, bf16=20.0, int8=1.0))[0] == "int8"
     with pytest.raises(ModelLoadError, match="not one of"):
-        resolve_precision("fp8", tmp_path)
+        resolve_precision("fp8", tmp_path, bf16_faster)
+
+
+def test_a_precision_that_fails_to_compile_is_not_taken_and_its_timing_not_stored(tmp_path):
+    def broken_int8(precision: str) -> float:
+        if precision == "int8":
+            raise ModelLoadError("could not read")
+        return {"f32": 30.0, "bf16": 20.0}[precision]
+
+    (tmp_path / INT8_MODEL).write_text("<net/>")
+    write_int8_verdict(tmp_path, True, "10/10 kept")
+    assert resolve_precision("auto", tmp_path, broken_int8)[0] == ("bf16" if HAS_BF16 else "f32")
+    assert not (tmp_path / PRECISION_TIMINGS).exists()
 
 
 def test_auto_prefers_openvino_and_says_why(weights):
     loaded = load_model(weights, "cpu", runtime="auto")
     assert loaded.runtime == "openvino" and not loaded.fallback
     assert "chose openvino" in loaded.choice and f"precision {loaded.precision}" in loaded.choice
+    if HAS_BF16:
+        timed = json.loads((model_dir(exported_onnx(weights), cache_dir()) / PRECISION_TIMINGS).read_text())["ms"]
+        assert loaded.precision == min(timed, key=timed.get), "the faster precision as timed on this CPU"
+        assert "fastest here per 640x640 forward" in loaded.choice
 
 
 def test_without_openvino_auto_falls_back_to_onnxruntime(monkeypatch, weights):
