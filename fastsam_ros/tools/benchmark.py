@@ -491,8 +491,8 @@ def run(output: Path, quick: bool) -> int:
                 ["frames", "raw predict", "node processing", "end-to-end over DDS", "node / raw", "end-to-end / raw"],
                 through_node,
                 "node processing: frame received to ~/instances published, measured by the node "
-                "(InstanceArray.processing_ms), with the default runtime (auto: onnxruntime on the CPU) unless "
-                "the row says otherwise. end-to-end: publish in this process to receive here, through "
+                "(InstanceArray.processing_ms), with the default runtime (auto; the node's log says what it chose) "
+                "unless the row says otherwise. end-to-end: publish in this process to receive here, through "
                 "fastsam_node in its own process. raw predict (PyTorch): measured earlier in this run.",
             )
         )
