@@ -7,12 +7,20 @@ cost 17 ms on a GPU frame with 57 instances. Here torchvision's kernel always ru
 tensors' device, on the rows of anchors above the confidence threshold only. The arithmetic
 (box conversion, best class, per-class coordinate offset of 7680 px, the NMS itself) is
 ultralytics', in the same order, so the kept rows are identical.
+
+The kernel is loaded from torchvision's compiled library without importing the torchvision
+package, whose import also loads ``torch._dynamo``: about 2 s of every start on our CPUs.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
 import torch
-import torchvision
 
 CLASS_OFFSET = 7680
 """Per-class coordinate shift that keeps boxes of different classes from suppressing each other (ultralytics' value)."""
@@ -49,4 +57,17 @@ def _suppress(rows: torch.Tensor, conf: float, iou: float, max_det: int, num_cla
     if kept.shape[0] > MAX_NMS_CANDIDATES:
         kept = kept[kept[:, 4].argsort(descending=True)[:MAX_NMS_CANDIDATES]]
     shifted = kept[:, :4] + kept[:, 5:6] * CLASS_OFFSET
-    return kept[torchvision.ops.nms(shifted, kept[:, 4], iou)[:max_det]]
+    return kept[nms_kernel()(shifted, kept[:, 4], iou)[:max_det]]
+
+
+@functools.cache
+def nms_kernel() -> Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]:
+    """torchvision's NMS operator (the one ``torchvision.ops.nms`` calls), on any device."""
+    spec = importlib.util.find_spec("torchvision")
+    folder = spec.submodule_search_locations if spec is not None else None
+    libraries = sorted(Path(folder[0]).glob("_C*.so")) if folder and "torchvision" not in sys.modules else []
+    if libraries:
+        torch.ops.load_library(str(libraries[0]))
+    else:
+        import torchvision  # noqa: F401 - registers the operator; the library's file was not found
+    return torch.ops.torchvision.nms

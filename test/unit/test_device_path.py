@@ -130,6 +130,37 @@ def test_nms_equals_ultralytics(network_outputs, names):
     assert all(torch.equal(mine, theirs[:3]) for mine, theirs in zip(few, reference, strict=True))
 
 
+@pytest.mark.parametrize(("seed", "iou"), [(0, 0.7), (1, 0.5), (2, 0.0), (3, 1.0)])
+def test_the_nms_kernel_keeps_exactly_what_torchvision_keeps(seed, iou):
+    import torchvision
+
+    from fastsam_ros.detection_nms import nms_kernel
+
+    generator = torch.Generator().manual_seed(seed)
+    corners = torch.rand(400, 2, generator=generator) * 600
+    boxes = torch.cat((corners, corners + torch.rand(400, 2, generator=generator) * 120), 1)
+    scores = torch.rand(400, generator=generator).round(decimals=2)  # ties, as in real scores
+    assert torch.equal(nms_kernel()(boxes, scores, iou), torchvision.ops.nms(boxes, scores, iou))
+
+
+def test_segmenting_does_not_import_torchvision():
+    """Its import pulls in torch._dynamo, about 2 s of every start; only its compiled NMS is needed."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from fastsam_ros.engine import SegmentationEngine\n"
+        "from fastsam_ros.model_loading import load_model\n"
+        "from fastsam_ros.tools.sample_frames import asset_image\n"
+        "engine = SegmentationEngine(load_model('yolo11n-seg.pt', 'cpu', runtime='onnxruntime'))\n"
+        "print(len(engine.segment(asset_image('bus.jpg'))), 'torchvision' in sys.modules)\n"
+    )
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300)
+    instances, imported = output.stdout.split()[-2:]
+    assert int(instances) > 0 and imported == "False"
+
+
 @pytest.mark.parametrize("sample_scale", [1.0, 0.5])
 @pytest.mark.parametrize("name", ["bus", "zidane", "crowded"])
 def test_all_at_once_mask_decode_equals_per_instance_warps(network_outputs, name, sample_scale):
