@@ -143,22 +143,23 @@ def test_the_nms_kernel_keeps_exactly_what_torchvision_keeps(seed, iou):
     assert torch.equal(nms_kernel()(boxes, scores, iou), torchvision.ops.nms(boxes, scores, iou))
 
 
-def test_segmenting_does_not_import_torchvision():
+def test_nms_does_not_import_torchvision():
     """Its import pulls in torch._dynamo, about 2 s of every start; only its compiled NMS is needed."""
     import subprocess
     import sys
 
     script = (
-        "import sys\n"
+        "import sys, torch\n"
         "from fastsam_ros.engine import SegmentationEngine\n"
-        "from fastsam_ros.model_loading import load_model\n"
-        "from fastsam_ros.tools.sample_frames import asset_image\n"
-        "engine = SegmentationEngine(load_model('yolo11n-seg.pt', 'cpu', runtime='onnxruntime'))\n"
-        "print(len(engine.segment(asset_image('bus.jpg'))), 'torchvision' in sys.modules)\n"
+        "from fastsam_ros.detection_nms import select_detections\n"
+        "prediction = torch.zeros(1, 4 + 80 + 32, 3)\n"
+        "prediction[0, :4] = torch.tensor([[50.0, 52, 300], [50, 50, 300], [40, 40, 20], [40, 40, 20]])\n"
+        "prediction[0, 4 + 7] = torch.tensor([0.9, 0.8, 0.7])\n"
+        "print(len(select_detections(prediction, 0.25, 0.7, 300, 80)[0]), 'torchvision' in sys.modules)\n"
     )
     output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300)
-    instances, imported = output.stdout.split()[-2:]
-    assert int(instances) > 0 and imported == "False"
+    kept, imported = output.stdout.split()[-2:]
+    assert kept == "2" and imported == "False", "two boxes overlap, the third lies apart"
 
 
 @pytest.mark.parametrize("sample_scale", [1.0, 0.5])
