@@ -241,14 +241,25 @@ def test_the_distance_is_the_median_of_every_pixel_of_a_small_mask():
     assert obstacle.distance == 4.5
 
 
+BAR_CAMERA = Intrinsics(fx=100.0, fy=50.0, cx=12.0, cy=20.0)
+BAR_ROW = 22
+
+
+def _bar_obstacle(first_col: int, depths: list[float]):
+    """The obstacle of a one-row bar in a 30x30 frame, seen by BAR_CAMERA with these depths."""
+    depth = np.full((30, 30), np.nan, np.float32)
+    depth[BAR_ROW, first_col : first_col + len(depths)] = depths
+    box = (first_col, BAR_ROW, first_col + len(depths), BAR_ROW + 1)
+    mask = np.ones((1, len(depths)), bool)
+    frame = MaskSet(30, 30, (Instance(box, 0.9, 0, "bar", (first_col, BAR_ROW), mask),))
+    [obstacle] = find_obstacles(frame, ObstacleSettings(min_area=1), np.ones((30, 30), bool), depth, BAR_CAMERA)
+    return obstacle, depth
+
+
 def test_the_centroid_keeps_pixels_up_to_exactly_ten_percent_from_the_median():
     """Depths 4, 5, 5, 5.5, 9 m: the median is 5 m; 5.5 m lies exactly on the 10% band and counts."""
-    mask = np.ones((1, 5), bool)
-    depth = np.full((30, 30), np.nan, np.float32)
-    depth[22, 10:15] = [4.0, 5.0, 5.0, 5.5, 9.0]
-    frame = MaskSet(30, 30, (Instance((10, 22, 15, 23), 0.9, 0, "bar", (10, 22), mask),))
-    camera = Intrinsics(fx=100.0, fy=50.0, cx=12.0, cy=20.0)
-    [obstacle] = find_obstacles(frame, ObstacleSettings(min_area=1), np.ones((30, 30), bool), depth, camera)
+    obstacle, _ = _bar_obstacle(10, [4.0, 5.0, 5.0, 5.5, 9.0])
+    camera = BAR_CAMERA
     assert obstacle.distance == 5.0
     near = [(11, 5.0), (12, 5.0), (13, 5.5)]
     expected = (
@@ -261,11 +272,8 @@ def test_the_centroid_keeps_pixels_up_to_exactly_ten_percent_from_the_median():
 
 def test_the_centroid_is_summed_in_double_precision():
     """Depths that float32 cannot hold exactly: sums in float32 would be off by ~1e-7."""
-    depth = np.full((30, 30), np.nan, np.float32)
-    depth[22, 11:14] = [5.0, 5.1, 5.3]
-    frame = MaskSet(30, 30, (Instance((11, 22, 14, 23), 0.9, 0, "bar", (11, 22), np.ones((1, 3), bool)),))
-    camera = Intrinsics(fx=100.0, fy=50.0, cx=12.0, cy=20.0)
-    [obstacle] = find_obstacles(frame, ObstacleSettings(min_area=1), np.ones((30, 30), bool), depth, camera)
+    obstacle, depth = _bar_obstacle(11, [5.0, 5.1, 5.3])
+    camera = BAR_CAMERA
     z = depth[22, 11:14].astype(np.float64)
     expected = ((np.arange(11, 14) - camera.cx) @ z / 3 / camera.fx, (22 - camera.cy) * z.mean() / camera.fy, z.mean())
     assert obstacle.centroid == pytest.approx(expected, rel=1e-12)
@@ -273,12 +281,8 @@ def test_the_centroid_is_summed_in_double_precision():
 
 def test_the_3d_box_spans_the_5th_to_95th_percentile_of_the_pixels_near_the_median():
     """The same bar: 4 m and 9 m lie outside the band; the box is taken over the three others."""
-    mask = np.ones((1, 5), bool)
-    depth = np.full((30, 30), np.nan, np.float32)
-    depth[22, 10:15] = [4.0, 5.0, 5.0, 5.5, 9.0]
-    frame = MaskSet(30, 30, (Instance((10, 22, 15, 23), 0.9, 0, "bar", (10, 22), mask),))
-    camera = Intrinsics(fx=100.0, fy=50.0, cx=12.0, cy=20.0)
-    [obstacle] = find_obstacles(frame, ObstacleSettings(min_area=1), np.ones((30, 30), bool), depth, camera)
+    obstacle, _ = _bar_obstacle(10, [4.0, 5.0, 5.0, 5.5, 9.0])
+    camera = BAR_CAMERA
     near = [(11, 5.0), (12, 5.0), (13, 5.5)]
     points = np.array([((u - camera.cx) * z / camera.fx, (22 - camera.cy) * z / camera.fy, z) for u, z in near])
     low, high = np.percentile(points, (5.0, 95.0), axis=0)
