@@ -132,11 +132,16 @@ class NodeRecording:
             self.video.write(image)
 
     def run(self, duration: float | None, frames: int | None) -> None:
-        """Record until duration seconds, `frames` instance messages, or Ctrl-C."""
+        """Record until duration seconds, `frames` instance messages, or Ctrl-C; say when the node is first heard."""
         deadline = None if duration is None else time.monotonic() + duration
+        heard = False
         try:
             while deadline is None or time.monotonic() < deadline:
-                if frames is not None and self.recorder.counts[self.instances_topic] >= frames:
+                count = self.recorder.counts[self.instances_topic]
+                if count and not heard:
+                    heard = True
+                    print(f"fastsam_record: first message on {self.instances_topic}", flush=True)
+                if frames is not None and count >= frames:
                     return
                 self.executor.spin_once(timeout_sec=0.1)
         except KeyboardInterrupt:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -138,26 +139,35 @@ def test_recording_reads_back_with_ros2_schemas(node_graph, tmp_path):
     from fastsam_ros.srv import PointPrompt
 
     client = node_graph
-    path, video = tmp_path / "run.mcap", tmp_path / "run.mp4"
-    recorder = subprocess.Popen(
-        [command("fastsam_record"), str(path), "--frames", "4", "--duration", "120", "--video", str(video)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    path, video, log = tmp_path / "run.mcap", tmp_path / "run.mp4", tmp_path / "record.log"
+    with log.open("w") as out:
+        recorder = subprocess.Popen(
+            [command("fastsam_record"), str(path), "--frames", "4", "--duration", "120", "--video", str(video)],
+            stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
     client.wait(lambda: client.node.count_subscribers("/diagnostics") > 0, 60.0, "fastsam_record to subscribe")
     client.wait(lambda: client.node.count_subscribers("/fastsam/instances") >= 2, 30.0, "fastsam_record to subscribe")
-    frames = camera_frames(1280, 720, 8)
-    sent, selected = [], None
-    for frame in frames:
-        if recorder.poll() is not None:
-            break
-        stamp = client.send(frame)
-        sent.append(stamp)
-        client.result_for(stamp, timeout=30.0)
-        if selected is None:
-            request = PointPrompt.Request(points=[Point(x=640.0, y=400.0)], labels=[1])
-            selected = client.call(PointPrompt, "/fastsam/prompt_point", request)
+    frames = iter(camera_frames(1280, 720, 40))
+    sent: list[int] = []
+
+    def heard() -> bool:
+        return "fastsam_record: first message" in log.read_text()
+
+    # Frames published before the node's publishers have matched the recorder are never
+    # delivered to it: send one at a time until the recorder hears the node, then prompt.
+    while not heard() and len(sent) < 20:
+        sent.append(client.send(next(frames)))
+        client.result_for(sent[-1], timeout=30.0)
+        settle = time.monotonic() + 2.0
+        client.wait(lambda until=settle: heard() or time.monotonic() > until, 5.0, "fastsam_record to hear the node")
+    assert heard(), log.read_text()
+    request = PointPrompt.Request(points=[Point(x=640.0, y=400.0)], labels=[1])
+    selected = client.call(PointPrompt, "/fastsam/prompt_point", request)
+    while recorder.poll() is None and len(sent) < 40:
+        sent.append(client.send(next(frames)))
+        client.result_for(sent[-1], timeout=30.0)
     client.wait(lambda: recorder.poll() is not None, 60.0, "fastsam_record to stop after 4 frames")
-    output = recorder.stdout.read()
+    output = log.read_text()
     assert recorder.returncode == 0, output
 
     topics: dict[str, list] = {}
