@@ -10,6 +10,7 @@ Kept free of ROS imports so validation is tested alone.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -166,9 +167,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         "inference_threads",
         0,
-        "CPU threads of runtime openvino; 0: every core but one, which is left to ROS (receiving frames, "
-        "services), at least one. On 2 cores one inference thread kept up with a 30 Hz camera where two "
-        "answered fewer than half of the frames.",
+        "CPU threads of runtime openvino; 0: follow the load, every core while frames arrive slower than "
+        "they are segmented (a lone frame is answered soonest) and every core but one while they queue (that "
+        "core is left to ROS: receiving frames, answering prompts).",
         low=0,
         high=256,
     ),
@@ -347,6 +348,16 @@ def coerce(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         except ConfigError as error:
             reasons.append(str(error))
     return coerced, reasons
+
+
+def inference_thread_counts(requested: int) -> tuple[int, ...]:
+    """The thread counts of runtime openvino. 0: follow the load between every core (frames do
+    not queue: a lone frame is answered soonest) and every core but one (they queue: the node's
+    own threads need a core to receive frames and answer prompts on time)."""
+    if requested:
+        return (requested,)
+    cores = os.cpu_count() or 1
+    return (max(1, cores - 1), cores)
 
 
 def validate(values: dict[str, Any], current: dict[str, Any] | None = None) -> list[str]:

@@ -116,6 +116,17 @@ class SegmentationEngine:
         """Segment every object in an (H, W, 3) uint8 BGR image."""
         return self.segment_batch([image], [stamp_ns], [frame_id])[0]
 
+    def follow_load(self, queued: bool) -> None:
+        """Tell a network whose thread count follows the load (OpenVINO's) whether frames queue."""
+        follow = getattr(self.loaded.backend, "follow_load", None)
+        if follow is not None:
+            follow(queued)
+
+    @property
+    def inference_threads(self) -> int | None:
+        """The network's thread count now, where it has one (OpenVINO's; 0: its own choice)."""
+        return getattr(self.loaded.backend, "threads", None)
+
     def warm_up(self, frame_shapes: Sequence[tuple[int, int]] | None = None, batch_sizes: Sequence[int] = (1,)) -> None:
         """Run each (batch size, frame height and width) once on blank frames, so first frames are not slow.
 

@@ -37,8 +37,10 @@ def network_inputs(loaded: LoadedModel, frames: Sequence[np.ndarray]) -> list[np
 
 def precision_quality(weights: str, precision: str, frames: Sequence[np.ndarray], threads: int = 0) -> QualityReport:
     """The quality guard of one OpenVINO precision against f32 on these frames."""
-    reference = SegmentationEngine(load_model(weights, "cpu", runtime="openvino", precision="f32", threads=threads))
-    candidate = SegmentationEngine(load_model(weights, "cpu", runtime="openvino", precision=precision, threads=threads))
+    reference = SegmentationEngine(load_model(weights, "cpu", runtime="openvino", precision="f32", threads=(threads,)))
+    candidate = SegmentationEngine(
+        load_model(weights, "cpu", runtime="openvino", precision=precision, threads=(threads,))
+    )
     expected = [reference.segment(frame) for frame in frames]
     found = [candidate.segment(frame) for frame in frames]
     return compare_frames(expected, found)
@@ -54,10 +56,10 @@ def calibrate_int8(
     """Quantise to int8 (unless cached: delete int8.xml to calibrate again), run the guard, store its verdict."""
     onnx_path = exported_onnx(weights)
     folder = model_dir(onnx_path, cache_dir())
-    reference = load_model(weights, "cpu", runtime="openvino", precision="f32", threads=threads)
+    reference = load_model(weights, "cpu", runtime="openvino", precision="f32", threads=(threads,))
     if not (folder / INT8_MODEL).is_file():
         quantize_int8(onnx_path, folder, network_inputs(reference, calibration_frames), log)
-    candidate = load_model(weights, "cpu", runtime="openvino", precision="int8", threads=threads)
+    candidate = load_model(weights, "cpu", runtime="openvino", precision="int8", threads=(threads,))
     report = compare_frames(
         [SegmentationEngine(reference).segment(frame) for frame in guard_frames],
         [SegmentationEngine(candidate).segment(frame) for frame in guard_frames],

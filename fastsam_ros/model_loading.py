@@ -152,13 +152,14 @@ def load_model(
     half: bool = False,
     runtime: str = "torch",
     precision: str = "auto",
-    threads: int = 0,
+    threads: tuple[int, ...] = (0,),
 ) -> LoadedModel:
     """Load weights onto a device, failing with one clear ModelLoadError.
 
-    precision and threads apply to runtime openvino (precision 'auto': int8 where its
-    quality guard passed on this machine, else bf16 where the CPU has it, else f32;
-    threads 0: OpenVINO's own choice). Under runtime 'auto' a CPU runtime that fails to
+    precision and threads apply to runtime openvino (precision 'auto': the fastest here of
+    the precisions that pass the quality guard, see ``resolve_precision``; threads: the
+    thread counts, 0 for OpenVINO's own choice; with several the network follows the
+    load, see ``OpenVinoNetwork``). Under runtime 'auto' a CPU runtime that fails to
     load gives way to the next one, and the reason is kept in ``fallback``.
     """
     os.environ.setdefault("YOLO_VERBOSE", "False")
@@ -234,8 +235,16 @@ def _segmentation_network(model: str, weights: str) -> torch.nn.Module:
     return network
 
 
+def _threads_text(counts: tuple[int, ...]) -> str:
+    if len(counts) > 1:
+        return f"inference threads follow the load: {counts[-1]} while frames do not queue, {counts[0]} while they do"
+    if not counts[0]:
+        return "OpenVINO chooses the inference threads"
+    return f"{counts[0]} inference thread{'s' if counts[0] > 1 else ''}"
+
+
 def _load_cpu_runtime(
-    runtime: str, model: str, weights: str, device: torch.device, precision: str, threads: int
+    runtime: str, model: str, weights: str, device: torch.device, precision: str, threads: tuple[int, ...]
 ) -> LoadedModel:
     """The network on ONNX Runtime or OpenVINO, from the weights' cached ONNX export."""
     from fastsam_ros.onnx_runtime import export_path, exported_onnx
@@ -249,7 +258,7 @@ def _load_cpu_runtime(
         from fastsam_ros.openvino_runtime import load_network
 
         network, chosen, why = load_network(exported_onnx(weights), precision, threads)
-        dynamic, choice = True, f"precision {chosen} ({why})"
+        dynamic, choice = True, f"precision {chosen} ({why}); {_threads_text(network.thread_counts)}"
     else:
         from fastsam_ros.onnx_runtime import OnnxNetwork, onnx_available
 

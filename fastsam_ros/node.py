@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -56,11 +55,6 @@ DUPLICATE_CHECK_PERIOD_S = 2.0
 DUPLICATE_CHECKS = 10
 """Discovery may take seconds on a busy host: the graph is checked for a node of the same name
 every DUPLICATE_CHECK_PERIOD_S for the first DUPLICATE_CHECKS periods, and a match warned about once."""
-
-
-def inference_threads(requested: int) -> int:
-    """0 means every core but one: the node's own threads need a core to receive frames on time."""
-    return requested or max(1, (os.cpu_count() or 2) - 1)
 
 
 def engine_settings(values: dict[str, Any]) -> EngineSettings:
@@ -210,7 +204,7 @@ class FastSamBehaviour(Node):
         started = time.perf_counter()
         loaded = load_model(
             *(values[name] for name in ("model", "device", "half", "runtime", "precision")),
-            inference_threads(values["inference_threads"]),
+            config.inference_thread_counts(values["inference_threads"]),
         )
         if loaded.fallback:
             log.warning(loaded.fallback)
@@ -308,6 +302,9 @@ class FastSamBehaviour(Node):
             "model": loaded.source,
             "cameras": str(len(self.channels)),
         }
+        threads = configured.engine.inference_threads
+        if threads is not None:
+            extra["inference threads"] = str(threads or "auto")
         report = self.health.report(extra=extra)
         status = DiagnosticStatus(
             level=bytes([report.level]),
@@ -333,8 +330,9 @@ class FastSamBehaviour(Node):
             )
             self._drops_logged = dropped
 
-    def _process(self, frames: dict[str, ReceivedFrame]) -> None:
-        """Every camera's newest frame through one forward pass, then each through its channel.
+    def _process(self, frames: dict[str, ReceivedFrame], queued: bool) -> None:
+        """Every camera's newest frame through one forward pass, then each through its channel;
+        queued: frames were already waiting, which the network's thread count may follow.
 
         Runs on the worker. Each stage is contained: a frame that cannot be decoded is
         refused, a failed forward pass fails that batch, a failed publish fails that camera
@@ -354,6 +352,7 @@ class FastSamBehaviour(Node):
                 self._frames_failed(error, [camera])
         if not batch:
             return
+        configured.engine.follow_load(queued)
         headers = [frame.msg.header for _, frame, _ in batch]
         try:
             mask_sets = configured.engine.segment_batch(

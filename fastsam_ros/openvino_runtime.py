@@ -129,8 +129,9 @@ def _precision_timings(folder: Path, candidates: list[str], forward_ms: Callable
     return timings
 
 
-def forward_ms(onnx_path: Path, precision: str, threads: int, cache: Path, runs: int = 5) -> float:
-    """Median ms of the network's forward pass at PROBE_SHAPE in this precision (compiled and cached)."""
+def forward_ms(onnx_path: Path, precision: str, threads: tuple[int, ...], cache: Path, runs: int = 5) -> float:
+    """Median ms of the network's forward pass at PROBE_SHAPE in this precision (compiled and cached),
+    on the most of the thread counts: a lone frame's case."""
     compiled = OpenVinoNetwork(onnx_path, precision, threads, cache).compiled(PROBE_SHAPE)
     batch = np.zeros(PROBE_SHAPE, np.float32)
     compiled(batch)
@@ -182,7 +183,7 @@ def write_int8_verdict(folder: Path, passed: bool, summary: str) -> None:
     (folder / INT8_VERDICT).write_text(json.dumps({"passed": bool(passed), "summary": summary}) + "\n")
 
 
-def load_network(onnx_path: Path, precision: str, threads: int) -> tuple[OpenVinoNetwork, str, str]:
+def load_network(onnx_path: Path, precision: str, threads: tuple[int, ...]) -> tuple[OpenVinoNetwork, str, str]:
     """The network at the resolved precision, compiled for one shape now so that a failure shows at load."""
     if not openvino_available():
         raise ModelLoadError("runtime 'openvino' needs the package openvino: pip install it")
@@ -225,14 +226,22 @@ def onnx_metadata(onnx_path: Path, folder: Path) -> dict[str, str]:
 
 
 class OpenVinoNetwork:
-    """Called like ultralytics' AutoBackend: a float NCHW batch in, [detections, prototypes] out."""
+    """Called like ultralytics' AutoBackend: a float NCHW batch in, [detections, prototypes] out.
 
-    def __init__(self, onnx_path: Path, precision: str, threads: int, cache: Path) -> None:
+    With more than one thread count the network follows the load (``follow_load``): the
+    most threads while frames do not queue, so a lone frame is answered soonest, and the
+    fewest while they do, so the cores left over receive frames and answer prompts. A
+    compiled model does not depend on its thread count: each shape is compiled once and
+    imported once more per further thread count, on first use.
+    """
+
+    def __init__(self, onnx_path: Path, precision: str, threads: tuple[int, ...], cache: Path) -> None:
         import openvino as ov
 
         self.folder = model_dir(onnx_path, cache)
         self.precision = precision
-        self.threads = threads
+        self.thread_counts = tuple(sorted(set(threads)))
+        self.threads = self.thread_counts[-1]
         metadata = onnx_metadata(onnx_path, self.folder)
         if metadata.get("task", "segment") != "segment":
             raise ModelLoadError(f"'{onnx_path}' is a '{metadata['task']}' model; a segmentation model is required")
@@ -245,33 +254,37 @@ class OpenVinoNetwork:
             self._model = self._core.read_model(str(source))
         except RuntimeError as error:
             raise ModelLoadError(f"OpenVINO could not read '{source}' ({error}); delete it to rebuild it") from error
-        self._config = {
-            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-            "PERFORMANCE_HINT": "LATENCY",
-            "NUM_STREAMS": 1,
-            "INFERENCE_NUM_THREADS": threads,
-            # Unpinned, the OS can move inference threads off a core that the node's
-            # callbacks (services, DDS, mask encoding) need at that moment.
-            "ENABLE_CPU_PINNING": False,
+        self._configs = {
+            count: {
+                "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+                "PERFORMANCE_HINT": "LATENCY",
+                "NUM_STREAMS": 1,
+                "INFERENCE_NUM_THREADS": count,
+                # Unpinned, the OS can move inference threads off a core that the node's
+                # callbacks (services, DDS, mask encoding) need at that moment.
+                "ENABLE_CPU_PINNING": False,
+            }
+            for count in self.thread_counts
         }
-        self._compiled: OrderedDict[tuple[int, ...], object] = OrderedDict()
+        self._compiled: OrderedDict[tuple[int, ...], dict[int, object]] = OrderedDict()
         for blob in sorted(self._blobs(), key=lambda path: path.stat().st_mtime)[-MAX_COMPILED_SHAPES:]:
             shape = tuple(int(n) for n in blob.stem.rsplit("-", 1)[1].split("x"))
-            self._compiled[shape] = self._import(blob)
+            self._compiled[shape] = {self.threads: self._import(blob)}
 
     @property
     def compiled_shapes(self) -> list[tuple[int, ...]]:
         return list(self._compiled)
 
-    def _blob_prefix(self) -> str:
-        return f"{self.precision}-t{self.threads}"
+    def follow_load(self, queued: bool) -> None:
+        """Threads for the next frames: the fewest when frames queue, else the most."""
+        self.threads = self.thread_counts[0] if queued else self.thread_counts[-1]
 
     def _blobs(self) -> list[Path]:
-        return list(self.folder.glob(f"{self._blob_prefix()}-*.blob")) if self.folder.is_dir() else []
+        return list(self.folder.glob(f"{self.precision}-[0-9]*.blob")) if self.folder.is_dir() else []
 
     def _import(self, blob: Path):
         try:
-            return self._core.import_model(blob.read_bytes(), "CPU", self._config)
+            return self._core.import_model(blob.read_bytes(), "CPU", self._configs[self.threads])
         except (OSError, RuntimeError) as error:
             reason = [line for line in str(error).splitlines() if line.strip()][-1:] or [type(error).__name__]
             raise ModelLoadError(
@@ -279,26 +292,32 @@ class OpenVinoNetwork:
             ) from error
 
     def compiled(self, shape: tuple[int, ...]):
-        """The compiled model of one input shape: from memory, from disk, or compiled now and stored."""
-        found = self._compiled.get(shape)
-        if found is not None:
-            self._compiled.move_to_end(shape)
-            return found
-        blob = self.folder / f"{self._blob_prefix()}-{'x'.join(map(str, shape))}.blob"
-        if blob.is_file():
-            found = self._import(blob)
-        else:
-            model = self._model.clone()
-            model.reshape({model.inputs[0].get_any_name(): list(shape)})
-            found = self._core.compile_model(model, "CPU", self._config)
-            self._store(found, blob)
-        self._compiled[shape] = found
+        """The compiled model of one input shape at the current thread count: from memory, from
+        disk, or compiled now and stored."""
+        by_threads = self._compiled.get(shape, {})
+        found = by_threads.get(self.threads)
+        if found is None:
+            blob = self.folder / f"{self.precision}-{'x'.join(map(str, shape))}.blob"
+            if blob.is_file():
+                found = self._import(blob)
+            else:
+                model = self._model.clone()
+                model.reshape({model.inputs[0].get_any_name(): list(shape)})
+                found = self._core.compile_model(model, "CPU", self._configs[self.threads])
+                self._store(found, blob)
+            by_threads[self.threads] = found
+        self._compiled[shape] = by_threads
+        self._compiled.move_to_end(shape)
         if len(self._compiled) > MAX_COMPILED_SHAPES:
             self._compiled.popitem(last=False)
         return found
 
     def _store(self, compiled, blob: Path) -> None:
-        stale = sorted(self._blobs(), key=lambda path: path.stat().st_mtime)[: -MAX_COMPILED_SHAPES + 1]
+        # Blobs named with a thread count come from versions that compiled per thread count.
+        stale = [
+            *self.folder.glob(f"{self.precision}-t*.blob"),
+            *sorted(self._blobs(), key=lambda path: path.stat().st_mtime)[: -MAX_COMPILED_SHAPES + 1],
+        ]
         staged = blob.with_name(f"{blob.name}.{os.getpid()}.part")
         try:
             blob.parent.mkdir(parents=True, exist_ok=True)

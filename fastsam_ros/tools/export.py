@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.precision == "int8":
         report = calibrate_int8(weights, calibration_frames(), guard_frames(), threads=args.threads)
         return 0 if report.passed else 1
-    loaded = load_model(weights, "cpu", runtime="openvino", precision=args.precision, threads=args.threads)
+    loaded = load_model(weights, "cpu", runtime="openvino", precision=args.precision, threads=(args.threads,))
     print(f"compiled {weights} for OpenVINO {loaded.precision}: {loaded.choice}")
     return 0
 

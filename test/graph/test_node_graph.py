@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -103,3 +106,34 @@ def test_4k_frame_is_segmented(node_graph, bus):
     result = node_graph.result_for(node_graph.send(frame), timeout=120.0)
     assert (result.width, result.height) == (3840, 2160)
     assert "bus" in [i.class_name for i in result.instances]
+
+
+def test_inference_threads_follow_the_load(node_graph, zidane):
+    """Runtime openvino at inference_threads 0: every core for lone frames, one left to ROS while frames queue."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    cores = os.cpu_count() or 1
+    diagnostics: list[DiagnosticArray] = []
+    subscription = node_graph.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+
+    def threads_now() -> str:
+        """The inference threads in the first /diagnostics message published after now."""
+        now = time.time_ns()
+        node_graph.wait(lambda: any(_stamp(d) > now for d in diagnostics), 10.0, "diagnostics")
+        latest = next(d for d in diagnostics if _stamp(d) > now)
+        return {kv.key: kv.value for kv in latest.status[0].values}["inference threads"]
+
+    try:
+        sent = []
+        until = time.monotonic() + 3.0
+        while time.monotonic() < until:  # about 20 frames a second, faster than they are segmented
+            sent.append(node_graph.send(zidane))
+            node_graph.spin()
+        received = node_graph.received["instances"]
+        node_graph.wait(lambda: {_stamp(m) for m in received} & set(sent[-3:]), 30.0, "the stream's last frames")
+        assert threads_now() == str(max(1, cores - 1))
+        for _ in range(3):
+            node_graph.result_for(node_graph.send(zidane))
+        assert threads_now() == str(cores)
+    finally:
+        node_graph.node.destroy_subscription(subscription)

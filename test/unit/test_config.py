@@ -250,13 +250,12 @@ def test_camera_and_name_messages_say_exactly_what_is_wrong():
     assert config.validate({"model": "  "}) == ["model: must not be empty"]
 
 
-def test_openvino_threads_default_to_every_core_but_one():
+def test_openvino_threads_default_to_following_the_load():
     import os
 
-    from fastsam_ros.node import inference_threads
-
-    assert inference_threads(0) == max(1, (os.cpu_count() or 2) - 1)
-    assert inference_threads(3) == 3
+    cores = os.cpu_count() or 1
+    assert config.inference_thread_counts(0) == (max(1, cores - 1), cores)
+    assert config.inference_thread_counts(3) == (3,)
 
 
 def test_the_docs_quote_an_empty_choice_and_show_a_range_only_with_both_ends():

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastsam_ros.frame_mailbox import LatestFrameMailbox
+from fastsam_ros.frame_mailbox import PACE_SMOOTHING, LatestFrameMailbox
 
 SLOTS = st.sampled_from(["", "front", "rear", "left"])
 
@@ -80,3 +81,21 @@ def test_close_wakes_a_waiting_worker_and_discards_waiting_items():
     assert mailbox.closed is True
     mailbox.put(1, "front")
     assert mailbox.take_all(timeout=30) == {}, "a closed mailbox hands out nothing, and does not wait"
+
+
+def test_arrival_gap_is_the_fastest_cameras_smoothed_pace_and_forgets_a_quiet_camera():
+    mailbox: LatestFrameMailbox[int] = LatestFrameMailbox()
+    mailbox.put(1, "front", now=10.0)
+    assert mailbox.arrival_gap(now=10.0) is None, "one frame has no pace"
+    for index, now in enumerate((10.1, 10.2, 10.3)):
+        mailbox.put(index, "front", now=now)
+    assert mailbox.arrival_gap(now=10.3) == pytest.approx(0.1)
+    mailbox.put(9, "front", now=10.7)
+    assert mailbox.arrival_gap(now=10.7) == pytest.approx(0.1 + PACE_SMOOTHING * 0.3), "smoothed, not the last gap"
+    for now in (10.6, 10.65, 10.7):
+        mailbox.put(0, "rear", now=now)
+    assert mailbox.arrival_gap(now=10.7) == pytest.approx(0.05), "the fastest camera"
+    mailbox.take_all(timeout=0)
+    assert mailbox.arrival_gap(now=10.7) == pytest.approx(0.05), "taking frames does not change the pace"
+    assert mailbox.arrival_gap(now=10.8) == pytest.approx(0.1), "the rear camera's silence counts"
+    assert mailbox.arrival_gap(now=12.0) == pytest.approx(1.3), "and the front camera's"

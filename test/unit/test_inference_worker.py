@@ -20,7 +20,7 @@ def test_an_exception_from_processing_does_not_end_the_worker():
     mailbox: LatestFrameMailbox[int] = LatestFrameMailbox()
     processed, errors = [], []
 
-    def process(frames: dict[str, int]) -> None:
+    def process(frames: dict[str, int], queued: bool) -> None:
         if frames[""] == 1:
             raise RuntimeError("bad frame")
         processed.append(frames[""])
@@ -40,7 +40,7 @@ def test_a_dead_worker_is_restarted_by_check_and_says_why():
     mailbox: LatestFrameMailbox[int] = LatestFrameMailbox()
     processed = []
 
-    def process(frames: dict[str, int]) -> None:
+    def process(frames: dict[str, int], queued: bool) -> None:
         if frames[""] == 1:
             raise RuntimeError("bad frame")
         processed.append(frames[""])
@@ -61,7 +61,39 @@ def test_a_dead_worker_is_restarted_by_check_and_says_why():
 
 def test_stop_ends_the_thread_and_a_stopped_worker_is_not_restarted():
     mailbox: LatestFrameMailbox[int] = LatestFrameMailbox()
-    worker = InferenceWorker(mailbox, lambda frames: None, lambda error: None)
+    worker = InferenceWorker(mailbox, lambda frames, queued: None, lambda error: None)
     worker.stop(timeout=5.0)
     assert not worker.alive and worker.check() is None
     assert not any(t.name == "fastsam_inference" for t in threading.enumerate())
+
+
+def test_frames_queue_when_a_camera_is_faster_than_the_processing_and_not_for_request_and_response():
+    """Processing takes 40 ms. A client that sends the next frame once answered never queues, however
+    eager; a camera every 5 ms does; once it slows to every 150 ms the frames stop queueing."""
+    mailbox: LatestFrameMailbox[int] = LatestFrameMailbox()
+    calls: list[tuple[int, bool]] = []
+    done = threading.Event()
+
+    def process(frames: dict[str, int], queued: bool) -> None:
+        time.sleep(0.04)
+        calls.append((frames[""], queued))
+        done.set()
+
+    worker = InferenceWorker(mailbox, process, lambda error: None)
+    for frame in range(8):
+        done.clear()
+        mailbox.put(frame)
+        assert done.wait(5.0)
+    assert [queued for _, queued in calls] == [False] * 8
+    for frame in range(100, 200):
+        mailbox.put(frame)
+        time.sleep(0.005)
+    _wait(lambda: calls[-1][0] == 199)
+    streamed = [queued for frame, queued in calls if frame >= 100]
+    assert streamed[2:] == [True] * len(streamed[2:]), streamed
+    for frame in range(300, 312):
+        time.sleep(0.15)
+        mailbox.put(frame)
+    _wait(lambda: calls[-1][0] == 311)
+    assert [queued for frame, queued in calls if frame >= 306] == [False] * 6
+    worker.stop()

@@ -204,6 +204,28 @@ def test_compiled_models_are_rebuilt_for_new_weights(private_cache, bus):
     assert [i.box for i in ours.instances] != [i.box for i in theirs.instances], "the new weights are in use"
 
 
+def test_the_thread_count_follows_the_load_on_one_compile_per_shape(private_cache, bus):
+    """Most threads while frames do not queue, fewest while they do; the other count imports the same blob."""
+    loaded = load_model(str(private_cache), "cpu", runtime="openvino", precision="f32", threads=(2, 1))
+    network, engine = loaded.backend, SegmentationEngine(loaded)
+    assert "2 while frames do not queue, 1 while they do" in loaded.choice
+    legacy = network.folder / "f32-t1-1x3x64x64.blob"
+    legacy.write_bytes(b"a blob of an older version")
+    wide = engine.segment(bus)
+    shape = network.compiled_shapes[-1]
+    wide_model = network.compiled(shape)
+    assert wide_model.get_property("INFERENCE_NUM_THREADS") == 2
+    engine.follow_load(True)
+    narrow = engine.segment(bus)
+    assert network.compiled(shape).get_property("INFERENCE_NUM_THREADS") == 1
+    assert [i.box for i in narrow.instances] == [i.box for i in wide.instances]
+    engine.follow_load(False)
+    assert network.compiled(shape) is wide_model
+    blobs = sorted(path.name for path in network.folder.glob("*.blob"))
+    assert blobs == sorted(f"f32-{'x'.join(map(str, s))}.blob" for s in network.compiled_shapes)
+    assert not legacy.exists()
+
+
 def test_a_corrupt_compiled_model_is_refused_clearly(private_cache, weights):
     first = load_model(weights, "cpu", runtime="openvino", precision="f32")
     [blob] = first.backend.folder.glob("*.blob")
