@@ -12,6 +12,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +23,9 @@ DEFAULT_TOPIC = "/camera/image_raw"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def paced(frames: Iterator[SourceFrame], rate: float | None) -> Iterator[SourceFrame]:
-    """Frames released at their due times: every 1/rate s, else at the source's own offsets.
+def paced(frames: Iterator[SourceFrame], rate: float | None, stop: threading.Event) -> Iterator[SourceFrame]:
+    """Frames released at their due times: every 1/rate s, else at the source's own offsets,
+    until stop is set.
 
     Due times are kept on one schedule from the first frame, so a late frame does not
     shift the ones after it. Frames with neither (a live camera) go as they come.
@@ -33,8 +35,8 @@ def paced(frames: Iterator[SourceFrame], rate: float | None) -> Iterator[SourceF
         now = time.monotonic()
         start = now if start is None else start
         due = index / rate if rate is not None else None if frame.offset_ns is None else frame.offset_ns / 1e9
-        if due is not None and start + due > now:
-            time.sleep(start + due - now)
+        if stop.wait(max(0.0, start + due - now) if due is not None else 0.0):
+            return
         yield frame
 
 
@@ -85,14 +87,13 @@ class Player:
         self.publisher = self.node.create_publisher(Image, topic, qos_profile_sensor_data)
         self.frame_id = frame_id
 
-    def wait_for_subscribers(self, count: int, timeout: float, process=None) -> bool:
+    def wait_for_subscribers(self, count: int, timeout: float, stop: threading.Event, process=None) -> bool:
         deadline = time.monotonic() + timeout
         while self.publisher.get_subscription_count() < count:
             if process is not None and process.poll() is not None:
                 raise RuntimeError(f"fastsam_node exited with code {process.returncode} before subscribing")
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or stop.wait(0.1):
                 return False
-            time.sleep(0.1)
         return True
 
     def publish(self, image) -> int:
@@ -137,8 +138,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def play(args: argparse.Namespace) -> int:
-    """Publish the source; the number of frames published."""
+def play(args: argparse.Namespace, stop: threading.Event) -> int:
+    """Publish the source until it ends or stop is set; the number of frames published."""
     from tqdm import tqdm
 
     from fastsam_ros.tools.node_driver import start_node, stop_node
@@ -154,19 +155,17 @@ def play(args: argparse.Namespace) -> int:
             for parameter in args.param:
                 ros_args += ["-p", parameter]
             process = start_node(ros_args, dict(os.environ), args.node_log)
-        if not player.wait_for_subscribers(args.subscribers, args.wait, process):
+        if not player.wait_for_subscribers(args.subscribers, args.wait, stop, process) and not stop.is_set():
             print(f"fastsam_play: too few subscribers on {args.topic}; publishing anyway", file=sys.stderr)
         total = min(filter(None, (None if args.loop else source.length, args.limit)), default=None)
         with tqdm(total=total, unit="frame", disable=args.quiet) as bar:
-            for frame in paced(passes(source, args.loop), args.rate or source.default_rate):
+            for frame in paced(passes(source, args.loop), args.rate or source.default_rate, stop):
                 player.publish(frame.image)
                 published += 1
                 bar.update()
                 if published == args.limit:
                     break
-        time.sleep(args.linger)
-    except KeyboardInterrupt:
-        pass
+        stop.wait(args.linger)
     finally:
         player.close()
         if process is not None:
@@ -174,15 +173,22 @@ def play(args: argparse.Namespace) -> int:
     return published
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+def stop_on_signals() -> threading.Event:
+    """An event set by Ctrl-C or `kill`, which playback checks between frames and waits on.
+
+    Raising from the handler instead could land inside rclpy in the middle of a call and
+    leave it unable to shut down; the node started here is stopped on the way out either way.
+    """
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda signum, frame: stop.set())
+    return stop
 
 
 def main(argv: list[str] | None = None) -> None:
+    stop = stop_on_signals()
     args = parse_args(argv)
-    # `kill` stops playback like Ctrl-C does, so the node started here is stopped too.
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        play(args)
+        play(args, stop)
     except (SourceError, RuntimeError) as error:
         sys.exit(f"fastsam_play: {error}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import itertools
+import threading
+import time
 
 import cv2
 import numpy as np
@@ -98,9 +100,16 @@ def test_looping_keeps_the_clock_running_across_passes(tmp_path):
     assert len(list(passes(VideoSource(str(path)), loop=False))) == 3
 
 
-def test_pacing_keeps_every_frame_in_order():
+def test_pacing_keeps_every_frame_in_order_and_ends_as_soon_as_stopped():
     frames = list(itertools.islice(VideoSource(str(sample_video("vtest.avi"))).frames(), 3))
-    assert [f.offset_ns for f in paced(iter(frames), 1000.0)] == [f.offset_ns for f in frames]
+    stop = threading.Event()
+    assert [f.offset_ns for f in paced(iter(frames), 1000.0, stop)] == [f.offset_ns for f in frames]
+    released = []
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    for frame in paced(iter(frames * 10), 2.0, stop):
+        released.append(frame)
+    assert len(released) == 1 and time.monotonic() - started < 2.0, "the 0.5 s wait for the second frame ends at stop"
 
 
 def test_prompt_requests_are_checked_before_reaching_the_node():
