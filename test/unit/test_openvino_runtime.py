@@ -92,8 +92,11 @@ def test_bf16_meets_the_quality_guard(weights, guard_frames):
     assert report.passed, report.summary()
 
 
-def test_int8_is_calibrated_once_and_guarded(weights, guard_frames, bus, zidane, tmp_path):
-    """int8 keeps most instances; whether it meets the guard is stored, and 'auto' follows that verdict."""
+def test_int8_is_calibrated_once_and_guarded(private_cache, weights, guard_frames, bus, zidane, tmp_path):
+    """int8 keeps most instances; whether it meets the guard is stored, and 'auto' follows that verdict.
+
+    In a private cache: the one-frame guard below stores a verdict that would make every later
+    node of the session run int8."""
     calibration = [bus, zidane, camera_frames(1280, 720, 3)[1], camera_frames(640, 480, 3)[2]]
     report = calibrate_int8(weights, calibration, guard_frames, log=lambda line: None)
     assert report.kept_share >= 0.7 and np.median(report.mask_ious) >= 0.95, report.summary()
