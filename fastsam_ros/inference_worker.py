@@ -1,14 +1,13 @@
 """The one thread that runs inference, supervised so that no frame can end it.
 
 Every camera's newest frame is taken from the mailbox at once and handed to the node's
-processing function, with whether frames queue: the fastest camera's frames arrive
-more often than the worker, smoothed alike, gets through a batch. A client that sends its
-next frame only once it has the answer arrives slower by its round trip, so it never
-queues. An exception from
-that function is reported and the worker goes on with the next frames. Should the thread
-die all the same (an exception from the reporting itself, say), ``check`` notices,
-restarts it and says why, so a node never keeps answering prompts from an old frame
-while silently segmenting nothing.
+processing function, with whether frames queue: the fastest camera's frames arrive more
+often than the worker, smoothed alike, gets through a batch. A client that sends its next
+frame only once it has the answer arrives slower by its round trip, so it never queues.
+An exception from the processing function is reported and the worker goes on with the
+next frames. Should the thread die all the same (an exception from the reporting itself,
+say), ``check`` notices, restarts it and says why, so a node never keeps answering
+prompts from an old frame while silently segmenting nothing.
 """
 
 from __future__ import annotations

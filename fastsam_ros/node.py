@@ -332,7 +332,7 @@ class FastSamBehaviour(Node):
 
     def _process(self, frames: dict[str, ReceivedFrame], queued: bool) -> None:
         """Every camera's newest frame through one forward pass, then each through its channel;
-        queued: frames were already waiting, which the network's thread count may follow.
+        queued: frames arrive faster than they are processed, which the network's thread count follows.
 
         Runs on the worker. Each stage is contained: a frame that cannot be decoded is
         refused, a failed forward pass fails that batch, a failed publish fails that camera
