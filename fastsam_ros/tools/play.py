@@ -20,6 +20,9 @@ from pathlib import Path
 from fastsam_ros.tools.frame_sources import FOLDER_RATE, SourceError, SourceFrame, open_source
 
 DEFAULT_TOPIC = "/camera/image_raw"
+MATCH_SETTLE_S = 0.5
+"""A subscriber counted here has matched this publisher, but its own side may need a moment more
+to match back; a best-effort frame sent before then is lost to it (on a busy host, often the first)."""
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -94,6 +97,7 @@ class Player:
                 raise RuntimeError(f"fastsam_node exited with code {process.returncode} before subscribing")
             if time.monotonic() > deadline or stop.wait(0.1):
                 return False
+        stop.wait(MATCH_SETTLE_S)
         return True
 
     def publish(self, image) -> int:

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 from geometry_msgs.msg import Point
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from fastsam_ros.ros_convert import image_to_bgr, stamp_to_ns
@@ -31,11 +31,15 @@ def command(name: str) -> str:
 
 
 class CameraTap:
-    """Every frame on the camera topic, as the node sees it: (stamp ns, frame_id, BGR pixels)."""
+    """Every frame on the camera topic, as the node sees it: (stamp ns, frame_id, BGR pixels).
+
+    Best effort like the node, but with room for every frame of a test: this process may
+    not spin for a while when the node takes both cores."""
 
     def __init__(self, client) -> None:
         self.frames: list[tuple[int, str, np.ndarray]] = []
-        self.subscription = client.node.create_subscription(Image, CAMERA, self._on_frame, qos_profile_sensor_data)
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self.subscription = client.node.create_subscription(Image, CAMERA, self._on_frame, qos)
 
     def _on_frame(self, msg: Image) -> None:
         self.frames.append((stamp_to_ns(msg.header.stamp), msg.header.frame_id, image_to_bgr(msg)))
@@ -63,7 +67,10 @@ def play(client, *args: str, timeout: float = 60.0) -> subprocess.CompletedProce
 
 def drain(client, tap: CameraTap, count: int) -> None:
     """Until the tap has count frames and the node has answered the last one."""
-    client.wait(lambda: len(tap.frames) >= count, 10.0, f"{count} frames on the camera topic")
+    try:
+        client.wait(lambda: len(tap.frames) >= count, 10.0, f"{count} frames on the camera topic")
+    except TimeoutError as error:
+        raise TimeoutError(f"{error}; got {len(tap.frames)}") from None
     client.result_for(tap.frames[-1][0], timeout=30.0)
 
 
@@ -76,7 +83,8 @@ def check_pace_and_answers(client, tap: CameraTap, count: int, rate: float, fram
     intervals = np.diff(stamps) / 1e9
     achieved = 1.0 / float(np.median(intervals))
     assert achieved == pytest.approx(rate, rel=0.15), f"median interval {np.median(intervals):.3f} s"
-    answered = [stamp_to_ns(m.header.stamp) for m in client.received["instances"]]
+    # An answer to a frame sent before this playback (the fixture's warm-up) may arrive late on a busy host.
+    answered = [s for s in (stamp_to_ns(m.header.stamp) for m in client.received["instances"]) if s >= stamps[0]]
     assert answered and set(answered) <= set(stamps) and answered == sorted(answered)
     print(f"\nplay: {count} frames requested at {rate} Hz, achieved {achieved:.2f} Hz; node answered {len(answered)}")
     return achieved
