@@ -132,8 +132,13 @@ def test_inference_threads_follow_the_load(node_graph, zidane):
         received = node_graph.received["instances"]
         node_graph.wait(lambda: {_stamp(m) for m in received} & set(sent[-3:]), 30.0, "the stream's last frames")
         assert threads_now() == str(max(1, cores - 1))
-        for _ in range(3):
+        # Both paces are smoothed, so the node comes back to every core within a few lone frames.
+        back = None
+        for count in range(1, 16):
             node_graph.result_for(node_graph.send(zidane))
-        assert threads_now() == str(cores)
+            if count % 3 == 0 and threads_now() == str(cores):
+                back = count
+                break
+        assert back is not None, "still on fewer threads after 15 lone frames"
     finally:
         node_graph.node.destroy_subscription(subscription)

@@ -7,6 +7,7 @@ pace, stamps and pixels, and the node's answers for the same stamps.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -65,39 +66,39 @@ def play(client, *args: str, timeout: float = 60.0) -> subprocess.CompletedProce
     return output
 
 
-def drain(client, tap: CameraTap, count: int) -> None:
-    """Until the tap has count frames and the node has answered the last one."""
-    try:
-        client.wait(lambda: len(tap.frames) >= count, 10.0, f"{count} frames on the camera topic")
-    except TimeoutError as error:
-        raise TimeoutError(f"{error}; got {len(tap.frames)}") from None
+def check_played(client, tap: CameraTap, expected: list[np.ndarray], rate: float, frame_id: str) -> float:
+    """The tap's frames are the source's, in order, at the rate, with the frame_id, and the node
+    answered them in order. Returns the achieved rate.
+
+    Frames are best-effort, as from a camera: on a busy host one may be lost on its way to this
+    process (the player's progress bar counts what it published), so one missing is allowed.
+    """
+    count = len(expected)
+    with contextlib.suppress(TimeoutError):
+        client.wait(lambda: len(tap.frames) >= count, 10.0, "every frame on the camera topic")
+    assert count - 1 <= len(tap.frames) <= count, f"{len(tap.frames)} of {count} frames arrived"
     client.result_for(tap.frames[-1][0], timeout=30.0)
-
-
-def check_pace_and_answers(client, tap: CameraTap, count: int, rate: float, frame_id: str) -> float:
-    """Frames in order, at the rate, with the frame_id; the node's answers in order. Returns the achieved rate."""
+    indices = [
+        next((i for i, want in enumerate(expected) if np.array_equal(got, want)), -1) for _, _, got in tap.frames
+    ]
+    assert -1 not in indices and indices == sorted(set(indices)), f"source frames in arrival order: {indices}"
     stamps = [stamp for stamp, _, _ in tap.frames]
-    assert len(stamps) == count
-    assert stamps == sorted(stamps) and len(set(stamps)) == count
     assert {frame for _, frame, _ in tap.frames} == {frame_id}
-    intervals = np.diff(stamps) / 1e9
+    intervals = np.diff(stamps) / 1e9 / np.diff(indices)
     achieved = 1.0 / float(np.median(intervals))
     assert achieved == pytest.approx(rate, rel=0.15), f"median interval {np.median(intervals):.3f} s"
     # An answer to a frame sent before this playback (the fixture's warm-up) may arrive late on a busy host.
     answered = [s for s in (stamp_to_ns(m.header.stamp) for m in client.received["instances"]) if s >= stamps[0]]
     assert answered and set(answered) <= set(stamps) and answered == sorted(answered)
-    print(f"\nplay: {count} frames requested at {rate} Hz, achieved {achieved:.2f} Hz; node answered {len(answered)}")
+    print(f"\nplay: {len(stamps)} of {count} frames at {rate} Hz, achieved {achieved:.2f} Hz; answered {len(answered)}")
     return achieved
 
 
 def test_video_plays_in_order_at_the_requested_rate(node_graph, tap):
     video = sample_video("vtest.avi")
     play(node_graph, str(video), "--rate", "5", "--limit", "8", "--frame-id", "street", "--quiet")
-    drain(node_graph, tap, 8)
-    check_pace_and_answers(node_graph, tap, 8, 5.0, "street")
     capture = cv2.VideoCapture(str(video))
-    expected = [capture.read()[1] for _ in range(8)]
-    assert all(np.array_equal(got, want) for (_, _, got), want in zip(tap.frames, expected, strict=True))
+    check_played(node_graph, tap, [capture.read()[1] for _ in range(8)], 5.0, "street")
 
 
 def test_image_folder_plays_in_name_order(node_graph, tap, tmp_path):
@@ -107,9 +108,7 @@ def test_image_folder_plays_in_name_order(node_graph, tap, tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     output = play(node_graph, str(tmp_path), "--rate", "8")
     assert "6/6" in output  # the progress bar counted every frame
-    drain(node_graph, tap, 6)
-    check_pace_and_answers(node_graph, tap, 6, 8.0, "camera")
-    assert all(np.array_equal(got, want) for (_, _, got), want in zip(tap.frames, frames, strict=True))
+    check_played(node_graph, tap, frames, 8.0, "camera")
 
 
 def test_bag_topic_plays_at_its_recorded_pace(node_graph, tap, tmp_path):
@@ -134,10 +133,8 @@ def test_bag_topic_plays_at_its_recorded_pace(node_graph, tap, tmp_path):
             writer.write(compressed, log_time, serialize_message(CompressedImage(format="jpeg", data=jpeg)))
             writer.write(raw, log_time, serialize_message(array_to_image(np.zeros((8, 8, 3), np.uint8), "bgr8")))
     play(node_graph, str(bag), "--bag-topic", "/front/image/compressed")
-    drain(node_graph, tap, 5)
-    check_pace_and_answers(node_graph, tap, 5, 4.0, "camera")
     decoded = [cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) for jpeg in jpegs]
-    assert all(np.array_equal(got, want) for (_, _, got), want in zip(tap.frames, decoded, strict=True))
+    check_played(node_graph, tap, decoded, 4.0, "camera")
 
 
 def test_recording_reads_back_with_ros2_schemas(node_graph, tmp_path):
