@@ -89,7 +89,8 @@ def check_played(client, tap: CameraTap, expected: list[np.ndarray], rate: float
     assert achieved == pytest.approx(rate, rel=0.15), f"median interval {np.median(intervals):.3f} s"
     # An answer to a frame sent before this playback (the fixture's warm-up) may arrive late on a busy host.
     answered = [s for s in (stamp_to_ns(m.header.stamp) for m in client.received["instances"]) if s >= stamps[0]]
-    assert answered and set(answered) <= set(stamps) and answered == sorted(answered)
+    # The node may have answered the frame that the tap lost, and nothing else.
+    assert answered and len(set(answered) - set(stamps)) <= count - len(stamps) and answered == sorted(answered)
     print(f"\nplay: {len(stamps)} of {count} frames at {rate} Hz, achieved {achieved:.2f} Hz; answered {len(answered)}")
     return achieved
 
