@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from fastsam_ros.process import Shutdown
 from fastsam_ros.tools.frame_sources import FOLDER_RATE, SourceError, SourceFrame, open_source
 
 DEFAULT_TOPIC = "/camera/image_raw"
@@ -177,22 +177,13 @@ def play(args: argparse.Namespace, stop: threading.Event) -> int:
     return published
 
 
-def stop_on_signals() -> threading.Event:
-    """An event set by Ctrl-C or `kill`, which playback checks between frames and waits on.
-
-    Raising from the handler instead could land inside rclpy in the middle of a call and
-    leave it unable to shut down; the node started here is stopped on the way out either way.
-    """
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda signum, frame: stop.set())
-    return stop
-
-
 def main(argv: list[str] | None = None) -> None:
-    stop = stop_on_signals()
+    # Ctrl-C and `kill` only set an event that playback waits on, as in the node's own process:
+    # raised from the handler, the interrupt could land inside rclpy and leave it unable to shut down.
+    shutdown = Shutdown()
+    shutdown.install()
     args = parse_args(argv)
     try:
-        play(args, stop)
+        play(args, shutdown.requested)
     except (SourceError, RuntimeError) as error:
         sys.exit(f"fastsam_play: {error}")
