@@ -13,6 +13,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,12 +24,15 @@ from fastsam_ros.engine import EngineSettings, SegmentationEngine
 from fastsam_ros.model_loading import load_model
 from fastsam_ros.prompts import select_by_box, select_by_points
 from fastsam_ros.ros_convert import mask_set_to_msg
+from fastsam_ros.tools.cpu_runtime_bench import openvino_export
 from fastsam_ros.tools.node_driver import NodeProcess
 from fastsam_ros.tools.sample_frames import camera_frames, mosaic
 
 RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080)}
 PROMPT_CONF = 0.1
 """Confidence for the crowded prompt frame: 53 real instances at 720p with yolo11n-seg."""
+Reference = Callable[[np.ndarray], object]
+"""The path a frame through the node is compared with: ultralytics' OpenVINO export's predict."""
 
 
 @dataclass
@@ -54,7 +58,7 @@ def timed(function, *args) -> float:
 
 def bench_processing(
     loaded, report: Report, label: str, repeats: int, frames_per_res: int, settings: EngineSettings | None = None
-) -> dict[str, float]:
+) -> None:
     """Raw ultralytics predict against the node's per-frame work, interleaved per frame."""
     from ultralytics import FastSAM
 
@@ -62,7 +66,6 @@ def bench_processing(
     device = str(loaded.device)
     half = loaded.half
     engine = SegmentationEngine(loaded, settings)
-    raw_medians = {}
     for res_label, (width, height) in RESOLUTIONS.items():
         frames = camera_frames(width, height, frames_per_res)
         for frame in frames[:2]:
@@ -78,7 +81,6 @@ def bench_processing(
                 )
                 times["node"].append(timed(lambda f=frame: mask_set_to_msg(engine.segment(f), _header())))
         medians = {name: float(np.median(values)) for name, values in times.items()}
-        raw_medians[res_label] = medians["raw"]
         report.add(
             f"{label} {res_label}",
             f"{medians['raw']:.1f}",
@@ -88,7 +90,6 @@ def bench_processing(
             f"{medians['node'] / medians['raw_retina']:.2f}x",
             len(times["node"]),
         )
-    return raw_medians
 
 
 def bench_cameras(loaded, report: Report, label: str, rounds: int, settings: EngineSettings | None = None) -> None:
@@ -222,7 +223,7 @@ def _point_inside(masks, index: int) -> tuple[float, float]:
     return float(cols[middle] + instance.mask_offset[0]), float(rows[middle] + instance.mask_offset[1])
 
 
-def bench_node(node: NodeProcess, report: Report, raw_medians: dict[str, float], frames_per_res: int) -> float:
+def bench_node(node: NodeProcess, report: Report, reference: Reference, frames_per_res: int) -> float:
     """Frames sent one at a time; the node's own processing time and publish-to-receive time.
 
     First with only ~/instances subscribed, then with a viewer on ~/label_image and
@@ -230,38 +231,41 @@ def bench_node(node: NodeProcess, report: Report, raw_medians: dict[str, float],
     """
     from fastsam_ros.tools.node_driver import NodeClient
 
-    inference = _node_rows(node.client, report, raw_medians, frames_per_res, "")
+    inference = _node_rows(node.client, report, reference, frames_per_res, "")
     viewer = NodeClient(node.camera, name="fastsam_bench_viewer", outputs=("label_image", "debug_image"))
     try:
         viewer.warm_up()
-        _node_rows(node.client, report, raw_medians, frames_per_res, ", label+debug subscribed")
+        _node_rows(node.client, report, reference, frames_per_res, ", label+debug subscribed")
     finally:
         viewer.close()
     return inference
 
 
-def _node_rows(client, report: Report, raw_medians: dict[str, float], frames_per_res: int, suffix: str) -> float:
+def _node_rows(client, report: Report, reference: Reference, frames_per_res: int, suffix: str) -> float:
+    """Each frame through the reference path here, then through the node, in turn (the node idles meanwhile)."""
     inference = []
     for label, (width, height) in RESOLUTIONS.items():
         frames = camera_frames(width, height, frames_per_res)
+        reference(frames[0])
         client.result_for(client.send(frames[0]))
-        processing, end_to_end = [], []
+        reference_ms, processing, end_to_end = [], [], []
         for frame in frames * 2:
+            reference_ms.append(timed(reference, frame))
             sent = time.perf_counter()
             stamp = client.send(frame)
             msg = client.result_for(stamp)
             processing.append(msg.processing_ms)
             end_to_end.append((client.arrival[stamp] - sent) * 1e3)
-        node_ms, e2e_ms = float(np.median(processing)), float(np.median(end_to_end))
+        ref_ms, node_ms, e2e_ms = (float(np.median(values)) for values in (reference_ms, processing, end_to_end))
         if label == "720p":
             inference = processing
         report.add(
             label + suffix,
-            f"{raw_medians[label]:.1f}",
+            f"{ref_ms:.1f}",
             f"{node_ms:.1f}",
             f"{e2e_ms:.1f}",
-            f"{node_ms / raw_medians[label]:.2f}x",
-            f"{e2e_ms / raw_medians[label]:.2f}x",
+            f"{node_ms / ref_ms:.2f}x",
+            f"{e2e_ms / ref_ms:.2f}x",
         )
     return float(np.median(inference))
 
@@ -390,7 +394,7 @@ def run(output: Path, quick: bool) -> int:
 
     print("[bench] per-frame processing, in-process (ms, median)")
     processing = Report()
-    raw_medians = bench_processing(loaded, processing, f"{device} torch", repeats, per_res)
+    bench_processing(loaded, processing, f"{device} torch", repeats, per_res)
     onnx_loaded = load_model("yolo11n-seg.pt", device, runtime="onnxruntime")
     bench_processing(onnx_loaded, processing, f"{device} onnxruntime", repeats, per_res)
     if torch.cuda.is_available():
@@ -481,19 +485,32 @@ def run(output: Path, quick: bool) -> int:
     print("[bench] the node over DDS")
     workdir = Path(tempfile.mkdtemp(prefix="fastsam_bench_"))
     print(f"[bench] the node's log: {workdir / 'node.log'}")
+    export = openvino_export(loaded.source)
+
+    def reference(frame: np.ndarray) -> object:
+        return export.predict(frame, device="cpu", verbose=False)
+
     node = NodeProcess(workdir, ["-p", f"device:={device}"])
     try:
         through_node = Report()
-        inference = bench_node(node, through_node, raw_medians, per_res)
+        inference = bench_node(node, through_node, reference, per_res)
         sections.append(
             (
                 "Through the node (median ms)",
-                ["frames", "raw predict", "node processing", "end-to-end over DDS", "node / raw", "end-to-end / raw"],
+                [
+                    "frames",
+                    "ultralytics OpenVINO export",
+                    "node processing",
+                    "end-to-end over DDS",
+                    "node / export",
+                    "end-to-end / export",
+                ],
                 through_node,
-                "node processing: frame received to ~/instances published, measured by the node "
-                "(InstanceArray.processing_ms), with the default runtime (auto; the node's log says what it chose) "
-                "unless the row says otherwise. end-to-end: publish in this process to receive here, through "
-                "fastsam_node in its own process. raw predict (PyTorch): measured earlier in this run.",
+                "ultralytics OpenVINO export: its `predict` on the frame in this process, just before the same frame "
+                "goes to the node (interleaved, the node idle meanwhile). node processing: frame received to "
+                "~/instances published, measured by the node (InstanceArray.processing_ms), with the default runtime "
+                "(auto; the node's log says what it chose) unless the row says otherwise. end-to-end: publish in "
+                "this process to receive here, through fastsam_node in its own process.",
             )
         )
         print("[bench] prompts over ROS (ms)")
@@ -524,7 +541,7 @@ def run(output: Path, quick: bool) -> int:
     print("[bench] the node on the torch runtime, for comparison")
     torch_node = NodeProcess(workdir, ["-p", f"device:={device}", "-p", "runtime:=torch"])
     try:
-        _node_rows(torch_node.client, through_node, raw_medians, per_res, ", runtime torch")
+        _node_rows(torch_node.client, through_node, reference, per_res, ", runtime torch")
     finally:
         torch_node.close()
     memory = Report()

@@ -10,6 +10,7 @@ also split the frame into the network's forward pass and everything else.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import subprocess
 import sys
 import tempfile
@@ -88,16 +89,24 @@ class ForwardClock:
         return outputs
 
 
-def ultralytics_exports(weights: str, folder: Path) -> dict[str, str]:
-    """ultralytics' own ONNX and OpenVINO exports of the weights, as a user would make them."""
+@functools.cache
+def ultralytics_exports(weights: str) -> dict[str, str]:
+    """ultralytics' own ONNX and OpenVINO exports of the weights, as a user would make them (once a run)."""
     from ultralytics import YOLO
 
-    copy = folder / Path(weights).name
+    copy = Path(tempfile.mkdtemp(prefix="fastsam_ultralytics_exports_")) / Path(weights).name
     copy.write_bytes(Path(weights).read_bytes())
     return {
         "onnx": str(YOLO(str(copy)).export(format="onnx", imgsz=640, verbose=False)),
         "openvino": str(YOLO(str(copy)).export(format="openvino", imgsz=640, verbose=False)),
     }
+
+
+def openvino_export(weights: str):
+    """ultralytics' OpenVINO export loaded as its user would: the fastest CPU path outside the node."""
+    from ultralytics import YOLO
+
+    return YOLO(ultralytics_exports(weights)["openvino"], task="segment")
 
 
 def node_runtimes(weights: str, threads: tuple[int, ...]) -> dict[str, LoadedModel]:
@@ -124,12 +133,11 @@ def bench_cpu_runtimes(weights: str, rounds: int, frames_per_res: int, threads: 
     header = Header(frame_id="camera")
     report = calibrate_int8(weights, calibration_frames(), guard_frames(), log=lambda line: print(f"[bench] {line}"))
     print(f"[bench] int8 quality guard: {report.summary()}")
-    work = Path(tempfile.mkdtemp(prefix="fastsam_ultralytics_exports_"))
-    exports = ultralytics_exports(weights, work)
+    exports = ultralytics_exports(weights)
     users = {
         "ultralytics PyTorch": YOLO(weights),
         "ultralytics ONNX export": YOLO(exports["onnx"], task="segment"),
-        REFERENCE: YOLO(exports["openvino"], task="segment"),
+        REFERENCE: openvino_export(weights),
     }
     node = {
         label: (SegmentationEngine(dataclasses.replace(loaded, backend=ForwardClock(loaded.backend))))
