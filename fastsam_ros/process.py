@@ -60,12 +60,13 @@ def _run(make_node: str, program: str, args: list[str] | None) -> int:
         bound_heap_growth()
         log_dir = _log_dir_without_home()
         import rclpy
-        from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+        from rclpy.executors import ExternalShutdownException
         from rclpy.signals import SignalHandlerOptions
 
         from fastsam_ros.config import ConfigError
         from fastsam_ros.model_errors import ModelLoadError
         from fastsam_ros.ros_arguments import widen_number_lists
+        from fastsam_ros.ros_executor import CallbackPoolExecutor
 
         if shutdown.requested.is_set():
             return 0
@@ -87,7 +88,7 @@ def _run(make_node: str, program: str, args: list[str] | None) -> int:
             node.get_logger().warning(f"HOME is not set: ROS logs go to {log_dir}")
         if shutdown.requested.is_set():
             return 0
-        executor = MultiThreadedExecutor(num_threads=4)
+        executor = CallbackPoolExecutor(num_threads=4)
         executor.add_node(node)
         try:
             while rclpy.ok() and not shutdown.requested.is_set():
