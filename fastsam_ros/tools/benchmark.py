@@ -31,6 +31,10 @@ from fastsam_ros.tools.sample_frames import camera_frames, mosaic
 RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080)}
 PROMPT_CONF = 0.1
 """Confidence for the crowded prompt frame: 53 real instances at 720p with yolo11n-seg."""
+SETTLE_S = 0.05
+"""Idle time between the reference path and the node: the runtimes' worker threads spin a
+while after a pass, and would take CPU from the other side (8-10 ms more for a 1080p frame
+to reach the node, measured)."""
 Reference = Callable[[np.ndarray], object]
 """The path a frame through the node is compared with: ultralytics' OpenVINO export's predict."""
 
@@ -242,7 +246,8 @@ def bench_node(node: NodeProcess, report: Report, reference: Reference, frames_p
 
 
 def _node_rows(client, report: Report, reference: Reference, frames_per_res: int, suffix: str) -> float:
-    """Each frame through the reference path here, then through the node, in turn (the node idles meanwhile)."""
+    """Each frame through the reference path here, then through the node, in turn (the node idles meanwhile),
+    with SETTLE_S between them."""
     inference = []
     for label, (width, height) in RESOLUTIONS.items():
         frames = camera_frames(width, height, frames_per_res)
@@ -251,9 +256,11 @@ def _node_rows(client, report: Report, reference: Reference, frames_per_res: int
         reference_ms, processing, end_to_end = [], [], []
         for frame in frames * 2:
             reference_ms.append(timed(reference, frame))
+            time.sleep(SETTLE_S)
             sent = time.perf_counter()
             stamp = client.send(frame)
             msg = client.result_for(stamp)
+            time.sleep(SETTLE_S)
             processing.append(msg.processing_ms)
             end_to_end.append((client.arrival[stamp] - sent) * 1e3)
         ref_ms, node_ms, e2e_ms = (float(np.median(values)) for values in (reference_ms, processing, end_to_end))
@@ -507,10 +514,11 @@ def run(output: Path, quick: bool) -> int:
                 ],
                 through_node,
                 "ultralytics OpenVINO export: its `predict` on the frame in this process, just before the same frame "
-                "goes to the node (interleaved, the node idle meanwhile). node processing: frame received to "
-                "~/instances published, measured by the node (InstanceArray.processing_ms), with the default runtime "
-                "(auto; the node's log says what it chose) unless the row says otherwise. end-to-end: publish in "
-                "this process to receive here, through fastsam_node in its own process.",
+                "goes to the node (interleaved, the node idle meanwhile, 50 ms of idle between the two). node "
+                "processing: frame received to ~/instances published, measured by the node "
+                "(InstanceArray.processing_ms), with the default runtime (auto; the node's log says what it chose) "
+                "unless the row says otherwise. end-to-end: publish in this process to receive here, through "
+                "fastsam_node in its own process.",
             )
         )
         print("[bench] prompts over ROS (ms)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from fastsam_ros.openvino_runtime import cpu_capabilities
 from fastsam_ros.ros_convert import mask_set_to_msg
 from fastsam_ros.tools.export import calibration_frames, guard_frames
 from fastsam_ros.tools.sample_frames import camera_frames
+from fastsam_ros.tools.sample_videos import sample_video, video_frames
 
 RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080)}
 REFERENCE = "ultralytics OpenVINO export"
@@ -43,6 +45,7 @@ TABLE_HEADERS = [
 ]
 QUALITY_HEADERS = [
     "precision",
+    "source",
     "frames",
     "f32 instances",
     "instances",
@@ -69,7 +72,8 @@ TABLE_NOTE = (
     "NMS, mask decode and the message. The row a CPU user should pick is the default (runtime auto)."
 )
 QUALITY_NOTE = (
-    "Each precision against OpenVINO f32 on real photos and camera frames made from them: an instance is kept when "
+    "Each precision against OpenVINO f32 on real photos and camera frames made from them, and on every 20th of the "
+    "first 200 frames of a real video (OpenCV's vtest.avi, pedestrians, 768x576): an instance is kept when "
     "the other side has one of the same class with box IoU >= 0.9 and mask IoU >= 0.95; the guard passes at >= 95% "
     "kept. int8 is calibrated once on other frames of the same photos (fastsam_export --precision int8)."
 )
@@ -182,17 +186,24 @@ def bench_cpu_runtimes(weights: str, rounds: int, frames_per_res: int, threads: 
     return rows
 
 
+def quality_frames() -> dict[str, list[np.ndarray]]:
+    """Real frames for the quality guard: the photos (panned, and the guard frames) and real video."""
+    photos = [frame for w, h in RESOLUTIONS.values() for frame in camera_frames(w, h, 4)] + guard_frames()
+    video = video_frames(sample_video("vtest.avi"), 200)[::20]
+    return {"photos": photos, "vtest.avi": video}
+
+
 def bench_quality(weights: str) -> list[tuple]:
-    """The quality guard of each reduced precision against OpenVINO f32 on real frames."""
-    frames = [frame for w, h in RESOLUTIONS.values() for frame in camera_frames(w, h, 4)] + guard_frames()
+    """The quality guard of each reduced precision against OpenVINO f32, per set of real frames."""
     rows = []
     precisions = [*(["bf16"] if "BF16" in cpu_capabilities() else []), "int8"]
-    for precision in precisions:
+    for precision, (source, frames) in itertools.product(precisions, quality_frames().items()):
         report = precision_quality(weights, precision, frames)
         ious = np.array(report.mask_ious) if report.mask_ious else np.array([np.nan])
         rows.append(
             (
                 precision,
+                source,
                 len(frames),
                 report.reference_instances,
                 report.candidate_instances,
@@ -213,6 +224,7 @@ from fastsam_ros.config import inference_thread_counts
 from fastsam_ros.engine import SegmentationEngine
 from fastsam_ros.model_loading import load_model
 from fastsam_ros.tools.sample_frames import camera_frames
+from fastsam_ros.tools.sample_videos import sample_video, video_frames
 imported = time.perf_counter()
 loaded = load_model(sys.argv[1], "cpu", runtime="auto", threads=inference_thread_counts(0))
 engine = SegmentationEngine(loaded)
