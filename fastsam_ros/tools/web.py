@@ -25,8 +25,11 @@ import cv2
 import numpy as np
 from aiohttp import web
 
+from fastsam_ros.config import default_of
+
 FRAME_WAIT_S = 10.0
-MAX_TEXT = 200
+MAX_TEXT = default_of("max_text_length")
+"""The page refuses longer texts itself: the node's own limit, unless its parameter was raised."""
 MASK_COLOUR_BGRA = (255, 144, 30, 150)
 PAGE_FILES = {
     "/": ("index.html", "text/html"),

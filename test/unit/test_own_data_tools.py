@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from fastsam_ros.config import default_of
 from fastsam_ros.tools.frame_sources import FOLDER_RATE, FolderSource, SourceError, VideoSource, open_source
 from fastsam_ros.tools.play import paced, passes
 from fastsam_ros.tools.sample_videos import sample_video
@@ -116,6 +117,8 @@ def test_prompt_requests_are_checked_before_reaching_the_node():
     assert parse_point_request({"points": [[1, 2.5]], "labels": [1]}) == ([(1.0, 2.5)], [1])
     assert parse_box_request({"box": [1, 2, 3, 4]}) == (1.0, 2.0, 3.0, 4.0)
     assert parse_text_request({"text": " bus "}) == "bus"
+    longest = "x" * default_of("max_text_length")
+    assert parse_text_request({"text": longest}) == longest, "as long as the node takes by default"
     bad = [
         (parse_point_request, {"points": [], "labels": []}),
         (parse_point_request, {"points": [[1, 2]], "labels": [2]}),
@@ -125,7 +128,7 @@ def test_prompt_requests_are_checked_before_reaching_the_node():
         (parse_box_request, {"box": [3, 2, 1, 4]}),
         (parse_box_request, {"box": [1, 2, 3]}),
         (parse_text_request, {"text": 5}),
-        (parse_text_request, {"text": "x" * 201}),
+        (parse_text_request, {"text": "x" * (default_of("max_text_length") + 1)}),
     ]
     for parse, body in bad:
         with pytest.raises(RequestError) as error:
