@@ -6,9 +6,9 @@ whose freed pages it keeps: ten refused 30 MB depth frames left the process 0.5 
 Fixing the threshold keeps every buffer of 8 MB and more (a 4K frame, a huge depth image)
 on mmap, returned to the system when freed. Fixing it also fixes glibc's trim threshold at
 its 128 KiB default, so each freed frame-sized buffer at the top of the heap went back to
-the system and the next frame faulted its pages in again: about 6000 page faults per 1080p
-frame, 10-14 ms of its way into the node. The trim threshold is therefore set too, to keep
-the few buffers of a 1080p frame (6 MB each: DDS's copy, the message, the pixels) for reuse.
+the system and the next frame faulted its pages in again (figures in the README,
+Performance). The trim threshold is therefore set too, to keep the few buffers of a 1080p
+frame (6 MB each: DDS's copy, the message, the pixels) for reuse.
 After a message larger than any camera frame, ``release_freed_memory`` also trims the heap.
 """
 

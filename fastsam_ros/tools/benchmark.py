@@ -513,8 +513,9 @@ def run(output: Path, quick: bool) -> int:
                     "end-to-end / export",
                 ],
                 through_node,
-                "ultralytics OpenVINO export: its `predict` on the frame in this process, just before the same frame "
-                "goes to the node (interleaved, the node idle meanwhile, 50 ms of idle between the two). node "
+                "ultralytics OpenVINO export: its `predict` (masks at network resolution) on the frame in this "
+                "process, just before the same frame goes to the node (interleaved, the node idle meanwhile, "
+                "50 ms of idle between the two). node "
                 "processing: frame received to ~/instances published, measured by the node "
                 "(InstanceArray.processing_ms), with the default runtime (auto; the node's log says what it chose) "
                 "unless the row says otherwise. end-to-end: publish in this process to receive here, through "

@@ -224,7 +224,6 @@ from fastsam_ros.config import inference_thread_counts
 from fastsam_ros.engine import SegmentationEngine
 from fastsam_ros.model_loading import load_model
 from fastsam_ros.tools.sample_frames import camera_frames
-from fastsam_ros.tools.sample_videos import sample_video, video_frames
 imported = time.perf_counter()
 loaded = load_model(sys.argv[1], "cpu", runtime="auto", threads=inference_thread_counts(0))
 engine = SegmentationEngine(loaded)

@@ -25,11 +25,7 @@ import cv2
 import numpy as np
 from aiohttp import web
 
-from fastsam_ros.config import default_of
-
 FRAME_WAIT_S = 10.0
-MAX_TEXT = default_of("max_text_length")
-"""The page refuses longer texts itself: the node's own limit, unless its parameter was raised."""
 MASK_COLOUR_BGRA = (255, 144, 30, 150)
 PAGE_FILES = {
     "/": ("index.html", "text/html"),
@@ -127,8 +123,13 @@ def parse_text_request(body: dict) -> str:
     text = body.get("text")
     if not isinstance(text, str) or not text.strip():
         raise RequestError(400, "'text' must be a non-empty string, e.g. \"bus\"")
-    if len(text) > MAX_TEXT:
-        raise RequestError(400, f"'text' is longer than {MAX_TEXT} characters")
+    # The node's default limit, from the parameter's one definition; imported here since the
+    # config module brings torch, which the page's server does not otherwise need.
+    from fastsam_ros.config import default_of
+
+    longest = default_of("max_text_length")
+    if len(text) > longest:
+        raise RequestError(400, f"'text' is longer than {longest} characters")
     return text.strip()
 
 

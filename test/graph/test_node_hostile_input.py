@@ -60,7 +60,8 @@ def test_a_huge_refused_frame_leaves_no_memory_behind(node_graph, bus):
     _answers_the_bus(node_graph, bus)
     # The text backend loads in the background after start; a text prompt waits for it, so
     # that its memory is not counted as left behind by the huge frames.
-    node_graph.call(TextPrompt, "/fastsam/prompt_text", TextPrompt.Request(texts=["bus"]), timeout=120.0)
+    answer = node_graph.call(TextPrompt, "/fastsam/prompt_text", TextPrompt.Request(texts=["bus"]), timeout=120.0)
+    assert answer.success, answer.message
     # The shipped DDS profile carries messages up to 32 MiB between processes, so the limit is
     # lowered to make a 25 MB frame the huge one.
     assert _set(node_graph, "max_pixels", 1_000_000)[0]

@@ -108,3 +108,11 @@ def test_an_exception_from_a_callback_comes_out_of_spin_once(graph_of):
     graph.fast.publish(String(data="fail"))
     with pytest.raises(RuntimeError, match="a callback failed"):
         graph.spin_until(lambda: False, timeout=5.0)
+
+
+def test_shutdown_waits_for_a_running_callback(graph_of):
+    graph = graph_of(2)
+    graph.slow.publish(String(data="slow"))
+    graph.spin_until(lambda: "slow" in graph.started)
+    graph.executor.shutdown()
+    assert "slow" in graph.ran, "shutdown returned while the slow callback still ran"
