@@ -577,7 +577,7 @@ def bench_cpu_runtime_sections(sections: list, quick: bool) -> None:
 
     weights = load_model("yolo11n-seg.pt", "cpu").source
     print("[bench] CPU runtimes against ultralytics' exports (ms, median)")
-    runtimes = cpu.bench_cpu_runtimes(weights, 1 if quick else 4, 2 if quick else 4, (0, 1))
+    runtimes, stages = cpu.bench_cpu_runtimes(weights, 1 if quick else 4, 2 if quick else 4, (0, 1))
     print("[bench] quality of the reduced precisions against OpenVINO f32")
     quality = cpu.bench_quality(weights)
     print("[bench] point prompts while frames stream, by OpenVINO thread count")
@@ -591,6 +591,7 @@ def bench_cpu_runtime_sections(sections: list, quick: bool) -> None:
             runtimes,
             cpu.TABLE_NOTE,
         ),
+        ("Stages of the shipped default (median ms)", cpu.STAGE_HEADERS, stages, cpu.STAGE_NOTE),
         ("Quality of reduced precisions (against OpenVINO f32)", cpu.QUALITY_HEADERS, quality, cpu.QUALITY_NOTE),
         ("Prompts while frames stream, by inference threads (ms)", cpu.STREAM_HEADERS, streaming, cpu.STREAM_NOTE),
         ("Warm start (s)", ["runtime", "imports", "load and first 720p frame"], start, cpu.WARM_START_NOTE),

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fastsam_ros.config import inference_thread_counts
-from fastsam_ros.engine import SegmentationEngine
+from fastsam_ros.engine import SegmentationEngine, StageTimes
 from fastsam_ros.int8_calibration import calibrate_int8, precision_quality
 from fastsam_ros.model_loading import LoadedModel, load_model
 from fastsam_ros.openvino_runtime import cpu_capabilities
@@ -33,6 +33,23 @@ from fastsam_ros.tools.sample_videos import sample_video, video_frames
 
 RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080)}
 REFERENCE = "ultralytics OpenVINO export"
+DEFAULT_PREFIX = "node, default ("
+STAGE_HEADERS = [
+    "frames",
+    "preprocess",
+    "forward",
+    "NMS",
+    "mask decode",
+    "encode and message",
+    "frame",
+    "outside share",
+    "n",
+]
+STAGE_NOTE = (
+    "The shipped default's frames of the table above, stage by stage (medians of each column, so they need not add "
+    "up): preprocess is the letterbox; encode and message: run-length encoding the masks and building the "
+    "InstanceArray; outside share: the frame's time outside the forward pass."
+)
 TABLE_HEADERS = [
     "frames",
     "path",
@@ -125,12 +142,14 @@ def node_runtimes(weights: str, threads: tuple[int, ...]) -> dict[str, LoadedMod
             )
     # The node's own thread counts: this bench sends one frame at a time, so they never queue.
     default = load_model(weights, "cpu", runtime="auto", threads=inference_thread_counts(0))
-    runtimes[f"node, default (auto: {default.runtime} {default.precision}, lone frames)"] = default
+    runtimes[f"{DEFAULT_PREFIX}auto: {default.runtime} {default.precision}, lone frames)"] = default
     return runtimes
 
 
-def bench_cpu_runtimes(weights: str, rounds: int, frames_per_res: int, threads: tuple[int, ...]) -> list[tuple]:
-    """Median ms per frame of every path, interleaved; returns table rows."""
+def bench_cpu_runtimes(
+    weights: str, rounds: int, frames_per_res: int, threads: tuple[int, ...]
+) -> tuple[list[tuple], list[tuple]]:
+    """Median ms per frame of every path, interleaved; the rows of that table and of the default's stages."""
     from std_msgs.msg import Header
     from ultralytics import YOLO
 
@@ -147,7 +166,8 @@ def bench_cpu_runtimes(weights: str, rounds: int, frames_per_res: int, threads: 
         label: (SegmentationEngine(dataclasses.replace(loaded, backend=ForwardClock(loaded.backend))))
         for label, loaded in node_runtimes(weights, threads).items()
     }
-    rows = []
+    rows, breakdown = [], []
+    default = next(label for label in node if label.startswith(DEFAULT_PREFIX))
     for res_label, (width, height) in RESOLUTIONS.items():
         frames = camera_frames(width, height, frames_per_res)
         paths: dict[str, Callable[[np.ndarray], object]] = {}
@@ -162,6 +182,7 @@ def bench_cpu_runtimes(weights: str, rounds: int, frames_per_res: int, threads: 
             path(frames[0])
         times = {label: [] for label in paths}
         forward = {label: [] for label in node}
+        stages = []
         for _ in range(rounds):
             for frame in frames:
                 for label, path in paths.items():
@@ -173,6 +194,8 @@ def bench_cpu_runtimes(weights: str, rounds: int, frames_per_res: int, threads: 
                     times[label].append((time.perf_counter() - start) * 1e3)
                     if clock is not None:
                         forward[label].append(clock.ms)
+                    if label == default:
+                        stages.append((node[label].last_times, times[label][-1]))
         reference = float(np.median(times[REFERENCE]))
         for label, values in times.items():
             median = float(np.median(values))
@@ -183,7 +206,23 @@ def bench_cpu_runtimes(weights: str, rounds: int, frames_per_res: int, threads: 
                 split = ("", "", "")
             rows.append((res_label, label, f"{median:.1f}", *split, f"{median / reference:.2f}x", len(values)))
             print("  " + " | ".join(str(cell) for cell in rows[-1]), flush=True)
-    return rows
+        breakdown.append(stage_row(res_label, stages))
+    return rows, breakdown
+
+
+def stage_row(res_label: str, stages: list[tuple[StageTimes, float]]) -> tuple:
+    """Median ms of each stage of a frame; encode and message: the rest of the frame's time."""
+    columns = [
+        [times.preprocess_ms for times, _ in stages],
+        [times.forward_ms for times, _ in stages],
+        [times.nms_ms for times, _ in stages],
+        [times.mask_decode_ms for times, _ in stages],
+        [total - times.total_ms for times, total in stages],
+        [total for _, total in stages],
+        [100 * (total - times.forward_ms) / total for times, total in stages],
+    ]
+    medians = [float(np.median(column)) for column in columns]
+    return (res_label, *(f"{value:.1f}" for value in medians[:-1]), f"{medians[-1]:.0f}%", len(stages))
 
 
 def quality_frames() -> dict[str, list[np.ndarray]]:
