@@ -14,6 +14,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from std_msgs.msg import String
 
 from fastsam_ros.ros_executor import CallbackPoolExecutor
+from fastsam_ros.tools.node_driver import wait_until
 
 SLOW_S = 0.5
 
@@ -56,10 +57,7 @@ class Graph:
         return callback
 
     def spin_until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline, "timed out"
-            self.executor.spin_once(timeout_sec=0.05)
+        wait_until(condition, timeout, lambda: self.executor.spin_once(timeout_sec=0.05), "the callbacks")
 
     def matched(self) -> None:
         self.spin_until(lambda: self.slow.get_subscription_count() and self.fast.get_subscription_count())
