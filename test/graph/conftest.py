@@ -50,3 +50,18 @@ def node_graph(tmp_path_factory, request) -> Iterator[NodeClient]:
         code = stop_node(process)
         time.sleep(0.1)
         assert code == 0, f"node exited with code {code}:\n{log.read_text()}"
+
+
+NODE_LOG_LINES = 40
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that used the node shows the end of the node's log beside its own output."""
+    outcome = yield
+    report = outcome.get_result()
+    client = getattr(item, "funcargs", {}).get("node_graph")
+    log = getattr(client, "log_path", None)
+    if report.failed and log is not None and log.exists():
+        tail = log.read_text(errors="replace").splitlines()[-NODE_LOG_LINES:]
+        report.sections.append((f"fastsam_node log, last {NODE_LOG_LINES} lines", "\n".join(tail)))

@@ -11,6 +11,7 @@ import contextlib
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -21,6 +22,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from fastsam_ros.ros_convert import image_to_bgr, stamp_to_ns
+from fastsam_ros.tools.play import DELIVERY_GRACE_S
 from fastsam_ros.tools.sample_frames import asset_image, camera_frames, panned
 from fastsam_ros.tools.sample_videos import sample_video
 
@@ -54,21 +56,39 @@ def tap(node_graph):
     node_graph.node.destroy_subscription(tap.subscription)
 
 
-def play(client, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+@dataclass
+class Playback:
+    output: str
+    left_ns: int
+    """Wall-clock time at which this process saw the player's publisher leave the graph."""
+
+
+def play(client, *args: str, timeout: float = 60.0) -> Playback:
     """fastsam_play against the running node, spinning the client while it plays."""
+    others = client.node.count_publishers(CAMERA)
     process = subprocess.Popen(
         [command("fastsam_play"), *args, "--no-node", "--topic", CAMERA, "--subscribers", "2", "--linger", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+
+    def players() -> int:
+        return client.node.count_publishers(CAMERA) - others
+
+    client.wait(lambda: players() > 0 or process.poll() is not None, timeout, "fastsam_play to publish")
+    client.wait(lambda: players() == 0, timeout, "fastsam_play to leave")
+    left_ns = time.time_ns()
     client.wait(lambda: process.poll() is not None, timeout, "fastsam_play to finish")
     output = process.stdout.read()
     assert process.returncode == 0, output
-    return output
+    return Playback(output, left_ns)
 
 
-def check_played(client, tap: CameraTap, expected: list[np.ndarray], rate: float, frame_id: str) -> float:
+def check_played(
+    client, tap: CameraTap, playback: Playback, expected: list[np.ndarray], rate: float, frame_id: str
+) -> float:
     """The tap's frames are the source's, in order, at the rate, with the frame_id, and the node
-    answered them in order. Returns the achieved rate.
+    answered them in order; the player stayed long enough for its last frame to be taken, though
+    told not to linger. Returns the achieved rate.
 
     Frames are best-effort, as from a camera: on a busy host one may be lost on its way to this
     process (the player's progress bar counts what it published), so one missing is allowed.
@@ -83,6 +103,7 @@ def check_played(client, tap: CameraTap, expected: list[np.ndarray], rate: float
     ]
     assert -1 not in indices and indices == sorted(set(indices)), f"source frames in arrival order: {indices}"
     stamps = [stamp for stamp, _, _ in tap.frames]
+    assert playback.left_ns - stamps[-1] >= DELIVERY_GRACE_S * 1e9, "the player left right after its last frame"
     assert {frame for _, frame, _ in tap.frames} == {frame_id}
     intervals = np.diff(stamps) / 1e9 / np.diff(indices)
     achieved = 1.0 / float(np.median(intervals))
@@ -97,9 +118,9 @@ def check_played(client, tap: CameraTap, expected: list[np.ndarray], rate: float
 
 def test_video_plays_in_order_at_the_requested_rate(node_graph, tap):
     video = sample_video("vtest.avi")
-    play(node_graph, str(video), "--rate", "5", "--limit", "8", "--frame-id", "street", "--quiet")
+    playback = play(node_graph, str(video), "--rate", "5", "--limit", "8", "--frame-id", "street", "--quiet")
     capture = cv2.VideoCapture(str(video))
-    check_played(node_graph, tap, [capture.read()[1] for _ in range(8)], 5.0, "street")
+    check_played(node_graph, tap, playback, [capture.read()[1] for _ in range(8)], 5.0, "street")
 
 
 def test_image_folder_plays_in_name_order(node_graph, tap, tmp_path):
@@ -107,9 +128,9 @@ def test_image_folder_plays_in_name_order(node_graph, tap, tmp_path):
     for index, frame in enumerate(frames):
         cv2.imwrite(str(tmp_path / f"frame_{index:02d}.png"), frame)
     (tmp_path / "notes.txt").write_text("not an image")
-    output = play(node_graph, str(tmp_path), "--rate", "8")
-    assert "6/6" in output  # the progress bar counted every frame
-    check_played(node_graph, tap, frames, 8.0, "camera")
+    playback = play(node_graph, str(tmp_path), "--rate", "8")
+    assert "6/6" in playback.output  # the progress bar counted every frame
+    check_played(node_graph, tap, playback, frames, 8.0, "camera")
 
 
 def test_bag_topic_plays_at_its_recorded_pace(node_graph, tap, tmp_path):
@@ -133,9 +154,9 @@ def test_bag_topic_plays_at_its_recorded_pace(node_graph, tap, tmp_path):
             log_time = 1_700_000_000_000_000_000 + index * 250_000_000  # 4 Hz
             writer.write(compressed, log_time, serialize_message(CompressedImage(format="jpeg", data=jpeg)))
             writer.write(raw, log_time, serialize_message(array_to_image(np.zeros((8, 8, 3), np.uint8), "bgr8")))
-    play(node_graph, str(bag), "--bag-topic", "/front/image/compressed")
+    playback = play(node_graph, str(bag), "--bag-topic", "/front/image/compressed")
     decoded = [cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) for jpeg in jpegs]
-    check_played(node_graph, tap, decoded, 4.0, "camera")
+    check_played(node_graph, tap, playback, decoded, 4.0, "camera")
 
 
 def test_recording_reads_back_with_ros2_schemas(node_graph, tmp_path):
