@@ -9,7 +9,6 @@ also split the frame into the network's forward pass and everything else.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 import subprocess
@@ -33,7 +32,6 @@ from fastsam_ros.tools.sample_videos import sample_video, video_frames
 
 RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080)}
 REFERENCE = "ultralytics OpenVINO export"
-DEFAULT_PREFIX = "node, default ("
 STAGE_HEADERS = [
     "frames",
     "preprocess",
@@ -96,20 +94,6 @@ QUALITY_NOTE = (
 )
 
 
-class ForwardClock:
-    """Wraps a network and adds up the wall time of its forward passes."""
-
-    def __init__(self, network: Callable) -> None:
-        self.network = network
-        self.ms = 0.0
-
-    def __call__(self, batch):
-        start = time.perf_counter()
-        outputs = self.network(batch)
-        self.ms += (time.perf_counter() - start) * 1e3
-        return outputs
-
-
 @functools.cache
 def ultralytics_exports(weights: str) -> dict[str, str]:
     """ultralytics' own ONNX and OpenVINO exports of the weights, as a user would make them (once a run)."""
@@ -130,8 +114,8 @@ def openvino_export(weights: str):
     return YOLO(ultralytics_exports(weights)["openvino"], task="segment")
 
 
-def node_runtimes(weights: str, threads: tuple[int, ...]) -> dict[str, LoadedModel]:
-    """The node's CPU runtimes and precisions that work here, int8 only when calibrated and checked."""
+def node_runtimes(weights: str, threads: tuple[int, ...]) -> tuple[dict[str, LoadedModel], str]:
+    """The node's CPU runtimes and precisions that work here, by label, and the shipped default's label."""
     runtimes = {"node, onnxruntime f32": load_model(weights, "cpu", runtime="onnxruntime")}
     precisions = ["f32", *(["bf16"] if "BF16" in cpu_capabilities() else []), "int8"]
     for precision in precisions:
@@ -142,8 +126,9 @@ def node_runtimes(weights: str, threads: tuple[int, ...]) -> dict[str, LoadedMod
             )
     # The node's own thread counts: this bench sends one frame at a time, so they never queue.
     default = load_model(weights, "cpu", runtime="auto", threads=inference_thread_counts(0))
-    runtimes[f"{DEFAULT_PREFIX}auto: {default.runtime} {default.precision}, lone frames)"] = default
-    return runtimes
+    default_label = f"node, default (auto: {default.runtime} {default.precision}, lone frames)"
+    runtimes[default_label] = default
+    return runtimes, default_label
 
 
 def bench_cpu_runtimes(
@@ -162,12 +147,9 @@ def bench_cpu_runtimes(
         "ultralytics ONNX export": YOLO(exports["onnx"], task="segment"),
         REFERENCE: openvino_export(weights),
     }
-    node = {
-        label: (SegmentationEngine(dataclasses.replace(loaded, backend=ForwardClock(loaded.backend))))
-        for label, loaded in node_runtimes(weights, threads).items()
-    }
+    loaded_runtimes, default = node_runtimes(weights, threads)
+    node = {label: SegmentationEngine(loaded) for label, loaded in loaded_runtimes.items()}
     rows, breakdown = [], []
-    default = next(label for label in node if label.startswith(DEFAULT_PREFIX))
     for res_label, (width, height) in RESOLUTIONS.items():
         frames = camera_frames(width, height, frames_per_res)
         paths: dict[str, Callable[[np.ndarray], object]] = {}
@@ -186,14 +168,11 @@ def bench_cpu_runtimes(
         for _ in range(rounds):
             for frame in frames:
                 for label, path in paths.items():
-                    clock = node[label].loaded.backend if label in node else None
-                    if clock is not None:
-                        clock.ms = 0.0
                     start = time.perf_counter()
                     path(frame)
                     times[label].append((time.perf_counter() - start) * 1e3)
-                    if clock is not None:
-                        forward[label].append(clock.ms)
+                    if label in node:
+                        forward[label].append(node[label].last_times.forward_ms)
                     if label == default:
                         stages.append((node[label].last_times, times[label][-1]))
         reference = float(np.median(times[REFERENCE]))
