@@ -515,11 +515,10 @@ def run(output: Path, quick: bool) -> int:
                 through_node,
                 "ultralytics OpenVINO export: its `predict` (masks at network resolution) on the frame in this "
                 "process, just before the same frame goes to the node (interleaved, the node idle meanwhile, "
-                "50 ms of idle between the two). node "
-                "processing: frame received to ~/instances published, measured by the node "
-                "(InstanceArray.processing_ms), with the default runtime (auto; the node's log says what it chose) "
-                "unless the row says otherwise. end-to-end: publish in this process to receive here, through "
-                "fastsam_node in its own process.",
+                f"{SETTLE_S * 1e3:.0f} ms of idle between the two). node processing: frame received to ~/instances "
+                "published, measured by the node (InstanceArray.processing_ms), with the default runtime (auto; the "
+                "node's log says what it chose) unless the row says otherwise. end-to-end: publish in this process "
+                "to receive here, through fastsam_node in its own process.",
             )
         )
         print("[bench] prompts over ROS (ms)")

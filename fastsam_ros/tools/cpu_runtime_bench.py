@@ -163,8 +163,7 @@ def bench_cpu_runtimes(
         for path in paths.values():
             path(frames[0])
         times = {label: [] for label in paths}
-        forward = {label: [] for label in node}
-        stages = []
+        stages: dict[str, list[StageTimes]] = {label: [] for label in node}
         for _ in range(rounds):
             for frame in frames:
                 for label, path in paths.items():
@@ -172,20 +171,18 @@ def bench_cpu_runtimes(
                     path(frame)
                     times[label].append((time.perf_counter() - start) * 1e3)
                     if label in node:
-                        forward[label].append(node[label].last_times.forward_ms)
-                    if label == default:
-                        stages.append((node[label].last_times, times[label][-1]))
+                        stages[label].append(node[label].last_times)
         reference = float(np.median(times[REFERENCE]))
         for label, values in times.items():
             median = float(np.median(values))
-            if label in forward:
-                network = float(np.median(forward[label]))
+            if label in stages:
+                network = float(np.median([stage.forward_ms for stage in stages[label]]))
                 split = (f"{network:.1f}", f"{median - network:.1f}", f"{100 * (median - network) / median:.0f}%")
             else:
                 split = ("", "", "")
             rows.append((res_label, label, f"{median:.1f}", *split, f"{median / reference:.2f}x", len(values)))
             print("  " + " | ".join(str(cell) for cell in rows[-1]), flush=True)
-        breakdown.append(stage_row(res_label, stages))
+        breakdown.append(stage_row(res_label, list(zip(stages[default], times[default], strict=True))))
     return rows, breakdown
 
 
