@@ -5,10 +5,13 @@ SIGINT or SIGTERM at any moment ends the process cleanly with exit code 0: durin
 start-up once the current step is done, while running at the next spin slice, and during
 shutdown further signals change nothing. Without HOME, ROS logging gets a directory
 of its own instead of failing. Invalid parameters exit with code 2 and one line.
+A node started by another process with FASTSAM_ROS_PARENT_PID set ends with that process,
+even when it is killed (SIGKILL, the OOM killer) and has no chance to stop the node.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import sys
@@ -19,6 +22,9 @@ from typing import Any
 
 SPIN_SLICE_S = 0.25
 """Python runs signal handlers only between spin slices; also bounds the exit delay."""
+PARENT_PID_VARIABLE = "FASTSAM_ROS_PARENT_PID"
+"""Set by a tool that starts the node, to its own pid: the node then ends when that process ends."""
+PR_SET_PDEATHSIG = 1
 
 
 class Shutdown:
@@ -50,9 +56,29 @@ def _log_dir_without_home() -> str | None:
     return str(directory)
 
 
+def _parent_gone(program: str) -> bool:
+    """Ask the kernel for SIGTERM when the process named by PARENT_PID_VARIABLE ends (Linux);
+    True when it has ended already.
+
+    The parent may die before the request is made, so the parent is checked after it: an
+    orphan has been handed to another process. The kernel sends the signal when the parent's
+    thread that started this process ends, so the parent must start it from its main thread.
+    """
+    parent = os.environ.pop(PARENT_PID_VARIABLE, "")
+    if not parent.isdigit() or not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        reason = os.strerror(ctypes.get_errno())
+        print(f"{program}: warning: cannot tie this process to its parent: {reason}", file=sys.stderr)
+    return os.getppid() != int(parent)
+
+
 def _run(make_node: str, program: str, args: list[str] | None) -> int:
     shutdown = Shutdown()
     shutdown.install()
+    if _parent_gone(program):
+        return 0
     node: Any = None
     try:
         from fastsam_ros.memory import bound_heap_growth

@@ -4,19 +4,26 @@
 topic, publishes the frames at the source's rate (or --rate), then stops the node;
 `--no-node` drives a node that is already running. Every frame is stamped with the time
 it is published and carries --frame-id.
+
+The source is opened and checked before anything heavy is imported or started. Frames over
+the node's max_pixels (its default, or --param max_pixels:=N) and frames that cannot be
+decoded are skipped with a counted warning; a source with nothing to play is refused with
+one line. The started node ends with this process, even when this one is killed.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
-from fastsam_ros.process import Shutdown
+from fastsam_ros.process import PARENT_PID_VARIABLE, Shutdown
 from fastsam_ros.tools.frame_sources import FOLDER_RATE, SourceError, SourceFrame, open_source
 
 DEFAULT_TOPIC = "/camera/image_raw"
@@ -121,11 +128,74 @@ class Player:
         self.context.try_shutdown()
 
 
+def finite(text: str) -> float:
+    """A finite number: nan would never come due and inf never end a wait."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got '{text}'")
+    return value
+
+
+def positive_number(text: str) -> float:
+    value = finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got '{text}'")
+    return value
+
+
+def non_negative_number(text: str) -> float:
+    value = finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got '{text}'")
+    return value
+
+
+class ParameterError(ValueError):
+    """A --param value this player must use itself, and cannot."""
+
+
+def node_max_pixels(parameters: list[str]) -> int:
+    """The pixel limit the node will apply: the last --param max_pixels:=N, else the parameter's default."""
+    from fastsam_ros.config import SPECS
+
+    spec = SPECS["max_pixels"]
+    values = [value for name, _, value in (p.partition(":=") for p in parameters) if name.strip() == "max_pixels"]
+    if not values:
+        return spec.default
+    try:
+        value = int(values[-1])
+    except ValueError:
+        raise ParameterError(f"--param max_pixels: expected an integer, got '{values[-1]}'") from None
+    problem = spec.problem(value)
+    if problem is not None:
+        raise ParameterError(f"--param max_pixels: {problem}")
+    return value
+
+
+def warn(message: str) -> None:
+    """A warning on its own line, above the progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(f"fastsam_play: {message}", file=sys.stderr)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line, exit code 2: the usage block would bury the reason."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="fastsam_play", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="fastsam_play", description=__doc__.split("\n\n")[0])
     parser.add_argument("source", help="video file, image folder, /dev/videoN, rosbag2 folder or .mcap file")
     parser.add_argument(
-        "--rate", type=float, help=f"frames per second (default: the source's; {FOLDER_RATE} for folders)"
+        "--rate",
+        type=positive_number,
+        help=f"frames per second (default: the source's; {FOLDER_RATE} for folders)",
     )
     parser.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
     parser.add_argument("--topic", default=DEFAULT_TOPIC, help=f"camera topic (default {DEFAULT_TOPIC})")
@@ -133,32 +203,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bag-topic", help="image topic to play from a bag (needed when it has several)")
     parser.add_argument("--limit", type=int, help="stop after this many frames")
     parser.add_argument("--no-node", action="store_true", help="drive a running node instead of starting one")
-    parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE", help="node parameter")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME:=VALUE",
+        help="node parameter; max_pixels:=N also sets the frames this player skips (with --no-node too)",
+    )
     parser.add_argument("--node-log", help="file for the started node's output (default: this terminal)")
-    parser.add_argument("--wait", type=float, default=180.0, help="seconds to wait for the node to subscribe")
+    parser.add_argument("--wait", type=positive_number, default=180.0, help="seconds to wait for the node to subscribe")
     parser.add_argument("--subscribers", type=int, default=1, help="subscribers to wait for before the first frame")
     parser.add_argument(
         "--linger",
-        type=float,
+        type=non_negative_number,
         default=2.0,
         help=f"seconds to leave the node after the last frame (at least {DELIVERY_GRACE_S})",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if args.rate is not None and args.rate <= 0:
-        parser.error("--rate must be positive")
     if args.limit is not None and args.limit <= 0:
         parser.error("--limit must be positive")
     return args
 
 
 def play(args: argparse.Namespace, stop: threading.Event) -> int:
-    """Publish the source until it ends or stop is set; the number of frames published."""
+    """Publish the source until it ends or stop is set; the number of frames published.
+
+    SourceError when not one frame of the source could be played.
+    """
+    source = open_source(args.source, args.bag_topic, lambda: node_max_pixels(args.param), warn)
     from tqdm import tqdm
 
     from fastsam_ros.tools.node_driver import start_node, stop_node
 
-    source = open_source(args.source, args.bag_topic)
     use_large_frame_profile()
     player = Player(args.topic, args.frame_id)
     process = None
@@ -168,7 +245,8 @@ def play(args: argparse.Namespace, stop: threading.Event) -> int:
             ros_args = ["-r", f"image:={args.topic}"]
             for parameter in args.param:
                 ros_args += ["-p", parameter]
-            process = start_node(ros_args, dict(os.environ), args.node_log)
+            # The node's process entry asks the kernel to end it when this process ends.
+            process = start_node(ros_args, {**os.environ, PARENT_PID_VARIABLE: str(os.getpid())}, args.node_log)
         if not player.wait_for_subscribers(args.subscribers, args.wait, stop, process) and not stop.is_set():
             print(f"fastsam_play: too few subscribers on {args.topic}; publishing anyway", file=sys.stderr)
         total = min(filter(None, (None if args.loop else source.length, args.limit)), default=None)
@@ -184,6 +262,10 @@ def play(args: argparse.Namespace, stop: threading.Event) -> int:
         player.close()
         if process is not None:
             stop_node(process)
+    if source.skipped:
+        if not published and not stop.is_set():
+            raise SourceError(f"no frame of '{args.source}' could be played ({source.skipped} skipped)")
+        print(f"fastsam_play: {published} frames published, {source.skipped} skipped", file=sys.stderr)
     return published
 
 
@@ -197,3 +279,6 @@ def main(argv: list[str] | None = None) -> None:
         play(args, shutdown.requested)
     except (SourceError, RuntimeError) as error:
         sys.exit(f"fastsam_play: {error}")
+    except ParameterError as error:
+        print(f"fastsam_play: error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,330 @@
+"""fastsam_play's sources under hostile input, in this process: image files and bag messages.
+
+Every frame that cannot be played (over max_pixels, corrupt, an unknown encoding) is
+skipped and counted, the good frames around it still come out with their pixels, and
+storage that cannot be read on ends the source with SourceError, never anything else.
+The fuzz tests draw their cases from a fixed seed (FASTSAM_FUZZ_SCALE multiplies the count).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import psutil
+import pytest
+from rclpy.serialization import serialize_message
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+from sensor_msgs.msg import CompressedImage
+
+from fastsam_ros.ros_convert import array_to_image
+from fastsam_ros.tools.frame_sources import BagSource, FolderSource, SourceError, open_source
+
+SEED = 20261205
+SCALE = int(os.environ.get("FASTSAM_FUZZ_SCALE", "1"))
+FUZZ_MAX_PIXELS = 1_000_000
+"""The fuzz's pixel limit: a frame over it is declared, never decoded, so memory stays small."""
+RSS_GROWTH_LIMIT = 300 * 2**20
+TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose valid header declares width x height, followed by a few rows of data and no more."""
+    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    rows = zlib.compress(b"\x00" * (width * 3 + 1) * 4)
+    return b"\x89PNG\r\n\x1a\n" + header + png_chunk(b"IDAT", rows) + png_chunk(b"IEND", b"")
+
+
+def pattern(height: int, width: int, value: int) -> np.ndarray:
+    """A frame that survives lossless encoding and is told apart by value."""
+    image = np.full((height, width, 3), value, np.uint8)
+    image[0, :, 0] = np.arange(width) % 256
+    return image
+
+
+def write_bag(path: Path, msgtype: str, messages: list[bytes]) -> Path:
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        connection = writer.add_connection("/camera", msgtype, typestore=TYPESTORE)
+        for index, message in enumerate(messages):
+            writer.write(connection, 1_000_000_000 + index * 50_000_000, message)
+    return path
+
+
+def raw_message(image: np.ndarray, **fields) -> bytes:
+    msg = array_to_image(image, "bgr8")
+    for name, value in fields.items():
+        setattr(msg, name, value)
+    return serialize_message(msg)
+
+
+def test_folder_skips_a_file_over_max_pixels_and_plays_the_rest(tmp_path, capsys):
+    """A 20000x20000 PNG among good ones: refused from its header, counted, the others played."""
+    cv2.imwrite(str(tmp_path / "a.png"), pattern(24, 32, 10))
+    (tmp_path / "b.png").write_bytes(png_declaring(20000, 20000))
+    cv2.imwrite(str(tmp_path / "c.png"), pattern(24, 32, 30))
+    source = open_source(str(tmp_path))
+    before = psutil.Process().memory_info().rss
+    frames = list(source.frames())
+    assert psutil.Process().memory_info().rss - before < 100 * 2**20, "the huge image was decoded"
+    assert [int(frame.image[1, 0, 1]) for frame in frames] == [10, 30]
+    warnings = capsys.readouterr().err.splitlines()
+    assert source.skipped == 1 and len(warnings) == 1
+    assert "b.png" in warnings[0] and "20000x20000 exceeds the 33177600-pixel limit" in warnings[0]
+
+
+def test_folder_limit_is_the_given_max_pixels(tmp_path):
+    cv2.imwrite(str(tmp_path / "small.png"), pattern(10, 10, 1))
+    cv2.imwrite(str(tmp_path / "large.png"), pattern(20, 20, 2))
+    source = open_source(str(tmp_path), max_pixels=lambda: 100, warn=lambda message: None)
+    assert [frame.image.shape for frame in source.frames()] == [(10, 10, 3)] and source.skipped == 1
+
+
+def test_lone_image_file_over_max_pixels_is_refused_at_once(tmp_path):
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_declaring(20000, 20000))
+    with pytest.raises(SourceError, match=r"cannot play image .*20000x20000 exceeds"):
+        open_source(str(path))
+    cv2.imwrite(str(tmp_path / "small.png"), pattern(24, 32, 5))
+    source = open_source(str(tmp_path / "small.png"))
+    assert isinstance(source, FolderSource) and [f.image.shape for f in source.frames()] == [(24, 32, 3)]
+
+
+def test_video_over_max_pixels_is_refused_at_once(tmp_path):
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (32, 24))
+    writer.write(pattern(24, 32, 1))
+    writer.release()
+    with pytest.raises(SourceError, match="32x24, over the 100-pixel limit"):
+        open_source(str(path), max_pixels=lambda: 100)
+    assert open_source(str(path), max_pixels=lambda: 32 * 24).length == 1
+
+
+def test_suffixes_are_matched_in_any_case(tmp_path):
+    cv2.imwrite(str(tmp_path / "PHOTO.PNG"), pattern(8, 8, 3))
+    assert isinstance(open_source(str(tmp_path / "PHOTO.PNG")), FolderSource)
+    assert open_source(str(tmp_path)).length == 1
+    bag = write_bag(tmp_path / "bag", "sensor_msgs/msg/Image", [raw_message(pattern(8, 8, 4))])
+    upper = tmp_path / "RUN.MCAP"
+    upper.write_bytes(next(bag.glob("*.mcap")).read_bytes())
+    source = open_source(str(upper))
+    assert isinstance(source, BagSource) and [int(f.image[1, 0, 0]) for f in source.frames()] == [4]
+
+
+def test_bad_bag_frames_are_skipped_and_counted(tmp_path, capsys):
+    good = pattern(12, 16, 50)
+    raw = [
+        raw_message(good),
+        raw_message(good, data=bytes(100)),
+        raw_message(good, encoding="yuv422_yuy2"),
+        raw_message(good, height=40000, width=40000, step=120000),
+        raw_message(good)[:30],
+        raw_message(good),
+    ]
+    source = open_source(str(write_bag(tmp_path / "raw", "sensor_msgs/msg/Image", raw)))
+    frames = list(source.frames())
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(frames) == 2 and all(np.array_equal(f.image, good) for f in frames)
+    assert [f.offset_ns for f in frames] == [0, 250_000_000], "a skipped frame keeps its place in time"
+    assert source.skipped == 4 and len(warnings) == 4
+    for expected in ("data has 100 bytes", "unsupported encoding 'yuv422_yuy2'", "40000x40000", "deserialize"):
+        assert any(expected in warning for warning in warnings), (expected, warnings)
+
+    jpeg = cv2.imencode(".jpg", good)[1].tobytes()
+    compressed = [serialize_message(CompressedImage(format="jpeg", data=data)) for data in (jpeg, jpeg[:40], jpeg)]
+    bag = write_bag(tmp_path / "compressed", "sensor_msgs/msg/CompressedImage", compressed)
+    source = open_source(str(bag))
+    assert len(list(source.frames())) == 2 and source.skipped == 1
+
+
+def chunked_mcap(path: Path, frames: int) -> Path:
+    """A bare MCAP file in zstd chunks of a few frames each, as the mcap library writes it."""
+    from mcap.writer import CompressionType
+    from mcap.writer import Writer as McapWriter
+
+    definition, _ = TYPESTORE.generate_msgdef("sensor_msgs/msg/Image", ros_version=2)
+    rng = np.random.default_rng(0)
+    with path.open("wb") as stream:
+        writer = McapWriter(stream, chunk_size=20_000, compression=CompressionType.ZSTD)
+        writer.start(profile="ros2", library="test")
+        schema = writer.register_schema("sensor_msgs/msg/Image", "ros2msg", definition.encode())
+        channel = writer.register_channel("/camera", "cdr", schema)
+        for index in range(frames):
+            data = raw_message(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8))
+            writer.add_message(channel, log_time=index, data=data, publish_time=index)
+        writer.finish()
+    return path
+
+
+def test_corrupt_mcap_chunk_ends_the_source_with_one_error(tmp_path):
+    path = chunked_mcap(tmp_path / "run.mcap", 40)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 32] = b"\xa5" * 32
+    path.write_bytes(bytes(data))
+    source = open_source(str(path))
+    played = 0
+    with pytest.raises(SourceError, match=r"corrupt after \d+ messages: Chunk checksum mismatch"):
+        for _ in source.frames():
+            played += 1
+    assert 0 < played < 40, "the frames before the corrupt chunk are played"
+
+
+def test_bag_without_image_messages_is_refused(tmp_path):
+    with Writer(tmp_path / "bag", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        writer.add_connection("/camera", "sensor_msgs/msg/Image", typestore=TYPESTORE)
+    with pytest.raises(SourceError, match="no messages on its image topic '/camera'"):
+        open_source(str(tmp_path / "bag"))
+
+
+def mutated(rng: random.Random, data: bytes) -> tuple[str, bytes]:
+    """One hostile variant of an encoded image: its kind and its bytes."""
+    kind = rng.choice(("truncated", "bit-flipped", "zero-byte", "random", "huge-png", "huge-jpeg", "text"))
+    if kind == "truncated":
+        return kind, data[: rng.randrange(len(data))]
+    if kind == "bit-flipped":
+        flipped = bytearray(data)
+        for _ in range(rng.randint(1, 16)):
+            flipped[rng.randrange(len(flipped))] ^= 1 << rng.randrange(8)
+        return kind, bytes(flipped)
+    if kind == "zero-byte":
+        return kind, b""
+    if kind == "random":
+        return kind, rng.randbytes(rng.randint(1, 4096))
+    if kind == "huge-png":
+        return kind, png_declaring(rng.randint(1001, 65535), rng.randint(1001, 65535))
+    if kind == "huge-jpeg":
+        jpeg = bytearray(cv2.imencode(".jpg", pattern(16, 16, 1))[1].tobytes())
+        start = jpeg.index(b"\xff\xc0")  # baseline start-of-frame: length, precision, height, width
+        jpeg[start + 5 : start + 9] = struct.pack(">HH", rng.randint(1001, 65535), rng.randint(1001, 65535))
+        return kind, bytes(jpeg)
+    return kind, b"not an image at all\n" * rng.randint(0, 50)
+
+
+ENCODINGS = (".png", ".jpg", ".bmp", ".webp", ".tif")
+
+
+def rss_growth_checker():
+    process = psutil.Process()
+    start = process.memory_info().rss
+    return lambda: process.memory_info().rss - start
+
+
+def test_fuzz_image_folders_skip_bad_files_and_play_good_ones(tmp_path):
+    """Folders of good and hostile files (truncated, bit-flipped, empty, huge declared sizes,
+    wrong suffixes): every good file plays with its pixels, every other one is played or
+    skipped and counted, nothing raises, and memory stays bounded."""
+    rng = random.Random(SEED)
+    folders = 20 * SCALE
+    growth = rss_growth_checker()
+    for case in range(folders):
+        folder = tmp_path / f"case{case}"
+        folder.mkdir()
+        expected = {}
+        for index in range(10):
+            image = pattern(rng.randint(1, 40), rng.randint(1, 40), rng.randint(0, 255))
+            encoded = cv2.imencode(rng.choice(ENCODINGS), image)[1].tobytes()
+            suffix = rng.choice((*ENCODINGS, ".JPEG", ".Png"))
+            name = f"{index:02d}{suffix}"
+            if rng.random() < 0.4:
+                expected[name] = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
+            else:
+                _, encoded = mutated(rng, encoded)
+            (folder / name).write_bytes(encoded)
+        warnings: list[str] = []
+        source = open_source(str(folder), max_pixels=lambda: FUZZ_MAX_PIXELS, warn=warnings.append)
+        frames = list(source.frames())
+        context = f"seed {SEED}, case {case}: {warnings}"
+        assert len(frames) + source.skipped == 10 and len(warnings) == source.skipped, context
+        assert all(f.image.dtype == np.uint8 and f.image.ndim == 3 and f.image.shape[2] == 3 for f in frames), context
+        assert all(f.image.shape[0] * f.image.shape[1] <= FUZZ_MAX_PIXELS for f in frames), context
+        decoded = [f.image for f in frames]
+        for name, image in expected.items():
+            assert any(np.array_equal(image, got) for got in decoded), f"{context}: good file {name} not played"
+        assert growth() < RSS_GROWTH_LIMIT, f"{context}: memory grew by {growth() / 2**20:.0f} MiB"
+
+
+def hostile_raw(rng: random.Random, good: bytes, image: np.ndarray) -> bytes:
+    kind = rng.randrange(7)
+    if kind == 0:
+        return raw_message(image, data=rng.randbytes(rng.randint(0, 2000)))
+    if kind == 1:
+        return raw_message(image, encoding=rng.choice(("yuv422", "", "16UC1", "bgr8\x00", "rgb16", "x" * 300)))
+    if kind == 2:
+        side = rng.randint(1001, 2**31 - 1)
+        return raw_message(image, height=side, width=rng.randint(1001, 2**31 - 1), step=rng.randint(0, 2**32 - 1))
+    if kind == 3:
+        return raw_message(image, step=rng.randint(0, image.shape[1] * 3 - 1))
+    if kind == 4:
+        return good[: rng.randrange(len(good))]
+    if kind == 5:
+        return rng.randbytes(rng.randint(0, 300))
+    flipped = bytearray(good)
+    for _ in range(rng.randint(1, 8)):
+        flipped[rng.randrange(len(flipped))] ^= 1 << rng.randrange(8)
+    return bytes(flipped)
+
+
+def hostile_compressed(rng: random.Random, jpeg: bytes) -> bytes:
+    _, data = mutated(rng, jpeg)
+    return serialize_message(CompressedImage(format=rng.choice(("jpeg", "png", "", "h264")), data=data))
+
+
+def test_fuzz_bag_messages_skip_bad_frames_and_play_good_ones(tmp_path):
+    """Bags of good and hostile image messages (bad fields, declared sizes, truncated or flipped
+    CDR, corrupt compressed data), and MCAP files with corrupt or cut storage: good frames play
+    with their pixels, bad ones are skipped and counted, storage faults end in SourceError."""
+    rng = random.Random(SEED)
+    growth = rss_growth_checker()
+    for case in range(12 * SCALE):
+        compressed = case % 2 == 1
+        messages, good_images = [], []
+        for _ in range(12):
+            image = pattern(rng.randint(1, 30), rng.randint(1, 30), rng.randint(0, 255))
+            if compressed:
+                encoded = cv2.imencode(".png", image)[1].tobytes()
+                good = serialize_message(CompressedImage(format="png", data=encoded))
+            else:
+                good = raw_message(image)
+            if rng.random() < 0.4:
+                messages.append(good)
+                good_images.append(image)
+            else:
+                messages.append(hostile_compressed(rng, encoded) if compressed else hostile_raw(rng, good, image))
+        msgtype = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
+        bag = write_bag(tmp_path / f"bag{case}", msgtype, messages)
+        warnings: list[str] = []
+        source = open_source(str(bag), max_pixels=lambda: FUZZ_MAX_PIXELS, warn=warnings.append)
+        frames = list(source.frames())
+        context = f"seed {SEED}, case {case}: {warnings}"
+        assert len(frames) + source.skipped == len(messages) and len(warnings) == source.skipped, context
+        decoded = [f.image for f in frames]
+        for image in good_images:
+            assert any(np.array_equal(image, got) for got in decoded), f"{context}: a good frame was not played"
+        assert growth() < RSS_GROWTH_LIMIT, f"{context}: memory grew by {growth() / 2**20:.0f} MiB"
+
+    good_file = chunked_mcap(tmp_path / "good.mcap", 30).read_bytes()
+    for case in range(20 * SCALE):
+        data = bytearray(good_file)
+        if case % 3 == 0:
+            data = data[: rng.randrange(len(data))]
+        else:
+            for _ in range(rng.randint(1, 64)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        path = tmp_path / f"storage{case}.mcap"
+        path.write_bytes(bytes(data))
+        try:
+            source = open_source(str(path), max_pixels=lambda: FUZZ_MAX_PIXELS, warn=lambda message: None)
+            frames = sum(1 for _ in source.frames())
+            assert frames + source.skipped <= 30, f"seed {SEED}, storage case {case}"
+        except SourceError:
+            pass
+        assert growth() < RSS_GROWTH_LIMIT, f"seed {SEED}, storage case {case}: memory grew"
