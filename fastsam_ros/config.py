@@ -233,7 +233,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         "clip_pretrained",
         "openai",
-        "open_clip pretrained tag or a checkpoint path for the clip backend (tags download once when online).",
+        "open_clip pretrained tag or a checkpoint path for the clip backend"
+        " (a tag downloads only when online with HF_HUB_OFFLINE=0).",
     ),
     ParameterSpec("max_prompt_points", 100, "Most points one point prompt may carry.", True, low=1, high=10_000),
     ParameterSpec("max_prompt_boxes", 100, "Most boxes one box prompt may carry.", True, low=1, high=10_000),

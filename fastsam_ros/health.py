@@ -13,14 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastsam_ros.config import default_of
+
 OK, WARN, ERROR = 0, 1, 2
 
 
 @dataclass(frozen=True)
 class HealthLimits:
-    max_latency_ms: float = 1000.0
+    max_latency_ms: float = default_of("diagnostics_max_latency_ms")
     """p95 processing latency above this is a warning."""
-    max_drop_ratio: float = 0.5
+    max_drop_ratio: float = default_of("diagnostics_max_drop_ratio")
     """Dropped frames above this share of received frames is a warning."""
     stale_after_s: float = 5.0
     """No processed frame for this long (after the first one) is a warning."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastsam_ros.config import default_of
 from fastsam_ros.mask_set import Instance, MaskSet
 
 
@@ -27,10 +28,10 @@ class PromptError(ValueError):
 class PromptLimits:
     """Largest requests answered: a prompt's cost grows with its size, and it shares the CPU with inference."""
 
-    max_points: int = 100
-    max_boxes: int = 100
-    max_texts: int = 16
-    max_text_length: int = 200
+    max_points: int = default_of("max_prompt_points")
+    max_boxes: int = default_of("max_prompt_boxes")
+    max_texts: int = default_of("max_prompt_texts")
+    max_text_length: int = default_of("max_text_length")
 
     def check(self, points: int = 0, boxes: int = 0, texts: Sequence[str] = ()) -> None:
         """Raise PromptError naming the limit (and its parameter) that a request exceeds."""

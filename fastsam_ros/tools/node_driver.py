@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -49,7 +50,7 @@ def start_node(
     ros_args: list[str], env: dict[str, str], log_path: str | None = None, executable: str = "fastsam_node"
 ) -> subprocess.Popen:
     """fastsam_node in its own process; its output goes to log_path (or is inherited)."""
-    command = [_venv_command(executable), "--ros-args", *ros_args]
+    command = [installed_command(executable), "--ros-args", *ros_args]
     output = open(log_path, "w") if log_path else None  # noqa: SIM115 - owned by the process
     return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT if output else None)
 
@@ -66,9 +67,17 @@ def stop_node(process: subprocess.Popen, timeout: float = 15.0) -> int:
     return process.returncode
 
 
-def _venv_command(name: str) -> str:
+def installed_command(name: str) -> str:
+    """The command installed beside this interpreter (the venv's), so tests run what set-up installed."""
     candidate = os.path.join(os.path.dirname(sys.executable), name)
     return candidate if os.path.exists(candidate) else name
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, spin: Callable[[], None], what: str) -> None:

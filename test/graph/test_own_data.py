@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,15 +20,12 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from fastsam_ros.ros_convert import image_to_bgr, stamp_to_ns
+from fastsam_ros.tools.node_driver import installed_command
 from fastsam_ros.tools.play import DELIVERY_GRACE_S
 from fastsam_ros.tools.sample_frames import asset_image, camera_frames, panned
 from fastsam_ros.tools.sample_videos import sample_video
 
 CAMERA = "/test/camera/image_raw"
-
-
-def command(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
 
 
 class CameraTap:
@@ -67,7 +62,8 @@ def play(client, *args: str, timeout: float = 60.0) -> Playback:
     """fastsam_play against the running node, spinning the client while it plays."""
     others = client.node.count_publishers(CAMERA)
     process = subprocess.Popen(
-        [command("fastsam_play"), *args, "--no-node", "--topic", CAMERA, "--subscribers", "2", "--linger", "0"],
+        [installed_command("fastsam_play"), *args, "--no-node", "--topic", CAMERA,
+         "--subscribers", "2", "--linger", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
 
@@ -169,7 +165,8 @@ def test_recording_reads_back_with_ros2_schemas(node_graph, tmp_path):
     path, video, log = tmp_path / "run.mcap", tmp_path / "run.mp4", tmp_path / "record.log"
     with log.open("w") as out:
         recorder = subprocess.Popen(
-            [command("fastsam_record"), str(path), "--frames", "4", "--duration", "120", "--video", str(video)],
+            [installed_command("fastsam_record"), str(path), "--frames", "4", "--duration", "120",
+             "--video", str(video)],
             stdout=out, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
     client.wait(lambda: client.node.count_subscribers("/diagnostics") > 0, 60.0, "fastsam_record to subscribe")
