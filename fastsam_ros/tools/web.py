@@ -4,7 +4,10 @@ A separate rclpy node subscribes to the node's debug image and instances and cal
 prompt services; an aiohttp server on 127.0.0.1 (by default) serves one page. Frames go
 out by long polling: the page asks for a frame newer than the one it shows and gets
 the latest, so a slow browser skips frames instead of queueing them. Masks are decoded
-here and sent as a PNG overlay. The server serves only its three page files.
+here and sent as a PNG overlay. The server serves only its three page files and its API,
+only to requests addressed to it (Host: against DNS rebinding) and prompts only from its own
+page (Origin, JSON content type: against cross-site requests). Bodies are bounded before
+they are read and parsed in worker threads, so that no request stalls the others.
 """
 
 from __future__ import annotations
@@ -15,17 +18,28 @@ import base64
 import contextlib
 import json
 import math
+import reprlib
+import signal
+import socket
+import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from importlib import resources
+from typing import NoReturn
 
 import cv2
 import numpy as np
-from aiohttp import web
+from aiohttp import hdrs, web
+
+from fastsam_ros.prompts import PromptError, PromptLimits
 
 FRAME_WAIT_S = 10.0
+BODY_WAIT_S = 5.0
+"""Longest wait for a request body to arrive in full: the page's few kilobytes take milliseconds."""
+STOP_WAIT_S = 2.0
+"""At a stop, how long requests in flight (a prompt the node is answering) may still finish."""
 MASK_COLOUR_BGRA = (255, 144, 30, 150)
 PAGE_FILES = {
     "/": ("index.html", "text/html"),
@@ -84,13 +98,51 @@ def mask_overlay(instances, width: int, height: int) -> tuple[str | None, int]:
     return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode(), int(union.sum())
 
 
-# Request bodies: checked here, before anything reaches the node.
+# Request bodies: checked here, in a worker thread, before anything reaches the node.
+
+PROMPT_LIMITS = PromptLimits()
+"""The node's default prompt limits: the page asks no more of a node than one answers by default."""
+MAX_BODY_BYTES = 4096 + max(128 * PROMPT_LIMITS.max_points, 12 * PROMPT_LIMITS.max_text_length)
+"""Largest request body read: a point and its label in 128 bytes, a text character escaped in 12."""
+
+
+def _shown(value) -> str:
+    """A value in a message, cut short and shallow: a request's values need be neither small nor flat."""
+    return reprlib.repr(value)
 
 
 def _number(value, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise RequestError(400, f"{what} must be a finite number, got {value!r}")
-    return float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RequestError(400, f"{what} must be a finite number, got {_shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError as error:
+        raise RequestError(400, f"{what} is too large: {_shown(value)}") from error
+    if not math.isfinite(number):
+        raise RequestError(400, f"{what} must be a finite number, got {_shown(value)}")
+    return number
+
+
+def _limited(**counts) -> None:
+    try:
+        PROMPT_LIMITS.check(**counts)
+    except PromptError as error:
+        raise RequestError(400, str(error)) from error
+
+
+def parse_body(raw: bytes) -> dict:
+    """The JSON object of a request body; anything else is a 400 that says why."""
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise RequestError(400, "request body is not UTF-8") from error
+    except RecursionError as error:
+        raise RequestError(400, "request body is nested too deeply") from error
+    except ValueError as error:  # JSONDecodeError, and integers longer than Python converts
+        raise RequestError(400, "request body is not valid JSON") from error
+    if not isinstance(body, dict):
+        raise RequestError(400, "request body must be a JSON object")
+    return body
 
 
 def parse_point_request(body: dict) -> tuple[list[tuple[float, float]], list[int]]:
@@ -99,13 +151,14 @@ def parse_point_request(body: dict) -> tuple[list[tuple[float, float]], list[int
         raise RequestError(400, "'points' must be a non-empty list of [x, y] pairs")
     if not isinstance(labels, list) or len(labels) != len(points):
         raise RequestError(400, "'labels' must be a list with one label (1 foreground, 0 background) per point")
+    _limited(points=len(points))
     parsed = []
     for index, point in enumerate(points):
         if not isinstance(point, list) or len(point) != 2:
-            raise RequestError(400, f"point {index} must be an [x, y] pair, got {point!r}")
+            raise RequestError(400, f"point {index} must be an [x, y] pair, got {_shown(point)}")
         parsed.append((_number(point[0], f"point {index} x"), _number(point[1], f"point {index} y")))
-    if any(label not in (0, 1) or isinstance(label, bool) for label in labels):
-        raise RequestError(400, "labels must be 1 (foreground) or 0 (background)")
+    if any(type(label) is not int or label not in (0, 1) for label in labels):
+        raise RequestError(400, "labels must be the integers 1 (foreground) or 0 (background)")
     return parsed, labels
 
 
@@ -115,7 +168,7 @@ def parse_box_request(body: dict) -> tuple[float, float, float, float]:
         raise RequestError(400, "'box' must be [x1, y1, x2, y2]")
     x1, y1, x2, y2 = (_number(v, "box coordinate") for v in box)
     if not (x1 < x2 and y1 < y2):
-        raise RequestError(400, f"box needs x1 < x2 and y1 < y2, got {box}")
+        raise RequestError(400, f"box needs x1 < x2 and y1 < y2, got {[x1, y1, x2, y2]}")
     return x1, y1, x2, y2
 
 
@@ -123,14 +176,29 @@ def parse_text_request(body: dict) -> str:
     text = body.get("text")
     if not isinstance(text, str) or not text.strip():
         raise RequestError(400, "'text' must be a non-empty string, e.g. \"bus\"")
-    # The node's default limit, from the parameter's one definition; imported here since the
-    # config module brings torch, which the page's server does not otherwise need.
-    from fastsam_ros.config import default_of
-
-    longest = default_of("max_text_length")
-    if len(text) > longest:
-        raise RequestError(400, f"'text' is longer than {longest} characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise RequestError(400, "'text' holds an unpaired surrogate (\\ud800-\\udfff): not a character") from error
+    _limited(texts=[text])
     return text.strip()
+
+
+def service_request(kind: str, raw: bytes):
+    """The prompt service's request for a body the page sent (in a worker thread: parsing takes time)."""
+    from geometry_msgs.msg import Point
+
+    from fastsam_ros.msg import BoundingBox
+    from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
+
+    body = parse_body(raw)
+    if kind == "point":
+        points, labels = parse_point_request(body)
+        return PointPrompt.Request(points=[Point(x=x, y=y) for x, y in points], labels=labels)
+    if kind == "box":
+        x1, y1, x2, y2 = parse_box_request(body)
+        return BoxPrompt.Request(boxes=[BoundingBox(x1=x1, y1=y1, x2=x2, y2=y2)])
+    return TextPrompt.Request(texts=[parse_text_request(body)], top_k=1)
 
 
 class LiveView:
@@ -201,38 +269,78 @@ class LiveView:
             return {"stamp": None, "instances": []}
         return {"stamp": stamp_to_ns(msg.header.stamp), "instances": [instance_summary(i) for i in msg.instances]}
 
-    def call(self, kind: str, request, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
-        """Call a prompt service; the response arrives in an asyncio future of loop."""
+    def call(self, kind: str, request, answer: asyncio.Future) -> None:
+        """Send a prompt (in a worker thread: rclpy calls block); its answer is set on answer, in its loop."""
         client = self.clients[kind]
         if not client.service_is_ready():
             raise RequestError(503, f"service {client.srv_name} is not available: is the fastsam node running?")
-        result = loop.create_future()
+
+        def deliver(response) -> None:
+            if not answer.done():
+                answer.set_result(response)
 
         def done(future) -> None:
-            def deliver() -> None:
-                if not result.done():
-                    result.set_result(future.result())
-
-            loop.call_soon_threadsafe(deliver)
+            with contextlib.suppress(RuntimeError):  # the loop closed while the node answered
+                answer.get_loop().call_soon_threadsafe(deliver, future.result())
 
         client.call_async(request).add_done_callback(done)
-        return result
 
     def close(self) -> None:
+        self.on_frame = lambda: None
         self.executor.shutdown(timeout_sec=5.0)
         self.thread.join(5.0)
         self.node.destroy_node()
         self.context.try_shutdown()
 
 
+ALL_INTERFACES = ("0.0.0.0", "::", "")
+"""--host values that listen on every interface of the machine."""
+
+
+def url_host(address: str) -> str:
+    """An address as it stands in a URL and a Host header (IPv6 in brackets)."""
+    return f"[{address}]" if ":" in address else address
+
+
+def machine_addresses() -> list[str]:
+    """Where other machines reach this one, as far as its hostname resolves; loopback first."""
+    addresses = {"127.0.0.1"}
+    with contextlib.suppress(OSError):
+        for *_, sockaddr in socket.getaddrinfo(socket.gethostname(), None, proto=socket.IPPROTO_TCP):
+            addresses.add(sockaddr[0].split("%")[0])
+    return sorted(addresses, key=lambda address: (address != "127.0.0.1", ":" in address, address))
+
+
+@dataclass(frozen=True)
+class Served:
+    """The addresses this server answers as, for its printed URLs and the Host check against DNS rebinding."""
+
+    urls: tuple[str, ...]
+    hosts: frozenset[str]
+
+    @classmethod
+    def of(cls, host: str, port: int) -> Served:
+        names = [host] if host not in ALL_INTERFACES else machine_addresses()
+        listed = [f"{url_host(name)}:{port}" for name in names]
+        known = {*names, "127.0.0.1", "localhost", "::1"}
+        if host in ALL_INTERFACES:
+            known.add(socket.gethostname())
+        hosts = {f"{url_host(name.lower())}:{port}" for name in known}
+        if port == 80:  # a browser leaves the default port out of Host
+            hosts |= {url_host(name.lower()) for name in known}
+        return cls(tuple(f"http://{name}/" for name in listed), frozenset(hosts))
+
+
 class WebApp:
     """The HTTP side: page files, the frame long poll, instances and the three prompts."""
 
-    def __init__(self, view: LiveView, service_timeout: float) -> None:
+    def __init__(self, view: LiveView, service_timeout: float, served: Served) -> None:
         self.view = view
         self.service_timeout = service_timeout
+        self.served = served
         self.frame_event: asyncio.Event | None = None
-        self.app = web.Application(middlewares=[self._errors])
+        self.closing = False
+        self.app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY_BYTES)
         self.app.router.add_get("/", self.page_file)
         self.app.router.add_get("/app.js", self.page_file)
         self.app.router.add_get("/style.css", self.page_file)
@@ -240,6 +348,7 @@ class WebApp:
         self.app.router.add_get("/api/instances", self.instances)
         self.app.router.add_post("/api/prompt/{kind}", self.prompt)
         self.app.on_startup.append(self._on_startup)
+        self.app.on_shutdown.append(self._on_shutdown)
 
     async def _on_startup(self, app: web.Application) -> None:
         loop = asyncio.get_running_loop()
@@ -249,14 +358,34 @@ class WebApp:
             self.frame_event.set()
             self.frame_event = asyncio.Event()
 
-        self.view.on_frame = lambda: loop.call_soon_threadsafe(new_frame)
+        def on_frame() -> None:
+            with contextlib.suppress(RuntimeError):  # a frame that arrives as the loop closes
+                loop.call_soon_threadsafe(new_frame)
+
+        self.view.on_frame = on_frame
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        """Long polls end now with a 204, instead of holding the stop for up to FRAME_WAIT_S."""
+        self.view.on_frame = lambda: None
+        self.closing = True
+        self.frame_event.set()
 
     @web.middleware
-    async def _errors(self, request: web.Request, handler):
+    async def _guard(self, request: web.Request, handler):
+        """Only this server's own page gets an answer: Host and Origin checked first, refusals as JSON."""
         try:
+            self._check_origin(request)
             return await handler(request)
         except RequestError as error:
             return web.json_response({"success": False, "message": str(error)}, status=error.status)
+
+    def _check_origin(self, request: web.Request) -> None:
+        host = request.headers.get(hdrs.HOST, "")
+        if host.lower() not in self.served.hosts:
+            raise RequestError(403, f"Host {_shown(host)} is not an address of this server: open {self.served.urls[0]}")
+        origin = request.headers.get(hdrs.ORIGIN)
+        if request.method not in ("GET", "HEAD") and origin is not None and origin.lower() != f"http://{host.lower()}":
+            raise RequestError(403, f"Origin {_shown(origin)} refused: prompts come only from this server's page")
 
     async def page_file(self, request: web.Request) -> web.Response:
         name, content_type = PAGE_FILES[request.path]
@@ -272,7 +401,7 @@ class WebApp:
         deadline = time.monotonic() + FRAME_WAIT_S
         while (frame := self.view.frame) is None or frame.seq <= after:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self.closing:
                 return web.Response(status=204)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.frame_event.wait(), remaining)
@@ -285,43 +414,34 @@ class WebApp:
         return web.Response(body=frame.jpeg, content_type="image/jpeg", headers=headers)
 
     async def instances(self, request: web.Request) -> web.Response:
-        return web.json_response(self.view.latest_instances())
+        return web.json_response(await asyncio.to_thread(self.view.latest_instances))
 
     async def prompt(self, request: web.Request) -> web.Response:
-        from geometry_msgs.msg import Point
-
-        from fastsam_ros.msg import BoundingBox
-        from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
-
         kind = request.match_info["kind"]
         if kind not in ("point", "box", "text"):
-            raise RequestError(404, f"unknown prompt '{kind}': use point, box or text")
+            raise RequestError(404, f"unknown prompt {_shown(kind)}: use point, box or text")
+        if request.content_type != "application/json":
+            raise RequestError(415, "a prompt's body must be JSON, sent as Content-Type: application/json")
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise RequestError(400, "request body is not valid JSON") from error
-        if not isinstance(body, dict):
-            raise RequestError(400, "request body must be a JSON object")
-        if kind == "point":
-            points, labels = parse_point_request(body)
-            service_request = PointPrompt.Request(points=[Point(x=x, y=y) for x, y in points], labels=labels)
-        elif kind == "box":
-            x1, y1, x2, y2 = parse_box_request(body)
-            service_request = BoxPrompt.Request(boxes=[BoundingBox(x1=x1, y1=y1, x2=x2, y2=y2)])
-        else:
-            service_request = TextPrompt.Request(texts=[parse_text_request(body)], top_k=1)
+            async with asyncio.timeout(BODY_WAIT_S):
+                raw = await request.read()
+        except web.HTTPRequestEntityTooLarge as error:
+            raise RequestError(413, f"request body is larger than {MAX_BODY_BYTES} bytes") from error
+        except TimeoutError as error:
+            raise RequestError(408, f"request body did not arrive within {BODY_WAIT_S:.0f} s") from error
+        service_call = await asyncio.to_thread(service_request, kind, raw)
         frame = self.view.frame
         if frame is None:
             raise RequestError(409, f"no camera frame yet: nothing to select on (waiting for {self.view.image_topic})")
+        answer = asyncio.get_running_loop().create_future()
+        await asyncio.to_thread(self.view.call, kind, service_call, answer)
         try:
-            response = await asyncio.wait_for(
-                self.view.call(kind, service_request, asyncio.get_running_loop()), self.service_timeout
-            )
+            response = await asyncio.wait_for(answer, self.service_timeout)
         except asyncio.TimeoutError as error:
             raise RequestError(
                 504, f"the node did not answer the {kind} prompt within {self.service_timeout:.0f} s"
             ) from error
-        return web.json_response(self._selection(response, frame))
+        return web.json_response(await asyncio.to_thread(self._selection, response, frame))
 
     def _selection(self, response, frame: Frame) -> dict:
         from fastsam_ros.ros_convert import stamp_to_ns
@@ -338,8 +458,15 @@ class WebApp:
         }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="fastsam_web", description=__doc__.split("\n\n")[0])
+class OneLineParser(argparse.ArgumentParser):
+    """A bad command line is one line on stderr and exit code 2, as for an unusable address."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = OneLineParser(prog="fastsam_web", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
     )
@@ -349,12 +476,88 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jpeg-quality", type=int, default=80, help="JPEG quality of the frames sent (1-100)")
     parser.add_argument("--service-timeout", type=float, default=30.0, help="seconds to wait for a prompt's answer")
     args = parser.parse_args(argv)
+    if not 1 <= args.port <= 65535:
+        parser.error(f"--port must be within 1..65535, got {args.port}")
     if not 1 <= args.jpeg_quality <= 100:
         parser.error("--jpeg-quality must be within 1..100")
-    view = LiveView(args.node, args.camera, args.jpeg_quality)
-    view.start()
+    if not 0 < args.service_timeout < math.inf:
+        parser.error("--service-timeout must be a positive number of seconds")
+    from rclpy.exceptions import NameValidationException
+    from rclpy.validate_full_topic_name import validate_full_topic_name
+
+    name = private_name(args.node, args.camera, "debug_image")
     try:
-        print(f"fastsam_web: open http://{args.host}:{args.port}/ (camera image from {view.image_topic})", flush=True)
-        web.run_app(WebApp(view, args.service_timeout).app, host=args.host, port=args.port, print=None)
+        validate_full_topic_name(name)
+    except NameValidationException:
+        parser.error(f"--node {args.node!r} and --camera {args.camera!r} make {name!r}, not a valid ROS name")
+    return args
+
+
+class StopRequest:
+    """SIGINT and SIGTERM, any number of them at any time, ask once for a clean stop."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping: asyncio.Event | None = None
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, self._on_signal)
+
+    def _on_signal(self, number: int, frame) -> None:
+        self.requested.set()
+        if self.loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the stop is under way
+                self.loop.call_soon_threadsafe(self.stopping.set)
+
+    async def wait(self) -> None:
+        self.stopping = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+        if self.requested.is_set():
+            self.stopping.set()
+        await self.stopping.wait()
+
+
+async def serve(app: WebApp, host: str, port: int, stop: StopRequest) -> int:
+    """Serve until SIGINT or SIGTERM: exit code 0, or 2 with one line when the address cannot be used."""
+    runner = web.AppRunner(app.app, handle_signals=False, access_log=None, shutdown_timeout=STOP_WAIT_S)
+    await runner.setup()
+    try:
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except (OSError, UnicodeError) as error:  # in use, not this machine's, no such name
+            print(f"fastsam_web: cannot listen on {host}:{port}: {error}", file=sys.stderr)
+            return 2
+        announce(app.served, host, app.view.image_topic)
+        await stop.wait()
+        return 0
+    finally:
+        await runner.cleanup()
+
+
+def announce(served: Served, host: str, image_topic: str) -> None:
+    """Where to open the page; on all interfaces, loudly, that anyone who reaches it may use it."""
+    if host in ALL_INTERFACES:
+        print(
+            f"fastsam_web: WARNING: listening on all interfaces ({host or 'all'}) with no authentication: anyone "
+            "who can reach this machine sees the camera and sends prompts to the node. Use --host 127.0.0.1 "
+            "unless this network is trusted.",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(f"fastsam_web: open {' or '.join(served.urls)} (camera image from {image_topic})", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(argv)
+    stop = StopRequest()
+    view = LiveView(args.node, args.camera, args.jpeg_quality)
+    code = 0
+    try:
+        view.start()
+        app = WebApp(view, args.service_timeout, Served.of(args.host, args.port))
+        if not stop.requested.is_set():
+            code = asyncio.run(serve(app, args.host, args.port, stop))
     finally:
         view.close()
+    if code:
+        raise SystemExit(code)

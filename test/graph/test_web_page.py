@@ -14,9 +14,7 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -31,7 +29,7 @@ from ultralytics.utils import ASSETS
 from fastsam_ros.msg import BoundingBox
 from fastsam_ros.ros_convert import msg_to_instance
 from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
-from fastsam_ros.tools.node_driver import NodeClient
+from fastsam_ros.tools.node_driver import NodeClient, free_port, installed_command
 from fastsam_ros.tools.sample_frames import asset_image
 
 CAMERA = "/web/camera/image_raw"
@@ -40,16 +38,6 @@ BROWSER_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1400,1250",
 )  # fmt: skip
-
-
-def command(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def http(url: str, body: bytes | None = None) -> tuple[int, bytes]:
@@ -67,7 +55,7 @@ def server(tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("web") / "web.log"
     process = subprocess.Popen(
-        [command("fastsam_web"), "--port", str(port)], stdout=log.open("w"), stderr=subprocess.STDOUT
+        [installed_command("fastsam_web"), "--port", str(port)], stdout=log.open("w"), stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -172,7 +160,7 @@ def test_click_drag_and_text_select_in_the_browser(server, browser, tmp_path):
     photos.mkdir()
     shutil.copy(ASSETS / "bus.jpg", photos / "bus.jpg")
     player = subprocess.Popen(
-        [command("fastsam_play"), str(photos), "--loop", "--rate", "2", "--topic", CAMERA, "--quiet",
+        [installed_command("fastsam_play"), str(photos), "--loop", "--rate", "2", "--topic", CAMERA, "--quiet",
          "--param", "device:=cpu", "--node-log", str(tmp_path / "node.log")],
     )  # fmt: skip
     client = NodeClient(CAMERA, name="web_test_client", outputs=())
