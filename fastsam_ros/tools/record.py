@@ -5,17 +5,44 @@ that arrive; the debug image is JPEG-compressed into sensor_msgs/CompressedImage
 '<debug topic>/compressed', a tenth of the raw size. Schemas are the ROS 2 message
 definitions ('ros2msg', as rosbag2 writes them), so Foxglove and `ros2 bag play` read
 the file. Optionally the debug images also go into an MP4.
+
+An existing output (or a symlink) is never overwritten unless --force, and then only
+replaced, atomically, once the new recording is complete. SIGINT, SIGTERM and SIGHUP,
+however many and whenever they come, end the recording with both files closed and
+readable; the chunk in progress is written out every second, so a SIGKILL loses at
+most about a second of messages (the MCAP then lacks its summary, the MP4 is lost).
+A refused command line or path ends with one line and exit code 2, a failed write
+(full disk) with one line and exit code 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import os
+import signal
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO, NoReturn
+
+from fastsam_ros.process import Shutdown
 
 DIAGNOSTICS = "/diagnostics"
 DEBUG_SUFFIX = "/compressed"
+SPIN_SLICE_S = 0.1
+"""Signals are acted on between spin slices: also the longest delay before the recorder stops."""
+FLUSH_INTERVAL_S = 1.0
+"""How often the chunk in progress goes to the file: what a SIGKILL or a crash can lose."""
+MAX_VIDEO_FPS = 1000.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class RecordError(Exception):
+    """An output cannot be created or written; its message is the one line the user sees."""
 
 
 def output_topics(node: str, camera: str) -> dict[str, str]:
@@ -40,43 +67,130 @@ def message_definitions(typenames: list[str]) -> dict[str, str]:
     return {name: typestore.generate_msgdef(name, ros_version=2)[0] for name in typenames}
 
 
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+class OutputFile:
+    """A file this run creates, never one it finds.
+
+    Without force the target is created with O_EXCL: an existing file, a symlink (even a
+    dangling one) or one that appears between the check and the creation is left alone.
+    With force the recording goes to a new hidden file next to the target, which replaces
+    the target (a symlink itself, not what it points to) only once it is complete.
+    """
+
+    def __init__(self, target: Path, force: bool) -> None:
+        self.target = target
+        self.force = force
+        try:
+            if force:
+                self.fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=target.suffix)
+                os.fchmod(self.fd, 0o666 & ~_umask())
+                self.path = Path(name)
+            else:
+                self.fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+                self.path = target
+        except FileExistsError:
+            raise RecordError(f"'{target}' already exists; use --force to replace it") from None
+        except OSError as error:
+            raise RecordError(f"cannot create '{target}': {_reason(error)}") from None
+
+    def open(self) -> BinaryIO:
+        """The created file for writing (takes over its descriptor)."""
+        return os.fdopen(self.fd, "wb")
+
+    def close_descriptor(self) -> None:
+        """For a file that another library opens by name (OpenCV's video writer)."""
+        os.close(self.fd)
+
+    def commit(self) -> None:
+        """The complete recording under the target's name."""
+        if self.force:
+            try:
+                os.replace(self.path, self.target)
+            except OSError as error:
+                raise RecordError(f"cannot replace '{self.target}': {_reason(error)}") from None
+
+    def discard(self) -> None:
+        """Remove what this run created, when nothing worth keeping went into it."""
+        self.path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _write_errors(output: OutputFile) -> Iterator[None]:
+    """An OSError while writing an output becomes a RecordError naming the file."""
+    try:
+        yield
+    except OSError as error:
+        raise RecordError(f"cannot write '{output.target}': {_reason(error)}") from None
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it): a forced output gets the usual
+    permissions instead of mkstemp's owner-only ones."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class McapRecorder:
     """Writes serialized ROS 2 messages to an MCAP file, one channel per topic."""
 
-    def __init__(self, path: Path, topics: dict[str, str]) -> None:
+    def __init__(self, output: OutputFile, topics: dict[str, str]) -> None:
         from mcap.writer import Writer
 
-        self.file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self.output = output
+        self.file = output.open()
         self.writer = Writer(self.file)
-        self.writer.start(profile="ros2", library="fastsam_record")
-        definitions = message_definitions(sorted(set(topics.values())))
-        schemas = {
-            name: self.writer.register_schema(name=name, encoding="ros2msg", data=text.encode())
-            for name, text in definitions.items()
-        }
-        self.channels = {
-            topic: self.writer.register_channel(topic=topic, message_encoding="cdr", schema_id=schemas[typename])
-            for topic, typename in topics.items()
-        }
         self.counts = dict.fromkeys(topics, 0)
+        self.unflushed = False
+        definitions = message_definitions(sorted(set(topics.values())))
+        with _write_errors(self.output):
+            self.writer.start(profile="ros2", library="fastsam_record")
+            schemas = {
+                name: self.writer.register_schema(name=name, encoding="ros2msg", data=text.encode())
+                for name, text in definitions.items()
+            }
+            self.channels = {
+                topic: self.writer.register_channel(topic=topic, message_encoding="cdr", schema_id=schemas[typename])
+                for topic, typename in topics.items()
+            }
 
     def write(self, topic: str, data: bytes, stamp_ns: int) -> None:
         """One message; log and publish times are its arrival time."""
-        self.writer.add_message(
-            channel_id=self.channels[topic], log_time=stamp_ns, publish_time=stamp_ns, data=data,
-            sequence=self.counts[topic],
-        )  # fmt: skip
+        with _write_errors(self.output):
+            self.writer.add_message(
+                channel_id=self.channels[topic], log_time=stamp_ns, publish_time=stamp_ns, data=data,
+                sequence=self.counts[topic],
+            )  # fmt: skip
         self.counts[topic] += 1
+        self.unflushed = True
+
+    def flush(self) -> None:
+        """The chunk in progress to the file, so that a kill cannot take it along."""
+        if self.unflushed:
+            with _write_errors(self.output):
+                self.writer.flush()
+            self.unflushed = False
 
     def close(self) -> None:
-        self.writer.finish()
-        self.file.close()
+        """Summary written and file closed; the file is closed even when writing fails."""
+        try:
+            with _write_errors(self.output):
+                self.writer.finish()
+        finally:
+            with _write_errors(self.output):
+                self.file.close()
 
 
 class NodeRecording:
     """Subscribes to a node's outputs and records them, in its own rclpy context."""
 
-    def __init__(self, path: Path, node: str, camera: str, jpeg_quality: int, video: Path | None, fps: float) -> None:
+    def __init__(
+        self, output: OutputFile, node: str, camera: str, jpeg_quality: int, video: OutputFile | None, fps: float
+    ) -> None:
+        import cv2
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import Image
@@ -98,13 +212,17 @@ class NodeRecording:
         }
         typenames = {topic: _typename(kind) for topic, kind in raw.items()}
         typenames[self.debug_topic] = "sensor_msgs/msg/CompressedImage"
-        self.recorder = McapRecorder(path, typenames)
+        self.recorder = McapRecorder(output, typenames)
         self.instances_topic = outputs["instances"]
+        self.jpeg_quality = jpeg_quality
+        self.video_output, self.fps, self.video = video, fps, None
+        self.video_size: tuple[int, int] | None = None
+        self.skipped_images = 0
+        self.error: RecordError | None = None
+        self.fourcc = cv2.VideoWriter_fourcc(*"mp4v")
         for topic, kind in raw.items():
             self.node.create_subscription(kind, topic, self._writer(topic), 10, raw=True)
         self.node.create_subscription(Image, outputs["debug_image"], self._on_debug_image, 5)
-        self.jpeg_quality = jpeg_quality
-        self.video_path, self.fps, self.video = video, fps, None
 
     def _writer(self, topic: str):
         def write(data: bytes) -> None:
@@ -117,40 +235,75 @@ class NodeRecording:
         from rclpy.serialization import serialize_message
         from sensor_msgs.msg import CompressedImage
 
+        from fastsam_ros.image_codec import ImageDecodeError
         from fastsam_ros.ros_convert import image_to_bgr
 
-        image = image_to_bgr(msg)
+        try:
+            image = image_to_bgr(msg)
+        except ImageDecodeError:
+            self.skipped_images += 1
+            return
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
         if not ok:
+            self.skipped_images += 1
             return
         compressed = CompressedImage(header=msg.header, format="jpeg", data=jpeg.tobytes())
         self.recorder.write(self.debug_topic, serialize_message(compressed), time.time_ns())
-        if self.video_path is not None:
-            if self.video is None:
-                fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-                self.video = cv2.VideoWriter(str(self.video_path), fourcc, self.fps, image.shape[1::-1])
-            self.video.write(image)
+        if self.video_output is not None:
+            self._write_video_frame(image)
 
-    def run(self, duration: float | None, frames: int | None) -> None:
-        """Record until duration seconds, `frames` instance messages, or Ctrl-C; say when the node is first heard."""
+    def _write_video_frame(self, image) -> None:
+        """Frames of another size than the first are scaled to it: an MP4 has one frame size."""
+        import cv2
+
+        size = image.shape[1::-1]
+        if self.video is None:
+            self.video_size = size
+            self.video = cv2.VideoWriter(str(self.video_output.path), self.fourcc, self.fps, size)
+            if not self.video.isOpened():
+                raise RecordError(f"cannot write '{self.video_output.target}': OpenCV cannot open an MP4 writer")
+        if size != self.video_size:
+            image = cv2.resize(image, self.video_size)
+        self.video.write(image)
+
+    def run(self, duration: float | None, frames: int | None, shutdown: Shutdown) -> None:
+        """Record until duration seconds, `frames` instance messages or a stop signal; say when
+        each topic is first heard. A failed write ends the recording and is kept in self.error."""
         deadline = None if duration is None else time.monotonic() + duration
-        heard = False
+        heard: set[str] = set()
+        next_flush = time.monotonic() + FLUSH_INTERVAL_S
         try:
-            while deadline is None or time.monotonic() < deadline:
-                count = self.recorder.counts[self.instances_topic]
-                if count and not heard:
-                    heard = True
-                    print(f"fastsam_record: first message on {self.instances_topic}", flush=True)
-                if frames is not None and count >= frames:
+            while not shutdown.requested.is_set() and (deadline is None or time.monotonic() < deadline):
+                for topic, count in self.recorder.counts.items():
+                    if count and topic not in heard:
+                        heard.add(topic)
+                        print(f"fastsam_record: first message on {topic}", flush=True)
+                if frames is not None and self.recorder.counts[self.instances_topic] >= frames:
                     return
-                self.executor.spin_once(timeout_sec=0.1)
-        except KeyboardInterrupt:
-            pass
+                self.executor.spin_once(timeout_sec=SPIN_SLICE_S)
+                if time.monotonic() >= next_flush:
+                    self.recorder.flush()
+                    next_flush = time.monotonic() + FLUSH_INTERVAL_S
+        except RecordError as error:
+            self.error = error
 
     def close(self) -> None:
-        self.recorder.close()
+        """Both files closed and committed, whatever happened; the first error is kept in self.error."""
+        try:
+            self.recorder.close()
+            if self.error is None:
+                self.recorder.output.commit()
+        except RecordError as error:
+            self.error = self.error or error
         if self.video is not None:
             self.video.release()
+            if self.error is None:
+                try:
+                    self.video_output.commit()
+                except RecordError as error:
+                    self.error = error
+        elif self.video_output is not None:
+            self.video_output.discard()
         self.executor.shutdown()
         self.node.destroy_node()
         self.context.try_shutdown()
@@ -161,8 +314,55 @@ def _typename(kind: type) -> str:
     return f"{kind.__module__.split('.')[0]}/msg/{kind.__name__}"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Command-line errors in one line, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _check_paths(parser: _Parser, output: Path, video: Path | None, force: bool) -> None:
+    """Refuse, before anything is created, paths that cannot become a recording."""
+    for path, what in ((output, "output"), (video, "--video")):
+        if path is None:
+            continue
+        if not path.parent.is_dir():
+            parser.error(f"{what}: folder '{path.parent}' does not exist")
+        if path.is_dir():
+            parser.error(f"{what}: '{path}' is a folder")
+        if os.path.lexists(path) and not force:
+            parser.error(f"{what}: '{path}' already exists; use --force to replace it")
+    if video is not None and video.parent.resolve() / video.name == output.parent.resolve() / output.name:
+        parser.error("--video must be another file than the output")
+
+
+def _check_topics(parser: _Parser, node: str, camera: str) -> None:
+    from rclpy.exceptions import NameValidationException
+    from rclpy.validate_full_topic_name import validate_full_topic_name
+
+    for topic in output_topics(node, camera).values():
+        try:
+            validate_full_topic_name(topic)
+        except NameValidationException:
+            parser.error(f"--node/--camera: '{topic}' is not a valid topic name")
+
+
+def _check_video_writer(video: OutputFile, fps: float) -> None:
+    """OpenCV fails silently when it cannot write an MP4: find out before recording."""
+    import cv2
+
+    probe = cv2.VideoWriter(str(video.path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 64))
+    opened = probe.isOpened()
+    probe.release()
+    if not opened:
+        raise RecordError(f"cannot write '{video.target}': OpenCV cannot open an MP4 writer for it")
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="fastsam_record", description=__doc__.split("\n\n")[0])
+    shutdown = Shutdown()
+    shutdown.install()
+    signal.signal(signal.SIGHUP, lambda signum, frame: shutdown.requested.set())
+    parser = _Parser(prog="fastsam_record", description=__doc__.split("\n\n")[0])
     parser.add_argument("output", type=Path, help="MCAP file to write, e.g. run.mcap")
     parser.add_argument("--node", default="fastsam", help="name of the node to record (default fastsam)")
     parser.add_argument("--camera", default="", help="camera name of a multi-camera node")
@@ -171,15 +371,59 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jpeg-quality", type=int, default=80, help="JPEG quality of the debug image (1-100)")
     parser.add_argument("--video", type=Path, help="also write the debug images to this MP4 file")
     parser.add_argument("--video-fps", type=float, default=10.0, help="frame rate written into the MP4")
+    parser.add_argument("--force", action="store_true", help="replace existing output files once the recording ends")
     args = parser.parse_args(argv)
     if not 1 <= args.jpeg_quality <= 100:
         parser.error("--jpeg-quality must be within 1..100")
-    if not args.output.parent.is_dir():
-        sys.exit(f"fastsam_record: folder '{args.output.parent}' does not exist")
-    recording = NodeRecording(args.output, args.node, args.camera, args.jpeg_quality, args.video, args.video_fps)
+    if args.duration is not None and not (math.isfinite(args.duration) and args.duration >= 0):
+        parser.error("--duration must be a number of seconds, 0 or more")
+    if args.frames is not None and args.frames < 1:
+        parser.error("--frames must be 1 or more")
+    if not (math.isfinite(args.video_fps) and 0 < args.video_fps <= MAX_VIDEO_FPS):
+        parser.error(f"--video-fps must be above 0 and at most {MAX_VIDEO_FPS:g}")
+    _check_paths(parser, args.output, args.video, args.force)
+    _check_topics(parser, args.node, args.camera)
+    sys.exit(_record(args, shutdown))
+
+
+def _record(args: argparse.Namespace, shutdown: Shutdown) -> int:
+    """Exit code: 0 recorded, 1 a write failed during the recording, 2 an output cannot be created."""
+    created: list[OutputFile] = []
     try:
-        recording.run(args.duration, args.frames)
+        created.append(OutputFile(args.output, args.force))
+        if args.video is not None:
+            created.append(OutputFile(args.video, args.force))
+            created[-1].close_descriptor()
+            _check_video_writer(created[-1], args.video_fps)
+    except RecordError as error:
+        for output in created:
+            output.discard()
+        print(f"fastsam_record: error: {error}", file=sys.stderr)
+        return 2
+    video = created[1] if args.video is not None else None
+    try:
+        recording = NodeRecording(created[0], args.node, args.camera, args.jpeg_quality, video, args.video_fps)
+    except RecordError as error:
+        for output in created:
+            output.discard()
+        print(f"fastsam_record: error: {error}", file=sys.stderr)
+        return 1
+    try:
+        recording.run(args.duration, args.frames, shutdown)
     finally:
+        shutdown.requested.set()
         recording.close()
+        # While Python finalizes, its handlers go back to the default action: a late signal
+        # would still end the finished process with a signal's exit status.
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+    if recording.error is not None:
+        kept = "".join(f"; unfinished recording kept in '{o.path}'" for o in created if o.force and o.path.exists())
+        print(f"fastsam_record: error: {recording.error}{kept}", file=sys.stderr)
+        return 1
     counts = ", ".join(f"{topic} {count}" for topic, count in recording.recorder.counts.items())
-    print(f"fastsam_record: wrote {args.output} ({args.output.stat().st_size} bytes): {counts}")
+    skipped = f"; {recording.skipped_images} undecodable debug images skipped" if recording.skipped_images else ""
+    print(f"fastsam_record: wrote {args.output} ({args.output.stat().st_size} bytes): {counts}{skipped}")
+    if args.video is not None and recording.video is None:
+        print(f"fastsam_record: no debug image arrived, so no {args.video} was written")
+    return 0
