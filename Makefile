@@ -26,9 +26,12 @@ test-unit: setup
 test-own-data: setup
 	@$(ACTIVATE) && FASTSAM_ROS_SCREENSHOT=docs/web_view.jpg pytest -ra test/unit/test_own_data_tools.py test/graph/test_own_data.py test/graph/test_web_page.py
 
-# The seeded fuzz of the node over DDS at length (make test runs 4 batches of it).
+# The seeded fuzz of the node over DDS and of the tools around it (web API, player, recorder)
+# at length: make test runs 4 batches of the node's and one scale of the tools'.
 fuzz: setup
-	@$(ACTIVATE) && FASTSAM_FUZZ_BATCHES=$${FASTSAM_FUZZ_BATCHES:-40} pytest -ra test/graph/test_node_hostile_input.py -k fuzz
+	@$(ACTIVATE) && FASTSAM_FUZZ_BATCHES=$${FASTSAM_FUZZ_BATCHES:-40} FASTSAM_FUZZ_SCALE=$${FASTSAM_FUZZ_SCALE:-20} \
+		pytest -ra -k fuzz test/graph/test_node_hostile_input.py test/graph/test_web_hostile.py \
+		test/graph/test_play_hostile.py test/unit/test_play_sources.py test/graph/test_record_hostile.py
 
 # Mutation testing of the core against test/unit (docs/TESTING.md); MUTATE picks modules.
 MUTATE ?= config frame_mailbox health image_codec mask_encoding mask_set obstacles prompts ros_convert

@@ -602,7 +602,7 @@ def write_report(output: Path, device: str, sections, gpu_note: str) -> None:
     parts = [
         "# Performance",
         "",
-        "Written by `make bench` (fastsam_ros/benchmark.py); every ratio compares figures taken in the same run.",
+        "Written by `make bench` (fastsam_ros/tools/benchmark.py); every ratio compares figures taken in the same run.",
         "",
         *machine_lines(device),
         "",
