@@ -34,16 +34,16 @@ fuzz: setup
 		test/graph/test_play_hostile.py test/unit/test_play_sources.py test/graph/test_record_hostile.py
 
 # Mutation testing of the core against test/unit (docs/TESTING.md); MUTATE picks modules.
-MUTATE ?= config frame_mailbox health image_codec mask_encoding mask_set obstacles prompts ros_convert
+MUTATE ?= core.parameters core.frame_mailbox core.health core.image_codec core.mask_encoding core.mask_set core.obstacles core.prompts ros.convert
 mutate: setup
 	@$(ACTIVATE) && nice -n 15 mutmut run --max-children 2 $(foreach m,$(MUTATE),"fastsam_ros.$(m).*"); \
 		python scripts/mutation_scores.py
 
 bench: setup
-	@$(ACTIVATE) && fastsam_bench --output docs/PERFORMANCE.md
+	@$(ACTIVATE) && python -m benchmarks.benchmark --output docs/PERFORMANCE.md
 
 soak: setup
-	@$(ACTIVATE) && fastsam_soak --frames 2000 --clients 4 --rate 50
+	@$(ACTIVATE) && python -m benchmarks.soak --frames 2000 --clients 4 --rate 50
 
 lint: setup
 	@$(ACTIVATE) && ruff check . && ruff format --check . && lint-imports

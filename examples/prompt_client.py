@@ -11,7 +11,7 @@ import rclpy
 from geometry_msgs.msg import Point
 
 from fastsam_ros.msg import BoundingBox
-from fastsam_ros.ros_qos import SERVICE_QOS
+from fastsam_ros.ros.qos import SERVICE_QOS
 from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
 
 
@@ -30,7 +30,7 @@ def main() -> int:
     service_type, request = build_request(kind, args)
     rclpy.init()
     node = rclpy.create_node("fastsam_prompt_client")
-    # A deeper response history than ROS's default of 10: see fastsam_ros/ros_qos.py.
+    # A deeper response history than ROS's default of 10: see fastsam_ros/ros/qos.py.
     client = node.create_client(service_type, f"/fastsam/prompt_{kind}", qos_profile=SERVICE_QOS)
     if not client.wait_for_service(timeout_sec=30.0):
         print(f"/fastsam/prompt_{kind} is not available: is fastsam_node running?")

@@ -73,7 +73,7 @@ if fresh package "$key"; then
 else
   say "installing fastsam_ros (editable) and its commands"
   run_pip --no-deps --no-build-isolation -e "$root"
-  "$py" -c "import fastsam_ros.node" || { say "fastsam_ros failed to import"; exit 1; }
+  "$py" -c "import fastsam_ros.ros.node" || { say "fastsam_ros failed to import"; exit 1; }
   mark package "$key"
 fi
 

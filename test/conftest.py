@@ -29,7 +29,7 @@ DATA = Path(__file__).parent / "data"
 @pytest.fixture(scope="session", autouse=True)
 def test_environment() -> Iterator[None]:
     """A private ROS domain on this host, the large-frame DDS profile, and an export cache of this run."""
-    from fastsam_ros.tools.node_driver import isolated_ros_env
+    from fastsam_ros.tools.node_client import isolated_ros_env
 
     saved = dict(os.environ)
     os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
@@ -54,14 +54,14 @@ def _domain_of_this_worker() -> int | None:
 
 @pytest.fixture(scope="session")
 def loaded_model():
-    from fastsam_ros.model_loading import load_model
+    from fastsam_ros.core.backends.model_loading import load_model
 
     return load_model("yolo11n-seg.pt", "cpu")
 
 
 @pytest.fixture(scope="session")
 def engine(loaded_model):
-    from fastsam_ros.engine import SegmentationEngine
+    from fastsam_ros.core.engine import SegmentationEngine
 
     return SegmentationEngine(loaded_model)
 
@@ -69,8 +69,8 @@ def engine(loaded_model):
 @pytest.fixture(scope="session")
 def node_engine():
     """An engine on the runtime a node picks by default on this CPU, to compare its outputs with."""
-    from fastsam_ros.engine import SegmentationEngine
-    from fastsam_ros.model_loading import load_model
+    from fastsam_ros.core.backends.model_loading import load_model
+    from fastsam_ros.core.engine import SegmentationEngine
 
     return SegmentationEngine(load_model("yolo11n-seg.pt", "cpu", runtime="auto"))
 

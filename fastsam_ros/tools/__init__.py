@@ -1,5 +1,4 @@
-"""Tools that drive the node from outside: demo, benchmarks, soak and load generators.
+"""User tools around a running node: play, record, web view, export, demo.
 
-They are installed with the package and have their own commands, but the node's modules
-never import them (import-linter contract in pyproject.toml).
+Installed with their own commands; the node never imports them (import-linter layers contract).
 """

@@ -12,8 +12,8 @@ import sys
 
 import numpy as np
 
-from fastsam_ros.int8_calibration import calibrate_int8
-from fastsam_ros.model_loading import load_model, resolve_weights
+from fastsam_ros.core.backends.model_loading import load_model, resolve_weights
+from fastsam_ros.core.int8_calibration import calibrate_int8
 from fastsam_ros.tools.sample_frames import asset_image, camera_frames, mosaic
 
 CAMERA_SIZES = ((1280, 720), (1920, 1080), (640, 480))

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fastsam_ros.image_codec import MAX_PIXELS, ImageDecodeError, decode_compressed, max_compressed_bytes
+from fastsam_ros.core.image_codec import MAX_PIXELS, ImageDecodeError, decode_compressed, max_compressed_bytes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 BAG_SUFFIXES = (".mcap", ".db3")
@@ -255,7 +255,7 @@ class BagSource(SkippingSource):
         from rclpy.serialization import deserialize_message
         from sensor_msgs.msg import CompressedImage, Image
 
-        from fastsam_ros.ros_convert import image_to_bgr
+        from fastsam_ros.ros.convert import image_to_bgr
 
         types = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage}
         largest = max_compressed_bytes(self.max_pixels)

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
-from fastsam_ros.process import PARENT_PID_VARIABLE, Shutdown
+from fastsam_ros.ros.process import PARENT_PID_VARIABLE, Shutdown
 from fastsam_ros.tools.frame_sources import FOLDER_RATE, SourceError, SourceFrame, open_source
 
 DEFAULT_TOPIC = "/camera/image_raw"
@@ -114,7 +114,7 @@ class Player:
 
     def publish(self, image) -> int:
         """Publish one BGR frame stamped now; returns the stamp in nanoseconds."""
-        from fastsam_ros.ros_convert import array_to_image, stamp_from_ns
+        from fastsam_ros.ros.convert import array_to_image, stamp_from_ns
 
         stamp = time.time_ns()
         msg = array_to_image(image, "bgr8")
@@ -159,7 +159,7 @@ class ParameterError(ValueError):
 
 def node_max_pixels(parameters: list[str]) -> int:
     """The pixel limit the node will apply: the last --param max_pixels:=N, else the parameter's default."""
-    from fastsam_ros.config import SPECS
+    from fastsam_ros.core.parameters import SPECS
 
     spec = SPECS["max_pixels"]
     values = [value for name, _, value in (p.partition(":=") for p in parameters) if name.strip() == "max_pixels"]
@@ -234,7 +234,7 @@ def play(args: argparse.Namespace, stop: threading.Event) -> int:
     source = open_source(args.source, args.bag_topic, lambda: node_max_pixels(args.param), warn)
     from tqdm import tqdm
 
-    from fastsam_ros.tools.node_driver import start_node, stop_node
+    from fastsam_ros.tools.node_client import start_node, stop_node
 
     use_large_frame_profile()
     player = Player(args.topic, args.frame_id)

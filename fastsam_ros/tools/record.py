@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
-from fastsam_ros.process import Shutdown
+from fastsam_ros.ros.process import Shutdown
 
 DIAGNOSTICS = "/diagnostics"
 DEBUG_SUFFIX = "/compressed"
@@ -235,8 +235,8 @@ class NodeRecording:
         from rclpy.serialization import serialize_message
         from sensor_msgs.msg import CompressedImage
 
-        from fastsam_ros.image_codec import ImageDecodeError
-        from fastsam_ros.ros_convert import image_to_bgr
+        from fastsam_ros.core.image_codec import ImageDecodeError
+        from fastsam_ros.ros.convert import image_to_bgr
 
         try:
             image = image_to_bgr(msg)

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from aiohttp import hdrs, web
 
-from fastsam_ros.prompts import PromptError, PromptLimits
+from fastsam_ros.core.prompts import PromptError, PromptLimits
 
 FRAME_WAIT_S = 10.0
 BODY_WAIT_S = 5.0
@@ -83,7 +83,7 @@ def instance_summary(msg) -> dict:
 
 def mask_overlay(instances, width: int, height: int) -> tuple[str | None, int]:
     """PNG data URL of the union of the instances' masks over a width x height frame, and its pixel count."""
-    from fastsam_ros.ros_convert import msg_to_instance
+    from fastsam_ros.ros.convert import msg_to_instance
 
     union = np.zeros((height, width), bool)
     for msg in instances:
@@ -209,7 +209,7 @@ class LiveView:
         from sensor_msgs.msg import Image
 
         from fastsam_ros.msg import InstanceArray
-        from fastsam_ros.ros_qos import SERVICE_QOS
+        from fastsam_ros.ros.qos import SERVICE_QOS
         from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
 
         self.context = rclpy.Context()
@@ -245,7 +245,7 @@ class LiveView:
             self.executor.spin()
 
     def _on_image(self, msg) -> None:
-        from fastsam_ros.ros_convert import image_to_bgr, stamp_to_ns
+        from fastsam_ros.ros.convert import image_to_bgr, stamp_to_ns
 
         image = image_to_bgr(msg)
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
@@ -261,7 +261,7 @@ class LiveView:
             self.instances.append(msg)
 
     def latest_instances(self) -> dict:
-        from fastsam_ros.ros_convert import stamp_to_ns
+        from fastsam_ros.ros.convert import stamp_to_ns
 
         with self.lock:
             msg = self.instances[-1] if self.instances else None
@@ -444,7 +444,7 @@ class WebApp:
         return web.json_response(await asyncio.to_thread(self._selection, response, frame))
 
     def _selection(self, response, frame: Frame) -> dict:
-        from fastsam_ros.ros_convert import stamp_to_ns
+        from fastsam_ros.ros.convert import stamp_to_ns
 
         instances = list(response.instances) if response.success else []
         mask, pixels = mask_overlay(instances, frame.width, frame.height)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from fastsam_ros.tools.node_driver import NodeClient, start_node, stop_node
+from fastsam_ros.tools.node_client import NodeClient, start_node, stop_node
 
 
 @pytest.fixture(scope="module")

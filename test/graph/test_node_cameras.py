@@ -12,9 +12,9 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from fastsam_ros.msg import BoundingBox, InstanceArray
-from fastsam_ros.ros_convert import stamp_to_ns
+from fastsam_ros.ros.convert import stamp_to_ns
 from fastsam_ros.srv import BoxPrompt
-from fastsam_ros.tools.node_driver import NodeClient, start_node, stop_node
+from fastsam_ros.tools.node_client import NodeClient, start_node, stop_node
 
 CAMERAS = ("front", "rear")
 REAR_TOPIC = "/test/rear_camera/image_raw"

@@ -8,7 +8,7 @@ import cv2
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage
 
-from fastsam_ros.ros_convert import stamp_from_ns, stamp_to_ns
+from fastsam_ros.ros.convert import stamp_from_ns, stamp_to_ns
 
 NODE_PARAMETERS = ["input:=compressed"]
 NODE_ARGS = ["-r", "image/compressed:=/test/camera/image_raw/compressed"]

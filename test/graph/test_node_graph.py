@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fastsam_ros.ros_convert import msg_to_mask_set, stamp_from_ns, stamp_to_ns
+from fastsam_ros.ros.convert import msg_to_mask_set, stamp_from_ns, stamp_to_ns
 
 
 def _image_array(msg, dtype, channels):

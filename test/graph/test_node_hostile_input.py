@@ -20,7 +20,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
 from fastsam_ros.msg import BoundingBox, ObstacleArray
-from fastsam_ros.ros_convert import stamp_from_ns, stamp_to_ns
+from fastsam_ros.ros.convert import stamp_from_ns, stamp_to_ns
 from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
 
 MEMORY_SLACK = 100 * 2**20
@@ -106,7 +106,7 @@ def test_over_limit_prompts_are_refused_naming_the_limit(node_graph, bus):
 
 def test_frames_keep_being_segmented_under_maximal_prompts(node_graph, bus):
     """Four clients send the largest box prompts allowed, back to back, while frames stream."""
-    from fastsam_ros.tools.node_driver import NodeClient
+    from fastsam_ros.tools.node_client import NodeClient
 
     _answers_the_bus(node_graph, bus)
     stop = threading.Event()

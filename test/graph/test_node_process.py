@@ -16,7 +16,7 @@ from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 
-from fastsam_ros.tools.node_driver import NodeClient, start_node, stop_node
+from fastsam_ros.tools.node_client import NodeClient, start_node, stop_node
 
 
 def _start(tmp_path: Path, args: list[str], env: dict[str, str] | None = None, executable: str = "fastsam_node"):

@@ -9,7 +9,7 @@ import pytest
 from geometry_msgs.msg import Point
 
 from fastsam_ros.msg import BoundingBox
-from fastsam_ros.ros_convert import msg_to_instance, msg_to_mask_set, stamp_to_ns
+from fastsam_ros.ros.convert import msg_to_instance, msg_to_mask_set, stamp_to_ns
 from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
 
 NODE_PARAMETERS = ["text_backend:=auto"]
@@ -133,7 +133,7 @@ def test_a_caller_that_pauses_while_others_are_answered_gets_its_response(node_g
     stop = tmp_path / "stop"
     others = [
         subprocess.Popen(
-            [sys.executable, "-m", "fastsam_ros.tools.prompt_load_generator", "--rate", "100", "--duration", "120",
+            [sys.executable, "-m", "benchmarks.prompt_load_generator", "--rate", "100", "--duration", "120",
              "--x", "400", "--y", "500", "--out", str(tmp_path / f"other{i}.jsonl"), "--stop-file", str(stop)]
         )
         for i in range(3)

@@ -12,7 +12,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
 from fastsam_ros.msg import ObstacleArray
-from fastsam_ros.ros_convert import array_to_image, msg_to_mask_set, stamp_from_ns, stamp_to_ns
+from fastsam_ros.ros.convert import array_to_image, msg_to_mask_set, stamp_from_ns, stamp_to_ns
 from fastsam_ros.tools.sample_frames import asset_image, panned
 
 NODE_PARAMETERS = ["tracker:=bytetrack"]
@@ -86,7 +86,7 @@ def _result(robot, image, depth, encoding="16UC1"):
 
 
 def test_obstacle_distances_and_centroids_over_ros(robot, bus):
-    from fastsam_ros.obstacles import depth_in_metres
+    from fastsam_ros.core.obstacles import depth_in_metres
 
     _, result, obstacles = _result(robot, bus, None)
     assert obstacles.obstacles and not obstacles.depth_paired
@@ -169,7 +169,7 @@ def test_wrong_camera_info_and_depth_encoding_are_reported(robot, bus):
 def test_a_walking_person_gets_its_3d_motion_and_cloud_over_ros(robot, engine):
     from sensor_msgs.msg import PointCloud2, PointField
 
-    from fastsam_ros.tools.moving_object import moving_object_scene
+    from test_support.moving_object import moving_object_scene
 
     scene = moving_object_scene(engine, frames=16)
     k = scene.intrinsics

@@ -11,7 +11,7 @@ import torch
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 
-from fastsam_ros.tools.node_driver import start_node
+from fastsam_ros.tools.node_client import start_node
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_ARGS = ["--params-file", str(ROOT / "config" / "fastsam.yaml")]
@@ -72,7 +72,7 @@ def test_lifecycle_node_stays_up_unconfigured_and_stops_on_sigint(tmp_path, extr
     from lifecycle_msgs.msg import State, Transition
     from lifecycle_msgs.srv import ChangeState, GetState
 
-    from fastsam_ros.tools.node_driver import NodeClient, stop_node
+    from fastsam_ros.tools.node_client import NodeClient, stop_node
 
     log = tmp_path / "node.log"
     process = start_node(["-p", "device:=cpu", *extra], dict(os.environ), str(log), "fastsam_lifecycle_node")

@@ -19,8 +19,8 @@ from geometry_msgs.msg import Point
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from fastsam_ros.ros_convert import image_to_bgr, stamp_to_ns
-from fastsam_ros.tools.node_driver import installed_command
+from fastsam_ros.ros.convert import image_to_bgr, stamp_to_ns
+from fastsam_ros.tools.node_client import installed_command
 from fastsam_ros.tools.play import DELIVERY_GRACE_S
 from fastsam_ros.tools.sample_frames import asset_image, camera_frames, panned
 from fastsam_ros.tools.sample_videos import sample_video
@@ -135,7 +135,7 @@ def test_bag_topic_plays_at_its_recorded_pace(node_graph, tap, tmp_path):
     from rosbags.typesys import Stores, get_typestore
     from sensor_msgs.msg import CompressedImage
 
-    from fastsam_ros.ros_convert import array_to_image
+    from fastsam_ros.ros.convert import array_to_image
 
     typestore = get_typestore(Stores.ROS2_KILTED)
     frames = panned(asset_image("bus.jpg"), 640, 800, 5)

@@ -26,7 +26,7 @@ import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from fastsam_ros.tools.node_driver import NodeClient
+from fastsam_ros.tools.node_client import NodeClient
 from fastsam_ros.tools.sample_videos import sample_video
 
 SEED = 20261205
@@ -199,7 +199,7 @@ def test_bad_bag_frames_are_skipped_and_a_corrupt_chunk_ends_with_one_line(tmp_p
     from rclpy.serialization import serialize_message
     from rosbags.typesys import Stores, get_typestore
 
-    from fastsam_ros.ros_convert import array_to_image
+    from fastsam_ros.ros.convert import array_to_image
 
     definition, _ = get_typestore(Stores.ROS2_KILTED).generate_msgdef("sensor_msgs/msg/Image", ros_version=2)
     rng = np.random.default_rng(SEED)

@@ -25,8 +25,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 
 from fastsam_ros.msg import InstanceArray
-from fastsam_ros.ros_convert import array_to_image, stamp_from_ns
-from fastsam_ros.tools.node_driver import installed_command
+from fastsam_ros.ros.convert import array_to_image, stamp_from_ns
+from fastsam_ros.tools.node_client import installed_command
 from fastsam_ros.tools.record import DEBUG_SUFFIX, DIAGNOSTICS, output_topics
 from fastsam_ros.tools.sample_frames import asset_image
 

@@ -13,8 +13,8 @@ import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
 from std_msgs.msg import String
 
-from fastsam_ros.ros_executor import CallbackPoolExecutor
-from fastsam_ros.tools.node_driver import wait_until
+from fastsam_ros.ros.executor import CallbackPoolExecutor
+from fastsam_ros.tools.node_client import wait_until
 
 SLOW_S = 0.5
 

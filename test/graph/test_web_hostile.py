@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from fastsam_ros.tools.node_driver import free_port, installed_command
+from fastsam_ros.tools.node_client import installed_command
+from test_support.node_driver import free_port
 
 FUZZ_SCALE = int(os.environ.get("FASTSAM_FUZZ_SCALE", "1"))
 """Multiplier of the fuzz's case count: 1 in `make test`, 20 in `make fuzz`."""

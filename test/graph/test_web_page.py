@@ -27,10 +27,11 @@ from geometry_msgs.msg import Point
 from ultralytics.utils import ASSETS
 
 from fastsam_ros.msg import BoundingBox
-from fastsam_ros.ros_convert import msg_to_instance
+from fastsam_ros.ros.convert import msg_to_instance
 from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
-from fastsam_ros.tools.node_driver import NodeClient, free_port, installed_command
+from fastsam_ros.tools.node_client import NodeClient, installed_command
 from fastsam_ros.tools.sample_frames import asset_image
+from test_support.node_driver import free_port
 
 CAMERA = "/web/camera/image_raw"
 BUS_POINT = (400, 500)  # on the bus's side, between the people in front of it

@@ -49,7 +49,9 @@ def test_cmake_install_gives_a_working_package(tmp_path):
         LD_LIBRARY_PATH=f"{install / 'lib'}:{os.environ.get('LD_LIBRARY_PATH', '')}",
         AMENT_PREFIX_PATH=f"{install}:{venv}",
     )
-    probe = "import fastsam_ros.node; from fastsam_ros.msg import InstanceArray; print(fastsam_ros.node.__file__)"
+    probe = (
+        "import fastsam_ros.ros.node; from fastsam_ros.msg import InstanceArray; print(fastsam_ros.ros.node.__file__)"
+    )
     imported = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=run_env, capture_output=True, text=True)
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout.strip().startswith(str(site)), "the installed package, not the source tree"

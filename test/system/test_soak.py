@@ -4,7 +4,7 @@ latency targets are checked by `make soak` over 2000 frames, which prints its fi
 
 from __future__ import annotations
 
-from fastsam_ros.tools.soak import run_soak
+from benchmarks.soak import run_soak
 
 
 def test_every_prompt_is_answered_from_the_frame_it_names(tmp_path):

@@ -10,40 +10,40 @@ import yaml
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from fastsam_ros import config
+from fastsam_ros.core import parameters
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_yaml_lists_every_parameter_with_its_default():
     values = yaml.safe_load((ROOT / "config" / "fastsam.yaml").read_text())["fastsam"]["ros__parameters"]
-    assert set(values) == set(config.SPECS)
+    assert set(values) == set(parameters.SPECS)
     for name, value in values.items():
-        assert value == config.SPECS[name].default, name
-    assert config.validate(values) == []
+        assert value == parameters.SPECS[name].default, name
+    assert parameters.validate(values) == []
 
 
 def test_yaml_and_readme_table_are_rendered_from_the_specs():
-    from fastsam_ros.tools import parameter_docs
+    from test_support import parameter_docs
 
     assert (ROOT / "config" / "fastsam.yaml").read_text() == parameter_docs.render_yaml()
     readme = (ROOT / "README.md").read_text()
     assert parameter_docs.render_table() in readme
-    for spec in config.PARAMETERS:
+    for spec in parameters.PARAMETERS:
         assert f"| `{spec.name}` |" in readme
 
 
 def test_settings_defaults_follow_the_specs():
-    from fastsam_ros.engine import EngineSettings
-    from fastsam_ros.obstacles import ObstacleSettings
+    from fastsam_ros.core.engine import EngineSettings
+    from fastsam_ros.core.obstacles import ObstacleSettings
 
     engine, obstacles = EngineSettings(), ObstacleSettings()
     for name in ("imgsz", "conf", "iou", "max_det", "retina_masks"):
-        assert getattr(engine, name) == config.default_of(name), name
-    assert obstacles.roi == config.default_of("obstacle_roi")
-    assert obstacles.min_area == config.default_of("obstacle_min_area")
-    assert obstacles.min_overlap == config.default_of("obstacle_min_overlap")
-    assert obstacles.max_distance == config.default_of("max_distance")
+        assert getattr(engine, name) == parameters.default_of(name), name
+    assert obstacles.roi == parameters.default_of("obstacle_roi")
+    assert obstacles.min_area == parameters.default_of("obstacle_min_area")
+    assert obstacles.min_overlap == parameters.default_of("obstacle_min_overlap")
+    assert obstacles.max_distance == parameters.default_of("max_distance")
 
 
 @pytest.mark.parametrize(
@@ -58,12 +58,12 @@ def test_settings_defaults_follow_the_specs():
 def test_values_typed_as_people_type_them_are_accepted(name, typed, value):
     import array
 
-    coerced, reasons = config.coerce({name: typed})
+    coerced, reasons = parameters.coerce({name: typed})
     assert reasons == [] and coerced[name] == value and type(coerced[name]) is type(value)
     if isinstance(value, list):
         from_rclpy = array.array("d", value)  # how rclpy hands over a double array at run time
-        assert config.coerce({name: from_rclpy})[0][name] == value
-    assert config.validate({name: typed}) == []
+        assert parameters.coerce({name: from_rclpy})[0][name] == value
+    assert parameters.validate({name: typed}) == []
 
 
 @pytest.mark.parametrize(
@@ -78,7 +78,7 @@ def test_values_typed_as_people_type_them_are_accepted(name, typed, value):
     ],
 )
 def test_values_of_the_wrong_kind_are_refused(name, value, reason):
-    [message] = config.validate({name: value})
+    [message] = parameters.validate({name: value})
     assert reason in message
 
 
@@ -98,33 +98,35 @@ def test_tracker_settings_files_are_checked_without_quoting_them(tmp_path):
         (Path("/etc/passwd"), "not"),
         (tmp_path / "missing.yaml", "not found"),
     ):
-        [message] = config.validate({"tracker": "bytetrack", "tracker_config": str(path)})
+        [message] = parameters.validate({"tracker": "bytetrack", "tracker_config": str(path)})
         assert message.startswith("tracker_config:") and reason in message, message
         assert "aws_secret" not in message and "hunter2" not in message and "root:x" not in message
-    assert config.validate({"tracker": "bytetrack", "tracker_config": str(good)}) == []
-    assert config.validate({"tracker_config": str(secret)}, {**config.DEFAULTS, "tracker": "none"}) == []
+    assert parameters.validate({"tracker": "bytetrack", "tracker_config": str(good)}) == []
+    assert parameters.validate({"tracker_config": str(secret)}, {**parameters.DEFAULTS, "tracker": "none"}) == []
 
 
 def test_a_tracker_file_is_read_when_the_tracker_or_its_file_changes_and_only_then():
     """A settings file that went missing after start-up does not block unrelated changes."""
     missing = "/nonexistent/tracker.yaml"
     refused = [f"tracker_config: tracker settings file '{missing}' not found"]
-    tracking = {**config.DEFAULTS, "tracker": "bytetrack"}
-    assert config.validate({"tracker_config": missing}, tracking) == refused
+    tracking = {**parameters.DEFAULTS, "tracker": "bytetrack"}
+    assert parameters.validate({"tracker_config": missing}, tracking) == refused
     assert (
-        config.validate({"tracker": "bytetrack"}, {**config.DEFAULTS, "tracker": "none", "tracker_config": missing})
+        parameters.validate(
+            {"tracker": "bytetrack"}, {**parameters.DEFAULTS, "tracker": "none", "tracker_config": missing}
+        )
         == refused
     )
-    assert config.validate({"conf": 0.3}, {**tracking, "tracker_config": missing}) == []
+    assert parameters.validate({"conf": 0.3}, {**tracking, "tracker_config": missing}) == []
 
 
 def test_list_parameters_name_what_they_got():
-    assert config.validate({"obstacle_roi": "0, 0, 1"}) == ["obstacle_roi: expected a float list, got str"]
-    assert config.validate({"obstacle_roi": 5}) == ["obstacle_roi: expected a float list, got int"]
+    assert parameters.validate({"obstacle_roi": "0, 0, 1"}) == ["obstacle_roi: expected a float list, got str"]
+    assert parameters.validate({"obstacle_roi": 5}) == ["obstacle_roi: expected a float list, got int"]
     for odd in ("1", True):
         values = [0.0, odd, 0.5, 0.5, 1.0, 1.0]
-        assert config.validate({"obstacle_roi": values}) == [f"obstacle_roi: expected a float list, got {values!r}"]
-    assert config.validate({"cameras": [1, 2]}) == ["cameras: expected a str list, got [1, 2]"]
+        assert parameters.validate({"obstacle_roi": values}) == [f"obstacle_roi: expected a float list, got {values!r}"]
+    assert parameters.validate({"cameras": [1, 2]}) == ["cameras: expected a str list, got [1, 2]"]
 
 
 def test_yaml_comments_every_parameter():
@@ -152,13 +154,13 @@ def test_yaml_comments_every_parameter():
     ],
 )
 def test_invalid_values_are_rejected_with_the_parameter_name(name, value, reason):
-    [message] = config.validate({name: value})
+    [message] = parameters.validate({name: value})
     assert message.startswith(f"{name}:") and reason in message
 
 
 def test_camera_names_may_be_namespaces():
-    assert config.validate({"cameras": ["front", "rear/left", "arm_1"]}) == []
-    assert config.validate({"cameras": [""]}) == []
+    assert parameters.validate({"cameras": ["front", "rear/left", "arm_1"]}) == []
+    assert parameters.validate({"cameras": [""]}) == []
 
 
 def test_launch_file_uses_the_installed_config():
@@ -181,7 +183,7 @@ def test_rviz_config_shows_the_node_outputs():
 
 @given(st.lists(st.sampled_from([0.0, 0.25, 0.5, 1.0]), max_size=12))
 def test_obstacle_roi_needs_an_even_count_of_at_least_six_fractions(values):
-    reasons = config.validate({"obstacle_roi": values})
+    reasons = parameters.validate({"obstacle_roi": values})
     if len(values) >= 6 and len(values) % 2 == 0:
         assert reasons == []
     else:
@@ -192,7 +194,7 @@ def test_obstacle_roi_needs_an_even_count_of_at_least_six_fractions(values):
 
 @pytest.mark.parametrize("bad", [-0.01, 1.01])
 def test_obstacle_roi_values_are_fractions(bad):
-    [reason] = config.validate({"obstacle_roi": [0.0, 0.0, 1.0, 0.0, 1.0, bad]})
+    [reason] = parameters.validate({"obstacle_roi": [0.0, 0.0, 1.0, 0.0, 1.0, bad]})
     assert reason == "obstacle_roi: coordinates are fractions of the image size, in [0, 1]"
 
 
@@ -203,7 +205,7 @@ def test_obstacle_roi_values_are_fractions(bad):
 @example(4128)
 def test_imgsz_is_a_multiple_of_32_in_range(value):
     valid = 32 <= value <= 4096 and value % 32 == 0
-    assert (config.validate({"imgsz": value}) == []) == valid
+    assert (parameters.validate({"imgsz": value}) == []) == valid
 
 
 @pytest.mark.parametrize(
@@ -212,56 +214,56 @@ def test_imgsz_is_a_multiple_of_32_in_range(value):
      ("cuda:x", False), ("cuda0", False), ("gpu", False), ("", False)],
 )  # fmt: skip
 def test_device_names(value, valid):
-    assert (config.validate({"device": value}) == []) == valid
+    assert (parameters.validate({"device": value}) == []) == valid
 
 
 @given(st.floats(-0.5, 1.5, allow_nan=False))
 def test_ranges_include_both_ends(value):
-    assert (config.validate({"conf": value}) == []) == (0.0 <= value <= 1.0)
+    assert (parameters.validate({"conf": value}) == []) == (0.0 <= value <= 1.0)
 
 
 def test_sixteen_cameras_at_most_and_unknown_names_are_ignored():
     names = [f"cam{i}" for i in range(17)]
-    assert config.validate({"cameras": names[:16]}) == []
-    [reason] = config.validate({"cameras": names})
+    assert parameters.validate({"cameras": names[:16]}) == []
+    [reason] = parameters.validate({"cameras": names})
     assert reason.startswith("cameras: needs 1 to 16 names") and reason.endswith("got 17")
-    assert config.validate({"no_such_parameter": 1}) == []
-    assert config.validate({"no_such_parameter": 1, "conf": 2.0}) == ["conf: must be in [0.0, 1.0], got 2.0"]
+    assert parameters.validate({"no_such_parameter": 1}) == []
+    assert parameters.validate({"no_such_parameter": 1, "conf": 2.0}) == ["conf: must be in [0.0, 1.0], got 2.0"]
 
 
 def test_type_and_check_messages_name_the_parameter():
-    assert config.validate({"max_det": 1.5}) == ["max_det: expected int, got float 1.5"]
-    assert config.validate({"conf": 2.0}) == ["conf: must be in [0.0, 1.0], got 2.0"]
-    assert config.validate({"runtime": "tensorrt"}) == [
+    assert parameters.validate({"max_det": 1.5}) == ["max_det: expected int, got float 1.5"]
+    assert parameters.validate({"conf": 2.0}) == ["conf: must be in [0.0, 1.0], got 2.0"]
+    assert parameters.validate({"runtime": "tensorrt"}) == [
         "runtime: must be one of auto, torch, onnxruntime, openvino; got 'tensorrt'"
     ]
-    assert config.validate({"half": True, "clip_pretrained": "x.pt"}) == [], "specs without a check take any value"
-    assert config.validate({"conf": 2.0, "iou": 2.0}) == [
+    assert parameters.validate({"half": True, "clip_pretrained": "x.pt"}) == [], "specs without a check take any value"
+    assert parameters.validate({"conf": 2.0, "iou": 2.0}) == [
         "conf: must be in [0.0, 1.0], got 2.0",
         "iou: must be in [0.0, 1.0], got 2.0",
     ]
 
 
 def test_camera_and_name_messages_say_exactly_what_is_wrong():
-    assert config.validate({"cameras": ["front", "front"]}) == ["cameras: names must be unique"]
-    assert config.validate({"cameras": ["front", "2nd", "a b"]}) == [
+    assert parameters.validate({"cameras": ["front", "front"]}) == ["cameras: names must be unique"]
+    assert parameters.validate({"cameras": ["front", "2nd", "a b"]}) == [
         "cameras: names must be ROS name tokens (letters, digits, '_', '/'); got '2nd', 'a b'"
     ]
-    assert config.validate({"model": "  "}) == ["model: must not be empty"]
+    assert parameters.validate({"model": "  "}) == ["model: must not be empty"]
 
 
 def test_openvino_threads_default_to_following_the_load():
     import os
 
     cores = os.cpu_count() or 1
-    assert config.inference_thread_counts(0) == (max(1, cores - 1), cores)
-    assert config.inference_thread_counts(3) == (3,)
+    assert parameters.inference_thread_counts(0) == (max(1, cores - 1), cores)
+    assert parameters.inference_thread_counts(3) == (3,)
 
 
 def test_the_docs_quote_an_empty_choice_and_show_a_range_only_with_both_ends():
     """problem() enforces a range only when both ends are set, so the docs show none for one end alone."""
-    assert config.ParameterSpec("encoding", "", "Encoding.", choices=("", "raw")).allowed() == '`""`, `raw`'
-    assert config.ParameterSpec("rate", 1.5, "Hz.", low=0.5, high=30.0).allowed() == "0.5 to 30"
-    assert config.ParameterSpec("floor", 1, "At least one.", low=1).allowed() == ""
-    assert config.ParameterSpec("ceiling", 1, "At most ten.", high=10).allowed() == ""
-    assert config.ParameterSpec("free", "x", "Anything.").allowed() == ""
+    assert parameters.ParameterSpec("encoding", "", "Encoding.", choices=("", "raw")).allowed() == '`""`, `raw`'
+    assert parameters.ParameterSpec("rate", 1.5, "Hz.", low=0.5, high=30.0).allowed() == "0.5 to 30"
+    assert parameters.ParameterSpec("floor", 1, "At least one.", low=1).allowed() == ""
+    assert parameters.ParameterSpec("ceiling", 1, "At most ten.", high=10).allowed() == ""
+    assert parameters.ParameterSpec("free", "x", "Anything.").allowed() == ""

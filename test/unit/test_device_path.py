@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from fastsam_ros.detection_nms import select_detections
-from fastsam_ros.engine import EngineSettings, SegmentationEngine, StageTimes, split_network_outputs
-from fastsam_ros.letterbox import letterbox_cpu, letterbox_geometry, letterbox_torch
-from fastsam_ros.mask_decoding import (
+from fastsam_ros.core.detection_nms import select_detections
+from fastsam_ros.core.engine import EngineSettings, SegmentationEngine, StageTimes, split_network_outputs
+from fastsam_ros.core.letterbox import letterbox_cpu, letterbox_geometry, letterbox_torch
+from fastsam_ros.core.mask_decoding import (
     crop_masks_batched,
     crop_masks_warp,
     decode_prototype_logits,
     pixel_spans,
     prototype_sampling,
 )
-from fastsam_ros.mask_encoding import decode_runs, encode_runs
+from fastsam_ros.core.mask_encoding import decode_runs, encode_runs
 from fastsam_ros.tools.sample_frames import asset_image, mosaic, resized
 
 CROWDED_CONF = 0.1
@@ -134,7 +134,7 @@ def test_nms_equals_ultralytics(network_outputs, names):
 def test_the_nms_kernel_keeps_exactly_what_torchvision_keeps(seed, iou):
     import torchvision
 
-    from fastsam_ros.detection_nms import nms_kernel
+    from fastsam_ros.core.detection_nms import nms_kernel
 
     generator = torch.Generator().manual_seed(seed)
     corners = torch.rand(400, 2, generator=generator) * 600
@@ -150,8 +150,8 @@ def test_nms_does_not_import_torchvision():
 
     script = (
         "import sys, torch\n"
-        "from fastsam_ros.engine import SegmentationEngine\n"
-        "from fastsam_ros.detection_nms import select_detections\n"
+        "from fastsam_ros.core.engine import SegmentationEngine\n"
+        "from fastsam_ros.core.detection_nms import select_detections\n"
         "prediction = torch.zeros(1, 4 + 80 + 32, 3)\n"
         "prediction[0, :4] = torch.tensor([[50.0, 52, 300], [50, 50, 300], [40, 40, 20], [40, 40, 20]])\n"
         "prediction[0, 4 + 7] = torch.tensor([0.9, 0.8, 0.7])\n"
@@ -175,7 +175,7 @@ def test_all_at_once_mask_decode_equals_per_instance_warps(network_outputs, name
 
 
 def test_mask_decode_in_many_small_chunks_equals_one_chunk(network_outputs, monkeypatch):
-    import fastsam_ros.mask_decoding as decoding
+    import fastsam_ros.core.mask_decoding as decoding
 
     logits, spans, sampling = _decoder_inputs(network_outputs, "crowded")
     whole = crop_masks_batched(logits, spans, sampling)
@@ -271,7 +271,7 @@ def test_bad_modes_are_refused(loaded_model, zidane):
 
 @pytest.fixture(scope="module")
 def cuda_model():
-    from fastsam_ros.model_loading import load_model
+    from fastsam_ros.core.backends.model_loading import load_model
 
     return load_model("yolo11n-seg.pt", "cuda:0")
 
@@ -279,7 +279,7 @@ def cuda_model():
 @needs_cuda
 @pytest.mark.parametrize("half", [False, True])
 def test_cuda_graph_replay_equals_eager(cuda_model, frames, half):
-    from fastsam_ros.model_loading import load_model
+    from fastsam_ros.core.backends.model_loading import load_model
 
     loaded = load_model("yolo11n-seg.pt", "cuda:0", half=half) if half else cuda_model
     eager = SegmentationEngine(loaded, EngineSettings(cuda_graphs="off"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fastsam_ros.config import PARAMETERS
+from fastsam_ros.core.parameters import PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -101,7 +101,7 @@ def test_topics_and_services_exist() -> None:
     A camera namespace (`~/front/prompt_point`) comes from the `cameras` parameter, so the last part
     of a `~/` name must be a string literal in the node's modules (fastsam_ros/*.py, tools excluded).
     """
-    code = "\n".join(path.read_text() for path in (ROOT / "fastsam_ros").glob("*.py"))
+    code = "\n".join(path.read_text() for path in (ROOT / "fastsam_ros").rglob("*.py"))
     literals = set(re.findall(r"[\"']([\w/~]+)[\"']", code))
     named = set(TOPIC.findall(all_text())) - HOME_DIRS
     missing = sorted(name for name in named if name.rsplit("/", 1)[-1] not in literals and name not in literals)

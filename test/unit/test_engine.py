@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastsam_ros.engine import SegmentationEngine
+from fastsam_ros.core.engine import SegmentationEngine
 
 
 def _ultralytics_result(loaded_model, image, retina_masks=False):
@@ -95,8 +95,8 @@ def test_malformed_arrays_are_refused(engine, shape):
 def test_overlay_marks_obstacles_and_track_ids(bus_masks, bus):
     import dataclasses as dc
 
-    from fastsam_ros.obstacles import Obstacle
-    from fastsam_ros.rendering import OBSTACLE_RED, draw_overlay
+    from fastsam_ros.core.obstacles import Obstacle
+    from fastsam_ros.core.rendering import OBSTACLE_RED, draw_overlay
 
     tracked = dc.replace(bus_masks, instances=tuple(dc.replace(i, track_id=40 + n) for n, i in enumerate(bus_masks)))
     person = next(n for n, inst in enumerate(tracked.instances) if inst.class_name == "person")

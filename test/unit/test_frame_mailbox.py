@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastsam_ros.frame_mailbox import PACE_SMOOTHING, LatestFrameMailbox
+from fastsam_ros.core.frame_mailbox import PACE_SMOOTHING, LatestFrameMailbox
 
 SLOTS = st.sampled_from(["", "front", "rear", "left"])
 

@@ -7,7 +7,7 @@ import warnings
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastsam_ros.health import ERROR, OK, WARN, HealthLimits, HealthMonitor
+from fastsam_ros.core.health import ERROR, OK, WARN, HealthLimits, HealthMonitor
 
 
 def test_steady_stream_is_ok_with_its_figures():

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from fastsam_ros.image_codec import (
+from fastsam_ros.core.image_codec import (
     SUPPORTED_ENCODINGS,
     ImageDecodeError,
     check_raw,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from fastsam_ros.frame_mailbox import LatestFrameMailbox
-from fastsam_ros.inference_worker import InferenceWorker
+from fastsam_ros.core.frame_mailbox import LatestFrameMailbox
+from fastsam_ros.core.inference_worker import InferenceWorker
 
 
 def _wait(condition, timeout: float = 5.0) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastsam_ros.mask_encoding import MaskEncodingError, decode_runs, encode_runs
-from fastsam_ros.mask_set import Instance, MaskSet
-from fastsam_ros.ros_convert import mask_set_to_msg, msg_to_mask_set, stamp_from_ns
+from fastsam_ros.core.mask_encoding import MaskEncodingError, decode_runs, encode_runs
+from fastsam_ros.core.mask_set import Instance, MaskSet
+from fastsam_ros.ros.convert import mask_set_to_msg, msg_to_mask_set, stamp_from_ns
 
 
 def _header():

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from fastsam_ros.mask_set import Instance, MaskSet
+from fastsam_ros.core.mask_set import Instance, MaskSet
 
 HEIGHT, WIDTH = 12, 16
 

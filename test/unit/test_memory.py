@@ -13,12 +13,12 @@ import textwrap
 
 import pytest
 
-from fastsam_ros.memory import _libc
+from fastsam_ros.core.memory import _libc
 
 PROBE = textwrap.dedent(
     """
     import ctypes, json, resource
-    from fastsam_ros.memory import _libc, bound_heap_growth
+    from fastsam_ros.core.memory import _libc, bound_heap_growth
 
     libc = _libc()
     libc.malloc.restype = ctypes.c_void_p

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastsam_ros.model_errors import ModelLoadError
-from fastsam_ros.model_loading import bundled_weights_path, load_model, resolve_device
+from fastsam_ros.core.backends.model_errors import ModelLoadError
+from fastsam_ros.core.backends.model_loading import bundled_weights_path, load_model, resolve_device
 
 
 def test_default_weights_are_bundled_offline(loaded_model):
@@ -47,7 +47,7 @@ def test_other_exported_formats_run_through_ultralytics_autobackend(tmp_path, bu
 
     from ultralytics import YOLO
 
-    from fastsam_ros.engine import SegmentationEngine
+    from fastsam_ros.core.engine import SegmentationEngine
 
     weights = tmp_path / "yolo11n-seg.pt"
     shutil.copyfile(bundled_weights_path("yolo11n-seg.pt"), weights)

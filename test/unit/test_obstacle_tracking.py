@@ -7,12 +7,17 @@ import numpy as np
 import pytest
 from std_msgs.msg import Header
 
-from fastsam_ros.obstacle_tracking import ConstantVelocityFilter, MotionSettings, ObstacleMotionTracker, time_to_contact
-from fastsam_ros.obstacles import ObstacleSettings, obstacle_cloud
-from fastsam_ros.perception import Perception
-from fastsam_ros.ros_convert import obstacles_to_msg, points_to_cloud
-from fastsam_ros.ros_markers import obstacle_markers
-from fastsam_ros.tools.moving_object import moving_object_scene
+from fastsam_ros.core.obstacle_tracking import (
+    ConstantVelocityFilter,
+    MotionSettings,
+    ObstacleMotionTracker,
+    time_to_contact,
+)
+from fastsam_ros.core.obstacles import ObstacleSettings, obstacle_cloud
+from fastsam_ros.core.perception import Perception
+from fastsam_ros.ros.convert import obstacles_to_msg, points_to_cloud
+from fastsam_ros.ros.markers import obstacle_markers
+from test_support.moving_object import moving_object_scene
 
 WHOLE_IMAGE = (0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0)
 SETTLE_FRAMES = 10

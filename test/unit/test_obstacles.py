@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from fastsam_ros.mask_set import Instance, MaskSet
-from fastsam_ros.obstacles import (
+from fastsam_ros.core.mask_set import Instance, MaskSet
+from fastsam_ros.core.obstacles import (
     DepthError,
     DepthPairer,
     Intrinsics,

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from fastsam_ros.engine import SegmentationEngine
-from fastsam_ros.model_errors import ModelLoadError
-from fastsam_ros.model_loading import load_model, resolve_runtime
-from fastsam_ros.onnx_runtime import cache_dir
+from fastsam_ros.core.backends.model_errors import ModelLoadError
+from fastsam_ros.core.backends.model_loading import load_model, resolve_runtime
+from fastsam_ros.core.backends.onnx_runtime import cache_dir
+from fastsam_ros.core.engine import SegmentationEngine
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,10 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from fastsam_ros.engine import SegmentationEngine
-from fastsam_ros.int8_calibration import calibrate_int8, precision_quality
-from fastsam_ros.model_errors import ModelLoadError
-from fastsam_ros.model_loading import load_model
-from fastsam_ros.onnx_runtime import cache_dir, exported_onnx
-from fastsam_ros.openvino_runtime import (
+from fastsam_ros.core.backends.model_errors import ModelLoadError
+from fastsam_ros.core.backends.model_loading import load_model
+from fastsam_ros.core.backends.onnx_runtime import cache_dir, exported_onnx
+from fastsam_ros.core.backends.openvino_runtime import (
     INT8_MODEL,
     INT8_VERDICT,
     PRECISION_TIMINGS,
@@ -26,7 +24,9 @@ from fastsam_ros.openvino_runtime import (
     resolve_precision,
     write_int8_verdict,
 )
-from fastsam_ros.runtime_quality import box_iou
+from fastsam_ros.core.backends.runtime_quality import box_iou
+from fastsam_ros.core.engine import SegmentationEngine
+from fastsam_ros.core.int8_calibration import calibrate_int8, precision_quality
 from fastsam_ros.tools.sample_frames import camera_frames
 
 pytest.importorskip("openvino")

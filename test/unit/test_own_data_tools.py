@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fastsam_ros.config import default_of
+from fastsam_ros.core.parameters import default_of
 from fastsam_ros.tools.frame_sources import FOLDER_RATE, FolderSource, SourceError, VideoSource, open_source
 from fastsam_ros.tools.play import paced, passes
 from fastsam_ros.tools.sample_videos import sample_video
@@ -72,7 +72,7 @@ def test_bag_with_several_image_topics_needs_a_choice(tmp_path):
     from rosbags.typesys import Stores, get_typestore
     from sensor_msgs.msg import CompressedImage
 
-    from fastsam_ros.ros_convert import array_to_image
+    from fastsam_ros.ros.convert import array_to_image
 
     typestore = get_typestore(Stores.ROS2_KILTED)
     jpeg = cv2.imencode(".jpg", np.full((8, 8, 3), 200, np.uint8))[1].tobytes()
@@ -137,7 +137,7 @@ def test_prompt_requests_are_checked_before_reaching_the_node():
 
 
 def test_mask_overlay_is_the_union_of_the_instances_masks(bus_masks):
-    from fastsam_ros.ros_convert import instance_to_msg
+    from fastsam_ros.ros.convert import instance_to_msg
 
     chosen = [instance_to_msg(bus_masks[i], i) for i in (0, 1)]
     url, pixels = mask_overlay(chosen, bus_masks.width, bus_masks.height)

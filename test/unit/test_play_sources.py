@@ -23,7 +23,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import CompressedImage
 
-from fastsam_ros.ros_convert import array_to_image
+from fastsam_ros.ros.convert import array_to_image
 from fastsam_ros.tools.frame_sources import BagSource, FolderSource, SourceError, open_source
 
 SEED = 20261205

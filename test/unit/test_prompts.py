@@ -11,9 +11,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from fastsam_ros import config
-from fastsam_ros.mask_set import Instance, MaskSet
-from fastsam_ros.prompts import PromptError, PromptLimits, merge_instances, select_by_box, select_by_points
+from fastsam_ros.core import parameters
+from fastsam_ros.core.mask_set import Instance, MaskSet
+from fastsam_ros.core.prompts import PromptError, PromptLimits, merge_instances, select_by_box, select_by_points
 
 
 @pytest.fixture(scope="module")
@@ -401,5 +401,5 @@ def test_a_request_is_checked_only_for_the_kinds_it_carries():
 
 
 def test_the_limits_name_real_parameters_and_default_to_them():
-    assert set(_LIMIT_PARAMETERS) <= set(config.SPECS)
-    assert PromptLimits() == PromptLimits(*(config.default_of(name) for name in _LIMIT_PARAMETERS))
+    assert set(_LIMIT_PARAMETERS) <= set(parameters.SPECS)
+    assert PromptLimits() == PromptLimits(*(parameters.default_of(name) for name in _LIMIT_PARAMETERS))

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fastsam_ros.mask_set import Instance, MaskSet
-from fastsam_ros.rendering import colour_for, draw_overlay, tint_masks
+from fastsam_ros.core.mask_set import Instance, MaskSet
+from fastsam_ros.core.rendering import colour_for, draw_overlay, tint_masks
 
 
 def _expected_tint(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:

@@ -15,11 +15,11 @@ from hypothesis.extra.numpy import arrays
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
-from fastsam_ros.image_codec import ImageDecodeError
-from fastsam_ros.mask_set import Instance, MaskSet
-from fastsam_ros.obstacle_tracking import ObstacleTrack
-from fastsam_ros.obstacles import DepthError, Intrinsics, Obstacle
-from fastsam_ros.ros_convert import (
+from fastsam_ros.core.image_codec import ImageDecodeError
+from fastsam_ros.core.mask_set import Instance, MaskSet
+from fastsam_ros.core.obstacle_tracking import ObstacleTrack
+from fastsam_ros.core.obstacles import DepthError, Intrinsics, Obstacle
+from fastsam_ros.ros.convert import (
     array_to_image,
     check_before_decoding,
     check_depth_header,

@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastsam_ros.onnx_runtime import cache_dir
-from fastsam_ros.sentence_encoder import OnnxSentenceEncoder, TorchSentenceEncoder, load_sentence_encoder, model_dir
+from fastsam_ros.core.backends.onnx_runtime import cache_dir
+from fastsam_ros.core.sentence_encoder import (
+    OnnxSentenceEncoder,
+    TorchSentenceEncoder,
+    load_sentence_encoder,
+    model_dir,
+)
 
 TEXTS = [
     "bus",

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from fastsam_ros.mask_set import MaskSet
-from fastsam_ros.text_prompts import ClassNameBackend, ClipBackend, TextEmbeddingCache, TextPromptError
+from fastsam_ros.core.mask_set import MaskSet
+from fastsam_ros.core.text_prompts import ClassNameBackend, ClipBackend, TextEmbeddingCache, TextPromptError
 
 TINY_CLIP = str(Path(__file__).parents[1] / "data" / "tiny-clip.json")
 

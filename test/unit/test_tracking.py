@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from fastsam_ros.core.tracking import InstanceTracker, TrackerConfigError, tracker_settings
 from fastsam_ros.tools.sample_frames import asset_image, pan_offsets, panned
-from fastsam_ros.tracking import InstanceTracker, TrackerConfigError, tracker_settings
 
 SEQUENCES = [("bus.jpg", 600, 800, 20), ("zidane.jpg", 960, 560, 20)]
 

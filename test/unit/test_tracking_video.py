@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fastsam_ros.engine import EngineSettings, SegmentationEngine
+from benchmarks.tracking_comparison import TrackedBox, compare, tracking_metrics
+from fastsam_ros.core.engine import EngineSettings, SegmentationEngine
 from fastsam_ros.tools.sample_videos import sample_video, video_frames
-from fastsam_ros.tools.tracking_comparison import TrackedBox, compare, tracking_metrics
 
 FRAMES = 60
 

@@ -1,0 +1,312 @@
+"""CPU runtimes against what an ultralytics user would run on the same CPU, interleaved.
+
+Rows: ultralytics' `YOLO.predict` on PyTorch, on its own ONNX export and on its own
+OpenVINO export (with and without retina masks), against the node's per-frame work
+(engine.segment and the InstanceArray) on each CPU runtime and OpenVINO precision. Every
+path runs once per frame in turn, so machine load hits all of them alike. The node's rows
+also split the frame into the network's forward pass and everything else.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from fastsam_ros.core.backends.model_loading import LoadedModel, load_model
+from fastsam_ros.core.backends.openvino_runtime import cpu_capabilities
+from fastsam_ros.core.engine import SegmentationEngine, StageTimes
+from fastsam_ros.core.int8_calibration import calibrate_int8, precision_quality
+from fastsam_ros.core.parameters import inference_thread_counts
+from fastsam_ros.ros.convert import mask_set_to_msg
+from fastsam_ros.tools.export import calibration_frames, guard_frames
+from fastsam_ros.tools.sample_frames import camera_frames
+from fastsam_ros.tools.sample_videos import sample_video, video_frames
+
+RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080)}
+REFERENCE = "ultralytics OpenVINO export"
+STAGE_HEADERS = [
+    "frames",
+    "preprocess",
+    "forward",
+    "NMS",
+    "mask decode",
+    "encode and message",
+    "frame",
+    "outside share",
+    "n",
+]
+STAGE_NOTE = (
+    "The shipped default's frames of the table above, stage by stage (medians of each column, so they need not add "
+    "up): preprocess is the letterbox; encode and message: run-length encoding the masks and building the "
+    "InstanceArray; outside share: the frame's time outside the forward pass."
+)
+TABLE_HEADERS = [
+    "frames",
+    "path",
+    "ms",
+    "forward",
+    "outside the network",
+    "outside share",
+    "/ ultralytics OpenVINO",
+    "n",
+]
+QUALITY_HEADERS = [
+    "precision",
+    "source",
+    "frames",
+    "f32 instances",
+    "instances",
+    "kept",
+    "median mask IoU",
+    "min mask IoU",
+    "guard",
+]
+STREAM_HEADERS = ["runtime", "frame median", "point prompt p50", "point prompt p99", "prompts"]
+STREAM_NOTE = (
+    "One thread segments 720p frames nonstop on OpenVINO (precision auto) while this one answers a point prompt "
+    "every 2 ms, in one process; threads auto: OpenVINO's own choice (every core)."
+)
+WARM_START_NOTE = (
+    "A new Python process with the compiled models already cached: load_model(runtime auto) and the first frame, "
+    "after importing the modules."
+)
+TABLE_NOTE = (
+    "Real photos panned at 720p and 1080p; every path runs once per frame in turn, in one process. ultralytics "
+    "rows: `YOLO(...).predict` on the .pt weights and on ultralytics' own ONNX and OpenVINO exports (imgsz 640, "
+    "static 640x640 input for its OpenVINO export); retina masks: `retina_masks=True`, full-resolution masks as "
+    "the node publishes them. node rows: engine.segment and the InstanceArray, on the runtime and precision named "
+    "(threads: OpenVINO's own choice unless named). forward: the network alone; outside the network: letterbox, "
+    "NMS, mask decode and the message. The row a CPU user should pick is the default (runtime auto)."
+)
+QUALITY_NOTE = (
+    "Each precision against OpenVINO f32 on real photos and camera frames made from them, and on every 20th of the "
+    "first 200 frames of a real video (OpenCV's vtest.avi, pedestrians, 768x576): an instance is kept when "
+    "the other side has one of the same class with box IoU >= 0.9 and mask IoU >= 0.95; the guard passes at >= 95% "
+    "kept. int8 is calibrated once on other frames of the same photos (fastsam_export --precision int8)."
+)
+
+
+@functools.cache
+def ultralytics_exports(weights: str) -> dict[str, str]:
+    """ultralytics' own ONNX and OpenVINO exports of the weights, as a user would make them (once a run)."""
+    from ultralytics import YOLO
+
+    copy = Path(tempfile.mkdtemp(prefix="fastsam_ultralytics_exports_")) / Path(weights).name
+    copy.write_bytes(Path(weights).read_bytes())
+    return {
+        "onnx": str(YOLO(str(copy)).export(format="onnx", imgsz=640, verbose=False)),
+        "openvino": str(YOLO(str(copy)).export(format="openvino", imgsz=640, verbose=False)),
+    }
+
+
+def openvino_export(weights: str):
+    """ultralytics' OpenVINO export loaded as its user would: the fastest CPU path outside the node."""
+    from ultralytics import YOLO
+
+    return YOLO(ultralytics_exports(weights)["openvino"], task="segment")
+
+
+def node_runtimes(weights: str, threads: tuple[int, ...]) -> tuple[dict[str, LoadedModel], str]:
+    """The node's CPU runtimes and precisions that work here, by label, and the shipped default's label."""
+    runtimes = {"node, onnxruntime f32": load_model(weights, "cpu", runtime="onnxruntime")}
+    precisions = ["f32", *(["bf16"] if "BF16" in cpu_capabilities() else []), "int8"]
+    for precision in precisions:
+        for count in threads:
+            suffix = f", {count} threads" if count else ""
+            runtimes[f"node, openvino {precision}{suffix}"] = load_model(
+                weights, "cpu", runtime="openvino", precision=precision, threads=(count,)
+            )
+    # The node's own thread counts: this bench sends one frame at a time, so they never queue.
+    default = load_model(weights, "cpu", runtime="auto", threads=inference_thread_counts(0))
+    default_label = f"node, default (auto: {default.runtime} {default.precision}, lone frames)"
+    runtimes[default_label] = default
+    return runtimes, default_label
+
+
+def bench_cpu_runtimes(
+    weights: str, rounds: int, frames_per_res: int, threads: tuple[int, ...]
+) -> tuple[list[tuple], list[tuple]]:
+    """Median ms per frame of every path, interleaved; the rows of that table and of the default's stages."""
+    from std_msgs.msg import Header
+    from ultralytics import YOLO
+
+    header = Header(frame_id="camera")
+    report = calibrate_int8(weights, calibration_frames(), guard_frames(), log=lambda line: print(f"[bench] {line}"))
+    print(f"[bench] int8 quality guard: {report.summary()}")
+    exports = ultralytics_exports(weights)
+    users = {
+        "ultralytics PyTorch": YOLO(weights),
+        "ultralytics ONNX export": YOLO(exports["onnx"], task="segment"),
+        REFERENCE: openvino_export(weights),
+    }
+    loaded_runtimes, default = node_runtimes(weights, threads)
+    node = {label: SegmentationEngine(loaded) for label, loaded in loaded_runtimes.items()}
+    rows, breakdown = [], []
+    for res_label, (width, height) in RESOLUTIONS.items():
+        frames = camera_frames(width, height, frames_per_res)
+        paths: dict[str, Callable[[np.ndarray], object]] = {}
+        for label, model in users.items():
+            paths[label] = lambda f, m=model: m.predict(f, device="cpu", verbose=False)
+            paths[f"{label}, retina masks"] = lambda f, m=model: m.predict(
+                f, device="cpu", retina_masks=True, verbose=False
+            )
+        for label, engine in node.items():
+            paths[label] = lambda f, e=engine: mask_set_to_msg(e.segment(f), header)
+        for path in paths.values():
+            path(frames[0])
+        times = {label: [] for label in paths}
+        stages: dict[str, list[StageTimes]] = {label: [] for label in node}
+        for _ in range(rounds):
+            for frame in frames:
+                for label, path in paths.items():
+                    start = time.perf_counter()
+                    path(frame)
+                    times[label].append((time.perf_counter() - start) * 1e3)
+                    if label in node:
+                        stages[label].append(node[label].last_times)
+        reference = float(np.median(times[REFERENCE]))
+        for label, values in times.items():
+            median = float(np.median(values))
+            if label in stages:
+                network = float(np.median([stage.forward_ms for stage in stages[label]]))
+                split = (f"{network:.1f}", f"{median - network:.1f}", f"{100 * (median - network) / median:.0f}%")
+            else:
+                split = ("", "", "")
+            rows.append((res_label, label, f"{median:.1f}", *split, f"{median / reference:.2f}x", len(values)))
+            print("  " + " | ".join(str(cell) for cell in rows[-1]), flush=True)
+        breakdown.append(stage_row(res_label, list(zip(stages[default], times[default], strict=True))))
+    return rows, breakdown
+
+
+def stage_row(res_label: str, stages: list[tuple[StageTimes, float]]) -> tuple:
+    """Median ms of each stage of a frame; encode and message: the rest of the frame's time."""
+    columns = [
+        [times.preprocess_ms for times, _ in stages],
+        [times.forward_ms for times, _ in stages],
+        [times.nms_ms for times, _ in stages],
+        [times.mask_decode_ms for times, _ in stages],
+        [total - times.total_ms for times, total in stages],
+        [total for _, total in stages],
+        [100 * (total - times.forward_ms) / total for times, total in stages],
+    ]
+    medians = [float(np.median(column)) for column in columns]
+    return (res_label, *(f"{value:.1f}" for value in medians[:-1]), f"{medians[-1]:.0f}%", len(stages))
+
+
+def quality_frames() -> dict[str, list[np.ndarray]]:
+    """Real frames for the quality guard: the photos (panned, and the guard frames) and real video."""
+    photos = [frame for w, h in RESOLUTIONS.values() for frame in camera_frames(w, h, 4)] + guard_frames()
+    video = video_frames(sample_video("vtest.avi"), 200)[::20]
+    return {"photos": photos, "vtest.avi": video}
+
+
+def bench_quality(weights: str) -> list[tuple]:
+    """The quality guard of each reduced precision against OpenVINO f32, per set of real frames."""
+    rows = []
+    precisions = [*(["bf16"] if "BF16" in cpu_capabilities() else []), "int8"]
+    for precision, (source, frames) in itertools.product(precisions, quality_frames().items()):
+        report = precision_quality(weights, precision, frames)
+        ious = np.array(report.mask_ious) if report.mask_ious else np.array([np.nan])
+        rows.append(
+            (
+                precision,
+                source,
+                len(frames),
+                report.reference_instances,
+                report.candidate_instances,
+                f"{100 * report.kept_share:.1f}%",
+                f"{np.median(ious):.3f}",
+                f"{np.min(ious):.3f}",
+                "pass" if report.passed else "FAIL",
+            )
+        )
+        print("  " + " | ".join(str(cell) for cell in rows[-1]), flush=True)
+    return rows
+
+
+WARM_START = """
+import sys, time
+started = time.perf_counter()
+from fastsam_ros.core.parameters import inference_thread_counts
+from fastsam_ros.core.engine import SegmentationEngine
+from fastsam_ros.core.backends.model_loading import load_model
+from fastsam_ros.tools.sample_frames import camera_frames
+imported = time.perf_counter()
+loaded = load_model(sys.argv[1], "cpu", runtime="auto", threads=inference_thread_counts(0))
+engine = SegmentationEngine(loaded)
+engine.segment(camera_frames(1280, 720, 1)[0])
+done = time.perf_counter()
+print(f"{imported - started:.2f} {done - imported:.2f} {loaded.runtime} {loaded.precision}")
+"""
+
+
+def bench_warm_start(weights: str) -> tuple[str, ...]:
+    """A fresh process after the benchmark cached the compiled models: imports, then load and first 720p frame."""
+    output = subprocess.run(
+        [sys.executable, "-c", WARM_START, weights], capture_output=True, text=True, check=True
+    ).stdout.split()
+    row = (f"{output[2]} {output[3]}", f"{float(output[0]):.2f}", f"{float(output[1]):.2f}")
+    print("  " + " | ".join(row), flush=True)
+    return row
+
+
+def bench_prompts_while_streaming(weights: str, threads: tuple[int, ...], seconds: float) -> list[tuple[str, ...]]:
+    """Point prompts answered in this process while another thread segments 720p frames nonstop.
+
+    Tells whether OpenVINO's inference threads leave the CPU to the node's other callbacks.
+    """
+    import threading
+
+    from fastsam_ros.core.prompts import select_by_points
+
+    frames = camera_frames(1280, 720, 4)
+    rows = []
+    for count in threads:
+        engine = SegmentationEngine(load_model(weights, "cpu", runtime="openvino", threads=(count,)))
+        masks = engine.segment(frames[0])
+        instance = masks[0]
+        point = (
+            instance.mask_offset[0] + instance.mask.shape[1] // 2,
+            instance.mask_offset[1] + instance.mask.shape[0] // 2,
+        )
+        stop = threading.Event()
+        frame_ms: list[float] = []
+
+        def stream(engine=engine, stop=stop, frame_ms=frame_ms) -> None:
+            index = 0
+            while not stop.is_set():
+                start = time.perf_counter()
+                engine.segment(frames[index % len(frames)])
+                frame_ms.append((time.perf_counter() - start) * 1e3)
+                index += 1
+
+        worker = threading.Thread(target=stream)
+        worker.start()
+        latencies = []
+        until = time.perf_counter() + seconds
+        while time.perf_counter() < until:
+            start = time.perf_counter()
+            select_by_points(masks, [point], [1])
+            latencies.append((time.perf_counter() - start) * 1e3)
+            time.sleep(0.002)
+        stop.set()
+        worker.join()
+        rows.append(
+            (
+                f"openvino {engine.loaded.precision}, threads {count or 'auto'}",
+                f"{np.median(frame_ms):.1f}",
+                f"{np.percentile(latencies, 50):.3f}",
+                f"{np.percentile(latencies, 99):.3f}",
+                str(len(latencies)),
+            )
+        )
+        print("  " + " | ".join(rows[-1]), flush=True)
+    return rows

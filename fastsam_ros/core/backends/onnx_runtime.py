@@ -1,0 +1,104 @@
+"""ONNX Runtime as the CPU inference runtime for the same network.
+
+On the CPU, ONNX Runtime runs yolo11n-seg about 1.4x faster than PyTorch at the
+node's usual input shape (docs/PERFORMANCE.md). The .pt weights are exported once with
+ultralytics' exporter (dynamic input shape) into a cache directory keyed by the
+weights' content and the ultralytics version, so later starts skip the export and a
+read-only install still works.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from fastsam_ros.core.backends.model_errors import ModelLoadError
+
+EXPORT_PACKAGES = ("onnx", "onnxslim")
+"""What ultralytics' ONNX exporter needs; both CPU runtimes (ONNX Runtime, OpenVINO) start from its export."""
+
+
+def cache_dir() -> Path:
+    """$FASTSAM_ROS_CACHE, else $XDG_CACHE_HOME/fastsam_ros, else ~/.cache/fastsam_ros."""
+    explicit = os.environ.get("FASTSAM_ROS_CACHE")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fastsam_ros"
+
+
+def export_available() -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in EXPORT_PACKAGES)
+
+
+def onnx_available() -> bool:
+    return export_available() and importlib.util.find_spec("onnxruntime") is not None
+
+
+def export_path(source: Path) -> Path:
+    """Where the ONNX export of these weights is cached: keyed by their content and the ultralytics version."""
+    import ultralytics
+
+    digest = hashlib.sha256(source.read_bytes() + ultralytics.__version__.encode()).hexdigest()[:16]
+    return cache_dir() / f"{source.stem}-{digest}.onnx"
+
+
+def exported_onnx(weights: str) -> Path:
+    """An ONNX file of these weights: the file itself if it is one, else a cached export."""
+    source = Path(weights)
+    if source.suffix == ".onnx":
+        return source
+    missing = [name for name in EXPORT_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ModelLoadError(f"the export to ONNX needs the packages {', '.join(missing)}: pip install them")
+    target = export_path(source)
+    if target.is_file():
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as work:
+            copy = Path(work) / source.name
+            shutil.copyfile(source, copy)
+            from ultralytics import YOLO
+
+            exported = YOLO(str(copy)).export(format="onnx", dynamic=True, simplify=True, imgsz=640, verbose=False)
+            os.replace(exported, target)
+    except OSError as error:
+        raise ModelLoadError(f"could not write the ONNX export to {target.parent}: {error}") from error
+    except Exception as error:  # the exporter raises many kinds
+        raise ModelLoadError(f"could not export '{weights}' to ONNX: {error}") from error
+    return target
+
+
+class OnnxNetwork:
+    """Called like ultralytics' AutoBackend: a float NCHW batch in, [detections, prototypes] out."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        # Idle worker threads would otherwise spin after each run and take the CPU from
+        # mask decoding, publishing and DDS on small machines.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise ModelLoadError(f"ONNX Runtime could not load '{path}': {error}") from error
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        if metadata.get("task", "segment") != "segment":
+            raise ModelLoadError(f"'{path}' is a '{metadata['task']}' model; a segmentation model is required")
+        self.names = {int(k): str(v) for k, v in ast.literal_eval(metadata.get("names", "{0: 'object'}")).items()}
+        self.stride = int(metadata.get("stride", 32))
+        self.end2end = metadata.get("end2end", "False") == "True"
+        self._input = self.session.get_inputs()[0].name
+        self.dynamic = isinstance(self.session.get_inputs()[0].shape[2], str)
+
+    def __call__(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        outputs = self.session.run(None, {self._input: batch.numpy()})
+        return [torch.from_numpy(output) for output in outputs]

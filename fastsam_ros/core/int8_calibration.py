@@ -1,0 +1,69 @@
+"""Calibrating the int8 network once per weights, and checking every reduced precision.
+
+The calibration inputs are real frames passed through the engine's own preprocessing,
+so int8 is calibrated on exactly what it will see. After calibration the quality guard
+(runtime_quality) compares int8 with f32 on other real frames and its verdict is stored
+beside the int8 network: precision 'auto' uses int8 only where that verdict passed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from fastsam_ros.core.backends.model_loading import LoadedModel, load_model
+from fastsam_ros.core.backends.onnx_runtime import cache_dir, exported_onnx
+from fastsam_ros.core.backends.openvino_runtime import INT8_MODEL, model_dir, quantize_int8, write_int8_verdict
+from fastsam_ros.core.backends.runtime_quality import QualityReport, compare_frames
+from fastsam_ros.core.engine import SegmentationEngine
+
+
+def network_inputs(loaded: LoadedModel, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The network input tensors the engine builds from these frames, one frame at a time."""
+    recorded: list[np.ndarray] = []
+
+    def recording(batch: torch.Tensor):
+        recorded.append(batch.numpy().copy())
+        return loaded.backend(batch)
+
+    engine = SegmentationEngine(dataclasses.replace(loaded, backend=recording))
+    for frame in frames:
+        engine.segment(frame)
+    return recorded
+
+
+def precision_quality(weights: str, precision: str, frames: Sequence[np.ndarray], threads: int = 0) -> QualityReport:
+    """The quality guard of one OpenVINO precision against f32 on these frames."""
+    reference = SegmentationEngine(load_model(weights, "cpu", runtime="openvino", precision="f32", threads=(threads,)))
+    candidate = SegmentationEngine(
+        load_model(weights, "cpu", runtime="openvino", precision=precision, threads=(threads,))
+    )
+    expected = [reference.segment(frame) for frame in frames]
+    found = [candidate.segment(frame) for frame in frames]
+    return compare_frames(expected, found)
+
+
+def calibrate_int8(
+    weights: str,
+    calibration_frames: Sequence[np.ndarray],
+    guard_frames: Sequence[np.ndarray],
+    log: Callable[[str], None] = print,
+    threads: int = 0,
+) -> QualityReport:
+    """Quantise to int8 (unless cached: delete int8.xml to calibrate again), run the guard, store its verdict."""
+    onnx_path = exported_onnx(weights)
+    folder = model_dir(onnx_path, cache_dir())
+    reference = load_model(weights, "cpu", runtime="openvino", precision="f32", threads=(threads,))
+    if not (folder / INT8_MODEL).is_file():
+        quantize_int8(onnx_path, folder, network_inputs(reference, calibration_frames), log)
+    candidate = load_model(weights, "cpu", runtime="openvino", precision="int8", threads=(threads,))
+    report = compare_frames(
+        [SegmentationEngine(reference).segment(frame) for frame in guard_frames],
+        [SegmentationEngine(candidate).segment(frame) for frame in guard_frames],
+    )
+    write_int8_verdict(folder, report.passed, report.summary())
+    log(f"int8 quality guard {'passed' if report.passed else 'FAILED'}: {report.summary()}")
+    return report

@@ -1,0 +1,327 @@
+"""One camera served by the node: its whole path from message in to every output published.
+
+A node serves one camera on its own topics ('image', '~/instances', ...) or several,
+each under its name ('front/image', '~/front/instances', ...). The channel owns that
+camera's subscriptions and their handlers, the checks made on arrival, decoding, depth
+pairing, the per-camera pipeline (tracker, obstacles), the latest result that prompts
+read, the prompt services and every publisher. Only the model, the mailbox and the
+worker are shared, and they belong to the node.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from rclpy.callback_groups import CallbackGroup
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
+
+from fastsam_ros.core.frame_mailbox import LatestFrameMailbox
+from fastsam_ros.core.health import HealthMonitor
+from fastsam_ros.core.image_codec import ImageDecodeError
+from fastsam_ros.core.mask_set import MaskSet
+from fastsam_ros.core.memory import release_freed_memory
+from fastsam_ros.core.obstacles import DepthError, DepthPairer, Intrinsics, roi_polygon
+from fastsam_ros.core.perception import Perception
+from fastsam_ros.core.prompts import PromptLimits
+from fastsam_ros.core.rendering import draw_overlay
+from fastsam_ros.core.text_prompts import TextBackends
+from fastsam_ros.msg import InstanceArray, ObstacleArray
+from fastsam_ros.ros.convert import (
+    array_to_image,
+    check_before_decoding,
+    check_depth_header,
+    depth_to_metres,
+    image_to_bgr,
+    intrinsics_from,
+    mask_set_to_msg,
+    message_bytes,
+    obstacles_to_msg,
+    points_to_cloud,
+    stamp_to_ns,
+)
+from fastsam_ros.ros.markers import obstacle_markers
+from fastsam_ros.ros.prompt_service import PromptService, SegmentedFrame
+from fastsam_ros.ros.qos import SERVICE_QOS
+from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
+
+if TYPE_CHECKING:
+    from rclpy.node import Node
+
+LATEST_ONLY = QoSProfile(
+    depth=1,
+    reliability=qos_profile_sensor_data.reliability,
+    durability=qos_profile_sensor_data.durability,
+    history=qos_profile_sensor_data.history,
+)
+"""Sensor-data QoS keeping one sample, for depth and camera_info: only the newest is wanted, and
+the transport keeps a buffer as large as the largest message for every sample it may hold.
+(Camera frames keep the sensor-data depth of 5, so that a burst reaches the node and its
+drops are counted by the mailbox.)"""
+
+BIG_MESSAGE_BYTES = 16 * 2**20
+"""After a message this large is let go, freed heap pages go back to the system."""
+
+
+def camera_topic(camera: str, name: str) -> str:
+    """'name' for the unnamed single camera, 'camera/name' otherwise."""
+    return f"{camera}/{name}" if camera else name
+
+
+@dataclass(frozen=True)
+class ReceivedFrame:
+    """A camera message waiting for the worker, and when it arrived (for the latency figure)."""
+
+    msg: Image | CompressedImage
+    received: float
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    """The run-time parameters a channel reads, swapped as a whole when one changes."""
+
+    max_pixels: int
+    depth_slop_s: float
+    prompt_limits: PromptLimits
+
+
+class CameraChannel:
+    def __init__(self, node: Node, camera: str, compressed: bool, health: HealthMonitor) -> None:
+        self.camera = camera
+        self.compressed = compressed
+        self.image_topic = camera_topic(camera, "image/compressed" if compressed else "image")
+        self._node = node
+        self._health = health
+        self.instances_pub = node.create_publisher(InstanceArray, self._private("instances"), 10)
+        self.label_pub = node.create_publisher(Image, self._private("label_image"), 5)
+        self.debug_pub = node.create_publisher(Image, self._private("debug_image"), 5)
+        self.selection_pub = node.create_publisher(InstanceArray, self._private("selection"), 10)
+        self.obstacles_pub = node.create_publisher(ObstacleArray, self._private("obstacles"), 10)
+        self.markers_pub = node.create_publisher(MarkerArray, self._private("markers"), 5)
+        self.cloud_pub = node.create_publisher(PointCloud2, self._private("obstacle_cloud"), 5)
+        self.latest: SegmentedFrame | None = None
+        self._perception: Perception | None = None
+        self._prompts: PromptService | None = None
+        self._settings: ChannelSettings | None = None
+        self._depth = DepthPairer(0)
+        self._camera_info: CameraInfo | None = None
+        self._mailbox: LatestFrameMailbox[ReceivedFrame] | None = None
+        self._entities: list[Any] = []
+
+    def _private(self, name: str) -> str:
+        return "~/" + camera_topic(self.camera, name)
+
+    @property
+    def perception(self) -> Perception:
+        if self._perception is None:
+            raise RuntimeError(f"camera channel '{self.camera}' is not configured")
+        return self._perception
+
+    def configure(self, perception: Perception, text_backends: TextBackends, settings: ChannelSettings) -> None:
+        """Fresh per-camera state around a newly loaded model."""
+        self._perception = perception
+        self._settings = settings
+        self._prompts = PromptService(
+            self._node,
+            lambda: self.latest,
+            lambda: self.settings.prompt_limits,
+            text_backends,
+            self.selection_pub,
+            self.image_topic,
+        )
+        self._depth = DepthPairer(round(settings.depth_slop_s * 1e9))
+        self._camera_info = None
+        self.latest = None
+
+    @property
+    def settings(self) -> ChannelSettings:
+        if self._settings is None:
+            raise RuntimeError(f"camera channel '{self.camera}' is not configured")
+        return self._settings
+
+    def apply(self, settings: ChannelSettings) -> None:
+        """Run-time parameter changes, from the next message on."""
+        self._settings = settings
+        self._depth.slop_ns = round(settings.depth_slop_s * 1e9)
+
+    def release(self) -> None:
+        self._perception = self._prompts = self._settings = None
+        self._camera_info = None
+        self._depth = DepthPairer(0)
+        self.latest = None
+
+    def start(self, mailbox: LatestFrameMailbox[ReceivedFrame], qos: QoSProfile, group: CallbackGroup) -> None:
+        """Subscribe and offer the services; frames that pass the arrival checks go to the mailbox."""
+        node, prompts = self._node, self._prompts
+        assert prompts is not None, "configure before start"
+        self._mailbox = mailbox
+        image_type = CompressedImage if self.compressed else Image
+        self._entities = [
+            node.create_subscription(image_type, self.image_topic, self._on_image, qos),
+            node.create_subscription(Image, camera_topic(self.camera, "depth"), self._on_depth, LATEST_ONLY),
+            node.create_subscription(
+                CameraInfo, camera_topic(self.camera, "camera_info"), self._on_camera_info, LATEST_ONLY
+            ),
+            *(
+                node.create_service(kind, self._private(name), handler, qos_profile=SERVICE_QOS, callback_group=group)
+                for kind, name, handler in (
+                    (PointPrompt, "prompt_point", prompts.point),
+                    (BoxPrompt, "prompt_box", prompts.box),
+                    (TextPrompt, "prompt_text", prompts.text),
+                )
+            ),
+        ]
+
+    def stop(self) -> None:
+        for entity in self._entities:
+            if hasattr(entity, "srv_type"):
+                self._node.destroy_service(entity)
+            else:
+                self._node.destroy_subscription(entity)
+        self._entities = []
+        self._mailbox = None
+
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        """Cheap checks on arrival (header fields, a compressed frame's declared size), then the mailbox."""
+        received = time.perf_counter()
+        self._health.received()
+        mailbox = self._mailbox
+        try:
+            check_before_decoding(msg, self.settings.max_pixels)
+        except ImageDecodeError as error:
+            self.refuse(error)
+            if message_bytes(msg) > BIG_MESSAGE_BYTES:
+                del msg
+                release_freed_memory()
+            return
+        if mailbox is not None and mailbox.put(ReceivedFrame(msg, received), self.camera):
+            self._health.dropped()
+
+    def refuse(self, error: Exception) -> None:
+        """A bad frame is reported and dropped; it never displaces a good waiting frame."""
+        self._health.rejected()
+        self._node.get_logger().warning(f"{self._label}frame refused: {error}", throttle_duration_sec=2.0)
+
+    def decode(self, frame: ReceivedFrame) -> np.ndarray:
+        """BGR pixels of a frame the worker took; raises ImageDecodeError."""
+        return image_to_bgr(frame.msg, self.settings.max_pixels)
+
+    def wants_obstacles(self) -> bool:
+        """Obstacles cost time: compute them only while someone listens (the cloud is made of them)."""
+        listening = (self.obstacles_pub, self.markers_pub, self.debug_pub, self.cloud_pub)
+        return any(publisher.get_subscription_count() > 0 for publisher in listening)
+
+    def _on_depth(self, msg: Image) -> None:
+        """Depth is kept only while obstacles are wanted, and only once its header is sane."""
+        big = message_bytes(msg) > BIG_MESSAGE_BYTES
+        try:
+            if self.wants_obstacles():
+                check_depth_header(msg, self.settings.max_pixels)
+                self._depth.add(stamp_to_ns(msg.header.stamp), msg)
+                return
+        except DepthError as error:
+            self._node.get_logger().warning(f"{self._label}depth frame refused: {error}", throttle_duration_sec=5.0)
+        if big:
+            del msg
+            release_freed_memory()
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def publish(self, frame: ReceivedFrame, image: np.ndarray, masks: MaskSet) -> float:
+        """Track, find obstacles and publish every output of one segmented frame; its latency in ms."""
+        header = frame.msg.header
+        want_obstacles = self.wants_obstacles()
+        depth = self._depth_for(masks.stamp_ns, image.shape) if want_obstacles else None
+        intrinsics = self._intrinsics_for(image.shape) if want_obstacles else None
+        want_cloud = self.cloud_pub.get_subscription_count() > 0
+        output = self.perception.process_masks(masks, image, depth, intrinsics, want_obstacles, want_cloud)
+        masks = output.masks
+        processing_ms = (time.perf_counter() - frame.received) * 1e3
+        instances = mask_set_to_msg(masks, header, processing_ms)
+        self.latest = SegmentedFrame(masks, image, header, tuple(instances.instances))
+        self.instances_pub.publish(instances)
+        if self.obstacles_pub.get_subscription_count() > 0:
+            self.obstacles_pub.publish(
+                obstacles_to_msg(header, masks, output.obstacles, depth is not None, output.tracks)
+            )
+        if self.markers_pub.get_subscription_count() > 0:
+            self.markers_pub.publish(obstacle_markers(header, masks, output.obstacles, intrinsics, output.tracks))
+        if want_cloud:
+            self._publish_cloud(output.cloud, header)
+        if self.label_pub.get_subscription_count() > 0:
+            self.label_pub.publish(array_to_image(masks.label_image(), "mono16", header))
+        if self.debug_pub.get_subscription_count() > 0:
+            roi = roi_polygon(self.perception.obstacle_settings.roi, masks.width, masks.height)
+            overlay = draw_overlay(image, masks, obstacles=output.obstacles, roi=roi)
+            self.debug_pub.publish(array_to_image(overlay, "bgr8", header))
+        return processing_ms
+
+    def _publish_cloud(self, cloud: np.ndarray | None, header: Any) -> None:
+        """The obstacle points of a frame; without depth or camera_info there is none to publish."""
+        if cloud is None:
+            self._node.get_logger().warning(
+                f"{self._label}~/obstacle_cloud has subscribers but this frame has no usable depth and "
+                "camera_info; nothing published",
+                throttle_duration_sec=5.0,
+            )
+            return
+        self.cloud_pub.publish(points_to_cloud(cloud, header))
+
+    def _depth_for(self, stamp_ns: int, shape: tuple[int, ...]) -> np.ndarray | None:
+        """The depth frame paired with this colour frame, in metres, or None with a warning."""
+        if not self._depth.has_frames:
+            return None
+        msg = self._depth.match(stamp_ns)
+        log = self._node.get_logger()
+        if msg is None:
+            log.warning(
+                f"{self._label}no depth frame within {self._depth.slop_ns / 1e9} s of the colour frame; "
+                "obstacles have no distance",
+                throttle_duration_sec=5.0,
+            )
+            return None
+        try:
+            depth = depth_to_metres(msg)
+        except DepthError as error:
+            log.warning(f"{self._label}depth frame refused: {error}", throttle_duration_sec=5.0)
+            return None
+        if depth.shape != shape[:2]:
+            log.warning(
+                f"{self._label}depth {depth.shape[1]}x{depth.shape[0]} is not aligned with the colour frame "
+                f"{shape[1]}x{shape[0]}; obstacles have no distance",
+                throttle_duration_sec=5.0,
+            )
+            return None
+        if not np.isfinite(depth).any():
+            log.warning(
+                f"{self._label}depth frame has no valid readings (all zero or NaN); obstacles have no distance",
+                throttle_duration_sec=5.0,
+            )
+        return depth
+
+    def _intrinsics_for(self, shape: tuple[int, ...]) -> Intrinsics | None:
+        info = self._camera_info
+        if info is None:
+            if self._depth.has_frames:
+                self._node.get_logger().warning(
+                    f"{self._label}depth arrives but no camera_info yet; obstacles have no 3D centroid, box or motion",
+                    throttle_duration_sec=5.0,
+                )
+            return None
+        if (info.height, info.width) != shape[:2]:
+            self._node.get_logger().warning(
+                f"{self._label}camera_info is for {info.width}x{info.height}, the frame is "
+                f"{shape[1]}x{shape[0]}; no 3D centroids",
+                throttle_duration_sec=5.0,
+            )
+            return None
+        return intrinsics_from(info)
+
+    @property
+    def _label(self) -> str:
+        return f"camera '{self.camera}': " if self.camera else ""

@@ -1,0 +1,175 @@
+"""The node processes' entry points: signals from the first instruction on, then ROS.
+
+Signal handlers are installed before the heavy imports (torch takes seconds), so a
+SIGINT or SIGTERM at any moment ends the process cleanly with exit code 0: during
+start-up once the current step is done, while running at the next spin slice, and during
+shutdown further signals change nothing. Without HOME, ROS logging gets a directory
+of its own instead of failing. Invalid parameters exit with code 2 and one line.
+A node started by another process with FASTSAM_ROS_PARENT_PID set ends with that process,
+even when it is killed (SIGKILL, the OOM killer) and has no chance to stop the node.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+SPIN_SLICE_S = 0.25
+"""Python runs signal handlers only between spin slices; also bounds the exit delay."""
+PARENT_PID_VARIABLE = "FASTSAM_ROS_PARENT_PID"
+"""Set by a tool that starts the node, to its own pid: the node then ends when that process ends."""
+PR_SET_PDEATHSIG = 1
+
+
+class Shutdown:
+    """A SIGINT or SIGTERM only records the request; the process acts on it at safe points.
+
+    Raising from the handler instead would land the exception inside whatever runs, native
+    code included: torch's import then aborts the process. So a signal during start-up
+    takes effect once the current step (imports, ROS start, model loading) is done.
+    """
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.requested.set()
+
+
+def _log_dir_without_home() -> str | None:
+    """ROS logging fails without HOME; give it a private directory and say so."""
+    if os.environ.get("HOME") or os.environ.get("ROS_LOG_DIR") or os.environ.get("ROS_HOME"):
+        return None
+    directory = Path(tempfile.gettempdir()) / f"fastsam_ros-{os.getuid()}" / "log"
+    directory.mkdir(parents=True, exist_ok=True)
+    os.environ["ROS_LOG_DIR"] = str(directory)
+    return str(directory)
+
+
+def _parent_gone(program: str) -> bool:
+    """Ask the kernel for SIGTERM when the process named by PARENT_PID_VARIABLE ends (Linux);
+    True when it has ended already.
+
+    The parent may die before the request is made, so the parent is checked after it: an
+    orphan has been handed to another process. The kernel sends the signal when the parent's
+    thread that started this process ends, so the parent must start it from its main thread.
+    """
+    parent = os.environ.pop(PARENT_PID_VARIABLE, "")
+    if not parent.isdigit() or not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        reason = os.strerror(ctypes.get_errno())
+        print(f"{program}: warning: cannot tie this process to its parent: {reason}", file=sys.stderr)
+    return os.getppid() != int(parent)
+
+
+def _run(make_node: str, program: str, args: list[str] | None) -> int:
+    shutdown = Shutdown()
+    shutdown.install()
+    if _parent_gone(program):
+        return 0
+    node: Any = None
+    try:
+        from fastsam_ros.core.memory import bound_heap_growth
+
+        bound_heap_growth()
+        log_dir = _log_dir_without_home()
+        import rclpy
+        from rclpy.executors import ExternalShutdownException
+        from rclpy.signals import SignalHandlerOptions
+
+        from fastsam_ros.core.backends.model_errors import ModelLoadError
+        from fastsam_ros.core.parameters import ConfigError
+        from fastsam_ros.ros.arguments import widen_number_lists
+        from fastsam_ros.ros.executor import CallbackPoolExecutor
+
+        if shutdown.requested.is_set():
+            return 0
+        # rclpy's own handlers would shut the context down under the worker's feet.
+        try:
+            arguments = widen_number_lists(sys.argv if args is None else args)
+            rclpy.init(args=arguments, signal_handler_options=SignalHandlerOptions.NO)
+        except rclpy.impl.implementation_singleton.rclpy_implementation.RCLError as error:
+            print(f"{program}: error: invalid ROS arguments: {str(error).split(', at ')[0]}", file=sys.stderr)
+            return 2
+        if shutdown.requested.is_set():
+            return 0
+        try:
+            node = _node_class(make_node)()
+        except (ConfigError, ModelLoadError) as error:
+            print(f"{program}: error: {error}", file=sys.stderr)
+            return 2
+        if log_dir is not None:
+            node.get_logger().warning(f"HOME is not set: ROS logs go to {log_dir}")
+        if shutdown.requested.is_set():
+            return 0
+        executor = CallbackPoolExecutor(num_threads=4)
+        executor.add_node(node)
+        try:
+            while rclpy.ok() and not shutdown.requested.is_set():
+                executor.spin_once(timeout_sec=SPIN_SLICE_S)
+        except ExternalShutdownException:
+            pass
+        finally:
+            executor.shutdown()
+        return 0
+    except KeyboardInterrupt:  # SIGINT before the handlers were installed, or from the terminal
+        return 0
+    finally:
+        shutdown.requested.set()
+        _close(node)
+        # Python puts its own handlers back to the default action while it finalizes, so a
+        # late signal would still kill the exiting process; ignored ones stay ignored.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+
+
+def _node_class(name: str) -> Any:
+    if name == "lifecycle":
+        from fastsam_ros.ros.lifecycle_node import FastSamLifecycleNode
+
+        return FastSamLifecycleNode
+    from fastsam_ros.ros.node import FastSamNode
+
+    return FastSamNode
+
+
+def _close(node: Any) -> None:
+    """Stop the node's threads before the ROS context goes down.
+
+    A start that failed half way leaves no node to close, but maybe a background load in
+    native code; it is waited for, since ending the interpreter under it aborts the process.
+    """
+    if "rclpy" not in sys.modules:
+        return
+    import rclpy
+
+    if node is not None:
+        node.close()
+        node.destroy_node()
+    elif "fastsam_ros.core.text_prompts" in sys.modules:
+        from fastsam_ros.core.text_prompts import LOADER_THREAD
+
+        for thread in threading.enumerate():
+            if thread.name == LOADER_THREAD:
+                thread.join(timeout=60.0)
+    rclpy.try_shutdown()
+
+
+def node_main(args: list[str] | None = None) -> int:
+    return _run("node", "fastsam_node", args)
+
+
+def lifecycle_main(args: list[str] | None = None) -> int:
+    return _run("lifecycle", "fastsam_lifecycle_node", args)

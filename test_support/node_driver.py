@@ -1,0 +1,64 @@
+"""A node process for tests and benchmarks: started with a client, its memory sampled; and free ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+from fastsam_ros.tools.node_client import NodeClient, isolated_ros_env, start_node, stop_node
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class NodeProcess:
+    """fastsam_node in its own process on a private graph, a client here, and the node's memory.
+
+    Ready once the node answers frames and its text backend has loaded, so that loading
+    does not share the CPU with what is measured next.
+    """
+
+    def __init__(self, workdir: Path, ros_args: list[str], camera: str = "/bench/camera/image_raw") -> None:
+        import psutil
+
+        from fastsam_ros.srv import TextPrompt
+
+        os.environ.update(isolated_ros_env())
+        self.camera = camera
+        self.log_path = workdir / "node.log"
+        self.process = start_node(["-r", f"image:={camera}", *ros_args], dict(os.environ), str(self.log_path))
+        self._psutil_process = psutil.Process(self.process.pid)
+        self.client = NodeClient(camera, name="fastsam_driver", outputs=("instances",))
+        self.client.process = self.process
+        self.peak_rss = 0
+        self._sampling = True
+        self._sampler = threading.Thread(target=self._sample_memory, daemon=True)
+        self._sampler.start()
+        self.client.wait(lambda: self.client.camera.get_subscription_count() > 0, 180.0, "the node to subscribe")
+        self.client.warm_up()
+        self.client.call(TextPrompt, "/fastsam/prompt_text", TextPrompt.Request(texts=["warm-up"]), timeout=180.0)
+
+    def rss(self) -> int:
+        return self._psutil_process.memory_info().rss
+
+    def _sample_memory(self) -> None:
+        import psutil
+
+        while self._sampling and self.process.poll() is None:
+            try:
+                self.peak_rss = max(self.peak_rss, self.rss())
+            except psutil.Error:
+                return
+            time.sleep(0.05)
+
+    def close(self) -> int:
+        self._sampling = False
+        self.client.close()
+        return stop_node(self.process)
