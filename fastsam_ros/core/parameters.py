@@ -2,9 +2,11 @@
 
 Everything else follows from PARAMETERS: the node declares them from it, validation and
 coercion use it, config/fastsam.yaml and the README's parameter table are rendered from it
-(`python -m fastsam_ros.tools.render_parameters` rewrites both; a test fails when they drift),
+(`python -m test_support.parameter_docs` rewrites both; a test fails when they drift),
 and the settings dataclasses of the core take their defaults from it (`default_of`).
-Kept free of ROS imports so validation is tested alone.
+It imports nothing beyond the standard library, so it sits at the bottom of the import graph:
+the choice lists are written here and a test checks them against the modules that implement
+them (runtimes, precisions, text backends, trackers), instead of importing those modules.
 """
 
 from __future__ import annotations
@@ -15,11 +17,6 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-
-from fastsam_ros.core.backends.model_loading import RUNTIMES
-from fastsam_ros.core.backends.openvino_runtime import PRECISIONS
-from fastsam_ros.core.text_prompts import TEXT_BACKENDS
-from fastsam_ros.core.tracking import TRACKERS, TrackerConfigError, tracker_settings
 
 Check = Callable[[Any], str | None]
 
@@ -146,7 +143,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "Inference runtime: torch, onnxruntime or openvino (CPU only; the weights are exported to ONNX once and "
         "cached), or auto (on the CPU the fastest installed: openvino, then onnxruntime; torch on a GPU; the "
         "choice and why are logged). The offline text encoder runs on onnxruntime unless this is torch.",
-        choices=RUNTIMES,
+        choices=("auto", "torch", "onnxruntime", "openvino"),
     ),
     ParameterSpec(
         "cuda_graphs",
@@ -162,7 +159,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "Inference precision of runtime openvino: f32, bf16 (CPUs with bf16 instructions), int8 (calibrated once "
         "with `fastsam_export --precision int8`), or auto (the fastest here of f32, bf16 where the CPU has it and "
         "int8 where its quality check passed on this machine, timed once per CPU at the first start).",
-        choices=PRECISIONS,
+        choices=("auto", "f32", "bf16", "int8"),
     ),
     ParameterSpec(
         "inference_threads",
@@ -227,7 +224,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "auto",
         "Text prompt backend: clip, class_names (offline, needs a model with classes), or auto (class_names "
         "when the model has classes, else clip).",
-        choices=("auto", *TEXT_BACKENDS),
+        choices=("auto", "clip", "class_names"),
     ),
     ParameterSpec("clip_model", "ViT-B-32", "open_clip architecture (or JSON config path) for clip.", check=_non_empty),
     ParameterSpec(
@@ -245,7 +242,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "bytetrack",
         "Track ids across frames with ultralytics' trackers: none, bytetrack or botsort.",
         True,
-        choices=TRACKERS,
+        choices=("none", "bytetrack", "botsort"),
     ),
     ParameterSpec(
         "tracker_config",
@@ -361,20 +358,11 @@ def inference_thread_counts(requested: int) -> tuple[int, ...]:
     return (max(1, cores - 1), cores)
 
 
-def validate(values: dict[str, Any], current: dict[str, Any] | None = None) -> list[str]:
+def validate(values: dict[str, Any]) -> list[str]:
     """Reasons why values are invalid (empty when all are valid), each naming its parameter.
 
-    ``current`` holds the other parameters' values, for checks that involve two parameters
-    (a tracker settings file is read for the tracker it configures).
+    Checks each value alone; what a value names (a tracker settings file) is read by
+    fastsam_ros.core.settings.problems, which also runs these checks.
     """
     coerced, reasons = coerce(values)
-    reasons += [reason for name, value in coerced.items() if (reason := SPECS[name].problem(value))]
-    if reasons:
-        return reasons
-    merged = {**(current or DEFAULTS), **coerced}
-    if {"tracker", "tracker_config"} & set(coerced) and merged["tracker"] != "none":
-        try:
-            tracker_settings(merged["tracker"], merged["tracker_config"])
-        except TrackerConfigError as error:
-            reasons.append(f"tracker_config: {error}")
-    return reasons
+    return reasons + [reason for name, value in coerced.items() if (reason := SPECS[name].problem(value))]

@@ -34,9 +34,10 @@ from fastsam_ros.core.health import HealthLimits, HealthMonitor
 from fastsam_ros.core.image_codec import ImageDecodeError
 from fastsam_ros.core.inference_worker import InferenceWorker
 from fastsam_ros.core.obstacles import ObstacleSettings
-from fastsam_ros.core.parameters import PARAMETERS, SPECS, ConfigError, coerce, inference_thread_counts, validate
+from fastsam_ros.core.parameters import PARAMETERS, SPECS, ConfigError, coerce, inference_thread_counts
 from fastsam_ros.core.perception import Perception
 from fastsam_ros.core.prompts import PromptLimits
+from fastsam_ros.core.settings import problems
 from fastsam_ros.core.text_prompts import TextBackends
 from fastsam_ros.ros.camera_channel import CameraChannel, ChannelSettings, ReceivedFrame
 from fastsam_ros.ros.convert import stamp_to_ns
@@ -165,7 +166,7 @@ class FastSamBehaviour(Node):
         try:
             changes = {p.name: p.value for p in parameters if p.name in SPECS}
             current = self.values()
-            reasons = validate(changes, current)
+            reasons = problems(changes, current)
             if reasons:
                 return SetParametersResult(successful=False, reason="; ".join(reasons))
             coerced, _ = coerce(changes)
@@ -195,7 +196,7 @@ class FastSamBehaviour(Node):
 
     def _configure(self) -> None:
         values = self.values()
-        reasons = [*self._unusable.values(), *validate(values)]
+        reasons = [*self._unusable.values(), *problems(values)]
         if reasons:
             raise ConfigError("; ".join(reasons))
         log = self.get_logger()

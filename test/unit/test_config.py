@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import yaml
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from fastsam_ros.core import parameters
+from fastsam_ros.core import parameters, settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,11 +100,11 @@ def test_tracker_settings_files_are_checked_without_quoting_them(tmp_path):
         (Path("/etc/passwd"), "not"),
         (tmp_path / "missing.yaml", "not found"),
     ):
-        [message] = parameters.validate({"tracker": "bytetrack", "tracker_config": str(path)})
+        [message] = settings.problems({"tracker": "bytetrack", "tracker_config": str(path)})
         assert message.startswith("tracker_config:") and reason in message, message
         assert "aws_secret" not in message and "hunter2" not in message and "root:x" not in message
-    assert parameters.validate({"tracker": "bytetrack", "tracker_config": str(good)}) == []
-    assert parameters.validate({"tracker_config": str(secret)}, {**parameters.DEFAULTS, "tracker": "none"}) == []
+    assert settings.problems({"tracker": "bytetrack", "tracker_config": str(good)}) == []
+    assert settings.problems({"tracker_config": str(secret)}, {**parameters.DEFAULTS, "tracker": "none"}) == []
 
 
 def test_a_tracker_file_is_read_when_the_tracker_or_its_file_changes_and_only_then():
@@ -110,14 +112,14 @@ def test_a_tracker_file_is_read_when_the_tracker_or_its_file_changes_and_only_th
     missing = "/nonexistent/tracker.yaml"
     refused = [f"tracker_config: tracker settings file '{missing}' not found"]
     tracking = {**parameters.DEFAULTS, "tracker": "bytetrack"}
-    assert parameters.validate({"tracker_config": missing}, tracking) == refused
+    assert settings.problems({"tracker_config": missing}, tracking) == refused
     assert (
-        parameters.validate(
+        settings.problems(
             {"tracker": "bytetrack"}, {**parameters.DEFAULTS, "tracker": "none", "tracker_config": missing}
         )
         == refused
     )
-    assert parameters.validate({"conf": 0.3}, {**tracking, "tracker_config": missing}) == []
+    assert settings.problems({"conf": 0.3}, {**tracking, "tracker_config": missing}) == []
 
 
 def test_list_parameters_name_what_they_got():
@@ -267,3 +269,40 @@ def test_the_docs_quote_an_empty_choice_and_show_a_range_only_with_both_ends():
     assert parameters.ParameterSpec("floor", 1, "At least one.", low=1).allowed() == ""
     assert parameters.ParameterSpec("ceiling", 1, "At most ten.", high=10).allowed() == ""
     assert parameters.ParameterSpec("free", "x", "Anything.").allowed() == ""
+
+
+def test_choice_lists_are_those_the_implementing_modules_accept():
+    """The table writes its choice lists itself (it imports nothing); they must match the code that runs them."""
+    from fastsam_ros.core.backends.model_loading import RUNTIMES
+    from fastsam_ros.core.backends.openvino_runtime import PRECISIONS
+    from fastsam_ros.core.text_prompts import TEXT_BACKENDS
+    from fastsam_ros.core.tracking import TRACKERS
+
+    assert parameters.SPECS["runtime"].choices == RUNTIMES
+    assert parameters.SPECS["precision"].choices == PRECISIONS
+    assert parameters.SPECS["text_backend"].choices == ("auto", *TEXT_BACKENDS)
+    assert parameters.SPECS["tracker"].choices == TRACKERS
+
+
+def _modules_imported_by(statement: str) -> set[str]:
+    """Top-level modules a fresh interpreter holds after running statement."""
+    probe = f"import sys; {statement}; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    return set(done.stdout.split())
+
+
+def test_the_parameter_table_is_a_standard_library_leaf():
+    imported = _modules_imported_by("import fastsam_ros.core.parameters") - _modules_imported_by("pass")
+    assert not imported & {"torch", "numpy", "ultralytics", "yaml", "rclpy", "cv2"}, imported
+    assert imported - set(sys.stdlib_module_names) == {"fastsam_ros"}, imported
+
+
+def test_the_core_imports_no_ros():
+    modules = sorted(
+        "fastsam_ros." + ".".join(path.relative_to(ROOT / "fastsam_ros").with_suffix("").parts)
+        for path in (ROOT / "fastsam_ros" / "core").rglob("*.py")
+        if path.name != "__init__.py"
+    )
+    imported = _modules_imported_by("; ".join(f"import {module}" for module in modules))
+    assert "fastsam_ros" in imported
+    assert not {name for name in imported if name == "rclpy" or name.endswith("_msgs")}, imported
