@@ -1,4 +1,4 @@
-"""config/fastsam.yaml and the README's parameter table, rendered from config.PARAMETERS.
+"""config/fastsam.yaml and the parameter table of docs/PARAMETERS.md, rendered from the parameter table.
 
 `python -m test_support.parameter_docs` rewrites both after a parameter changes;
 test/unit/test_config.py fails while either differs from what this renders.
@@ -12,9 +12,9 @@ from pathlib import Path
 
 from fastsam_ros.core.parameters import PARAMETERS, ParameterSpec
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 YAML_PATH = ROOT / "config" / "fastsam.yaml"
-README_PATH = ROOT / "README.md"
+TABLE_PATH = ROOT / "docs" / "PARAMETERS.md"
 TABLE_START = "<!-- parameter table: rendered from fastsam_ros/core/parameters.py -->"
 TABLE_END = "<!-- end of parameter table -->"
 
@@ -56,15 +56,15 @@ def render_table() -> str:
     return "\n".join(rows)
 
 
-def readme_with_table(readme: str) -> str:
-    start, end = readme.index(TABLE_START), readme.index(TABLE_END) + len(TABLE_END)
-    return readme[:start] + render_table() + readme[end:]
+def page_with_table(page: str) -> str:
+    start, end = page.index(TABLE_START), page.index(TABLE_END) + len(TABLE_END)
+    return page[:start] + render_table() + page[end:]
 
 
 def main() -> int:
     YAML_PATH.write_text(render_yaml())
-    README_PATH.write_text(readme_with_table(README_PATH.read_text()))
-    print(f"wrote {YAML_PATH.relative_to(ROOT)} and the parameter table of {README_PATH.relative_to(ROOT)}")
+    TABLE_PATH.write_text(page_with_table(TABLE_PATH.read_text()))
+    print(f"wrote {YAML_PATH.relative_to(ROOT)} and the parameter table of {TABLE_PATH.relative_to(ROOT)}")
     return 0
 
 

@@ -25,14 +25,14 @@ def test_yaml_lists_every_parameter_with_its_default():
     assert parameters.validate(values) == []
 
 
-def test_yaml_and_readme_table_are_rendered_from_the_specs():
+def test_yaml_and_parameters_page_table_are_rendered_from_the_specs():
     from test_support import parameter_docs
 
     assert (ROOT / "config" / "fastsam.yaml").read_text() == parameter_docs.render_yaml()
-    readme = (ROOT / "README.md").read_text()
-    assert parameter_docs.render_table() in readme
+    page = (ROOT / "docs" / "PARAMETERS.md").read_text()
+    assert parameter_docs.render_table() in page
     for spec in parameters.PARAMETERS:
-        assert f"| `{spec.name}` |" in readme
+        assert f"| `{spec.name}` |" in page
 
 
 def test_settings_defaults_follow_the_specs():
