@@ -99,7 +99,7 @@ def test_topics_and_services_exist() -> None:
     """The node builds private names from a literal (`_private("debug_image")`, `("prompt_point", ...)`).
 
     A camera namespace (`~/front/prompt_point`) comes from the `cameras` parameter, so the last part
-    of a `~/` name must be a string literal in the node's modules (fastsam_ros/*.py, tools excluded).
+    of a `~/` name must be a string literal in the node's modules (any module under fastsam_ros/).
     """
     code = "\n".join(path.read_text() for path in (ROOT / "fastsam_ros").rglob("*.py"))
     literals = set(re.findall(r"[\"']([\w/~]+)[\"']", code))
@@ -112,6 +112,12 @@ def test_readme_holds_no_measured_figures() -> None:
     """Measured figures go stale; they live only in docs/PERFORMANCE.md, which `make bench` writes."""
     figures = MEASURED.findall((ROOT / "README.md").read_text())
     assert not figures, f"README.md repeats measured figures (link docs/PERFORMANCE.md instead): {figures[:10]}"
+
+
+def test_readme_is_a_landing_page() -> None:
+    """The README says what it is, how to start and where to read on; the rest lives in docs/."""
+    lines = (ROOT / "README.md").read_text().count("\n")
+    assert lines < 250, f"README.md has {lines} lines; move detail to docs/ and link it"
 
 
 def test_make_test_duration_stated_once() -> None:
