@@ -11,14 +11,21 @@ fields. A frame that cannot be played (too large, corrupt, an unknown encoding, 
 file) is skipped: counted in `skipped` and reported through `warn`, so one bad frame loses
 none of the others. A source that cannot be read on (a bag whose storage is corrupt) ends
 with SourceError.
+
+Every file is opened as a regular file only (a pipe or device would block or never end), and
+every size a bag declares is held to a bound from max_pixels before anything is decompressed.
 """
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 import re
+import stat
 import sys
 import tempfile
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,12 +43,49 @@ TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 # Frames per second of a source without a clock of its own (an image folder).
 FOLDER_RATE = 10.0
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+MAX_METADATA_BYTES = 2**20
+"""A bag's metadata.yaml is a few kilobytes; YAML parsing takes about a second per megabyte."""
+CHUNK_HEADROOM_BYTES = 64 * 2**20
+"""What an MCAP chunk may hold beyond its largest frame: the smaller messages written with it."""
+MAX_BAG_GAP_NS = 5 * 10**9
+"""The longest wait between two bag messages; a longer gap in their log times is shortened to it."""
+MAX_FAILED_VIDEO_READS = 25
+"""Failed reads in a row after which a video whose frame count says there is more has ended early."""
 
 Warn = Callable[[str], None]
 
 
 class SourceError(Exception):
     """A source that cannot be read: missing, unsupported, or without image frames."""
+
+
+class NotRegularFileError(OSError):
+    """A pipe, device, socket or folder where a regular file is needed."""
+
+
+def open_regular(path: str | Path, write: bool = False) -> int:
+    """A descriptor of the regular file at path (for writing: also a device such as /dev/null).
+
+    Opened non-blocking, so a pipe cannot block the open, then checked on the descriptor
+    itself, so a file swapped for a pipe after a check cannot slip through; reads and writes
+    then block as usual. NotRegularFileError or another OSError otherwise.
+    """
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_TRUNC) if write else os.O_RDONLY
+    descriptor = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not (stat.S_ISREG(mode) or (write and stat.S_ISCHR(mode))):
+            raise NotRegularFileError(errno.EINVAL, "not a regular file (a pipe or a device would block)")
+        os.set_blocking(descriptor, True)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def reason(error: OSError) -> str:
+    """An OSError as its reason alone: the path is named by the message around it."""
+    return error.strerror if isinstance(error.strerror, str) else str(error)
 
 
 @dataclass(frozen=True)
@@ -72,21 +116,40 @@ class VideoSource(SkippingSource):
     def __init__(self, path: str, max_pixels: Callable[[], int] = lambda: MAX_PIXELS, warn: Warn = warn_on_stderr):
         super().__init__(warn)
         self.path = path
-        self.is_device = path.startswith("/dev/video")
+        device = re.fullmatch(r"/dev/video(\d+)", path)
+        self.is_device = device is not None
+        if device:
+            try:
+                if not stat.S_ISCHR(os.stat(path).st_mode):
+                    raise SourceError(f"'{path}' is not a video device")
+            except OSError as error:
+                raise SourceError(f"cannot open camera '{path}': {reason(error)}") from None
+            self.capture_target: str | int = int(device.group(1))
+        else:
+            try:
+                self.descriptor = open_regular(path)
+            except OSError as error:
+                raise SourceError(f"cannot open video '{path}': {reason(error)}") from None
+            # OpenCV takes the file by this name: any file name (even one that is not UTF-8,
+            # which makes OpenCV crash) and exactly the file checked above.
+            self.capture_target = f"/proc/self/fd/{self.descriptor}"
         capture = self._open()
         self.fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         capture.release()
         self.length = None if self.is_device or count <= 0 else count
-        self.default_rate = None
+        # A file without a frame rate is paced as a folder is; a camera by its frames arriving.
+        self.default_rate = FOLDER_RATE if not self.is_device and self.fps <= 0 else None
         limit = max_pixels()
         if width * height > limit:
             raise SourceError(f"video '{path}' is {width}x{height}, over the {limit}-pixel limit (max_pixels)")
 
     def _open(self) -> cv2.VideoCapture:
-        device = re.fullmatch(r"/dev/video(\d+)", self.path)
-        capture = cv2.VideoCapture(int(device.group(1)), cv2.CAP_V4L2) if device else cv2.VideoCapture(self.path)
+        if self.is_device:
+            capture = cv2.VideoCapture(self.capture_target, cv2.CAP_V4L2)
+        else:
+            capture = cv2.VideoCapture(self.capture_target)
         if not capture.isOpened():
             raise SourceError(f"cannot open video '{self.path}'")
         return capture
@@ -94,11 +157,22 @@ class VideoSource(SkippingSource):
     def frames(self) -> Iterator[SourceFrame]:
         capture = self._open()
         try:
-            index = 0
+            # index: the frame read next; failed: the reads in a row before it that failed.
+            index = failed = 0
             while True:
                 ok, image = capture.read()
                 if not ok:
-                    return
+                    # A frame that cannot be decoded fails its read too; the frame count tells it from the end.
+                    failed += 1
+                    if self.length is None or index + failed > self.length or failed > MAX_FAILED_VIDEO_READS:
+                        if self.length is not None and index < self.length:
+                            self.warn(f"video '{self.path}' ended early at frame {index} of {self.length}")
+                        return
+                    continue
+                for lost in range(index, index + failed):
+                    self.skip(f"frame {lost} of '{self.path}'", "it could not be read or decoded")
+                index += failed
+                failed = 0
                 # A camera is paced by its own frames arriving; a file by its frame rate.
                 offset = None if self.is_device or self.fps <= 0 else round(index * 1e9 / self.fps)
                 yield SourceFrame(image, offset)
@@ -115,7 +189,9 @@ def read_image_file(path: Path, max_pixels: int) -> np.ndarray:
     others are decoded as a CompressedImage frame would be (header checked, orientation tag ignored).
     """
     largest = max_compressed_bytes(max_pixels)
-    with path.open("rb") as stream:
+    with os.fdopen(open_regular(path), "rb") as stream:
+        if os.fstat(stream.fileno()).st_size > largest:
+            raise ImageDecodeError(f"file has over {largest} bytes, more than any image within {max_pixels} pixels")
         data = stream.read(largest + 1)
     size = len(data)
     if size > largest:
@@ -151,32 +227,122 @@ class FolderSource(SkippingSource):
 
     def __init__(self, path: Path, max_pixels: Callable[[], int] = lambda: MAX_PIXELS, warn: Warn = warn_on_stderr):
         super().__init__(warn)
-        if path.is_dir():
-            # Regular files only: reading a pipe or a device named frame.png would never end.
-            self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            if not self.files:
-                raise SourceError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder '{path}'")
-        elif path.is_file():
-            self.files = [path]
-        else:
-            raise SourceError(f"'{path}' is neither a folder nor a regular file")
+        try:
+            is_folder = stat.S_ISDIR(os.stat(path).st_mode)
+            # Named like images: a pipe, device or unreadable file among them is skipped as it comes.
+            names = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if is_folder else []
+        except OSError as error:
+            raise SourceError(f"cannot read '{path}': {reason(error)}") from None
+        self.files = names if is_folder else [path]
+        if not self.files:
+            raise SourceError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder '{path}'")
         self.length = len(self.files)
         self.default_rate = FOLDER_RATE
         self.max_pixels = max_pixels()
-        if not path.is_dir():
+        if not is_folder:
             try:
                 read_image_file(path, self.max_pixels)
-            except (ImageDecodeError, OSError) as error:
+            except ImageDecodeError as error:
                 raise SourceError(f"cannot play image '{path}': {error}") from None
+            except OSError as error:
+                raise SourceError(f"cannot play image '{path}': {reason(error)}") from None
 
     def frames(self) -> Iterator[SourceFrame]:
         for file in self.files:
             try:
                 image = read_image_file(file, self.max_pixels)
-            except (ImageDecodeError, OSError) as error:
+            except ImageDecodeError as error:
                 self.skip(f"'{file}'", error)
                 continue
+            except OSError as error:
+                self.skip(f"'{file}'", reason(error))
+                continue
             yield SourceFrame(image, None)
+
+
+class DecompressionBombError(ValueError):
+    """Compressed bag data that would decompress past what a frame within max_pixels can take."""
+
+
+def decompress_bounded(data: bytes, new_decompressor: Callable[[], object], limit: int, refusal: str) -> bytes:
+    """Every frame of compressed data decompressed; DecompressionBombError(refusal) as soon as the output
+    passes limit bytes."""
+    parts: list[bytes] = []
+    size = 0
+    while data:
+        decompressor = new_decompressor()
+        parts.append(decompressor.decompress(data, max_length=limit + 1 - size))
+        size += len(parts[-1])
+        if size > limit:
+            raise DecompressionBombError(refusal)
+        if not decompressor.eof:
+            raise DecompressionBombError("compressed data ends in the middle of a frame")
+        data = decompressor.unused_data
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def bound_bag_decompression(max_pixels: int) -> None:
+    """Hold rosbags' decompression to what a frame within max_pixels can take.
+
+    rosbags decompresses an MCAP chunk or a compressed message whole before it compares the
+    result with the size declared, so a few kilobytes can take gigabytes; its decompressors
+    are replaced by ones that check the declared size first and stop the output at the bound.
+    """
+    import lz4.frame
+    from rosbags.rosbag2 import reader, storage_mcap
+
+    message_limit = max_compressed_bytes(max_pixels)
+    chunk_limit = message_limit + CHUNK_HEADROOM_BYTES
+    message_refusal = f"a compressed message decompresses past the {message_limit}-byte bound of max_pixels"
+    zstd = storage_mcap.zstd
+
+    def chunk_decompressor(new_decompressor: Callable[[], object] | None) -> Callable[[bytes, int], bytes]:
+        def decompress(data: bytes, declared: int) -> bytes:
+            if declared > chunk_limit:
+                raise DecompressionBombError(
+                    f"a chunk declares {declared} bytes, over the {chunk_limit}-byte bound of max_pixels"
+                )
+            if new_decompressor is None:
+                return data
+            refusal = f"a chunk decompresses past the {declared} bytes it declares"
+            return decompress_bounded(data, new_decompressor, declared, refusal)
+
+        return decompress
+
+    storage_mcap.DECOMPRESSORS = {
+        "": chunk_decompressor(None),
+        "zstd": chunk_decompressor(zstd.ZstdDecompressor),
+        "lz4": chunk_decompressor(lz4.frame.LZ4FrameDecompressor),
+    }
+    reader.zstd = types.SimpleNamespace(
+        decompress=lambda data: decompress_bounded(data, zstd.ZstdDecompressor, message_limit, message_refusal)
+    )
+
+
+def check_bag_storage(path: Path) -> None:
+    """Refuse a bag that rosbags could not read safely: a file in it that is not a regular file (rosbags
+    would block on a pipe), metadata over MAX_METADATA_BYTES (slow to parse), or compression by file
+    (rosbags decompresses every file whole to disk before the first frame can be checked)."""
+    entry = path
+    try:
+        if not stat.S_ISDIR(os.stat(path).st_mode):
+            os.close(open_regular(path))
+            return
+        entry = path / "metadata.yaml"
+        with os.fdopen(open_regular(entry), "rb") as stream:
+            if os.fstat(stream.fileno()).st_size > MAX_METADATA_BYTES:
+                raise SourceError(f"bag '{path}': metadata.yaml has over {MAX_METADATA_BYTES} bytes")
+            metadata = stream.read(MAX_METADATA_BYTES)
+        for entry in path.iterdir():
+            if not stat.S_ISDIR(os.stat(entry).st_mode):
+                os.close(open_regular(entry))
+    except OSError as error:
+        raise SourceError(f"cannot read bag '{path}': '{entry.name}': {reason(error)}") from None
+    if re.search(rb"^\s*compression_mode:\s*[\"']?file\b", metadata, re.IGNORECASE | re.MULTILINE):
+        raise SourceError(
+            f"bag '{path}' is compressed file by file, which would be decompressed whole to disk before playing;"
+            " convert it to an uncompressed or message-compressed bag first (ros2 bag convert)"
+        )
 
 
 class BagSource(SkippingSource):
@@ -196,6 +362,9 @@ class BagSource(SkippingSource):
         super().__init__(warn)
         self.path = path
         self.readable_path = path
+        check_bag_storage(path)
+        # Until the node's limit is known (its import is slow), the default's bound holds.
+        bound_bag_decompression(MAX_PIXELS)
         if path.is_file() and path.suffix != path.suffix.lower():
             # rosbags picks the storage by the suffix as written: RUN.MCAP is read through a run.mcap link.
             self.link_folder = tempfile.TemporaryDirectory(prefix="fastsam_play_")
@@ -230,7 +399,7 @@ class BagSource(SkippingSource):
             reader = AnyReader([self.readable_path])
             reader.open()
         except Exception as error:  # rosbags parses hostile bytes; it raises many kinds on corrupt storage
-            raise SourceError(f"cannot read bag '{self.path}': {error}") from None
+            raise SourceError(f"cannot read bag '{self.path}': {error or type(error).__name__}") from None
         try:
             yield reader
         finally:
@@ -247,7 +416,8 @@ class BagSource(SkippingSource):
             except StopIteration:
                 return
             except Exception as error:  # as in _reader: corrupt storage raises many kinds
-                raise SourceError(f"bag '{self.path}' is corrupt after {read} messages: {error}") from None
+                cause = error or type(error).__name__  # a MemoryError says nothing itself
+                raise SourceError(f"bag '{self.path}' cannot be read on after {read} messages: {cause}") from None
             read += 1
             yield connection.msgtype, log_time, raw
 
@@ -257,25 +427,32 @@ class BagSource(SkippingSource):
 
         from fastsam_ros.ros.convert import image_to_bgr
 
-        types = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage}
+        message_types = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage}
         largest = max_compressed_bytes(self.max_pixels)
+        bound_bag_decompression(self.max_pixels)
         with self._reader() as reader:
-            first = None
+            offset = 0
+            previous = None
             for index, (msgtype, log_time, raw) in enumerate(self._messages(reader)):
-                first = log_time if first is None else first
                 what = f"message {index} of {self.topic}"
+                gap = 0 if previous is None else log_time - previous
+                previous = log_time
+                if gap > MAX_BAG_GAP_NS:
+                    wait = MAX_BAG_GAP_NS // 10**9
+                    self.warn(f"{what} comes {gap / 1e9:.0f} s after the one before; it is played {wait} s after")
+                offset += min(gap, MAX_BAG_GAP_NS)
                 if len(raw) > largest:
                     self.skip(what, f"{len(raw)} bytes, more than any frame within {self.max_pixels} pixels")
                     continue
                 try:
-                    image = image_to_bgr(deserialize_message(raw, types[msgtype]), self.max_pixels)
+                    image = image_to_bgr(deserialize_message(raw, message_types[msgtype]), self.max_pixels)
                 except ImageDecodeError as error:
                     self.skip(what, error)
                     continue
                 except RuntimeError as error:  # rclpy's RMWError: bytes that are no message of this type
                     self.skip(what, str(error).partition("\n")[0])
                     continue
-                yield SourceFrame(image, log_time - first)
+                yield SourceFrame(image, offset)
 
 
 def open_source(
@@ -290,12 +467,17 @@ def open_source(
     comes from its parameter definitions, whose import takes seconds.
     """
     path = Path(source)
-    if source.startswith("/dev/video"):
+    if re.fullmatch(r"/dev/video\d+", source):
         return VideoSource(source, max_pixels, warn)
-    if not path.exists():
-        raise SourceError(f"'{source}' does not exist")
-    if path.suffix.lower() in BAG_SUFFIXES or (path / "metadata.yaml").is_file():
+    try:
+        mode = os.stat(path).st_mode
+        is_bag = path.suffix.lower() in BAG_SUFFIXES or os.path.lexists(path / "metadata.yaml")
+    except FileNotFoundError:
+        raise SourceError(f"'{source}' does not exist") from None
+    except OSError as error:
+        raise SourceError(f"cannot read '{source}': {reason(error)}") from None
+    if is_bag:
         return BagSource(path, bag_topic, max_pixels, warn)
-    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+    if stat.S_ISDIR(mode) or path.suffix.lower() in IMAGE_SUFFIXES:
         return FolderSource(path, max_pixels, warn)
     return VideoSource(source, max_pixels, warn)

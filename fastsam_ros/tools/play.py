@@ -19,12 +19,20 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
 from fastsam_ros.ros.process import PARENT_PID_VARIABLE, Shutdown
-from fastsam_ros.tools.frame_sources import FOLDER_RATE, SourceError, SourceFrame, open_source
+from fastsam_ros.tools.frame_sources import (
+    FOLDER_RATE,
+    BagSource,
+    SourceError,
+    SourceFrame,
+    open_regular,
+    open_source,
+    reason,
+)
 
 DEFAULT_TOPIC = "/camera/image_raw"
 MATCH_SETTLE_S = 0.5
@@ -35,6 +43,13 @@ DELIVERY_GRACE_S = 0.5
 learn that the publisher left before it reads the publisher's last frame, and then drops that
 frame: on a busy 2-core host, 4 of 56 runs that left at once lost their last frame (and only
 that one), none of 40 that stayed 0.3 s."""
+MAX_LATE_S = 1.0
+"""A frame due longer ago than this (the player was stopped, or the host stalled) moves the schedule
+on: the frames after it keep their pace instead of coming in a burst."""
+MAX_SECONDS = 86400.0
+"""The longest --wait or --linger: a day; much longer overflows the wait itself."""
+RATE_RANGE = (1e-3, 1e3)
+"""--rate in frames per second: one frame in 1000 s at the slowest; a slower rate overflowed the wait."""
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -43,13 +58,16 @@ def paced(frames: Iterator[SourceFrame], rate: float | None, stop: threading.Eve
     until stop is set.
 
     Due times are kept on one schedule from the first frame, so a late frame does not
-    shift the ones after it. Frames with neither (a live camera) go as they come.
+    shift the ones after it, unless it is over MAX_LATE_S late. Frames with neither (a live
+    camera) go as they come.
     """
     start = None
     for index, frame in enumerate(frames):
         now = time.monotonic()
         start = now if start is None else start
         due = index / rate if rate is not None else None if frame.offset_ns is None else frame.offset_ns / 1e9
+        if due is not None and start + due < now - MAX_LATE_S:
+            start = now - due
         if stop.wait(max(0.0, start + due - now) if due is not None else 0.0):
             return
         yield frame
@@ -58,7 +76,8 @@ def paced(frames: Iterator[SourceFrame], rate: float | None, stop: threading.Eve
 def passes(source, loop: bool) -> Iterator[SourceFrame]:
     """The source's frames once, or over and over, with offsets running on across passes.
 
-    The next pass starts one mean frame interval after the last frame of the previous one.
+    The next pass starts one mean frame interval after the last frame of the previous one, or
+    one folder frame interval when the pass has no time span (one message, or one log time for all).
     """
     base = 0
     while True:
@@ -75,7 +94,7 @@ def passes(source, loop: bool) -> Iterator[SourceFrame]:
         if not loop or count == 0:
             return
         if last is not None:
-            base += last + (last - first) // max(count - 1, 1)
+            base += last + ((last - first) // max(count - 1, 1) or round(1e9 / FOLDER_RATE))
 
 
 def use_large_frame_profile() -> None:
@@ -139,18 +158,58 @@ def finite(text: str) -> float:
     return value
 
 
-def positive_number(text: str) -> float:
-    value = finite(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got '{text}'")
-    return value
+def number_in(low: float, high: float, low_allowed: bool) -> Callable[[str], float]:
+    """An argparse type for a finite number from low (if allowed) to high."""
+
+    def parse(text: str) -> float:
+        value = finite(text)
+        if not (low <= value if low_allowed else low < value) or value > high:
+            opening = "[" if low_allowed else "("
+            raise argparse.ArgumentTypeError(f"must be in {opening}{low:g}, {high:g}], got '{text}'")
+        return value
+
+    return parse
 
 
-def non_negative_number(text: str) -> float:
-    value = finite(text)
+def non_negative_integer(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got '{text}'")
     return value
+
+
+def topic_name(text: str) -> str:
+    """A valid ROS topic name: rclpy refuses any other only once the publisher is made, after the node started."""
+    from rclpy.exceptions import InvalidTopicNameException
+    from rclpy.validate_topic_name import validate_topic_name
+
+    try:
+        validate_topic_name(text)
+    except (InvalidTopicNameException, UnicodeError):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a valid ROS topic name") from None
+    return text
+
+
+def utf8_text(text: str) -> str:
+    """Text that a ROS string field can carry: a byte that is not UTF-8 would fail the first publish."""
+    try:
+        text.encode()
+    except UnicodeError:
+        raise argparse.ArgumentTypeError(f"{text.encode(errors='surrogateescape')!r} is not UTF-8 text") from None
+    return text
+
+
+def writable_log(text: str) -> str:
+    """A file the node's output can go to, created now: a missing folder, a folder or a pipe (which would
+    block the start until something reads it) fails here with one line instead."""
+    try:
+        os.close(open_regular(text, write=True))
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot write '{text}': {reason(error)}") from None
+    return text
 
 
 class ParameterError(ValueError):
@@ -171,7 +230,7 @@ def node_max_pixels(parameters: list[str]) -> int:
         raise ParameterError(f"--param max_pixels: expected an integer, got '{values[-1]}'") from None
     problem = spec.problem(value)
     if problem is not None:
-        raise ParameterError(f"--param max_pixels: {problem}")
+        raise ParameterError(f"--param {problem}")
     return value
 
 
@@ -180,6 +239,30 @@ def warn(message: str) -> None:
     from tqdm import tqdm
 
     tqdm.write(f"fastsam_play: {message}", file=sys.stderr)
+
+
+class UnbreakableStream:
+    """A text stream whose reader may be gone (a closed pipe or terminal): what is written then
+    goes nowhere, instead of a BrokenPipeError ending playback."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream if stream is not None else open(os.devnull, "w")  # noqa: SIM115 - for the process
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except (OSError, ValueError):
+            self.stream = open(os.devnull, "w")  # noqa: SIM115 - for the process
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.stream = open(os.devnull, "w")  # noqa: SIM115 - for the process
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -194,12 +277,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("source", help="video file, image folder, /dev/videoN, rosbag2 folder or .mcap file")
     parser.add_argument(
         "--rate",
-        type=positive_number,
+        type=number_in(*RATE_RANGE, low_allowed=True),
         help=f"frames per second (default: the source's; {FOLDER_RATE} for folders)",
     )
     parser.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
-    parser.add_argument("--topic", default=DEFAULT_TOPIC, help=f"camera topic (default {DEFAULT_TOPIC})")
-    parser.add_argument("--frame-id", default="camera", help="header.frame_id of every frame")
+    parser.add_argument(
+        "--topic", type=topic_name, default=DEFAULT_TOPIC, help=f"camera topic (default {DEFAULT_TOPIC})"
+    )
+    parser.add_argument("--frame-id", type=utf8_text, default="camera", help="header.frame_id of every frame")
     parser.add_argument("--bag-topic", help="image topic to play from a bag (needed when it has several)")
     parser.add_argument("--limit", type=int, help="stop after this many frames")
     parser.add_argument("--no-node", action="store_true", help="drive a running node instead of starting one")
@@ -210,12 +295,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME:=VALUE",
         help="node parameter; max_pixels:=N also sets the frames this player skips (with --no-node too)",
     )
-    parser.add_argument("--node-log", help="file for the started node's output (default: this terminal)")
-    parser.add_argument("--wait", type=positive_number, default=180.0, help="seconds to wait for the node to subscribe")
-    parser.add_argument("--subscribers", type=int, default=1, help="subscribers to wait for before the first frame")
+    parser.add_argument(
+        "--node-log", type=writable_log, help="file for the started node's output (default: this terminal)"
+    )
+    parser.add_argument(
+        "--wait",
+        type=number_in(0.0, MAX_SECONDS, low_allowed=False),
+        default=180.0,
+        help="seconds to wait for the node to subscribe",
+    )
+    parser.add_argument(
+        "--subscribers",
+        type=non_negative_integer,
+        default=1,
+        help="subscribers to wait for before the first frame",
+    )
     parser.add_argument(
         "--linger",
-        type=non_negative_number,
+        type=number_in(0.0, MAX_SECONDS, low_allowed=True),
         default=2.0,
         help=f"seconds to leave the node after the last frame (at least {DELIVERY_GRACE_S})",
     )
@@ -232,6 +329,10 @@ def play(args: argparse.Namespace, stop: threading.Event) -> int:
     SourceError when not one frame of the source could be played.
     """
     source = open_source(args.source, args.bag_topic, lambda: node_max_pixels(args.param), warn)
+    if args.bag_topic is not None and not isinstance(source, BagSource):
+        raise ParameterError(f"--bag-topic applies to bags only; '{args.source}' is not a bag")
+    if stop.is_set():  # Ctrl-C while the source was checked: start nothing
+        return 0
     from tqdm import tqdm
 
     from fastsam_ros.tools.node_client import start_node, stop_node
@@ -274,6 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     # raised from the handler, the interrupt could land inside rclpy and leave it unable to shut down.
     shutdown = Shutdown()
     shutdown.install()
+    sys.stderr = UnbreakableStream(sys.stderr)
     args = parse_args(argv)
     try:
         play(args, shutdown.requested)

@@ -1,8 +1,9 @@
 """fastsam_play as its own process against hostile input, numbers and signals.
 
-Bad command-line numbers and sources without frames are refused with one line before
-anything heavy is imported or started; a hostile folder or bag plays its good frames and
-counts the rest; a killed player takes the node it started along.
+Bad arguments, sources without frames, pipes, decompression bombs and oversized bag metadata
+are refused with one line before anything heavy is imported or started; a hostile folder, video
+or bag plays its good frames and counts the rest; a closed stderr does not end playback; a
+killed player takes the node it started along.
 """
 
 from __future__ import annotations
@@ -90,12 +91,19 @@ def one_image(tmp_path) -> Path:
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("--rate", "nan"), ("--rate", "inf"), ("--rate", "-2"), ("--rate", "abc"), ("--wait", "nan"), ("--linger", "inf")],
-)
-def test_bad_numbers_are_refused_with_one_line(one_image, option, value):
-    code, errors, _ = run_player(
-        str(one_image), "--no-node", "--subscribers", "0", "--limit", "1", "--linger", "0", "--quiet", option, value
-    )
+    [
+        ("--rate", "nan"), ("--rate", "inf"), ("--rate", "-2"), ("--rate", "abc"), ("--wait", "nan"),
+        ("--linger", "inf"), ("--linger", "1e10"), ("--rate", "1e-10"), ("--wait", "1e300"), ("--subscribers", "-1"),
+        ("--topic", "1/bad topic"), ("--frame-id", "camera\udcff"), ("--node-log", "{tmp}/missing/node.log"),
+        ("--node-log", "{tmp}"), ("--node-log", "{tmp}/pipe"),
+    ],
+)  # fmt: skip
+def test_bad_arguments_are_refused_with_one_line(one_image, tmp_path, option, value):
+    """Numbers out of range overflowed the waits, a bad topic or frame id failed once the node had started,
+    and a log in a missing folder, a folder or a pipe (which blocked the player for good) failed at start."""
+    os.mkfifo(tmp_path / "pipe")
+    args = (str(one_image), "--no-node", "--subscribers", "0", "--limit", "1", "--linger", "0", "--quiet")
+    code, errors, _ = run_player(*args, option, value.format(tmp=tmp_path), timeout=20.0)
     assert code == 2 and len(errors.splitlines()) == 1 and option in errors, errors
 
 
@@ -226,7 +234,7 @@ def test_bad_bag_frames_are_skipped_and_a_corrupt_chunk_ends_with_one_line(tmp_p
     path.write_bytes(bytes(data))
     code, errors, _ = run_player(*play)
     assert code == 1 and "Traceback" not in errors, errors
-    assert errors.splitlines()[-1].startswith("fastsam_play: bag") and "corrupt after" in errors, errors
+    assert errors.splitlines()[-1].startswith("fastsam_play: bag") and "cannot be read on after" in errors, errors
 
 
 def test_killed_player_takes_its_node_along(tmp_path):
@@ -272,3 +280,196 @@ def test_nothing_playable_and_bad_player_parameters_end_with_one_line(tmp_path):
     for value in ("abc", "0"):
         code, errors, _ = run_player(str(folder), *common, "--param", f"max_pixels:={value}")
         assert code == 2 and len(errors.splitlines()) == 1 and "--param max_pixels" in errors, errors
+
+
+def mcap_record(opcode: int, content: bytes) -> bytes:
+    return bytes([opcode]) + struct.pack("<Q", len(content)) + content
+
+
+def mcap_string(text: str) -> bytes:
+    return struct.pack("<I", len(text.encode())) + text.encode()
+
+
+def zstd_of_zeros(head: bytes, size: int) -> bytes:
+    """head and then size zero bytes, compressed as one zstd frame without holding them."""
+    from backports import zstd
+
+    compressor = zstd.ZstdCompressor()
+    parts = [compressor.compress(head), *(compressor.compress(bytes(2**20)) for _ in range(size // 2**20))]
+    return b"".join([*parts, compressor.flush()])
+
+
+def mcap_with_one_chunk(path: Path, payload: bytes, declared_size: int) -> Path:
+    """An MCAP file (no summary) of one Image channel and one zstd chunk declaring declared_size bytes."""
+    from rosbags.typesys import Stores, get_typestore
+
+    definition, _ = get_typestore(Stores.ROS2_KILTED).generate_msgdef("sensor_msgs/msg/Image", ros_version=2)
+    schema = struct.pack("<H", 1) + mcap_string("sensor_msgs/msg/Image") + mcap_string("ros2msg")
+    schema += struct.pack("<I", len(definition)) + definition.encode()
+    channel = struct.pack("<HH", 1, 1) + mcap_string("/camera") + mcap_string("cdr") + struct.pack("<I", 0)
+    chunk = struct.pack("<QQQI", 0, 0, declared_size, 0) + mcap_string("zstd") + struct.pack("<Q", len(payload))
+    magic = b"\x89MCAP0\r\n"
+    path.write_bytes(
+        magic
+        + mcap_record(0x01, mcap_string("ros2") + mcap_string("test"))
+        + mcap_record(0x03, schema)
+        + mcap_record(0x04, channel)
+        + mcap_record(0x06, chunk + payload)
+        + mcap_record(0x0F, struct.pack("<I", 0))
+        + mcap_record(0x02, struct.pack("<QQI", 0, 0, 0))
+        + magic
+    )
+    return path
+
+
+def sqlite_bag(folder: Path, compression: str = "", message: bytes | None = None) -> Path:
+    """A rosbag2 sqlite3 bag of one Image topic, compressed by "message" or "file", with one message or none."""
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    writer = Writer(folder, version=9, storage_plugin=StoragePlugin.SQLITE3)
+    if compression:
+        writer.set_compression(CompressionMode[compression.upper()], CompressionFormat.ZSTD)
+    with writer:
+        connection = writer.add_connection(
+            "/camera", "sensor_msgs/msg/Image", typestore=get_typestore(Stores.ROS2_KILTED)
+        )
+        if message is not None:
+            writer.write(connection, 1, message)
+    return folder
+
+
+def message_compressed_bag(folder: Path, message: bytes) -> Path:
+    """A bag compressed message by message, whose one stored (compressed) message is replaced by message."""
+    import sqlite3
+
+    sqlite_bag(folder, "message", b"\x00" * 64)
+    (database,) = folder.glob("*.db3")
+    with contextlib.closing(sqlite3.connect(database)) as connection, connection:
+        connection.execute("UPDATE messages SET data = ?", (message,))
+    return folder
+
+
+BOMB_BYTES = 2**30
+"""What each bomb decompresses to: more than the player's peak limit on top of its own modules."""
+
+
+@pytest.mark.parametrize("kind", ["declared chunk", "lying chunk", "compressed message"])
+def test_decompression_bombs_are_refused_before_decompressing(tmp_path, kind):
+    """A few kilobytes that decompress to 1 GiB: an MCAP chunk that declares its size, one that declares
+    1000 bytes, a compressed message of a sqlite3 bag. Each was decompressed whole (peak over 2 GB)."""
+    message_head = bytes([0x05]) + struct.pack("<Q", BOMB_BYTES + 22) + struct.pack("<HIQQ", 1, 0, 0, 0)
+    if kind == "compressed message":
+        bag = message_compressed_bag(tmp_path / "bag", zstd_of_zeros(b"", BOMB_BYTES))
+    else:
+        declared = BOMB_BYTES + len(message_head) if kind == "declared chunk" else 1000
+        bag = mcap_with_one_chunk(tmp_path / "bomb.mcap", zstd_of_zeros(message_head, BOMB_BYTES), declared)
+    code, errors, peak = run_player(str(bag), "--no-node", "--subscribers", "0", "--linger", "0", "--quiet")
+    assert peak < PLAYER_PEAK_LIMIT, f"player peak {peak / 2**20:.0f} MiB\n{errors}"
+    assert code == 1 and len(errors.splitlines()) == 1, errors
+    assert "-byte bound of max_pixels" in errors or "bytes it declares" in errors, errors
+    print(f"\nplay: {kind} bomb refused, player peak {peak / 2**20:.0f} MiB: {errors.strip()}")
+
+
+def fifo_bag(tmp_path: Path) -> Path:
+    folder = sqlite_bag(tmp_path / "bag")
+    (database,) = folder.glob("*.db3")
+    database.unlink()
+    os.mkfifo(database)
+    return folder
+
+
+def huge_metadata_bag(tmp_path: Path) -> Path:
+    folder = tmp_path / "bag"
+    folder.mkdir()
+    (folder / "metadata.yaml").write_text("rosbag2_bagfile_information:\n" + "  # padding\n" * 300_000)
+    return folder
+
+
+def fifo_named(tmp_path: Path, name: str) -> Path:
+    os.mkfifo(tmp_path / name)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        pytest.param(lambda tmp: fifo_named(tmp, "clip.mp4"), "not a regular file", id="pipe as video"),
+        pytest.param(lambda tmp: fifo_named(tmp, "run.mcap"), "not a regular file", id="pipe as bag"),
+        pytest.param(fifo_bag, "not a regular file", id="pipe in a bag"),
+        pytest.param(lambda tmp: sqlite_bag(tmp / "bag", "file", bytes(64)), "compressed file by file", id="by file"),
+        pytest.param(huge_metadata_bag, "metadata.yaml has over", id="3 MB metadata"),
+        pytest.param(lambda tmp: Path("/dev/video" + "9" * 30), "cannot open camera", id="huge device number"),
+    ],
+)  # fmt: skip
+def test_sources_that_would_block_or_flood_are_refused_with_one_line(tmp_path, make, reason):
+    """A pipe blocked the player for good (signals too); a bag compressed by file was decompressed whole to
+    disk first (2 GiB from 65 kB); 37 MB of metadata parsed for 47 s; a huge device number, a traceback."""
+    source = make(tmp_path)
+    code, errors, _ = run_player(str(source), "--no-node", "--subscribers", "0", "--quiet", timeout=20.0)
+    assert code == 1 and len(errors.splitlines()) == 1 and reason in errors, errors
+
+
+def mjpeg_video(path: Path, frames: int, corrupt: int) -> Path:
+    """An MJPEG video of frames frames, whose frame number corrupt has no JPEG data left."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (32, 24))
+    for index in range(frames):
+        writer.write(np.full((24, 32, 3), index * 8, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    starts = [index for index in range(len(data) - 1) if data[index : index + 3] == b"\xff\xd8\xff"]
+    end = starts[corrupt + 1] - 8  # the next frame's AVI chunk header stays
+    data[starts[corrupt] : end] = bytes(end - starts[corrupt])
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_video_with_any_name_plays_past_a_corrupt_frame(tmp_path):
+    """A file name that is not UTF-8 crashed OpenCV (exit 139); a corrupt frame ended the video there, silently."""
+    video = Path(os.fsdecode(bytes(tmp_path) + b"/clip\xff.avi"))
+    mjpeg_video(tmp_path / "clip.avi", 30, corrupt=9).rename(video)  # OpenCV here would crash on the name too
+    code, errors, _ = run_player(
+        str(video), "--no-node", "--subscribers", "0", "--linger", "0", "--quiet", "--rate", "200"
+    )
+    assert code == 0 and "Traceback" not in errors, errors
+    assert "skipped frame 9 of" in errors and "29 frames published, 1 skipped" in errors, errors
+
+
+def test_bag_gap_of_centuries_is_played_after_a_bounded_wait(tmp_path):
+    """Two messages logged 2**64 - 1 ns apart: the wait overflowed (a traceback); now it is cut to a few seconds."""
+    from mcap.writer import Writer as McapWriter
+    from rclpy.serialization import serialize_message
+    from rosbags.typesys import Stores, get_typestore
+
+    from fastsam_ros.ros.convert import array_to_image
+
+    definition, _ = get_typestore(Stores.ROS2_KILTED).generate_msgdef("sensor_msgs/msg/Image", ros_version=2)
+    path = tmp_path / "gap.mcap"
+    with path.open("wb") as stream:
+        writer = McapWriter(stream)
+        writer.start(profile="ros2", library="test")
+        schema = writer.register_schema("sensor_msgs/msg/Image", "ros2msg", definition.encode())
+        channel = writer.register_channel("/camera", "cdr", schema)
+        for log_time in (0, 2**64 - 1):
+            data = serialize_message(array_to_image(np.zeros((24, 32, 3), np.uint8), "bgr8"))
+            writer.add_message(channel, log_time=log_time, data=data, publish_time=0)
+        writer.finish()
+    code, errors, _ = run_player(str(path), "--no-node", "--subscribers", "0", "--linger", "0", "--quiet", timeout=30.0)
+    assert code == 0 and "Traceback" not in errors, errors
+    assert "comes 18446744074 s after the one before; it is played 5 s after" in errors, errors
+
+
+def test_stderr_whose_reader_is_gone_does_not_end_playback(one_image):
+    """The progress bar and warnings write to stderr; once its reader had gone (`| head`), the first
+    write raised BrokenPipeError out of tqdm and the player ended with exit 1."""
+    args = ("--no-node", "--subscribers", "0", "--linger", "0", "--loop", "--limit", "5", "--rate", "50")
+    player = subprocess.Popen(
+        [player_command(), str(one_image), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    player.stderr.close()
+    try:
+        assert player.wait(60.0) == 0
+    finally:
+        if player.poll() is None:
+            player.kill()
+            player.wait()

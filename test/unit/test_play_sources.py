@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import struct
+import threading
 import zlib
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import CompressedImage
 
 from fastsam_ros.ros.convert import array_to_image
-from fastsam_ros.tools.frame_sources import BagSource, FolderSource, SourceError, open_source
+from fastsam_ros.tools.frame_sources import FOLDER_RATE, BagSource, FolderSource, SourceError, open_source
+from fastsam_ros.tools.play import passes
 
 SEED = 20261205
 SCALE = int(os.environ.get("FASTSAM_FUZZ_SCALE", "1"))
@@ -172,7 +174,7 @@ def test_corrupt_mcap_chunk_ends_the_source_with_one_error(tmp_path):
     path.write_bytes(bytes(data))
     source = open_source(str(path))
     played = 0
-    with pytest.raises(SourceError, match=r"corrupt after \d+ messages: Chunk checksum mismatch"):
+    with pytest.raises(SourceError, match=r"cannot be read on after \d+ messages: Chunk checksum mismatch"):
         for _ in source.frames():
             played += 1
     assert 0 < played < 40, "the frames before the corrupt chunk are played"
@@ -328,3 +330,34 @@ def test_fuzz_bag_messages_skip_bad_frames_and_play_good_ones(tmp_path):
         except SourceError:
             pass
         assert growth() < RSS_GROWTH_LIMIT, f"seed {SEED}, storage case {case}: memory grew"
+
+
+def test_loop_of_a_bag_without_a_time_span_is_paced(tmp_path):
+    """One message, or several logged at one time: each pass took no time, so --loop published without pause."""
+    step = round(1e9 / FOLDER_RATE)
+    for name, count, expected in (("one", 1, [0, step, 2 * step]), ("same", 2, [0, 0, step, step])):
+        bag = tmp_path / name
+        with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+            connection = writer.add_connection("/camera", "sensor_msgs/msg/Image", typestore=TYPESTORE)
+            for _ in range(count):
+                writer.write(connection, 1000, raw_message(pattern(8, 8, 1)))
+        frames = passes(open_source(str(bag)), loop=True)
+        assert [next(frames).offset_ns for _ in expected] == expected, name
+
+
+def test_pipe_swapped_into_a_folder_is_skipped_not_waited_on(tmp_path):
+    """A file replaced by a pipe after the folder was listed blocked playback for good, signals included."""
+    cv2.imwrite(str(tmp_path / "a.png"), pattern(8, 8, 1))
+    cv2.imwrite(str(tmp_path / "b.png"), pattern(8, 8, 2))
+    warnings: list[str] = []
+    source = open_source(str(tmp_path), warn=warnings.append)
+    (tmp_path / "a.png").unlink()
+    os.mkfifo(tmp_path / "a.png")
+    frames: list = []
+    reader = threading.Thread(target=lambda: frames.extend(source.frames()), daemon=True)
+    reader.start()
+    reader.join(10.0)
+    if reader.is_alive():  # let the blocked read end: a writer that closes at once
+        os.close(os.open(tmp_path / "a.png", os.O_WRONLY | os.O_NONBLOCK))
+    assert not reader.is_alive() and len(frames) == 1 and source.skipped == 1, warnings
+    assert "a.png" in warnings[0] and "not a regular file" in warnings[0], warnings
