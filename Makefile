@@ -1,11 +1,17 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both set up .venv first.
-.PHONY: setup demo test test-unit fuzz mutate test-own-data lint format bench soak clean
+.PHONY: setup lock demo test test-unit fuzz mutate test-own-data lint format bench soak clean
 
 VENV := .venv
 ACTIVATE := . $(VENV)/bin/activate
 
 setup:
 	@bash scripts/setup_env.sh
+
+# Pins every package of the set-up environment into requirements/lock.txt, which make setup
+# installs under: run it after changing requirements/*.txt (make setup first, with the changed
+# package's line deleted from the lock).
+lock: setup
+	@$(ACTIVATE) && pip freeze --all --exclude-editable | grep -v -E '^(pip|fastsam_msgs)==' >requirements/lock.txt
 
 demo: setup
 	@$(ACTIVATE) && fastsam_demo --output demo_output

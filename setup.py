@@ -1,29 +1,36 @@
-"""pip installation of the fastsam_ros Python package and its console scripts.
+"""What pyproject.toml cannot say; the metadata, dependencies and commands live there.
 
-ROS installs build the package with colcon (CMakeLists.txt), which also generates
-the messages and services; `make` does the same inside .venv (scripts/setup_env.sh).
+colcon (ament_python) and pip both run this. ROS finds the package through the ament
+resource index marker, and its launch files, parameter files, rviz view and package.xml
+under share/fastsam_ros.
 """
 
-from setuptools import find_packages, setup
+from pathlib import Path
+
+from setuptools import setup
+
+PACKAGE = "fastsam_ros"
+
+
+def share_folder(folder: str) -> list[tuple[str, list[str]]]:
+    """(destination, files) pairs that install a folder, sub-folders kept, under share/fastsam_ros."""
+    directories = sorted({path.parent for path in Path(folder).rglob("*") if path.is_file()})
+    return [
+        (f"share/{PACKAGE}/{directory}", sorted(str(path) for path in directory.iterdir() if path.is_file()))
+        for directory in directories
+        if "__pycache__" not in directory.parts
+    ]
+
 
 setup(
-    name="fastsam_ros",
-    version="0.1.0",
-    description="FastSAM segment-anything perception node for ROS 2",
-    license="AGPL-3.0-only",
-    packages=find_packages(include=["fastsam_ros", "fastsam_ros.*"]),
-    # The browser view's page, served by fastsam_web.
-    package_data={"fastsam_ros.tools": ["web_static/*.html", "web_static/*.js", "web_static/*.css"]},
+    # Here, not in pyproject.toml: colcon cannot read the object setuptools makes of
+    # requires-python (colcon-python-setup-py#56); a string given here stays a string.
     python_requires=">=3.10",
-    entry_points={
-        "console_scripts": [
-            "fastsam_node = fastsam_ros.ros.process:node_main",
-            "fastsam_lifecycle_node = fastsam_ros.ros.process:lifecycle_main",
-            "fastsam_demo = fastsam_ros.tools.demo:main",
-            "fastsam_play = fastsam_ros.tools.play:main",
-            "fastsam_record = fastsam_ros.tools.record:main",
-            "fastsam_web = fastsam_ros.tools.web:main",
-            "fastsam_export = fastsam_ros.tools.export:main",
-        ]
-    },
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        *share_folder("launch"),
+        *share_folder("config"),
+        *share_folder("rviz"),
+    ],
 )

@@ -282,8 +282,8 @@ def bench_prompts_over_ros(node: NodeProcess, report: Report, frame: np.ndarray,
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
     from rcl_interfaces.srv import SetParameters
 
-    from fastsam_ros.msg import BoundingBox
-    from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
+    from fastsam_msgs.msg import BoundingBox
+    from fastsam_msgs.srv import BoxPrompt, PointPrompt, TextPrompt
 
     client = node.client
     conf = Parameter(name="conf", value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=PROMPT_CONF))

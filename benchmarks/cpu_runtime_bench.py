@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from fastsam_ros.core.backends.model_loading import LoadedModel, load_model
-from fastsam_ros.core.backends.openvino_runtime import cpu_capabilities
+from fastsam_ros.core.backends.precision import cpu_capabilities
 from fastsam_ros.core.engine import SegmentationEngine, StageTimes
 from fastsam_ros.core.int8_calibration import calibrate_int8, precision_quality
 from fastsam_ros.core.parameters import inference_thread_counts

@@ -21,10 +21,10 @@ from geometry_msgs.msg import Point
 from rclpy.client import Client
 from rclpy.node import Node
 
-from fastsam_ros.msg import BoundingBox
+from fastsam_msgs.msg import BoundingBox
+from fastsam_msgs.srv import BoxPrompt, PointPrompt, TextPrompt
 from fastsam_ros.ros.convert import stamp_to_ns
 from fastsam_ros.ros.qos import SERVICE_QOS
-from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
 
 
 def main(argv: list[str] | None = None) -> int:

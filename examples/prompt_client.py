@@ -10,9 +10,9 @@ import sys
 import rclpy
 from geometry_msgs.msg import Point
 
-from fastsam_ros.msg import BoundingBox
+from fastsam_msgs.msg import BoundingBox
+from fastsam_msgs.srv import BoxPrompt, PointPrompt, TextPrompt
 from fastsam_ros.ros.qos import SERVICE_QOS
-from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
 
 
 def build_request(kind: str, args: list[str]):

@@ -1,10 +1,5 @@
 """fastsam_ros: FastSAM segment-anything as a ROS 2 node.
 
-The generated message and service modules (fastsam_ros.msg, fastsam_ros.srv) are
-installed by the interface build into the same package directory of the install
-prefix; extending the package path lets a source checkout find them too.
+core/ holds what runs without ROS, ros/ the node around it, tools/ the user commands;
+the messages and services are the fastsam_msgs package.
 """
-
-from pkgutil import extend_path
-
-__path__ = extend_path(__path__, __name__)

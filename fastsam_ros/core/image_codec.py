@@ -105,7 +105,8 @@ def _header_size(data: bytes | memoryview) -> tuple[int, int]:
 
     The parsers are called directly rather than through ``PIL.Image.open``, which
     ultralytics replaces with a version that tries to pip-install a HEIF plugin when it
-    meets data it cannot identify, and which checks sizes against its own limit.
+    meets data it cannot identify, and which checks sizes against its own limit
+    (fastsam_ros.core.compat.ULTRALYTICS_IMAGE_OPEN_PATCH).
     """
     from PIL import Image as PilImage
 

@@ -10,29 +10,53 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from fastsam_ros.core.backends.backend import Backend
+from fastsam_ros.core.backends.int8_quantisation import INT8_MODEL, quantize_int8, write_int8_verdict
 from fastsam_ros.core.backends.model_loading import LoadedModel, load_model
 from fastsam_ros.core.backends.onnx_runtime import cache_dir, exported_onnx
-from fastsam_ros.core.backends.openvino_runtime import INT8_MODEL, model_dir, quantize_int8, write_int8_verdict
+from fastsam_ros.core.backends.openvino_runtime import model_dir
 from fastsam_ros.core.backends.runtime_quality import QualityReport, compare_frames
 from fastsam_ros.core.engine import SegmentationEngine
 
 
 def network_inputs(loaded: LoadedModel, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
     """The network input tensors the engine builds from these frames, one frame at a time."""
-    recorded: list[np.ndarray] = []
-
-    def recording(batch: torch.Tensor):
-        recorded.append(batch.numpy().copy())
-        return loaded.backend(batch)
-
+    recording = _RecordingBackend(loaded.backend)
     engine = SegmentationEngine(dataclasses.replace(loaded, backend=recording))
     for frame in frames:
         engine.segment(frame)
-    return recorded
+    return recording.inputs
+
+
+class _RecordingBackend:
+    """A ``Backend`` that keeps a copy of every batch it passes on to the network."""
+
+    def __init__(self, network: Backend) -> None:
+        self.network = network
+        self.end2end = network.end2end
+        self.inputs: list[np.ndarray] = []
+
+    def __call__(self, batch: torch.Tensor) -> Sequence[Any]:
+        self.inputs.append(batch.numpy().copy())
+        return self.network(batch)
+
+    @property
+    def inference_threads(self) -> int | None:
+        return self.network.inference_threads
+
+    def follow_load(self, queued: bool) -> None:
+        self.network.follow_load(queued)
+
+    def forget_shape_caches(self) -> None:
+        self.network.forget_shape_caches()
+
+    def release(self) -> None:
+        """The network stays with its owner."""
 
 
 def precision_quality(weights: str, precision: str, frames: Sequence[np.ndarray], threads: int = 0) -> QualityReport:

@@ -10,6 +10,7 @@ the system and the next frame faulted its pages in again (figures in the README,
 Performance). The trim threshold is therefore set too, to keep the few buffers of a 1080p
 frame (6 MB each: DDS's copy, the message, the pixels) for reuse.
 After a message larger than any camera frame, ``release_freed_memory`` also trims the heap.
+Upstream entry: fastsam_ros.core.compat.GLIBC_DYNAMIC_MMAP_THRESHOLD.
 """
 
 from __future__ import annotations

@@ -129,6 +129,13 @@ class ParameterSpec:
 
 PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
+        "autostart",
+        True,
+        "Configure and activate at start, segmenting at once; false: stay unconfigured until a lifecycle "
+        "manager (or `ros2 lifecycle set`) configures and activates the node. fastsam_lifecycle_node always "
+        "starts with false.",
+    ),
+    ParameterSpec(
         "model",
         "yolo11n-seg.pt",
         "Weights path, or an ultralytics model name (FastSAM-s.pt, FastSAM-x.pt) that ultralytics downloads "

@@ -3,6 +3,7 @@
 rcl refuses `-p 'obstacle_roi:=[0, 0.5, 1, 0.5, 1, 1]'` before the node exists (a YAML
 sequence must hold one type), although every number is a fine double. Such lists are
 rewritten as doubles before ROS parses the arguments; everything else passes unchanged.
+Upstream entry: fastsam_ros.core.compat.RCL_MIXED_NUMBER_LISTS.
 """
 
 from __future__ import annotations

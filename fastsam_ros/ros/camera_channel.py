@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from rclpy.callback_groups import CallbackGroup
+from rclpy.lifecycle import LifecycleNode, LifecyclePublisher
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.service import Service
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
+from fastsam_msgs.msg import InstanceArray, ObstacleArray
+from fastsam_msgs.srv import BoxPrompt, PointPrompt, TextPrompt
 from fastsam_ros.core.frame_mailbox import LatestFrameMailbox
 from fastsam_ros.core.health import HealthMonitor
 from fastsam_ros.core.image_codec import ImageDecodeError
@@ -27,10 +32,9 @@ from fastsam_ros.core.mask_set import MaskSet
 from fastsam_ros.core.memory import release_freed_memory
 from fastsam_ros.core.obstacles import DepthError, DepthPairer, Intrinsics, roi_polygon
 from fastsam_ros.core.perception import Perception
-from fastsam_ros.core.prompts import PromptLimits
 from fastsam_ros.core.rendering import draw_overlay
+from fastsam_ros.core.settings import CameraSettings
 from fastsam_ros.core.text_prompts import TextBackends
-from fastsam_ros.msg import InstanceArray, ObstacleArray
 from fastsam_ros.ros.convert import (
     array_to_image,
     check_before_decoding,
@@ -47,10 +51,6 @@ from fastsam_ros.ros.convert import (
 from fastsam_ros.ros.markers import obstacle_markers
 from fastsam_ros.ros.prompt_service import PromptService, SegmentedFrame
 from fastsam_ros.ros.qos import SERVICE_QOS
-from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
-
-if TYPE_CHECKING:
-    from rclpy.node import Node
 
 LATEST_ONLY = QoSProfile(
     depth=1,
@@ -80,110 +80,101 @@ class ReceivedFrame:
     received: float
 
 
-@dataclass(frozen=True)
-class ChannelSettings:
-    """The run-time parameters a channel reads, swapped as a whole when one changes."""
-
-    max_pixels: int
-    depth_slop_s: float
-    prompt_limits: PromptLimits
-
-
 class CameraChannel:
-    def __init__(self, node: Node, camera: str, compressed: bool, health: HealthMonitor) -> None:
+    """Built by configure with the camera's publishers and pipeline; start (activate) subscribes
+    and offers the prompt services, stop (deactivate) withdraws them, destroy (cleanup) drops
+    the publishers."""
+
+    def __init__(
+        self,
+        node: LifecycleNode,
+        camera: str,
+        compressed: bool,
+        health: HealthMonitor,
+        perception: Perception,
+        text_backends: TextBackends,
+        settings: CameraSettings,
+    ) -> None:
         self.camera = camera
         self.compressed = compressed
         self.image_topic = camera_topic(camera, "image/compressed" if compressed else "image")
+        self.perception = perception
+        self.settings = settings
+        self.latest: SegmentedFrame | None = None
         self._node = node
         self._health = health
-        self.instances_pub = node.create_publisher(InstanceArray, self._private("instances"), 10)
-        self.label_pub = node.create_publisher(Image, self._private("label_image"), 5)
-        self.debug_pub = node.create_publisher(Image, self._private("debug_image"), 5)
-        self.selection_pub = node.create_publisher(InstanceArray, self._private("selection"), 10)
-        self.obstacles_pub = node.create_publisher(ObstacleArray, self._private("obstacles"), 10)
-        self.markers_pub = node.create_publisher(MarkerArray, self._private("markers"), 5)
-        self.cloud_pub = node.create_publisher(PointCloud2, self._private("obstacle_cloud"), 5)
-        self.latest: SegmentedFrame | None = None
-        self._perception: Perception | None = None
-        self._prompts: PromptService | None = None
-        self._settings: ChannelSettings | None = None
-        self._depth = DepthPairer(0)
+        self._depth = DepthPairer(round(settings.depth_slop_s * 1e9))
         self._camera_info: CameraInfo | None = None
         self._mailbox: LatestFrameMailbox[ReceivedFrame] | None = None
-        self._entities: list[Any] = []
-
-    def _private(self, name: str) -> str:
-        return "~/" + camera_topic(self.camera, name)
-
-    @property
-    def perception(self) -> Perception:
-        if self._perception is None:
-            raise RuntimeError(f"camera channel '{self.camera}' is not configured")
-        return self._perception
-
-    def configure(self, perception: Perception, text_backends: TextBackends, settings: ChannelSettings) -> None:
-        """Fresh per-camera state around a newly loaded model."""
-        self._perception = perception
-        self._settings = settings
+        self._subscriptions: list[Subscription] = []
+        self._services: list[Service] = []
+        self._publishers: list[LifecyclePublisher] = []
+        self.instances_pub = self._publisher(InstanceArray, "instances", 10)
+        self.label_pub = self._publisher(Image, "label_image", 5)
+        self.debug_pub = self._publisher(Image, "debug_image", 5)
+        self.selection_pub = self._publisher(InstanceArray, "selection", 10)
+        self.obstacles_pub = self._publisher(ObstacleArray, "obstacles", 10)
+        self.markers_pub = self._publisher(MarkerArray, "markers", 5)
+        self.cloud_pub = self._publisher(PointCloud2, "obstacle_cloud", 5)
         self._prompts = PromptService(
-            self._node,
+            node,
             lambda: self.latest,
             lambda: self.settings.prompt_limits,
             text_backends,
             self.selection_pub,
             self.image_topic,
         )
-        self._depth = DepthPairer(round(settings.depth_slop_s * 1e9))
-        self._camera_info = None
-        self.latest = None
 
-    @property
-    def settings(self) -> ChannelSettings:
-        if self._settings is None:
-            raise RuntimeError(f"camera channel '{self.camera}' is not configured")
-        return self._settings
+    def _publisher(self, kind: type, name: str, depth: int) -> LifecyclePublisher:
+        """A publisher that sends only while the node is active."""
+        publisher = self._node.create_lifecycle_publisher(kind, self._private(name), depth)
+        self._publishers.append(publisher)
+        return publisher
 
-    def apply(self, settings: ChannelSettings) -> None:
+    def _private(self, name: str) -> str:
+        return "~/" + camera_topic(self.camera, name)
+
+    def apply(self, settings: CameraSettings) -> None:
         """Run-time parameter changes, from the next message on."""
-        self._settings = settings
+        self.settings = settings
         self._depth.slop_ns = round(settings.depth_slop_s * 1e9)
-
-    def release(self) -> None:
-        self._perception = self._prompts = self._settings = None
-        self._camera_info = None
-        self._depth = DepthPairer(0)
-        self.latest = None
 
     def start(self, mailbox: LatestFrameMailbox[ReceivedFrame], qos: QoSProfile, group: CallbackGroup) -> None:
         """Subscribe and offer the services; frames that pass the arrival checks go to the mailbox."""
         node, prompts = self._node, self._prompts
-        assert prompts is not None, "configure before start"
         self._mailbox = mailbox
         image_type = CompressedImage if self.compressed else Image
-        self._entities = [
+        self._subscriptions = [
             node.create_subscription(image_type, self.image_topic, self._on_image, qos),
             node.create_subscription(Image, camera_topic(self.camera, "depth"), self._on_depth, LATEST_ONLY),
             node.create_subscription(
                 CameraInfo, camera_topic(self.camera, "camera_info"), self._on_camera_info, LATEST_ONLY
             ),
-            *(
-                node.create_service(kind, self._private(name), handler, qos_profile=SERVICE_QOS, callback_group=group)
-                for kind, name, handler in (
-                    (PointPrompt, "prompt_point", prompts.point),
-                    (BoxPrompt, "prompt_box", prompts.box),
-                    (TextPrompt, "prompt_text", prompts.text),
-                )
-            ),
+        ]
+        self._services = [
+            node.create_service(kind, self._private(name), handler, qos_profile=SERVICE_QOS, callback_group=group)
+            for kind, name, handler in (
+                (PointPrompt, "prompt_point", prompts.point),
+                (BoxPrompt, "prompt_box", prompts.box),
+                (TextPrompt, "prompt_text", prompts.text),
+            )
         ]
 
     def stop(self) -> None:
-        for entity in self._entities:
-            if hasattr(entity, "srv_type"):
-                self._node.destroy_service(entity)
-            else:
-                self._node.destroy_subscription(entity)
-        self._entities = []
+        """Unsubscribe and withdraw the services: no frame is taken in, no prompt answered."""
+        for subscription in self._subscriptions:
+            self._node.destroy_subscription(subscription)
+        for service in self._services:
+            self._node.destroy_service(service)
+        self._subscriptions, self._services = [], []
         self._mailbox = None
+
+    def destroy(self) -> None:
+        """Drop the publishers (the node's cleanup); the channel is not used again."""
+        for publisher in self._publishers:
+            self._node.destroy_lifecycle_publisher(publisher)
+        self._publishers = []
+        self.latest = None
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         """Cheap checks on arrival (header fields, a compressed frame's declared size), then the mailbox."""

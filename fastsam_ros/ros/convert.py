@@ -10,6 +10,9 @@ from geometry_msgs.msg import Point, Vector3
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from fastsam_msgs.msg import BoundingBox, InstanceArray, ObstacleArray
+from fastsam_msgs.msg import Instance as InstanceMsg
+from fastsam_msgs.msg import Obstacle as ObstacleMsg
 from fastsam_ros.core.image_codec import (
     MAX_PIXELS,
     check_raw,
@@ -21,9 +24,6 @@ from fastsam_ros.core.mask_encoding import decode_runs, encode_runs
 from fastsam_ros.core.mask_set import Instance, MaskSet
 from fastsam_ros.core.obstacle_tracking import ObstacleTrack
 from fastsam_ros.core.obstacles import DepthError, Intrinsics, Obstacle, depth_in_metres, unsupported_depth_encoding
-from fastsam_ros.msg import BoundingBox, InstanceArray, ObstacleArray
-from fastsam_ros.msg import Instance as InstanceMsg
-from fastsam_ros.msg import Obstacle as ObstacleMsg
 
 _DEPTH_DTYPES = {"16UC1": np.dtype("<u2"), "32FC1": np.dtype("<f4")}
 

@@ -5,7 +5,9 @@ thread pool and goes straight back to its wait loop, which offers the same callb
 without waiting, for as long as no pool thread has started it. That loop runs Python and
 holds the GIL, so the pool thread it waits for gets the GIL only now and then, and a
 camera frame could reach its callback hundreds of milliseconds late (README, Performance).
-The fix upstream (ros2/rclpy pull request 1547) came after Kilted.
+The fix upstream (ros2/rclpy pull request 1547) came after Kilted, in rclpy 10.0.4;
+`node_executor` picks this executor only where the installed rclpy lacks it
+(fastsam_ros.core.compat.RCLPY_EXECUTOR_REQUEUE, read from rclpy's distribution metadata).
 
 This executor waits until the pool has started each callback before it looks for the next
 one, and never hands the pool a callback it already holds. Otherwise it runs callbacks as
@@ -22,8 +24,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from rclpy.context import Context
-from rclpy.executors import Executor, ShutdownException, TimeoutException
+from rclpy.executors import Executor, MultiThreadedExecutor, ShutdownException, TimeoutException
 from rclpy.task import Task
+
+from fastsam_ros.core.compat import RCLPY_EXECUTOR_REQUEUE
 
 HANDOVER_POLL_S = 1e-4
 
@@ -69,3 +73,11 @@ class CallbackPoolExecutor(Executor):
         done = super().shutdown(timeout_sec)
         self._pool.shutdown(wait=True)
         return done
+
+
+def node_executor(num_threads: int, context: Context | None = None) -> Executor:
+    """The node process's executor: CallbackPoolExecutor where rclpy's MultiThreadedExecutor
+    still spins on queued callbacks, rclpy's own where the installed rclpy has the fix."""
+    if RCLPY_EXECUTOR_REQUEUE.needed():
+        return CallbackPoolExecutor(num_threads, context=context)
+    return MultiThreadedExecutor(num_threads, context=context)

@@ -1,4 +1,14 @@
-"""The fastsam ROS 2 node: the scheduler around the cameras and the segmentation engine.
+"""The fastsam ROS 2 node: a lifecycle node, the scheduler around the cameras and the segmentation engine.
+
+unconfigured --configure--> inactive: parameters validated, model loaded, publishers made
+inactive --activate--> active: frames taken in, services offered, outputs published
+active --deactivate--> inactive: no subscription, no inference, no growth
+inactive --cleanup--> unconfigured: model released (GPU memory too), publishers dropped
+
+With the parameter autostart (fastsam_node) the node configures and activates itself at
+start, as a lifecycle manager would; without it (fastsam_lifecycle_node) it waits for one.
+Parameters are validated from construction on, also while unconfigured, and configure
+reads their current values: a configure that failed succeeds once they are corrected.
 
 The node owns what cameras share: the parameters, the model, the mailbox, the one
 inference worker and /diagnostics. Each camera's whole path (subscriptions, arrival
@@ -13,102 +23,75 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecyclePublisher, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.timer import Timer
 from std_msgs.msg import Header
 
+from fastsam_ros.core.backends.model_errors import ModelLoadError
 from fastsam_ros.core.backends.model_loading import load_model
-from fastsam_ros.core.engine import EngineSettings, SegmentationEngine
+from fastsam_ros.core.engine import SegmentationEngine
 from fastsam_ros.core.frame_mailbox import LatestFrameMailbox
-from fastsam_ros.core.health import HealthLimits, HealthMonitor
+from fastsam_ros.core.health import HealthMonitor
 from fastsam_ros.core.image_codec import ImageDecodeError
 from fastsam_ros.core.inference_worker import InferenceWorker
-from fastsam_ros.core.obstacles import ObstacleSettings
-from fastsam_ros.core.parameters import PARAMETERS, SPECS, ConfigError, coerce, inference_thread_counts
+from fastsam_ros.core.parameters import PARAMETERS, SPECS, ConfigError, coerce
 from fastsam_ros.core.perception import Perception
-from fastsam_ros.core.prompts import PromptLimits
-from fastsam_ros.core.settings import problems
+from fastsam_ros.core.settings import NodeSettings, node_settings, problems
 from fastsam_ros.core.text_prompts import TextBackends
-from fastsam_ros.ros.camera_channel import CameraChannel, ChannelSettings, ReceivedFrame
+from fastsam_ros.ros.camera_channel import CameraChannel, ReceivedFrame
 from fastsam_ros.ros.convert import stamp_to_ns
 
-ENGINE_PARAMETERS = ("imgsz", "conf", "iou", "max_det", "retina_masks", "cuda_graphs")
-OBSTACLE_PARAMETERS = {
-    "obstacle_roi": "roi",
-    "obstacle_min_area": "min_area",
-    "obstacle_min_overlap": "min_overlap",
-    "max_distance": "max_distance",
-    "obstacle_cloud_decimation": "cloud_decimation",
-    "obstacle_cloud_max_range": "cloud_max_range",
-}
 DUPLICATE_CHECK_PERIOD_S = 2.0
 DUPLICATE_CHECKS = 10
 """Discovery may take seconds on a busy host: the graph is checked for a node of the same name
 every DUPLICATE_CHECK_PERIOD_S for the first DUPLICATE_CHECKS periods, and a match warned about once."""
+TEXT_LOAD_WAIT_S = 60.0
+"""Releasing the model first waits this long for a text backend still loading in the background:
+native threads still loading when the process ends would abort it, and cleanup should free that memory too."""
 
 
-def engine_settings(values: dict[str, Any]) -> EngineSettings:
-    return EngineSettings(**{name: values[name] for name in ENGINE_PARAMETERS})
-
-
-def obstacle_settings(values: dict[str, Any]) -> ObstacleSettings:
-    changes = {field: values[name] for name, field in OBSTACLE_PARAMETERS.items()}
-    return ObstacleSettings(**{**changes, "roi": tuple(changes["roi"])})
-
-
-def channel_settings(values: dict[str, Any]) -> ChannelSettings:
-    limits = PromptLimits(
-        values["max_prompt_points"], values["max_prompt_boxes"], values["max_prompt_texts"], values["max_text_length"]
-    )
-    return ChannelSettings(values["max_pixels"], values["depth_slop"], limits)
-
-
-def health_limits(values: dict[str, Any]) -> HealthLimits:
-    return HealthLimits(values["diagnostics_max_latency_ms"], values["diagnostics_max_drop_ratio"])
-
-
-@dataclass
+@dataclass(frozen=True)
 class Configured:
-    """What configure builds and cleanup drops: the model and what depends on it."""
+    """What configure builds and cleanup releases: the model and everything made around it."""
 
     engine: SegmentationEngine
     text_backends: TextBackends
+    channels: dict[str, CameraChannel]
+    diagnostics_pub: LifecyclePublisher
+    release: contextlib.ExitStack
+    """Releases all of the above, in the reverse order of building."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Running:
-    """What start builds and stop tears down."""
+    """What activate starts and deactivate stops."""
 
     mailbox: LatestFrameMailbox[ReceivedFrame]
     worker: InferenceWorker[ReceivedFrame]
-    timers: list[Any]
+    channels: list[CameraChannel]
+    timers: list[Timer]
+    drop_log_period_s: float
 
 
-class FastSamBehaviour(Node):
-    """What the fastsam node does, shared by the plain and the lifecycle node.
+class FastSamNode(LifecycleNode):
+    """The node; its states are described at the top of this module."""
 
-    configure: validate parameters, load the model, set up every camera.
-    start: subscribe, offer the services, run the inference worker.
-    stop: the reverse of start; no frame is taken in, nothing is computed.
-    release: drop the model (and its GPU memory).
-    """
-
-    def _set_up(self) -> None:
-        """Declare the parameters and their callbacks."""
+    def __init__(self, node_name: str = "fastsam", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.health = HealthMonitor()
         self.configured: Configured | None = None
         self.running: Running | None = None
-        self.channels: dict[str, CameraChannel] = {}
-        self.health = HealthMonitor()
+        self._configure_error: Exception | None = None
+        self._finalized = False
         self._drops_logged = 0
         self._prompt_group = ReentrantCallbackGroup()
         self._timer_group = MutuallyExclusiveCallbackGroup()
@@ -119,30 +102,33 @@ class FastSamBehaviour(Node):
         self._duplicate_check = self.create_timer(
             DUPLICATE_CHECK_PERIOD_S, self._warn_if_name_taken, callback_group=self._timer_group
         )
+        if self.get_parameter("autostart").value:
+            self._start_up()
 
     def _declare_parameters(self) -> dict[str, str]:
         """Declare every parameter of PARAMETERS, taking values as people type them.
 
-        rclpy refuses an override whose type differs from the default's (5 for a double),
-        so overrides are converted first. One that cannot be is dropped and its reason kept:
-        configure fails with it until the parameter is set to a usable value.
+        rclpy refuses a start-up value whose type differs from the default's (5 for a double;
+        fastsam_ros.core.compat.RCLPY_OVERRIDE_TYPE), so each parameter is declared untyped,
+        then given its type and its value converted, through rclpy's public API. A
+        value that cannot be converted is replaced by the default and its reason kept: configure
+        fails with it until the parameter is set to a usable value.
         """
         unusable = {}
-        overrides = self._parameter_overrides  # rclpy keeps --ros-args and params-file values here
         for spec in PARAMETERS:
-            if spec.name in overrides:
-                try:
-                    value = spec.coerce(overrides[spec.name].value)
-                    overrides[spec.name] = Parameter(spec.name, value=value)
-                except ConfigError as error:
-                    unusable[spec.name] = str(error)
-                    del overrides[spec.name]
+            given = self.declare_parameter(spec.name, spec.default, ParameterDescriptor(dynamic_typing=True)).value
+            try:
+                value = spec.coerce(given)
+            except ConfigError as error:
+                unusable[spec.name] = str(error)
+                value = spec.default
             allowed = spec.allowed()
-            descriptor = ParameterDescriptor(
+            typed = ParameterDescriptor(
+                type=Parameter.Type.from_parameter_value(spec.default).value,
                 description=spec.description + (f" Allowed: {allowed}." if allowed else ""),
                 read_only=not spec.runtime,
             )
-            self.declare_parameter(spec.name, spec.default, descriptor)
+            self.set_descriptor(spec.name, typed, Parameter(spec.name, value=value).get_parameter_value())
         return unusable
 
     def values(self) -> dict[str, Any]:
@@ -170,7 +156,8 @@ class FastSamBehaviour(Node):
             if reasons:
                 return SetParametersResult(successful=False, reason="; ".join(reasons))
             coerced, _ = coerce(changes)
-            self._apply({**current, **coerced}, set(coerced))
+            if self.configured is not None:  # unconfigured, configure reads the parameters
+                self._apply(node_settings({**current, **coerced}))
             for name in coerced:
                 self._unusable.pop(name, None)
         except Exception as error:  # a parameter call must never end the node
@@ -178,100 +165,151 @@ class FastSamBehaviour(Node):
             return SetParametersResult(successful=False, reason=f"could not apply: {error}")
         return SetParametersResult(successful=True)
 
-    def _apply(self, values: dict[str, Any], changed: set[str]) -> None:
-        """Hand changed run-time values to the parts that use them, from the next frame on."""
-        if self.configured is None:
-            return  # an unconfigured lifecycle node: configure reads the parameters
-        if {"tracker", "tracker_config"} & changed:
-            for channel in self.channels.values():
-                channel.perception.set_tracker(values["tracker"], values["tracker_config"])
-        if set(ENGINE_PARAMETERS) & changed:
-            self.configured.engine.settings = engine_settings(values)
-        if set(OBSTACLE_PARAMETERS) & changed:
-            for channel in self.channels.values():
-                channel.perception.set_obstacle_settings(**dataclasses.asdict(obstacle_settings(values)))
-        for channel in self.channels.values():
-            channel.apply(channel_settings(values))
-        self.health.limits = health_limits(values)
+    def _apply(self, settings: NodeSettings) -> None:
+        """Hand the run-time settings to the parts that use them, from the next frame on
+        (each part keeps what did not change: a tracker is replaced only when its settings change)."""
+        configured = self.configured
+        if configured is None:
+            return
+        configured.engine.settings = settings.engine
+        for channel in configured.channels.values():
+            channel.perception.set_tracker(settings.tracker.kind, settings.tracker.config_path)
+            channel.perception.set_obstacle_settings(**dataclasses.asdict(settings.obstacles))
+            channel.apply(settings.camera)
+        self.health.limits = settings.health
 
-    def _configure(self) -> None:
+    def _start_up(self) -> None:
+        """Configure and activate, as a lifecycle manager would; raises what made configure fail."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            raise self._configure_error or RuntimeError("configure failed")
+        if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            raise RuntimeError("activate failed")
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.configured = self._configure()
+        except (ConfigError, ModelLoadError) as error:
+            self.get_logger().error(f"configure failed: {error}")
+            self._configure_error = error
+            return TransitionCallbackReturn.FAILURE
+        except Exception as error:  # a bug: stay unconfigured and able to try again
+            self.get_logger().error(f"configure failed: {error!r}")
+            self._configure_error = error
+            return TransitionCallbackReturn.FAILURE
+        self._configure_error = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> Configured:
+        """Load the model and build every camera around it, committing nothing to the node:
+        what was built is released again when a step fails."""
         values = self.values()
         reasons = [*self._unusable.values(), *problems(values)]
         if reasons:
             raise ConfigError("; ".join(reasons))
+        settings = node_settings(values)
+        model = settings.model
         log = self.get_logger()
-        log.info(f"loading model '{values['model']}' (device {values['device']}) ...")
+        log.info(f"loading model '{model.model}' (device {model.device}) ...")
         started = time.perf_counter()
         loaded = load_model(
-            *(values[name] for name in ("model", "device", "half", "runtime", "precision")),
-            inference_thread_counts(values["inference_threads"]),
+            model.model, model.device, model.half, model.runtime, model.precision, model.inference_threads
         )
         if loaded.fallback:
             log.warning(loaded.fallback)
-        engine = SegmentationEngine(loaded, engine_settings(values), log=log.warning)
-        engine.warm_up()
-        cameras = values["cameras"]
-        perceptions = [
-            Perception(engine, values["tracker"], values["tracker_config"], obstacle_settings(values)) for _ in cameras
-        ]
-        classes = f"{len(loaded.class_names)} classes" if loaded.has_classes else "class-agnostic"
-        log.info(
-            f"model ready in {time.perf_counter() - started:.1f} s: {loaded.source} on {loaded.device} "
-            f"({loaded.runtime} {loaded.precision}), {classes}{'; ' + loaded.choice if loaded.choice else ''}"
-        )
-        self.health.limits = health_limits(values)
-        text_backends = TextBackends(loaded.class_names, values, loaded.device, log.info)
-        if not self.channels:
-            compressed = values["input"] == "compressed"
-            self.channels = {camera: CameraChannel(self, camera, compressed, self.health) for camera in cameras}
-            self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        for channel, perception in zip(self.channels.values(), perceptions, strict=True):
-            channel.configure(perception, text_backends, channel_settings(values))
-        if len(cameras) > 1:
-            topics = ", ".join(channel.image_topic for channel in self.channels.values())
-            log.info(f"serving {len(cameras)} cameras in one batch: {topics}")
-        self.configured = Configured(engine, text_backends)
+        with contextlib.ExitStack() as undo:
+            engine = SegmentationEngine(loaded, settings.engine, log=log.warning)
+            undo.callback(engine.release)
+            engine.warm_up()
+            classes = f"{len(loaded.class_names)} classes" if loaded.has_classes else "class-agnostic"
+            log.info(
+                f"model ready in {time.perf_counter() - started:.1f} s: {loaded.source} on {loaded.device} "
+                f"({loaded.runtime} {loaded.precision}), {classes}{'; ' + loaded.choice if loaded.choice else ''}"
+            )
+            text_backends = TextBackends(loaded.class_names, values, loaded.device, log.info)
+            undo.callback(text_backends.wait_loaded, TEXT_LOAD_WAIT_S)
+            diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
+            undo.callback(self.destroy_lifecycle_publisher, diagnostics_pub)
+            channels = {}
+            for camera in settings.cameras:
+                perception = Perception(engine, settings.tracker.kind, settings.tracker.config_path, settings.obstacles)
+                channel = CameraChannel(
+                    self, camera, settings.compressed_input, self.health, perception, text_backends, settings.camera
+                )
+                undo.callback(channel.destroy)
+                channels[camera] = channel
+            if len(channels) > 1:
+                topics = ", ".join(channel.image_topic for channel in channels.values())
+                log.info(f"serving {len(channels)} cameras in one batch: {topics}")
+            configured = Configured(engine, text_backends, channels, diagnostics_pub, undo.pop_all())
+        self.health.limits = settings.health
+        return configured
 
-    def _start(self) -> None:
-        values = self.values()
-        qos = qos_profile_sensor_data if values["image_qos"] == "sensor_data" else QoSProfile(depth=1)
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        configured = self.configured
+        if configured is None:
+            return TransitionCallbackReturn.FAILURE
+        enabled = super().on_activate(state)  # the lifecycle publishers publish from here on
+        settings = node_settings(self.values())
+        qos = QoSProfile(depth=1) if settings.reliable_images else qos_profile_sensor_data
         mailbox: LatestFrameMailbox[ReceivedFrame] = LatestFrameMailbox()
-        for channel in self.channels.values():
+        for channel in configured.channels.values():
             channel.start(mailbox, qos, self._prompt_group)
         timers = [
-            self.create_timer(values["drop_log_period"], self._log_drops, callback_group=self._timer_group),
+            self.create_timer(settings.drop_log_period_s, self._log_drops, callback_group=self._timer_group),
             self.create_timer(1.0, self._publish_diagnostics, callback_group=self._timer_group),
         ]
+        self._drops_logged = 0
         worker = InferenceWorker(mailbox, self._process, self._batch_failed)
-        self.running = Running(mailbox, worker, timers)
+        channels = list(configured.channels.values())
+        self.running = Running(mailbox, worker, channels, timers, settings.drop_log_period_s)
+        self.get_logger().info("active: segmenting frames")
+        return enabled
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop()
+        self.get_logger().info("inactive: not taking frames")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info("unconfigured: model released")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop()
+        self._release()
+        self._finalized = True
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition raised: stop and release everything, back to unconfigured."""
+        self.get_logger().error(f"a transition from {state.label} failed; stopping and releasing the model")
+        self._stop()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
 
     def _stop(self) -> None:
+        """The reverse of activate: no frame is taken in, nothing is computed."""
         running, self.running = self.running, None
         if running is None:
             return
-        for channel in self.channels.values():
+        for channel in running.channels:
             channel.stop()
         for timer in running.timers:
             self.destroy_timer(timer)
         running.worker.stop()
 
     def _release(self) -> None:
-        """Drop the model, after any background text-model load: native threads still loading
-        when the process ends would abort it, and cleanup should free that memory too."""
+        """The reverse of configure: the model (and its memory), the publishers."""
         configured, self.configured = self.configured, None
-        if configured is None:
-            return
-        configured.text_backends.wait_loaded(timeout=60.0)
-        for channel in self.channels.values():
-            channel.release()
-        device = configured.engine.loaded.device
-        del configured
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        if configured is not None:
+            configured.release.close()
 
     def close(self) -> None:
-        """Stop threads and background loads; call before the ROS context goes down."""
+        """Stop threads and release the model before the ROS context goes down: through the
+        shutdown transition while ROS runs (the node is then finalized), directly after that."""
+        if self.context.ok() and not self._finalized:
+            self.trigger_shutdown()
         self._stop()
         self._release()
 
@@ -300,7 +338,7 @@ class FastSamBehaviour(Node):
             "device": str(loaded.device),
             "runtime": loaded.runtime,
             "model": loaded.source,
-            "cameras": str(len(self.channels)),
+            "cameras": str(len(configured.channels)),
         }
         threads = configured.engine.inference_threads
         if threads is not None:
@@ -313,7 +351,7 @@ class FastSamBehaviour(Node):
             hardware_id=str(loaded.device),
             values=[KeyValue(key=key, value=value) for key, value in report.values.items()],
         )
-        self.diagnostics_pub.publish(
+        configured.diagnostics_pub.publish(
             DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status])
         )
 
@@ -323,9 +361,8 @@ class FastSamBehaviour(Node):
             return
         dropped = running.mailbox.dropped
         if dropped > self._drops_logged:
-            period = self.get_parameter("drop_log_period").value
             self.get_logger().info(
-                f"dropped {dropped - self._drops_logged} frame(s) in the last {period:.0f} s "
+                f"dropped {dropped - self._drops_logged} frame(s) in the last {running.drop_log_period_s:.0f} s "
                 f"({dropped} in total): frames arrive faster than inference, the newest one is kept"
             )
             self._drops_logged = dropped
@@ -343,7 +380,7 @@ class FastSamBehaviour(Node):
             return
         batch = []
         for camera, frame in frames.items():
-            channel = self.channels[camera]
+            channel = configured.channels[camera]
             try:
                 batch.append((channel, frame, channel.decode(frame)))
             except ImageDecodeError as error:
@@ -380,13 +417,3 @@ class FastSamBehaviour(Node):
         """An error outside the per-stage handling of _process: count it and go on."""
         self.health.failed()
         self.get_logger().error(f"inference batch failed: {error!r}", throttle_duration_sec=2.0)
-
-
-class FastSamNode(FastSamBehaviour):
-    """The node, configured and running from construction on."""
-
-    def __init__(self, node_name: str = "fastsam", **kwargs: Any) -> None:
-        super().__init__(node_name, **kwargs)
-        self._set_up()
-        self._configure()
-        self._start()

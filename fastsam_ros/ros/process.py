@@ -47,7 +47,8 @@ class Shutdown:
 
 
 def _log_dir_without_home() -> str | None:
-    """ROS logging fails without HOME; give it a private directory and say so."""
+    """ROS logging fails without HOME; give it a private directory and say so
+    (fastsam_ros.core.compat.RCL_LOGGING_NEEDS_HOME)."""
     if os.environ.get("HOME") or os.environ.get("ROS_LOG_DIR") or os.environ.get("ROS_HOME"):
         return None
     directory = Path(tempfile.gettempdir()) / f"fastsam_ros-{os.getuid()}" / "log"
@@ -74,7 +75,7 @@ def _parent_gone(program: str) -> bool:
     return os.getppid() != int(parent)
 
 
-def _run(make_node: str, program: str, args: list[str] | None) -> int:
+def _run(program: str, args: list[str] | None, waits_for_manager: bool) -> int:
     shutdown = Shutdown()
     shutdown.install()
     if _parent_gone(program):
@@ -87,12 +88,13 @@ def _run(make_node: str, program: str, args: list[str] | None) -> int:
         log_dir = _log_dir_without_home()
         import rclpy
         from rclpy.executors import ExternalShutdownException
+        from rclpy.parameter import Parameter
         from rclpy.signals import SignalHandlerOptions
 
         from fastsam_ros.core.backends.model_errors import ModelLoadError
         from fastsam_ros.core.parameters import ConfigError
         from fastsam_ros.ros.arguments import widen_number_lists
-        from fastsam_ros.ros.executor import CallbackPoolExecutor
+        from fastsam_ros.ros.executor import node_executor
 
         if shutdown.requested.is_set():
             return 0
@@ -105,8 +107,11 @@ def _run(make_node: str, program: str, args: list[str] | None) -> int:
             return 2
         if shutdown.requested.is_set():
             return 0
+        from fastsam_ros.ros.node import FastSamNode
+
         try:
-            node = _node_class(make_node)()
+            overrides = [Parameter("autostart", value=False)] if waits_for_manager else []
+            node = FastSamNode(parameter_overrides=overrides)
         except (ConfigError, ModelLoadError) as error:
             print(f"{program}: error: {error}", file=sys.stderr)
             return 2
@@ -114,7 +119,7 @@ def _run(make_node: str, program: str, args: list[str] | None) -> int:
             node.get_logger().warning(f"HOME is not set: ROS logs go to {log_dir}")
         if shutdown.requested.is_set():
             return 0
-        executor = CallbackPoolExecutor(num_threads=4)
+        executor = node_executor(num_threads=4)
         executor.add_node(node)
         try:
             while rclpy.ok() and not shutdown.requested.is_set():
@@ -135,22 +140,9 @@ def _run(make_node: str, program: str, args: list[str] | None) -> int:
             signal.signal(signum, signal.SIG_IGN)
 
 
-def _node_class(name: str) -> Any:
-    if name == "lifecycle":
-        from fastsam_ros.ros.lifecycle_node import FastSamLifecycleNode
-
-        return FastSamLifecycleNode
-    from fastsam_ros.ros.node import FastSamNode
-
-    return FastSamNode
-
-
 def _close(node: Any) -> None:
-    """Stop the node's threads before the ROS context goes down.
-
-    A start that failed half way leaves no node to close, but maybe a background load in
-    native code; it is waited for, since ending the interpreter under it aborts the process.
-    """
+    """Stop the node's threads before the ROS context goes down (a start that failed half way
+    has released what it built, and leaves no node to close)."""
     if "rclpy" not in sys.modules:
         return
     import rclpy
@@ -158,18 +150,14 @@ def _close(node: Any) -> None:
     if node is not None:
         node.close()
         node.destroy_node()
-    elif "fastsam_ros.core.text_prompts" in sys.modules:
-        from fastsam_ros.core.text_prompts import LOADER_THREAD
-
-        for thread in threading.enumerate():
-            if thread.name == LOADER_THREAD:
-                thread.join(timeout=60.0)
     rclpy.try_shutdown()
 
 
 def node_main(args: list[str] | None = None) -> int:
-    return _run("node", "fastsam_node", args)
+    """The node, configured and active from the start (autostart true unless set otherwise)."""
+    return _run("fastsam_node", args, waits_for_manager=False)
 
 
 def lifecycle_main(args: list[str] | None = None) -> int:
-    return _run("lifecycle", "fastsam_lifecycle_node", args)
+    """The same node left unconfigured for a lifecycle manager: autostart false, whatever the parameters say."""
+    return _run("fastsam_lifecycle_node", args, waits_for_manager=True)

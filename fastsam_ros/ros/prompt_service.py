@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from std_msgs.msg import Header
 
+from fastsam_msgs.msg import Instance as InstanceMsg
+from fastsam_msgs.msg import InstanceArray
 from fastsam_ros.core.mask_set import MaskSet
 from fastsam_ros.core.prompts import PromptError, PromptLimits, merge_instances, select_by_box, select_by_points
 from fastsam_ros.core.text_prompts import TextBackends, TextPromptError
-from fastsam_ros.msg import Instance as InstanceMsg
-from fastsam_ros.msg import InstanceArray
 from fastsam_ros.ros.convert import instance_to_msg
 
 if TYPE_CHECKING:

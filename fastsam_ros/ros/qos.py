@@ -8,6 +8,7 @@ process) found its own response pushed out and waited for it in vain: 5 of 5 cal
 when a client paused 50 ms while three others called as fast as they could, and 3 of 636 in a
 short soak on a loaded machine. The service's writer keeps the same number, so that a
 response can still be sent again to a client that missed it.
+Upstream entry: fastsam_ros.core.compat.FASTDDS_RESPONSES_TO_EVERY_CLIENT.
 """
 
 from __future__ import annotations

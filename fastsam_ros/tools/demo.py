@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fastsam_ros.msg import InstanceArray
+from fastsam_msgs.msg import InstanceArray
 from fastsam_ros.tools.node_client import NodeClient, isolated_ros_env, start_node, stop_node
 from fastsam_ros.tools.sample_frames import demo_sequence
 

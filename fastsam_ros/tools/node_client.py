@@ -22,7 +22,7 @@ from rclpy.client import Client
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from fastsam_ros.msg import InstanceArray
+from fastsam_msgs.msg import InstanceArray
 from fastsam_ros.ros.convert import array_to_image, stamp_from_ns, stamp_to_ns
 from fastsam_ros.ros.qos import SERVICE_QOS
 

@@ -7,7 +7,9 @@ definitions ('ros2msg', as rosbag2 writes them), so Foxglove and `ros2 bag play`
 the file. Optionally the debug images also go into an MP4.
 
 An existing output (or a symlink) is never overwritten unless --force, and then only
-replaced, atomically, once the new recording is complete. SIGINT, SIGTERM and SIGHUP,
+replaced, atomically, once the new recording is complete. A second recorder on an output
+that one is writing is refused (a lock beside it), and an output that another program
+replaced during the recording is never reported as written. SIGINT, SIGTERM and SIGHUP,
 however many and whenever they come, end the recording with both files closed and
 readable; the chunk in progress is written out every second, so a SIGKILL loses at
 most about a second of messages (the MCAP then lacks its summary, the MP4 is lost).
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
+import hashlib
 import math
 import os
 import signal
@@ -39,6 +43,10 @@ FLUSH_INTERVAL_S = 1.0
 """How often the chunk in progress goes to the file: what a SIGKILL or a crash can lose."""
 MAX_VIDEO_FPS = 1000.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+HIDDEN_PREFIX = ".fastsam_record-"
+"""Names of this tool's hidden files and folders next to an output: short, so that any name
+the folder takes for the output also leaves room for them."""
+VIDEO_NAME = "video.mp4"
 
 
 class RecordError(Exception):
@@ -61,14 +69,52 @@ def message_definitions(typenames: list[str]) -> dict[str, str]:
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     typestore = get_typestore(Stores.ROS2_KILTED)
-    share = Path(get_package_share_directory("fastsam_ros")) / "msg"
+    share = Path(get_package_share_directory("fastsam_msgs")) / "msg"
     for file in sorted(share.glob("*.msg")):
-        typestore.register(get_types_from_msg(file.read_text(), f"fastsam_ros/msg/{file.stem}"))
+        typestore.register(get_types_from_msg(file.read_text(), f"fastsam_msgs/msg/{file.stem}"))
     return {name: typestore.generate_msgdef(name, ros_version=2)[0] for name in typenames}
 
 
 def _reason(error: OSError) -> str:
     return error.strerror or str(error)
+
+
+def _identity(status: os.stat_result) -> tuple[int, int]:
+    return status.st_dev, status.st_ino
+
+
+class OutputLock:
+    """An exclusive lock on an output's name, held for the whole run: a second recorder on the
+    same output (with --force it would replace the file the first one writes) is refused.
+
+    The lock is a hidden file beside the output, named after it, locked with flock; the kernel
+    drops the lock when its holder dies, so a killed recorder never blocks the next one.
+    """
+
+    def __init__(self, target: Path) -> None:
+        digest = hashlib.sha256(os.fsencode(target.name)).hexdigest()[:16]
+        self.path = target.parent / f"{HIDDEN_PREFIX}{digest}.lock"
+        while True:
+            try:
+                self.fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            except OSError as error:
+                raise RecordError(f"cannot lock '{target}' ({self.path.name}): {_reason(error)}") from None
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if _identity(os.fstat(self.fd)) == _identity(os.stat(self.path, follow_symlinks=False)):
+                    return
+            except BlockingIOError:
+                os.close(self.fd)
+                raise RecordError(f"another fastsam_record is writing '{target}'") from None
+            except FileNotFoundError:
+                pass
+            os.close(self.fd)  # the holder removed this lock file as it finished: lock the next one
+
+    def release(self) -> None:
+        """Removed while still held, so that no one locks the removed file."""
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        os.close(self.fd)
 
 
 class OutputFile:
@@ -77,35 +123,50 @@ class OutputFile:
     Without force the target is created with O_EXCL: an existing file, a symlink (even a
     dangling one) or one that appears between the check and the creation is left alone.
     With force the recording goes to a new hidden file next to the target, which replaces
-    the target (a symlink itself, not what it points to) only once it is complete.
+    the target (a symlink itself, not what it points to) only once it is complete. Either
+    way the file must still be the one created when the recording ends: one that another
+    program removed or replaced meanwhile is an error, not a success.
     """
 
     def __init__(self, target: Path, force: bool) -> None:
         self.target = target
         self.force = force
+        self.lock = OutputLock(target)
         try:
             if force:
-                self.fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=target.suffix)
+                self.fd, name = tempfile.mkstemp(dir=target.parent, prefix=HIDDEN_PREFIX, suffix=".tmp")
                 os.fchmod(self.fd, 0o666 & ~_umask())
                 self.path = Path(name)
             else:
                 self.fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
                 self.path = target
-        except FileExistsError:
-            raise RecordError(f"'{target}' already exists; use --force to replace it") from None
         except OSError as error:
+            self.lock.release()
+            if isinstance(error, FileExistsError):
+                raise RecordError(f"'{target}' already exists; use --force to replace it") from None
             raise RecordError(f"cannot create '{target}': {_reason(error)}") from None
+        self.identity = _identity(os.fstat(self.fd))
 
     def open(self) -> BinaryIO:
         """The created file for writing (takes over its descriptor)."""
         return os.fdopen(self.fd, "wb")
 
     def close_descriptor(self) -> None:
-        """For a file that another library opens by name (OpenCV's video writer)."""
+        """For a file that is written elsewhere and renamed onto this one (the video)."""
         os.close(self.fd)
+
+    def check_ours(self) -> None:
+        """RecordError unless the file is still the one this run created."""
+        try:
+            ours = _identity(os.stat(self.path, follow_symlinks=False)) == self.identity
+        except OSError:
+            ours = False
+        if not ours:
+            raise RecordError(f"'{self.path}' was removed or replaced by another program during the recording")
 
     def commit(self) -> None:
         """The complete recording under the target's name."""
+        self.check_ours()
         if self.force:
             try:
                 os.replace(self.path, self.target)
@@ -114,7 +175,61 @@ class OutputFile:
 
     def discard(self) -> None:
         """Remove what this run created, when nothing worth keeping went into it."""
-        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(RecordError):
+            self.check_ours()
+            self.path.unlink(missing_ok=True)
+
+    def release(self) -> None:
+        """The lock on the output's name, given up at the end of the run."""
+        self.lock.release()
+
+
+class VideoFile:
+    """The MP4, written by OpenCV, which opens its file by name: a name not in UTF-8 crashes it
+    (SIGSEGV), and a name in a shared folder could be swapped for a symlink before it opens it.
+    So it writes 'video.mp4' in a new private folder beside the output, named through a
+    descriptor of that folder (/proc/self/fd/N/video.mp4: ASCII, and no one can change what
+    it names); the finished video is renamed onto the output reserved for it."""
+
+    def __init__(self, output: OutputFile) -> None:
+        self.output = output
+        try:
+            self.folder = Path(tempfile.mkdtemp(dir=output.target.parent, prefix=HIDDEN_PREFIX))
+        except OSError as error:
+            raise RecordError(f"cannot create a folder beside '{output.target}': {_reason(error)}") from None
+        self.folder_fd: int | None = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.path = f"/proc/self/fd/{self.folder_fd}/{VIDEO_NAME}"
+        """What OpenCV opens."""
+
+    def finish(self) -> None:
+        """The video into the output reserved for it, unless another program took that name meanwhile."""
+        try:
+            self.output.check_ours()
+        except RecordError as error:
+            raise RecordError(f"{error}; the video is kept in '{self.folder / VIDEO_NAME}'") from None
+        try:
+            video = _identity(os.stat(VIDEO_NAME, dir_fd=self.folder_fd))
+            os.replace(VIDEO_NAME, self.output.path, src_dir_fd=self.folder_fd)
+            self.output.identity = video
+        except OSError as error:
+            raise RecordError(f"cannot write '{self.output.target}': {_reason(error)}") from None
+        self.discard()
+
+    def kept(self) -> Path | None:
+        """Where the video is, when it could not be moved onto its output."""
+        path = self.folder / VIDEO_NAME
+        return path if self.folder_fd is not None and os.path.lexists(path) else None
+
+    def discard(self) -> None:
+        """The private folder removed, with a video (or an OpenCV probe) still in it."""
+        if self.folder_fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(VIDEO_NAME, dir_fd=self.folder_fd)
+        os.close(self.folder_fd)
+        self.folder_fd = None
+        with contextlib.suppress(OSError):
+            self.folder.rmdir()
 
 
 @contextlib.contextmanager
@@ -141,6 +256,7 @@ class McapRecorder:
         from mcap.writer import Writer
 
         self.output = output
+        self.size = 0
         self.file = output.open()
         self.writer = Writer(self.file)
         self.counts = dict.fromkeys(topics, 0)
@@ -179,6 +295,7 @@ class McapRecorder:
         try:
             with _write_errors(self.output):
                 self.writer.finish()
+                self.size = self.file.tell()
         finally:
             with _write_errors(self.output):
                 self.file.close()
@@ -188,14 +305,14 @@ class NodeRecording:
     """Subscribes to a node's outputs and records them, in its own rclpy context."""
 
     def __init__(
-        self, output: OutputFile, node: str, camera: str, jpeg_quality: int, video: OutputFile | None, fps: float
+        self, output: OutputFile, node: str, camera: str, jpeg_quality: int, video: VideoFile | None, fps: float
     ) -> None:
         import cv2
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import Image
 
-        from fastsam_ros.msg import InstanceArray, ObstacleArray
+        from fastsam_msgs.msg import InstanceArray, ObstacleArray
 
         self.context = rclpy.Context()
         self.context.init(args=[])
@@ -215,7 +332,7 @@ class NodeRecording:
         self.recorder = McapRecorder(output, typenames)
         self.instances_topic = outputs["instances"]
         self.jpeg_quality = jpeg_quality
-        self.video_output, self.fps, self.video = video, fps, None
+        self.video_file, self.fps, self.video = video, fps, None
         self.video_size: tuple[int, int] | None = None
         self.skipped_images = 0
         self.error: RecordError | None = None
@@ -249,7 +366,7 @@ class NodeRecording:
             return
         compressed = CompressedImage(header=msg.header, format="jpeg", data=jpeg.tobytes())
         self.recorder.write(self.debug_topic, serialize_message(compressed), time.time_ns())
-        if self.video_output is not None:
+        if self.video_file is not None:
             self._write_video_frame(image)
 
     def _write_video_frame(self, image) -> None:
@@ -259,9 +376,9 @@ class NodeRecording:
         size = image.shape[1::-1]
         if self.video is None:
             self.video_size = size
-            self.video = cv2.VideoWriter(str(self.video_output.path), self.fourcc, self.fps, size)
+            self.video = cv2.VideoWriter(self.video_file.path, self.fourcc, self.fps, size)
             if not self.video.isOpened():
-                raise RecordError(f"cannot write '{self.video_output.target}': OpenCV cannot open an MP4 writer")
+                raise RecordError(f"cannot write '{self.video_file.output.target}': OpenCV cannot open an MP4 writer")
         if size != self.video_size:
             image = cv2.resize(image, self.video_size)
         self.video.write(image)
@@ -297,13 +414,15 @@ class NodeRecording:
             self.error = self.error or error
         if self.video is not None:
             self.video.release()
-            if self.error is None:
-                try:
-                    self.video_output.commit()
-                except RecordError as error:
-                    self.error = error
-        elif self.video_output is not None:
-            self.video_output.discard()
+            try:
+                self.video_file.finish()
+                if self.error is None:
+                    self.video_file.output.commit()
+            except RecordError as error:
+                self.error = self.error or error
+        elif self.video_file is not None:
+            self.video_file.discard()
+            self.video_file.output.discard()
         self.executor.shutdown()
         self.node.destroy_node()
         self.context.try_shutdown()
@@ -347,15 +466,15 @@ def _check_topics(parser: _Parser, node: str, camera: str) -> None:
             parser.error(f"--node/--camera: '{topic}' is not a valid topic name")
 
 
-def _check_video_writer(video: OutputFile, fps: float) -> None:
+def _check_video_writer(video: VideoFile, fps: float) -> None:
     """OpenCV fails silently when it cannot write an MP4: find out before recording."""
     import cv2
 
-    probe = cv2.VideoWriter(str(video.path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 64))
+    probe = cv2.VideoWriter(video.path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 64))
     opened = probe.isOpened()
     probe.release()
     if not opened:
-        raise RecordError(f"cannot write '{video.target}': OpenCV cannot open an MP4 writer for it")
+        raise RecordError(f"cannot write '{video.output.target}': OpenCV cannot open an MP4 writer for it")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -387,25 +506,37 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _record(args: argparse.Namespace, shutdown: Shutdown) -> int:
-    """Exit code: 0 recorded, 1 a write failed during the recording, 2 an output cannot be created."""
+    """Exit code: 0 recorded, 1 a write failed during the recording, 2 an output cannot be created.
+    The outputs' locks are held until the end."""
+    from fastsam_ros.tools.play import UnbreakableStream
+
+    # A reader that went away (`| head`, a closed terminal) must not end the recording.
+    sys.stdout, sys.stderr = UnbreakableStream(sys.stdout), UnbreakableStream(sys.stderr)
     created: list[OutputFile] = []
+    try:
+        return _record_into(args, shutdown, created)
+    finally:
+        for output in created:
+            output.release()
+
+
+def _record_into(args: argparse.Namespace, shutdown: Shutdown, created: list[OutputFile]) -> int:
+    video: VideoFile | None = None
     try:
         created.append(OutputFile(args.output, args.force))
         if args.video is not None:
             created.append(OutputFile(args.video, args.force))
             created[-1].close_descriptor()
-            _check_video_writer(created[-1], args.video_fps)
+            video = VideoFile(created[-1])
+            _check_video_writer(video, args.video_fps)
     except RecordError as error:
-        for output in created:
-            output.discard()
+        _discard(video, created)
         print(f"fastsam_record: error: {error}", file=sys.stderr)
         return 2
-    video = created[1] if args.video is not None else None
     try:
         recording = NodeRecording(created[0], args.node, args.camera, args.jpeg_quality, video, args.video_fps)
     except RecordError as error:
-        for output in created:
-            output.discard()
+        _discard(video, created)
         print(f"fastsam_record: error: {error}", file=sys.stderr)
         return 1
     try:
@@ -419,11 +550,21 @@ def _record(args: argparse.Namespace, shutdown: Shutdown) -> int:
             signal.signal(signum, signal.SIG_IGN)
     if recording.error is not None:
         kept = "".join(f"; unfinished recording kept in '{o.path}'" for o in created if o.force and o.path.exists())
+        kept_video = video.kept() if video is not None else None
+        if kept_video is not None and str(kept_video) not in str(recording.error):
+            kept += f"; the video is kept in '{kept_video}'"
         print(f"fastsam_record: error: {recording.error}{kept}", file=sys.stderr)
         return 1
     counts = ", ".join(f"{topic} {count}" for topic, count in recording.recorder.counts.items())
     skipped = f"; {recording.skipped_images} undecodable debug images skipped" if recording.skipped_images else ""
-    print(f"fastsam_record: wrote {args.output} ({args.output.stat().st_size} bytes): {counts}{skipped}")
+    print(f"fastsam_record: wrote {args.output} ({recording.recorder.size} bytes): {counts}{skipped}")
     if args.video is not None and recording.video is None:
         print(f"fastsam_record: no debug image arrived, so no {args.video} was written")
     return 0
+
+
+def _discard(video: VideoFile | None, created: list[OutputFile]) -> None:
+    if video is not None:
+        video.discard()
+    for output in created:
+        output.discard()

@@ -7,7 +7,11 @@ the latest, so a slow browser skips frames instead of queueing them. Masks are d
 here and sent as a PNG overlay. The server serves only its three page files and its API,
 only to requests addressed to it (Host: against DNS rebinding) and prompts only from its own
 page (Origin, JSON content type: against cross-site requests). Bodies are bounded before
-they are read and parsed in worker threads, so that no request stalls the others.
+they are read and parsed in worker threads, so that no request stalls the others; connections
+are capped and must send their headers in time, so that idle ones cannot lock the page out.
+
+Stop signals are caught before anything heavy is imported (OpenCV, aiohttp and rclpy load
+inside the functions that need them): a signal at any moment is a clean stop, exit code 0.
 """
 
 from __future__ import annotations
@@ -21,25 +25,39 @@ import math
 import reprlib
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
+import urllib.parse
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import cv2
-import numpy as np
-from aiohttp import hdrs, web
+from fastsam_ros.core.parameters import default_of
 
-from fastsam_ros.core.prompts import PromptError, PromptLimits
+if TYPE_CHECKING:
+    from aiohttp import web
 
 FRAME_WAIT_S = 10.0
 BODY_WAIT_S = 5.0
 """Longest wait for a request body to arrive in full: the page's few kilobytes take milliseconds."""
 STOP_WAIT_S = 2.0
 """At a stop, how long requests in flight (a prompt the node is answering) may still finish."""
+MAX_CONNECTIONS = 64
+"""Connections held at once; a browser opens at most six to a server. Above it, the oldest
+connection that has not sent a request yet makes room, or the new one is closed."""
+HEADER_WAIT_S = 5.0
+"""Longest wait for a new connection's request line and headers: a browser sends them at once."""
+KEEPALIVE_S = 15.0
+"""An idle connection between requests is closed after this (aiohttp's default is an hour)."""
+WARNING_INTERVAL_S = 10.0
+"""A warning that repeats (broken frames, refused connections) is printed at most this often."""
+MAX_COORDINATE = 1e6
+"""Largest pixel coordinate of a prompt: far beyond any frame the node takes (max_pixels)."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 MASK_COLOUR_BGRA = (255, 144, 30, 150)
 PAGE_FILES = {
     "/": ("index.html", "text/html"),
@@ -81,8 +99,31 @@ def instance_summary(msg) -> dict:
     }
 
 
+class ThrottledWarning:
+    """A warning that may repeat without end (a publisher of broken frames, a connection flood):
+    one line at most every WARNING_INTERVAL_S, saying how many were left out, so the log stays readable."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.next_at = 0.0
+        self.left_out = 0
+
+    def warn(self, message: str) -> None:
+        with self.lock:
+            now = time.monotonic()
+            if now < self.next_at:
+                self.left_out += 1
+                return
+            more = f" ({self.left_out} more like it left out)" if self.left_out else ""
+            self.next_at, self.left_out = now + WARNING_INTERVAL_S, 0
+        print(f"fastsam_web: {message}{more}", file=sys.stderr, flush=True)
+
+
 def mask_overlay(instances, width: int, height: int) -> tuple[str | None, int]:
     """PNG data URL of the union of the instances' masks over a width x height frame, and its pixel count."""
+    import cv2
+    import numpy as np
+
     from fastsam_ros.ros.convert import msg_to_instance
 
     union = np.zeros((height, width), bool)
@@ -100,9 +141,7 @@ def mask_overlay(instances, width: int, height: int) -> tuple[str | None, int]:
 
 # Request bodies: checked here, in a worker thread, before anything reaches the node.
 
-PROMPT_LIMITS = PromptLimits()
-"""The node's default prompt limits: the page asks no more of a node than one answers by default."""
-MAX_BODY_BYTES = 4096 + max(128 * PROMPT_LIMITS.max_points, 12 * PROMPT_LIMITS.max_text_length)
+MAX_BODY_BYTES = 4096 + max(128 * default_of("max_prompt_points"), 12 * default_of("max_text_length"))
 """Largest request body read: a point and its label in 128 bytes, a text character escaped in 12."""
 
 
@@ -123,9 +162,25 @@ def _number(value, what: str) -> float:
     return number
 
 
+def _coordinate(value, what: str) -> float:
+    """A pixel coordinate: a finite number within MAX_COORDINATE (beyond float32, the message would carry inf)."""
+    number = _number(value, what)
+    if abs(number) > MAX_COORDINATE:
+        raise RequestError(400, f"{what} {_shown(value)} is outside -{MAX_COORDINATE:g}..{MAX_COORDINATE:g} pixels")
+    return number
+
+
+def _float32(number: float) -> float:
+    """A number as a float32 message field holds it."""
+    return struct.unpack("f", struct.pack("f", number))[0]
+
+
 def _limited(**counts) -> None:
+    """The node's default prompt limits: the page asks no more of a node than one answers by default."""
+    from fastsam_ros.core.prompts import PromptError, PromptLimits
+
     try:
-        PROMPT_LIMITS.check(**counts)
+        PromptLimits().check(**counts)
     except PromptError as error:
         raise RequestError(400, str(error)) from error
 
@@ -156,7 +211,7 @@ def parse_point_request(body: dict) -> tuple[list[tuple[float, float]], list[int
     for index, point in enumerate(points):
         if not isinstance(point, list) or len(point) != 2:
             raise RequestError(400, f"point {index} must be an [x, y] pair, got {_shown(point)}")
-        parsed.append((_number(point[0], f"point {index} x"), _number(point[1], f"point {index} y")))
+        parsed.append((_coordinate(point[0], f"point {index} x"), _coordinate(point[1], f"point {index} y")))
     if any(type(label) is not int or label not in (0, 1) for label in labels):
         raise RequestError(400, "labels must be the integers 1 (foreground) or 0 (background)")
     return parsed, labels
@@ -166,7 +221,7 @@ def parse_box_request(body: dict) -> tuple[float, float, float, float]:
     box = body.get("box")
     if not isinstance(box, list) or len(box) != 4:
         raise RequestError(400, "'box' must be [x1, y1, x2, y2]")
-    x1, y1, x2, y2 = (_number(v, "box coordinate") for v in box)
+    x1, y1, x2, y2 = (_float32(_coordinate(v, "box coordinate")) for v in box)
     if not (x1 < x2 and y1 < y2):
         raise RequestError(400, f"box needs x1 < x2 and y1 < y2, got {[x1, y1, x2, y2]}")
     return x1, y1, x2, y2
@@ -188,8 +243,8 @@ def service_request(kind: str, raw: bytes):
     """The prompt service's request for a body the page sent (in a worker thread: parsing takes time)."""
     from geometry_msgs.msg import Point
 
-    from fastsam_ros.msg import BoundingBox
-    from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
+    from fastsam_msgs.msg import BoundingBox
+    from fastsam_msgs.srv import BoxPrompt, PointPrompt, TextPrompt
 
     body = parse_body(raw)
     if kind == "point":
@@ -205,12 +260,13 @@ class LiveView:
     """The ROS side: latest frame and instances of one camera, and its prompt services."""
 
     def __init__(self, node_name: str, camera: str, jpeg_quality: int) -> None:
+        import cv2  # noqa: F401 - loaded here, before serving, not in the ROS thread at the first frame
         import rclpy
         from sensor_msgs.msg import Image
 
-        from fastsam_ros.msg import InstanceArray
+        from fastsam_msgs.msg import InstanceArray
+        from fastsam_msgs.srv import BoxPrompt, PointPrompt, TextPrompt
         from fastsam_ros.ros.qos import SERVICE_QOS
-        from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
 
         self.context = rclpy.Context()
         self.context.init(args=[])
@@ -229,6 +285,9 @@ class LiveView:
             for kind, srv in (("point", PointPrompt), ("box", BoxPrompt), ("text", TextPrompt))
         }
         self.jpeg_quality = jpeg_quality
+        self.skipped_images = 0
+        self.image_warning = ThrottledWarning()
+        self.callback_warning = ThrottledWarning()
         self.lock = threading.Lock()
         self.frame: Frame | None = None
         self.instances: deque = deque(maxlen=30)
@@ -239,17 +298,35 @@ class LiveView:
         self.thread.start()
 
     def _spin(self) -> None:
+        """Spin until close. An exception out of a callback is reported and spinning goes on: a
+        thread that ended would leave the page frozen and prompts unanswered, with the server up."""
         from rclpy.executors import ExternalShutdownException
 
-        with contextlib.suppress(ExternalShutdownException):
-            self.executor.spin()
+        while True:
+            try:
+                self.executor.spin()
+                return
+            except ExternalShutdownException:
+                return
+            except Exception as error:  # any callback's failure: reported, and the thread goes on
+                self.callback_warning.warn(f"a message was dropped: {type(error).__name__}: {error}")
 
     def _on_image(self, msg) -> None:
+        import cv2
+
+        from fastsam_ros.core.image_codec import ImageDecodeError
         from fastsam_ros.ros.convert import image_to_bgr, stamp_to_ns
 
-        image = image_to_bgr(msg)
-        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-        if not ok:
+        try:
+            image = image_to_bgr(msg)
+            ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+            if not ok:
+                raise ImageDecodeError("JPEG encoding failed")
+        except (ImageDecodeError, cv2.error) as error:
+            self.skipped_images += 1
+            self.image_warning.warn(
+                f"undecodable debug image skipped ({self.skipped_images} so far): {str(error).strip()}"
+            )
             return
         with self.lock:
             seq = 0 if self.frame is None else self.frame.seq + 1
@@ -340,7 +417,13 @@ class WebApp:
         self.served = served
         self.frame_event: asyncio.Event | None = None
         self.closing = False
-        self.app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY_BYTES)
+        from aiohttp import web
+
+        @web.middleware
+        async def guard(request: web.Request, handler):
+            return await self._guard(request, handler)
+
+        self.app = web.Application(middlewares=[guard], client_max_size=MAX_BODY_BYTES)
         self.app.router.add_get("/", self.page_file)
         self.app.router.add_get("/app.js", self.page_file)
         self.app.router.add_get("/style.css", self.page_file)
@@ -370,9 +453,10 @@ class WebApp:
         self.closing = True
         self.frame_event.set()
 
-    @web.middleware
     async def _guard(self, request: web.Request, handler):
-        """Only this server's own page gets an answer: Host and Origin checked first, refusals as JSON."""
+        """Only this server's own page gets an answer: target, Host and Origin checked first, refusals as JSON."""
+        from aiohttp import web
+
         try:
             self._check_origin(request)
             return await handler(request)
@@ -380,20 +464,29 @@ class WebApp:
             return web.json_response({"success": False, "message": str(error)}, status=error.status)
 
     def _check_origin(self, request: web.Request) -> None:
-        host = request.headers.get(hdrs.HOST, "")
+        target = request.raw_path
+        if not target.startswith("/"):  # absolute form: its authority outranks Host (RFC 9112)
+            parts = urllib.parse.urlsplit(target)
+            if parts.scheme.lower() != "http" or parts.netloc.lower() not in self.served.hosts:
+                raise RequestError(400, f"request target {_shown(target)} is not a path of this server")
+        host = request.headers.get("Host", "")
         if host.lower() not in self.served.hosts:
             raise RequestError(403, f"Host {_shown(host)} is not an address of this server: open {self.served.urls[0]}")
-        origin = request.headers.get(hdrs.ORIGIN)
+        origin = request.headers.get("Origin")
         if request.method not in ("GET", "HEAD") and origin is not None and origin.lower() != f"http://{host.lower()}":
             raise RequestError(403, f"Origin {_shown(origin)} refused: prompts come only from this server's page")
 
     async def page_file(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         name, content_type = PAGE_FILES[request.path]
         text = resources.files("fastsam_ros.tools").joinpath("web_static", name).read_text()
         return web.Response(text=text, content_type=content_type, headers={"Cache-Control": "no-cache"})
 
     async def frame(self, request: web.Request) -> web.Response:
         """The latest frame once it is newer than ?after=SEQ; 204 when none comes within FRAME_WAIT_S."""
+        from aiohttp import web
+
         try:
             after = int(request.query.get("after", "-1"))
         except ValueError as error:
@@ -414,9 +507,13 @@ class WebApp:
         return web.Response(body=frame.jpeg, content_type="image/jpeg", headers=headers)
 
     async def instances(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         return web.json_response(await asyncio.to_thread(self.view.latest_instances))
 
     async def prompt(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         kind = request.match_info["kind"]
         if kind not in ("point", "box", "text"):
             raise RequestError(404, f"unknown prompt {_shown(kind)}: use point, box or text")
@@ -494,14 +591,21 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 class StopRequest:
-    """SIGINT and SIGTERM, any number of them at any time, ask once for a clean stop."""
+    """SIGINT, SIGTERM and SIGHUP (a closed terminal), any number of them at any time, ask once for a clean stop."""
 
     def __init__(self) -> None:
         self.requested = threading.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping: asyncio.Event | None = None
-        for number in (signal.SIGINT, signal.SIGTERM):
+        for number in STOP_SIGNALS:
             signal.signal(number, self._on_signal)
+
+    @staticmethod
+    def ignore_from_now() -> None:
+        """Python puts its handlers back to the default action while it finalizes: a late signal
+        would still end the finished process with a signal's exit status."""
+        for number in STOP_SIGNALS:
+            signal.signal(number, signal.SIG_IGN)
 
     def _on_signal(self, number: int, frame) -> None:
         self.requested.set()
@@ -517,13 +621,108 @@ class StopRequest:
         await self.stopping.wait()
 
 
+class GuardedConnection(asyncio.Protocol):
+    """One TCP connection, handed to aiohttp's handler once the guard lets it in; closed when its
+    first request line and headers are not complete within HEADER_WAIT_S (later requests on it
+    fall under aiohttp's keep-alive timeout)."""
+
+    def __init__(self, guard: ConnectionGuard) -> None:
+        self.guard = guard
+        self.handler: asyncio.Protocol | None = None
+        self.transport: asyncio.Transport | None = None
+        self.heard = False
+        self.received_tail = b""
+        self.deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        if not self.guard.admit(self):
+            transport.abort()
+            return
+        self.deadline = asyncio.get_running_loop().call_later(HEADER_WAIT_S, self._headers_overdue)
+        self.handler = self.guard.handler_factory()
+        self.handler.connection_made(transport)
+
+    def _headers_overdue(self) -> None:
+        if not self.heard:
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if not self.heard:
+            seen = self.received_tail + data
+            self.heard = b"\r\n\r\n" in seen or b"\n\n" in seen
+            self.received_tail = seen[-3:]
+            if self.heard:
+                self.deadline.cancel()
+        self.handler.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.handler.eof_received()
+
+    def pause_writing(self) -> None:
+        self.handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.handler.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.guard.release(self)
+        if self.handler is not None:
+            self.deadline.cancel()
+            self.handler.connection_lost(exc)
+
+
+class ConnectionGuard:
+    """The listening socket's protocol factory: at most MAX_CONNECTIONS at once, so idle
+    connections cannot use up the process's descriptors and lock the page out."""
+
+    def __init__(self, handler_factory: Callable[[], asyncio.Protocol]) -> None:
+        self.handler_factory = handler_factory
+        self.open: dict[GuardedConnection, None] = {}
+        """Oldest first (a dict keeps insertion order)."""
+        self.refusals = ThrottledWarning()
+
+    def __call__(self) -> GuardedConnection:
+        return GuardedConnection(self)
+
+    def admit(self, connection: GuardedConnection) -> bool:
+        if len(self.open) >= MAX_CONNECTIONS:
+            silent = next((held for held in self.open if not held.heard), None)
+            if silent is None:
+                self.refusals.warn(f"{MAX_CONNECTIONS} connections busy: a new one was closed")
+                return False
+            self.open.pop(silent)
+            silent.transport.abort()
+            self.refusals.warn(f"{MAX_CONNECTIONS} connections open: the oldest one without a request was closed")
+        self.open[connection] = None
+        return True
+
+    def release(self, connection: GuardedConnection) -> None:
+        self.open.pop(connection, None)
+
+
+def report_loop_error(loop: asyncio.AbstractEventLoop, context: dict, warning: ThrottledWarning) -> None:
+    """An error the event loop could only log (a failed accept when descriptors run out, repeated
+    as fast as the loop turns): one throttled line instead of a traceback each time."""
+    error = context.get("exception")
+    warning.warn(f"{context.get('message', 'event loop error')}: {error}" if error else context.get("message", ""))
+
+
 async def serve(app: WebApp, host: str, port: int, stop: StopRequest) -> int:
-    """Serve until SIGINT or SIGTERM: exit code 0, or 2 with one line when the address cannot be used."""
-    runner = web.AppRunner(app.app, handle_signals=False, access_log=None, shutdown_timeout=STOP_WAIT_S)
+    """Serve until a stop signal: exit code 0, or 2 with one line when the address cannot be used."""
+    from aiohttp import web
+
+    loop = asyncio.get_running_loop()
+    loop_errors = ThrottledWarning()
+    loop.set_exception_handler(lambda loop, context: report_loop_error(loop, context, loop_errors))
+    runner = web.AppRunner(
+        app.app, handle_signals=False, access_log=None, shutdown_timeout=STOP_WAIT_S, keepalive_timeout=KEEPALIVE_S
+    )
     await runner.setup()
+    listener: asyncio.Server | None = None
     try:
         try:
-            await web.TCPSite(runner, host, port).start()
+            listener = await loop.create_server(ConnectionGuard(runner.server), host or None, port, reuse_address=True)
         except (OSError, UnicodeError) as error:  # in use, not this machine's, no such name
             print(f"fastsam_web: cannot listen on {host}:{port}: {error}", file=sys.stderr)
             return 2
@@ -531,6 +730,8 @@ async def serve(app: WebApp, host: str, port: int, stop: StopRequest) -> int:
         await stop.wait()
         return 0
     finally:
+        if listener is not None:
+            listener.close()
         await runner.cleanup()
 
 
@@ -548,16 +749,21 @@ def announce(served: Served, host: str, image_topic: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = arguments(argv)
     stop = StopRequest()
-    view = LiveView(args.node, args.camera, args.jpeg_quality)
     code = 0
     try:
-        view.start()
-        app = WebApp(view, args.service_timeout, Served.of(args.host, args.port))
-        if not stop.requested.is_set():
-            code = asyncio.run(serve(app, args.host, args.port, stop))
+        args = arguments(argv)
+        if stop.requested.is_set():
+            return
+        view = LiveView(args.node, args.camera, args.jpeg_quality)
+        try:
+            view.start()
+            app = WebApp(view, args.service_timeout, Served.of(args.host, args.port))
+            if not stop.requested.is_set():
+                code = asyncio.run(serve(app, args.host, args.port, stop))
+        finally:
+            view.close()
     finally:
-        view.close()
+        stop.ignore_from_now()
     if code:
         raise SystemExit(code)

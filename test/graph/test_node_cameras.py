@@ -11,9 +11,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from fastsam_ros.msg import BoundingBox, InstanceArray
+from fastsam_msgs.msg import BoundingBox, InstanceArray
+from fastsam_msgs.srv import BoxPrompt
 from fastsam_ros.ros.convert import stamp_to_ns
-from fastsam_ros.srv import BoxPrompt
 from fastsam_ros.tools.node_client import NodeClient, start_node, stop_node
 
 CAMERAS = ("front", "rear")

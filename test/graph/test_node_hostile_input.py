@@ -19,9 +19,9 @@ from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
-from fastsam_ros.msg import BoundingBox, ObstacleArray
+from fastsam_msgs.msg import BoundingBox, ObstacleArray
+from fastsam_msgs.srv import BoxPrompt, PointPrompt, TextPrompt
 from fastsam_ros.ros.convert import stamp_from_ns, stamp_to_ns
-from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
 
 MEMORY_SLACK = 100 * 2**20
 """Resident memory must come back within this much of its level before a hostile message."""

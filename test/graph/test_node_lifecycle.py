@@ -9,8 +9,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 
+from fastsam_msgs.srv import TextPrompt
 from fastsam_ros.ros.convert import stamp_to_ns
-from fastsam_ros.srv import TextPrompt
 
 NODE_EXECUTABLE = "fastsam_lifecycle_node"
 

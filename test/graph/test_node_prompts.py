@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from geometry_msgs.msg import Point
 
-from fastsam_ros.msg import BoundingBox
+from fastsam_msgs.msg import BoundingBox
+from fastsam_msgs.srv import BoxPrompt, PointPrompt, TextPrompt
 from fastsam_ros.ros.convert import msg_to_instance, msg_to_mask_set, stamp_to_ns
-from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
 
 NODE_PARAMETERS = ["text_backend:=auto"]
 WARM_UP = False

@@ -11,7 +11,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
-from fastsam_ros.msg import ObstacleArray
+from fastsam_msgs.msg import ObstacleArray
 from fastsam_ros.ros.convert import array_to_image, msg_to_mask_set, stamp_from_ns, stamp_to_ns
 from fastsam_ros.tools.sample_frames import asset_image, panned
 

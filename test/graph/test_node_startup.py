@@ -51,22 +51,6 @@ def test_bad_start_up_configuration_fails_fast_with_one_line(tmp_path, args, exp
     assert "Traceback" not in output
 
 
-def _set(node_graph, name: str, value: float) -> tuple[bool, str]:
-    parameter = Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))
-    response = node_graph.call(SetParameters, "/fastsam/set_parameters", SetParameters.Request(parameters=[parameter]))
-    return response.results[0].successful, response.results[0].reason
-
-
-def test_node_from_params_file_applies_valid_run_time_changes_only(node_graph, bus):
-    ok, reason = _set(node_graph, "conf", 5.0)
-    assert not ok and "conf: must be in" in reason
-    ok, _ = _set(node_graph, "conf", 0.8)
-    assert ok
-    result = node_graph.result_for(node_graph.send(bus))
-    assert result.instances and all(instance.score >= 0.8 for instance in result.instances)
-    assert len(result.instances) < 6, "the default conf 0.25 finds more on this photo"
-
-
 @pytest.mark.parametrize("extra", [[], ["-p", "conf:=2.0"]], ids=["idle", "invalid-conf"])
 def test_lifecycle_node_stays_up_unconfigured_and_stops_on_sigint(tmp_path, extra):
     from lifecycle_msgs.msg import State, Transition
@@ -89,3 +73,21 @@ def test_lifecycle_node_stays_up_unconfigured_and_stops_on_sigint(tmp_path, extr
         client.close()
         code = stop_node(process, timeout=10.0)
     assert code == 0, log.read_text()
+
+
+# Last in this module: the module's node, once started, is also named /fastsam and would answer
+# the lifecycle services the tests above call.
+def _set(node_graph, name: str, value: float) -> tuple[bool, str]:
+    parameter = Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))
+    response = node_graph.call(SetParameters, "/fastsam/set_parameters", SetParameters.Request(parameters=[parameter]))
+    return response.results[0].successful, response.results[0].reason
+
+
+def test_node_from_params_file_applies_valid_run_time_changes_only(node_graph, bus):
+    ok, reason = _set(node_graph, "conf", 5.0)
+    assert not ok and "conf: must be in" in reason
+    ok, _ = _set(node_graph, "conf", 0.8)
+    assert ok
+    result = node_graph.result_for(node_graph.send(bus))
+    assert result.instances and all(instance.score >= 0.8 for instance in result.instances)
+    assert len(result.instances) < 6, "the default conf 0.25 finds more on this photo"

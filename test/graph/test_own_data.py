@@ -159,7 +159,7 @@ def test_recording_reads_back_with_ros2_schemas(node_graph, tmp_path):
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
 
-    from fastsam_ros.srv import PointPrompt
+    from fastsam_msgs.srv import PointPrompt
 
     client = node_graph
     path, video, log = tmp_path / "run.mcap", tmp_path / "run.mp4", tmp_path / "record.log"
@@ -201,10 +201,10 @@ def test_recording_reads_back_with_ros2_schemas(node_graph, tmp_path):
             assert schema.encoding == "ros2msg" and channel.message_encoding == "cdr"
             topics.setdefault(channel.topic, []).append((schema.name, message.log_time, decoded))
     schemas = {topic: {name for name, _, _ in items} for topic, items in topics.items()}
-    assert schemas["/fastsam/instances"] == {"fastsam_ros/msg/InstanceArray"}
+    assert schemas["/fastsam/instances"] == {"fastsam_msgs/msg/InstanceArray"}
     assert schemas["/fastsam/debug_image/compressed"] == {"sensor_msgs/msg/CompressedImage"}
-    assert schemas["/fastsam/selection"] == {"fastsam_ros/msg/InstanceArray"}
-    assert schemas.get("/fastsam/obstacles", {"fastsam_ros/msg/ObstacleArray"}) == {"fastsam_ros/msg/ObstacleArray"}
+    assert schemas["/fastsam/selection"] == {"fastsam_msgs/msg/InstanceArray"}
+    assert schemas.get("/fastsam/obstacles", {"fastsam_msgs/msg/ObstacleArray"}) == {"fastsam_msgs/msg/ObstacleArray"}
 
     instances = [decoded for _, _, decoded in topics["/fastsam/instances"]]
     assert len(instances) == 4

@@ -255,7 +255,7 @@ def test_killed_player_takes_its_node_along(tmp_path):
         player.send_signal(signal.SIGKILL)
         player.wait()
         killed = time.monotonic()
-        gone = psutil.wait_procs([node], timeout=15.0)[0]
+        gone = psutil.wait_procs([node], timeout=30.0)[0]  # it finishes the frame and text model in hand
         alive = node.is_running() and node.status() != psutil.STATUS_ZOMBIE
         assert gone or not alive, f"fastsam_node (pid {node.pid}) outlived its killed player\n{log.read_text()[-2000:]}"
         print(f"\nplay: the node ended {time.monotonic() - killed:.1f} s after its player was killed")

@@ -24,11 +24,12 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 
-from fastsam_ros.msg import InstanceArray
+from fastsam_msgs.msg import InstanceArray
 from fastsam_ros.ros.convert import array_to_image, stamp_from_ns
 from fastsam_ros.tools.node_client import installed_command
 from fastsam_ros.tools.record import DEBUG_SUFFIX, DIAGNOSTICS, output_topics
 from fastsam_ros.tools.sample_frames import asset_image
+from test_support.node_driver import catches
 
 SEED = 20261205
 SCALE = int(os.environ.get("FASTSAM_FUZZ_SCALE", "1"))
@@ -90,8 +91,10 @@ def fake_node() -> Iterator[FakeNode]:
 class Recorder:
     """fastsam_record run as a user runs it, its stdout and stderr in files."""
 
-    def __init__(self, tmp_path: Path, args: list[str], preexec_fn: Callable[[], None] | None = None) -> None:
-        self.out, self.err = tmp_path / "record.out", tmp_path / "record.err"
+    def __init__(
+        self, tmp_path: Path, args: list[str], preexec_fn: Callable[[], None] | None = None, name: str = "record"
+    ) -> None:
+        self.out, self.err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
         with self.out.open("w") as out, self.err.open("w") as err:
             self.process = subprocess.Popen(
                 [installed_command("fastsam_record"), *args], stdout=out, stderr=err, text=True, preexec_fn=preexec_fn
@@ -268,14 +271,6 @@ def test_started_with_sigint_ignored_stops_on_sigint(tmp_path, fake_node):
     assert_recorded(path)
 
 
-def catches(pid: int, signum: int) -> bool:
-    """Whether a process has a handler for a signal (Linux: the SigCgt mask in /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("SigCgt:"):
-            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
-    return False
-
-
 def test_signal_during_start_up_leaves_a_readable_file(tmp_path):
     """SIGTERM as soon as the recorder can catch it, while it still imports and starts ROS."""
     path = tmp_path / "run.mcap"
@@ -389,3 +384,113 @@ def test_fuzz_command_line(tmp_path):
             read_mcap(path)
             assert not video.exists(), "no debug image arrived, so there is no video"
     print(f"\nfuzz seed {SEED}: {codes.count(0)} recorded, {codes.count(2)} refused")
+
+
+def test_video_name_that_is_not_utf8_is_recorded(tmp_path, fake_node):
+    """OpenCV's writer crashes (SIGSEGV) on a file name that is not UTF-8: it never sees the user's name."""
+    path, video = tmp_path / os.fsdecode(b"run\xff.mcap"), tmp_path / os.fsdecode(b"run\xfe.mp4")
+    recorder = Recorder(tmp_path, [str(path), "--video", str(video)])
+    recorder.record(fake_node, frames=1)
+    recorder.process.send_signal(signal.SIGINT)
+    assert recorder.wait() == 0, recorder.output()
+    readable = tmp_path / "run.mp4"
+    video.rename(readable)  # the test's own OpenCV reader has the same limit
+    assert_recorded(path, readable)
+    assert {p.name for p in tmp_path.iterdir()} == {path.name, "run.mp4", "record.out", "record.err"}
+
+
+def wait_for_outputs(recorder: Recorder, *outputs: Path) -> None:
+    """Until the recorder has locked and created its outputs (before it subscribes: a subscriber
+    count may still include a recorder of an earlier test)."""
+    deadline = time.monotonic() + 20
+    while not all(output.exists() for output in outputs):
+        assert time.monotonic() < deadline and recorder.process.poll() is None, recorder.output()
+        time.sleep(0.01)
+
+
+def test_second_recorder_on_the_same_output_is_refused(tmp_path, fake_node):
+    """A second recorder on a file another one writes, even with --force, would replace it and lose
+    that recording: refused with one line, exit 2; the first recording is complete."""
+    path, video = tmp_path / "run.mcap", tmp_path / "run.mp4"
+    first = Recorder(tmp_path, [str(path), "--video", str(video)], name="first")
+    wait_for_outputs(first, path, video)
+    for case, args in {
+        "same output, --force": [str(path), "--force", "--duration", "1"],
+        "same video, --force": [str(tmp_path / "other.mcap"), "--video", str(video), "--force", "--duration", "1"],
+    }.items():
+        second = Recorder(tmp_path, args, name="second")
+        assert_one_line_refusal(second)
+        assert "another fastsam_record" in second.err.read_text(), (case, second.output())
+    first.record(fake_node)
+    first.process.send_signal(signal.SIGINT)
+    assert first.wait() == 0, first.output()
+    assert_recorded(path, video)
+    assert not (tmp_path / "other.mcap").exists()
+    assert {p.name for p in tmp_path.iterdir() if not p.name.endswith((".out", ".err"))} == {"run.mcap", "run.mp4"}
+
+
+def test_outputs_replaced_during_the_recording_are_not_followed(tmp_path, fake_node):
+    """Symlinks planted at the output names while the recorder runs: no file they point to is
+    written, and the recorder says its file was replaced instead of reporting success."""
+    path, video = tmp_path / "run.mcap", tmp_path / "run.mp4"
+    victims = {name: tmp_path / name for name in ("victim_mcap", "victim_mp4")}
+    for victim in victims.values():
+        victim.write_bytes(PRECIOUS)
+    recorder = Recorder(tmp_path, [str(path), "--video", str(video)])
+    wait_for_outputs(recorder, path, video)
+    for output, victim in ((path, victims["victim_mcap"]), (video, victims["victim_mp4"])):
+        output.unlink()
+        output.symlink_to(victim)
+    recorder.record(fake_node, frames=1)
+    recorder.process.send_signal(signal.SIGINT)
+    assert recorder.wait() == 1, recorder.output()
+    assert all(victim.read_bytes() == PRECIOUS for victim in victims.values())
+    lines = recorder.error_lines()
+    assert len(lines) == 1 and "replaced" in lines[0] and "Traceback" not in recorder.output(), recorder.output()
+
+
+def test_closed_stdout_does_not_end_the_recording(tmp_path, fake_node):
+    """`fastsam_record run.mcap | head -c 1`: the reader of its output goes away, the recording goes on."""
+    path = tmp_path / "run.mcap"
+    err = tmp_path / "record.err"
+    with err.open("w") as stderr:
+        process = subprocess.Popen([installed_command("fastsam_record"), str(path)], stdout=subprocess.PIPE,
+                                   stderr=stderr)  # fmt: skip
+    process.stdout.close()
+    try:
+        deadline = time.monotonic() + 20
+        while not path.exists() or path.stat().st_size < 6000:  # the first frames, flushed within a second
+            assert time.monotonic() < deadline and process.poll() is None, err.read_text()
+            fake_node.publish(1)
+        fake_node.publish(12)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        code = process.wait(20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert code == 0 and "Traceback" not in err.read_text(), (code, err.read_text())
+    assert read_mcap(path).get(TOPICS["instances"], 0) >= 13
+
+
+def test_force_takes_the_longest_name_the_folder_takes(tmp_path):
+    """A 250-character name works without --force, so it works with it: the hidden file's name is short."""
+    path = tmp_path / ("L" * 245 + ".mcap")
+    path.write_bytes(PRECIOUS)
+    recorder = Recorder(tmp_path, [str(path), "--force", "--duration", "0"])
+    assert recorder.wait() == 0, recorder.output()
+    assert read_mcap(path) == {}
+
+
+def test_sigint_while_it_imports_is_a_clean_stop(tmp_path):
+    """SIGINT soon after start, while the recorder still imports: exit 0, no traceback, a readable file."""
+    path = tmp_path / "run.mcap"
+    recorder = Recorder(tmp_path, [str(path)])
+    while not catches(recorder.process.pid, signal.SIGINT):  # Python's own handler: SIGINT is Python's
+        assert recorder.process.poll() is None, recorder.output()
+        time.sleep(0.005)
+    time.sleep(0.35)
+    recorder.process.send_signal(signal.SIGINT)
+    assert recorder.wait() == 0, recorder.output()
+    assert "Traceback" not in recorder.output()
+    assert read_mcap(path) == {}

@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,9 +27,9 @@ import pytest
 from geometry_msgs.msg import Point
 from ultralytics.utils import ASSETS
 
-from fastsam_ros.msg import BoundingBox
+from fastsam_msgs.msg import BoundingBox
+from fastsam_msgs.srv import BoxPrompt, PointPrompt, TextPrompt
 from fastsam_ros.ros.convert import msg_to_instance
-from fastsam_ros.srv import BoxPrompt, PointPrompt, TextPrompt
 from fastsam_ros.tools.node_client import NodeClient, installed_command
 from fastsam_ros.tools.sample_frames import asset_image
 from test_support.node_driver import free_port
@@ -39,6 +40,8 @@ BROWSER_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1400,1250",
 )  # fmt: skip
+# Debian's chromium and chromium-driver, unpacked there by make setup (no root needed).
+CHROMIUM = Path(sys.prefix) / "opt" / "chromium" / "usr" / "lib" / "chromium"
 
 
 def http(url: str, body: bytes | None = None) -> tuple[int, bytes]:
@@ -78,12 +81,14 @@ def browser(tmp_path_factory):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    if not (CHROMIUM / "chromium").is_file():
+        pytest.skip(f"no Chromium in {CHROMIUM}: make setup unpacks Debian's there, and says why when it cannot")
     options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
+    options.binary_location = str(CHROMIUM / "chromium")
     for flag in BROWSER_FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium')}")
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver = webdriver.Chrome(service=Service(str(CHROMIUM / "chromedriver")), options=options)
     driver.set_script_timeout(30)
     yield driver
     driver.quit()

@@ -1,5 +1,6 @@
-"""The CMake build a colcon user runs: generated interfaces, the Python package and the
-executables land in one install prefix and work from there."""
+"""A colcon workspace, as a ROS user builds one: the checkout in src/, `colcon build` of
+fastsam_msgs (ament_cmake) and fastsam_ros (ament_python), the installed commands started
+from the install prefix, and `colcon test` running the package's unit tests."""
 
 from __future__ import annotations
 
@@ -7,62 +8,105 @@ import os
 import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+COMMANDS = (
+    "fastsam_node",
+    "fastsam_lifecycle_node",
+    "fastsam_demo",
+    "fastsam_play",
+    "fastsam_record",
+    "fastsam_web",
+    "fastsam_export",
+)
 
 
-PACKAGE_FILES = ("CMakeLists.txt", "package.xml", "msg", "srv", "fastsam_ros", "scripts", "launch", "config", "rviz")
+def checkout_files() -> list[str]:
+    """The files a clone has: tracked and new ones, without what git ignores (.venv, build)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [name for name in listed.split("\0") if name and (ROOT / name).is_file()]
 
 
-def test_cmake_install_gives_a_working_package(tmp_path):
+def colcon(workspace: Path, *arguments: str) -> None:
+    """Runs colcon in the workspace with the environment of .venv, as a sourced ROS install has."""
     venv = Path(sys.prefix)
-    source = tmp_path / "src" / "fastsam_ros"
-    source.mkdir(parents=True)
-    for name in PACKAGE_FILES:
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(ROOT / name, source / name)
-    build, install = tmp_path / "build", tmp_path / "install"
-    build.mkdir()
-    env = dict(os.environ, CMAKE_PREFIX_PATH=str(venv), AMENT_PREFIX_PATH=str(venv))
-    configure = [
-        "cmake",
-        str(source),
-        f"-DPython3_EXECUTABLE={sys.executable}",
-        f"-DCMAKE_INSTALL_PREFIX={install}",
-        "-DBUILD_TESTING=OFF",
-    ]
-    for command in (configure, ["make", f"-j{os.cpu_count()}"], ["make", "install"]):
-        done = subprocess.run(command, cwd=build, env=env, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-
-    site = next(install.glob("lib/python3*/site-packages"))
-    assert (site / "fastsam_ros" / "node.py").is_file() and (site / "fastsam_ros" / "msg").is_dir()
-    for share in ("launch/fastsam.launch.py", "config/fastsam.yaml", "rviz/fastsam.rviz"):
-        assert (install / "share" / "fastsam_ros" / share).is_file(), share
-
-    run_env = dict(
-        os.environ,
-        PYTHONPATH=str(site),
-        LD_LIBRARY_PATH=f"{install / 'lib'}:{os.environ.get('LD_LIBRARY_PATH', '')}",
-        AMENT_PREFIX_PATH=f"{install}:{venv}",
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}
+    env.update(CMAKE_PREFIX_PATH=str(venv), AMENT_PREFIX_PATH=str(venv))
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "colcon"), *arguments],
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
-    probe = (
-        "import fastsam_ros.ros.node; from fastsam_ros.msg import InstanceArray; print(fastsam_ros.ros.node.__file__)"
-    )
-    imported = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=run_env, capture_output=True, text=True)
-    assert imported.returncode == 0, imported.stderr
-    assert imported.stdout.strip().startswith(str(site)), "the installed package, not the source tree"
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
 
-    executable = install / "lib" / "fastsam_ros" / "fastsam_node"
-    started = subprocess.run(
-        [sys.executable, str(executable), "--ros-args", "-p", "conf:=3.0"],
-        cwd=tmp_path,
-        env=run_env,
+
+def run_installed(workspace: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    """Runs a command in a shell that sourced the workspace's install/setup.sh."""
+    return subprocess.run(
+        ["bash", "-c", '. install/setup.sh && exec "$@"', "bash", *command],
+        cwd=workspace,
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert started.returncode == 2 and "fastsam_node: error: conf: must be in" in started.stderr
+
+
+def test_colcon_build_installs_both_packages_and_colcon_test_runs_the_unit_tests(tmp_path):
+    source = tmp_path / "src" / "fastsam_ros"
+    for name in checkout_files():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, source / name)
+
+    # fastsam_msgs sits inside the fastsam_ros checkout, where colcon does not look on its own.
+    colcon(
+        tmp_path,
+        "build",
+        "--base-paths",
+        "src",
+        "src/fastsam_ros/fastsam_msgs",
+        "--cmake-args",
+        f"-DPython3_EXECUTABLE={sys.executable}",
+        "-DBUILD_TESTING=OFF",
+    )
+    install = tmp_path / "install"
+    for command in COMMANDS:
+        assert (install / "fastsam_ros" / "lib" / "fastsam_ros" / command).is_file(), command
+    share = install / "fastsam_ros" / "share"
+    for name in ("package.xml", "launch/fastsam.launch.py", "config/fastsam.yaml", "rviz/fastsam.rviz"):
+        assert (share / "fastsam_ros" / name).is_file(), name
+    assert (share / "ament_index" / "resource_index" / "packages" / "fastsam_ros").is_file()
+    assert (install / "fastsam_msgs" / "share" / "fastsam_msgs" / "msg" / "InstanceArray.msg").is_file()
+
+    probe = (
+        "import fastsam_msgs.msg, fastsam_ros.ros.node; "
+        "print(fastsam_msgs.msg.__file__); print(fastsam_ros.ros.node.__file__)"
+    )
+    imported = run_installed(tmp_path, sys.executable, "-c", probe)
+    assert imported.returncode == 0, imported.stderr
+    messages, node = imported.stdout.split()
+    assert messages.startswith(str(install / "fastsam_msgs")), "the workspace's messages, not .venv's"
+    assert node.startswith(str(install / "fastsam_ros")), "the installed package, not the source tree"
+
+    # What `ros2 run fastsam_ros <command>` executes.
+    commands = install / "fastsam_ros" / "lib" / "fastsam_ros"
+    started = run_installed(tmp_path, str(commands / "fastsam_node"), "--ros-args", "-p", "conf:=3.0")
+    assert started.returncode == 2 and "fastsam_node: error: conf: must be in" in started.stderr, started.stderr
+    export = run_installed(tmp_path, str(commands / "fastsam_export"), "--help")
+    assert export.returncode == 0 and "usage: fastsam_export" in export.stdout, export.stderr
+
+    colcon(tmp_path, "test", "--packages-select", "fastsam_ros", "--return-code-on-test-failure")
+    results = ElementTree.parse(tmp_path / "build" / "fastsam_ros" / "pytest.xml").getroot()
+    suite = results if results.tag == "testsuite" else results.find("testsuite")
+    assert int(suite.get("tests")) >= 200 and suite.get("failures") == "0" and suite.get("errors") == "0"
+    assert any(case.get("classname").endswith("test_ros_convert") for case in suite.iter("testcase"))

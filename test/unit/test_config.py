@@ -274,7 +274,7 @@ def test_the_docs_quote_an_empty_choice_and_show_a_range_only_with_both_ends():
 def test_choice_lists_are_those_the_implementing_modules_accept():
     """The table writes its choice lists itself (it imports nothing); they must match the code that runs them."""
     from fastsam_ros.core.backends.model_loading import RUNTIMES
-    from fastsam_ros.core.backends.openvino_runtime import PRECISIONS
+    from fastsam_ros.core.backends.precision import PRECISIONS
     from fastsam_ros.core.text_prompts import TEXT_BACKENDS
     from fastsam_ros.core.tracking import TRACKERS
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sys
+
 import pytest
 import torch
 
 from fastsam_ros.core.backends.model_errors import ModelLoadError
-from fastsam_ros.core.backends.model_loading import bundled_weights_path, load_model, resolve_device
+from fastsam_ros.core.backends.model_loading import RuntimeChoice, bundled_weights_path, load_model, resolve_device
+from fastsam_ros.core.backends.registry import LoadRequest, runtime_plan, unavailable_runtimes
 
 
 def test_default_weights_are_bundled_offline(loaded_model):
@@ -61,3 +65,67 @@ def test_other_exported_formats_run_through_ultralytics_autobackend(tmp_path, bu
     assert "bus" in names and names.count("person") >= 3 and set(names) <= set(expected)
     with pytest.raises(ModelLoadError, match="is an exported model: use runtime 'torch'"):
         load_model(exported, "cpu", runtime="onnxruntime")
+
+
+def _request(weights: str, device: str = "cpu") -> LoadRequest:
+    return LoadRequest(weights, weights, torch.device(device), False, "auto", (0,))
+
+
+def test_each_runtime_says_why_it_cannot_run_here(loaded_model, tmp_path, monkeypatch):
+    local = loaded_model.source
+    assert unavailable_runtimes(_request(local)) == {}, "every runtime runs local .pt weights on the CPU here"
+    on_gpu = unavailable_runtimes(_request(local, "cuda:0"))
+    assert on_gpu == {
+        "openvino": "runtime 'openvino' runs on the CPU only; use runtime 'torch' on cuda:0",
+        "onnxruntime": "runtime 'onnxruntime' runs on the CPU only; use runtime 'torch' on cuda:0",
+    }
+    assert unavailable_runtimes(_request("FastSAM-s.pt")) == {
+        "openvino": "model 'FastSAM-s.pt' is not a local file; runtime 'openvino' exports local .pt files",
+        "onnxruntime": "model 'FastSAM-s.pt' is not a local file; runtime 'onnxruntime' exports local .pt files",
+    }
+    assert set(unavailable_runtimes(_request(str(tmp_path / "weights.onnx")))) == {"torch"}
+    assert set(unavailable_runtimes(_request(str(tmp_path / "weights.engine")))) == {"openvino", "onnxruntime"}
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as when not installed
+    assert unavailable_runtimes(_request(local)) == {
+        "onnxruntime": "onnxruntime is not installed; runtime 'onnxruntime' needs the package onnxruntime: "
+        "pip install it"
+    }
+    monkeypatch.setitem(sys.modules, "onnxslim", None)
+    reasons = unavailable_runtimes(_request(local))
+    assert reasons["openvino"] == "openvino is installed but its exporter needs onnxslim: pip install them"
+    assert unavailable_runtimes(_request(str(tmp_path / "weights.onnx"))).keys() == {"torch", "onnxruntime"}, (
+        "an ONNX file needs no exporter"
+    )
+
+
+def test_auto_tries_the_runtimes_that_can_run_here_fastest_first_and_says_why_it_passed_others_over(loaded_model):
+    assert runtime_plan("auto", _request(loaded_model.source)) == (["openvino", "onnxruntime", "torch"], {})
+    candidates, passed_over = runtime_plan("auto", _request(loaded_model.source, "cuda:0"))
+    assert candidates == ["torch"] and list(passed_over) == ["openvino", "onnxruntime"]
+    assert runtime_plan("onnxruntime", _request(loaded_model.source)) == (["onnxruntime"], {})
+    with pytest.raises(ModelLoadError, match="runs on the CPU only"):
+        runtime_plan("openvino", _request(loaded_model.source, "cuda:0"))
+    with pytest.raises(ModelLoadError, match="no runtime can run"):
+        runtime_plan("auto", _request("weights.onnx", "cuda:0"))
+
+
+def test_what_was_chosen_is_one_frozen_record(loaded_model):
+    assert loaded_model.choice_record == RuntimeChoice(requested="torch", runtime="torch", precision="f32")
+    assert (loaded_model.runtime, loaded_model.precision, loaded_model.half) == ("torch", "f32", False)
+    assert loaded_model.choice == "" and loaded_model.fallback == "", "a named runtime has nothing to explain"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loaded_model.choice_record.runtime = "openvino"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loaded_model.backend = None
+    record = RuntimeChoice(
+        requested="auto",
+        runtime="torch",
+        precision="f32",
+        passed_over=(("openvino", "openvino is not installed"),),
+        failed=(("onnxruntime", "could not write the ONNX export"),),
+    )
+    assert record.summary == (
+        "runtime auto chose torch (openvino is not installed; "
+        "onnxruntime unavailable (could not write the ONNX export))"
+    )
+    assert record.fallback == "onnxruntime unavailable (could not write the ONNX export); using torch"

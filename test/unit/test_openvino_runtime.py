@@ -11,19 +11,12 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from fastsam_ros.core.backends.int8_quantisation import INT8_MODEL, INT8_VERDICT, write_int8_verdict
 from fastsam_ros.core.backends.model_errors import ModelLoadError
 from fastsam_ros.core.backends.model_loading import load_model
 from fastsam_ros.core.backends.onnx_runtime import cache_dir, exported_onnx
-from fastsam_ros.core.backends.openvino_runtime import (
-    INT8_MODEL,
-    INT8_VERDICT,
-    PRECISION_TIMINGS,
-    OpenVinoNetwork,
-    cpu_capabilities,
-    model_dir,
-    resolve_precision,
-    write_int8_verdict,
-)
+from fastsam_ros.core.backends.openvino_runtime import COMPILED, OpenVinoNetwork, model_dir
+from fastsam_ros.core.backends.precision import PRECISION_TIMINGS, cpu_capabilities, resolve_precision
 from fastsam_ros.core.backends.runtime_quality import box_iou
 from fastsam_ros.core.engine import SegmentationEngine
 from fastsam_ros.core.int8_calibration import calibrate_int8, precision_quality
@@ -189,54 +182,80 @@ def test_a_failed_compile_falls_back_to_onnxruntime(monkeypatch, private_cache, 
         load_model(weights, "cpu", runtime="openvino")
 
 
-def test_compiled_models_are_rebuilt_for_new_weights(private_cache, bus):
-    """A changed network gets its own compiled models; the old ones are imported, not recompiled."""
+def test_compiled_models_are_rebuilt_for_new_weights_and_a_second_load_is_served_from_the_cache(private_cache, bus):
+    """A changed network gets its own compiled models; the old ones are loaded from OpenVINO's cache, not compiled."""
     first = load_model(str(private_cache), "cpu", runtime="openvino", precision="f32")
-    [blob] = first.backend.folder.glob("*.blob")
-    before = blob.stat().st_mtime_ns
+    assert not first.backend.compiled((1, 3, 640, 640)).get_property("LOADED_FROM_CACHE"), "an empty cache"
+    cached = {path: path.stat().st_mtime_ns for path in (first.backend.folder / COMPILED).iterdir()}
+    assert cached, "the compile is kept in the network's cache folder"
     changed = onnx.load(str(private_cache))
     tensor = next(t for t in changed.graph.initializer if numpy_helper.to_array(t).ndim == 4)
     tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) * 0.5, tensor.name))
     other = private_cache.with_name("changed.onnx")
     onnx.save(changed, str(other))
     second = load_model(str(other), "cpu", runtime="openvino", precision="f32")
-    assert second.backend.folder != first.backend.folder and list(second.backend.folder.glob("*.blob"))
+    assert second.backend.folder != first.backend.folder and list((second.backend.folder / COMPILED).iterdir())
+    assert not second.backend.compiled((1, 3, 640, 640)).get_property("LOADED_FROM_CACHE")
     again = load_model(str(private_cache), "cpu", runtime="openvino", precision="f32")
-    assert again.backend.compiled_shapes == [(1, 3, 640, 640)] and blob.stat().st_mtime_ns == before
+    assert again.backend.compiled((1, 3, 640, 640)).get_property("LOADED_FROM_CACHE")
+    assert {path: path.stat().st_mtime_ns for path in (first.backend.folder / COMPILED).iterdir()} == cached
     ours, theirs = SegmentationEngine(first).segment(bus), SegmentationEngine(second).segment(bus)
     assert [i.box for i in ours.instances] != [i.box for i in theirs.instances], "the new weights are in use"
 
 
 def test_the_thread_count_follows_the_load_on_one_compile_per_shape(private_cache, bus):
-    """Most threads while frames do not queue, fewest while they do; the other count imports the same blob."""
+    """Most threads while frames do not queue, fewest while they do; the other count loads the same compile."""
     loaded = load_model(str(private_cache), "cpu", runtime="openvino", precision="f32", threads=(2, 1))
     network, engine = loaded.backend, SegmentationEngine(loaded)
     assert "2 while frames do not queue, 1 while they do" in loaded.choice
-    legacy = network.folder / "f32-t1-1x3x64x64.blob"
-    legacy.write_bytes(b"a blob of an older version")
     wide = engine.segment(bus)
     shape = network.compiled_shapes[-1]
     wide_model = network.compiled(shape)
-    assert wide_model.get_property("INFERENCE_NUM_THREADS") == 2
+    assert wide_model.get_property("INFERENCE_NUM_THREADS") == 2 and engine.inference_threads == 2
     engine.follow_load(True)
     narrow = engine.segment(bus)
-    assert network.compiled(shape).get_property("INFERENCE_NUM_THREADS") == 1
+    narrow_model = network.compiled(shape)
+    assert narrow_model.get_property("INFERENCE_NUM_THREADS") == 1 and engine.inference_threads == 1
+    assert narrow_model.get_property("LOADED_FROM_CACHE"), "the thread count is no part of the cache key"
     assert [i.box for i in narrow.instances] == [i.box for i in wide.instances]
     engine.follow_load(False)
     assert network.compiled(shape) is wide_model
-    blobs = sorted(path.name for path in network.folder.glob("*.blob"))
-    assert blobs == sorted(f"f32-{'x'.join(map(str, s))}.blob" for s in network.compiled_shapes)
-    assert not legacy.exists()
 
 
-def test_a_corrupt_compiled_model_is_refused_clearly(private_cache, weights):
+def test_a_corrupt_compiled_model_is_compiled_again(private_cache, weights, bus, f32_engine):
     first = load_model(weights, "cpu", runtime="openvino", precision="f32")
-    [blob] = first.backend.folder.glob("*.blob")
-    blob.write_bytes(b"not a compiled model" * 50)
-    with pytest.raises(ModelLoadError, match=r"is corrupt.*delete it"):
-        load_model(weights, "cpu", runtime="openvino", precision="f32")
-    fallen_back = load_model(weights, "cpu", runtime="auto", precision="f32")
-    assert fallen_back.runtime == "onnxruntime" and "corrupt" in fallen_back.fallback
+    entries = list((first.backend.folder / COMPILED).iterdir())
+    assert entries
+    for entry in entries:
+        entry.write_bytes(b"not a compiled model" * 50)
+    again = load_model(weights, "cpu", runtime="openvino", precision="f32")
+    assert not again.backend.compiled((1, 3, 640, 640)).get_property("LOADED_FROM_CACHE")
+    expected = [i.box for i in f32_engine.segment(bus).instances]
+    assert [i.box for i in SegmentationEngine(again).segment(bus).instances] == expected
+    healed = load_model(weights, "cpu", runtime="openvino", precision="f32")
+    assert healed.backend.compiled((1, 3, 640, 640)).get_property("LOADED_FROM_CACHE"), "the entry was rewritten"
+
+
+def test_a_released_network_refuses_to_run(private_cache, bus):
+    engine = SegmentationEngine(load_model(str(private_cache), "cpu", runtime="openvino", precision="f32"))
+    engine.segment(bus)
+    engine.release()
+    assert engine.loaded.backend.compiled_shapes == [], "the compiled models are let go"
+    with pytest.raises(RuntimeError, match="released"):
+        engine.segment(bus)
+
+
+def test_an_installed_openvino_without_its_exporter_says_so(monkeypatch, weights):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # the exporter's package cannot be found
+    loaded = load_model(weights, "cpu", runtime="auto")
+    assert loaded.runtime == "torch"
+    assert dict(loaded.choice_record.passed_over)["openvino"] == (
+        "openvino is installed but its exporter needs onnx: pip install them"
+    )
+    assert "openvino is installed but its exporter needs onnx" in loaded.choice
+    assert "onnxruntime is installed but its exporter needs onnx" in loaded.choice
+    with pytest.raises(ModelLoadError, match="openvino is installed but its exporter needs onnx"):
+        load_model(weights, "cpu", runtime="openvino")
 
 
 def test_box_iou_is_symmetric_and_exact():

