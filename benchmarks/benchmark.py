@@ -162,14 +162,18 @@ def bench_tracking_and_obstacles(loaded, report: Report, frames_per_res: int) ->
             )
 
 
-def bench_tracking_on_video(loaded, report: Report, frames: int) -> None:
-    """Track ids of the node against ultralytics' track() on real video, same frames and weights."""
-    from benchmarks.tracking_comparison import comparison_rows
+def bench_tracking_on_video(report: Report, frames: int) -> None:
+    """Track ids of the node (PyTorch and the CPU default runtime) against ultralytics' track() on
+    every real video, same frames and weights."""
+    from benchmarks.tracking_comparison import VIDEOS, comparison_rows, node_engines
+    from fastsam_ros.core.backends.model_loading import resolve_weights
     from fastsam_ros.tools.sample_videos import sample_video, video_frames
 
-    video = video_frames(sample_video("vtest.avi"), frames)
-    for label, row in comparison_rows(loaded, video, EngineSettings.conf):
-        report.add(f"vtest.avi, {len(video)} frames", label, *row.split(" / "))
+    engines = node_engines(["torch", "auto"])
+    for name in VIDEOS:
+        video = video_frames(sample_video(name), frames)
+        for label, metrics in comparison_rows(engines, resolve_weights("yolo11n-seg.pt"), video):
+            report.add(f"{name}, {len(video)} frames", label, *metrics.row().split(" / "))
 
 
 def bench_bytes(loaded, report: Report) -> None:
@@ -462,16 +466,17 @@ def run(output: Path, quick: bool) -> int:
     )
     print("[bench] tracking on real video against ultralytics track()")
     video = Report()
-    bench_tracking_on_video(loaded, video, 60 if quick else 300)
+    bench_tracking_on_video(video, 60 if quick else 300)
     sections.append(
         (
             "Tracking on real video against ultralytics track()",
-            ["video", "tracker input", "ids", "id switches", "matched pairs", "tracked detections"],
+            ["video", "tracks from", "ids", "id switches", "matched pairs", "tracked detections"],
             video,
-            "ByteTrack, PyTorch runtime, conf 0.25, every frame in order. A switch: a detection matching one of the "
-            "previous frame's (same class, box IoU > 0.5) under another id; only detections with an id and a score "
-            "of at least 0.25 count, on both sides. 'published detections only': the tracker fed as before, "
-            "without the low-score candidates.",
+            "ByteTrack, conf 0.25, every frame in order, the first frames of each of OpenCV's sample videos. A "
+            "switch: a detection matching one of the previous frame's (same class, box IoU > 0.5) under another "
+            "id; every detection with an id counts, on both sides, on the detections' own boxes (track() returns "
+            "Kalman-filtered boxes; its ids are put on the boxes of the detections they matched). 'before': the "
+            "same run without the low-score detections a track matched, which the node did not publish before.",
         )
     )
     print("[bench] InstanceArray size")

@@ -2,8 +2,14 @@
 
 Both sides see every frame, in order, with the same weights. The metric needs no ground
 truth: a detection that matches one of the previous frame's (same class, box IoU > 0.5)
-is a matched pair, and a switch when the two carry different track ids. Only detections
-with a track id and a score at or above the published confidence count, on both sides.
+is a matched pair, and a switch when the two carry different track ids. Every detection
+with a track id counts, on both sides: ``track()`` returns the low-score detections its
+tracks matched, and so does the node (marked ``tracked_low_score``).
+
+Both sides are counted on the detections' own boxes (those the masks belong to, which the
+node publishes): ``track()`` returns its tracks' Kalman-filtered boxes instead, smoother
+from frame to frame, which alone changes what the metric pairs. Fed the same detections,
+the node's tracker state equals ``track()``'s, so any difference left is the detections'.
 """
 
 from __future__ import annotations
@@ -12,10 +18,16 @@ import argparse
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from fastsam_ros.core.engine import SegmentationEngine
+
 MATCH_IOU = 0.5
+VIDEOS = ("vtest.avi", "Megamind.avi", "Megamind_bugy.avi", "tree.avi")
+"""OpenCV's sample videos (Debian's opencv-doc): pedestrians, two animated clips, a tree in the wind."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +36,7 @@ class TrackedBox:
     score: float
     class_id: int
     track_id: int
+    tracked_low_score: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,7 +63,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def tracking_metrics(frames: Iterable[list[TrackedBox]], min_score: float) -> TrackingMetrics:
+def tracking_metrics(frames: Iterable[list[TrackedBox]], min_score: float = 0.0) -> TrackingMetrics:
     """Ids, switches, matched pairs and tracked detections over a sequence of frames.
 
     Consecutive frames are matched one to one, greedily by IoU, within a class.
@@ -77,7 +90,9 @@ def tracking_metrics(frames: Iterable[list[TrackedBox]], min_score: float) -> Tr
     return TrackingMetrics(len(ids), switches, pairs, tracked)
 
 
-def node_tracks(engine, frames: list[np.ndarray], tracker: str = "bytetrack") -> list[list[TrackedBox]]:
+def node_tracks(
+    engine: SegmentationEngine, frames: list[np.ndarray], tracker: str = "bytetrack"
+) -> list[list[TrackedBox]]:
     """What the node publishes per frame: its Perception pipeline, in process."""
     from fastsam_ros.core.perception import Perception
 
@@ -85,71 +100,84 @@ def node_tracks(engine, frames: list[np.ndarray], tracker: str = "bytetrack") ->
     out = []
     for frame in frames:
         masks = perception.process(frame, want_obstacles=False).masks
-        out.append([TrackedBox(i.box, i.score, i.class_id, i.track_id) for i in masks.instances])
+        out.append([TrackedBox(i.box, i.score, i.class_id, i.track_id, i.tracked_low_score) for i in masks.instances])
     return out
 
 
 def ultralytics_tracks(weights: str, frames: list[np.ndarray], tracker: str = "bytetrack") -> list[list[TrackedBox]]:
-    """``YOLO(weights).track(frame, persist=True)`` frame by frame, with its default settings."""
+    """``YOLO(weights).track(frame, persist=True)`` frame by frame, with its default settings.
+
+    Each id ``track()`` returned is put on the box of the detection its track matched: a
+    callback that runs before the tracker's keeps the frame's detections, and every
+    confirmed track names its detection's index (the same rows ``track()`` returns).
+    """
     from ultralytics import YOLO
 
     model = YOLO(weights)
+    detected: list[np.ndarray] = []
+    model.add_callback(
+        "on_predict_postprocess_end", lambda predictor: detected.append(predictor.results[0].boxes.data.cpu().numpy())
+    )
     out = []
     for frame in frames:
-        boxes = model.track(frame, persist=True, tracker=f"{tracker}.yaml", verbose=False)[0].boxes
-        if boxes is None or boxes.id is None:
-            out.append([])
-            continue
-        out.append(
-            [
-                TrackedBox(tuple(box), score, int(cls), int(track_id))
-                for box, score, cls, track_id in zip(
-                    boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), boxes.id.tolist(), strict=True
-                )
-            ]
-        )
+        returned = model.track(frame, persist=True, tracker=f"{tracker}.yaml", verbose=False)[0].boxes
+        detections = detected.pop()
+        confirmed = [track for track in model.predictor.trackers[0].tracked_stracks if track.is_activated]
+        ids = [] if returned.id is None else returned.id.int().tolist()
+        if sorted(track.track_id for track in confirmed) != sorted(ids):
+            raise RuntimeError("the tracker's confirmed tracks are not those track() returned")
+        frame_boxes = []
+        for track in confirmed:
+            x1, y1, x2, y2, score, class_id = detections[track.idx][:6].tolist()
+            frame_boxes.append(TrackedBox((x1, y1, x2, y2), score, int(class_id), track.track_id))
+        out.append(frame_boxes)
     return out
 
 
-def compare(engine, weights: str, frames: list[np.ndarray], conf: float, tracker: str = "bytetrack"):
-    """(node, ultralytics) metrics on the same frames, counted at the node's published confidence."""
-    return (
-        tracking_metrics(node_tracks(engine, frames, tracker), conf),
-        tracking_metrics(ultralytics_tracks(weights, frames, tracker), conf),
-    )
+def comparison_rows(
+    engines: dict[str, SegmentationEngine], weights: str, frames: list[np.ndarray], tracker: str = "bytetrack"
+) -> list[tuple[str, TrackingMetrics]]:
+    """For each engine (by runtime) the node as it publishes and, from the same run, without the
+    low-score matches it did not publish before; then ultralytics track() on PyTorch."""
+    rows = []
+    for runtime, engine in engines.items():
+        published = node_tracks(engine, frames, tracker)
+        before = [[box for box in frame if not box.tracked_low_score] for frame in published]
+        rows.append((f"node, {runtime}, without low-score matches (before)", tracking_metrics(before)))
+        rows.append((f"node, {runtime}", tracking_metrics(published)))
+    rows.append(("ultralytics track(), torch", tracking_metrics(ultralytics_tracks(weights, frames, tracker))))
+    return rows
 
 
-def comparison_rows(loaded, frames: list[np.ndarray], conf: float, tracker: str = "bytetrack") -> list[tuple[str, str]]:
-    """Table rows: the node without low-score candidates (as before), the node, ultralytics track()."""
-    from fastsam_ros.core.engine import EngineSettings, SegmentationEngine
+def node_engines(runtimes: Iterable[str]) -> dict[str, SegmentationEngine]:
+    """One engine per runtime, keyed by what the runtime resolved to (auto: OpenVINO where installed)."""
+    from fastsam_ros.core.backends.model_loading import load_model
+    from fastsam_ros.core.engine import SegmentationEngine
 
-    without = SegmentationEngine(loaded, EngineSettings(conf=conf, candidate_conf=conf))
-    node = SegmentationEngine(loaded, EngineSettings(conf=conf))
-    return [
-        ("node, published detections only", tracking_metrics(node_tracks(without, frames, tracker), conf).row()),
-        ("node", tracking_metrics(node_tracks(node, frames, tracker), conf).row()),
-        ("ultralytics track()", tracking_metrics(ultralytics_tracks(loaded.source, frames, tracker), conf).row()),
-    ]
+    engines = {}
+    for runtime in runtimes:
+        loaded = load_model("yolo11n-seg.pt", "cpu", runtime=runtime)
+        label = f"{loaded.runtime} {loaded.precision}" if loaded.runtime == "openvino" else loaded.runtime
+        engines[label] = SegmentationEngine(loaded)
+    return engines
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fastsam_ros.core.backends.model_loading import load_model
-    from fastsam_ros.core.engine import EngineSettings
+    from fastsam_ros.core.backends.model_loading import resolve_weights
     from fastsam_ros.tools.sample_videos import sample_video, video_frames
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--video", default="vtest.avi")
-    parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--runtime", default="auto")
+    parser.add_argument("--videos", nargs="+", default=list(VIDEOS))
+    parser.add_argument("--frames", type=int, default=300, help="at most this many frames of each video")
+    parser.add_argument("--runtimes", nargs="+", default=["torch", "auto"])
     parser.add_argument("--tracker", default="bytetrack")
-    parser.add_argument("--conf", type=float, default=EngineSettings.conf)
     args = parser.parse_args(argv)
-    loaded = load_model("yolo11n-seg.pt", "cpu", runtime=args.runtime)
-    frames = video_frames(sample_video(args.video), args.frames)
-    print(f"{args.video}, {len(frames)} frames, {args.tracker}, conf {args.conf}, runtime {loaded.runtime}")
-    print("ids / switches / matched pairs / tracked detections")
-    for label, row in comparison_rows(loaded, frames, args.conf, args.tracker):
-        print(f"{label}: {row}", flush=True)
+    engines = node_engines(args.runtimes)
+    print("video | frames | tracks from | ids / switches / matched pairs / tracked detections")
+    for video in args.videos:
+        frames = video_frames(sample_video(video), args.frames)
+        for label, metrics in comparison_rows(engines, resolve_weights("yolo11n-seg.pt"), frames, args.tracker):
+            print(f"{video} | {len(frames)} | {label} | {metrics.row()}", flush=True)
     return 0
 
 

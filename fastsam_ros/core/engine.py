@@ -58,10 +58,10 @@ class EngineSettings:
     cuda_graphs: str = default_of("cuda_graphs")
     """auto/on: replay the forward pass as CUDA graphs (torch runtime on CUDA only); off: eager."""
     candidate_conf: float = 0.1
-    """Detections scored in [candidate_conf, conf) are kept as boxes without masks: ByteTrack
+    """Detections scored in [candidate_conf, conf) are kept aside, with their masks: ByteTrack
     and BoT-SORT match them to existing tracks in a second stage (ultralytics' ``track()``
     predicts at 0.1 for the same reason), so a track survives a frame where its object's
-    score dips. Only instances scored at least ``conf`` are published."""
+    score dips. Instances scored at least ``conf`` are published, and those candidates a track matched."""
 
     @property
     def nms_conf(self) -> float:
@@ -186,7 +186,8 @@ class SegmentationEngine:
                     stamp_ns=stamp_ns,
                     frame_id=frame_id,
                     class_names=self.class_names,
-                    candidates=candidate_rows(dets[low], geometry),
+                    candidates=tuple(self._instances(dets[low], proto, geometry, settings)),
+                    conf=settings.conf,
                 )
                 for geometry, dets, proto, stamp_ns, frame_id, low in zip(
                     geometries,
@@ -316,13 +317,3 @@ def split_network_outputs(preds: object) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(prediction, (list, tuple)):
         prediction = prediction[0]
     return prediction, protos
-
-
-def candidate_rows(detections: torch.Tensor, geometry: LetterboxGeometry) -> np.ndarray:
-    """(K, 6) float32 rows x1, y1, x2, y2, score, class_id at source resolution."""
-    from ultralytics.utils.ops import scale_boxes
-
-    if detections.shape[0] == 0:
-        return np.zeros((0, 6), dtype=np.float32)
-    boxes = scale_boxes(geometry.input_shape, detections[:, :4].float().clone(), geometry.source_shape)
-    return torch.cat([boxes, detections[:, 4:6].float()], dim=1).cpu().numpy()

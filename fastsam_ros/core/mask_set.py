@@ -27,6 +27,9 @@ class Instance:
     mask: np.ndarray
     """Boolean array (rows, cols) covering the box; pixels outside it are background."""
     track_id: int = -1
+    tracked_low_score: bool = False
+    """Scored below the published confidence, and published because a track matched it (ByteTrack's
+    and BoT-SORT's second association stage): a tracked object whose score dipped, not a fresh detection."""
 
     @cached_property
     def area(self) -> int:
@@ -71,9 +74,12 @@ class MaskSet:
     stamp_ns: int = 0
     frame_id: str = ""
     class_names: dict[int, str] = field(default_factory=dict)
-    candidates: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), dtype=np.float32))
-    """(K, 6) rows x1, y1, x2, y2, score, class_id of detections scored below the published
-    confidence: boxes only, no masks, fed to the tracker's second association stage."""
+    candidates: tuple[Instance, ...] = ()
+    """Detections scored below the published confidence, with their masks: the tracker matches
+    them to its tracks in its second association stage and publishes those it matched."""
+    conf: float = 0.0
+    """The published confidence the instances were selected at: a candidate, scored below it,
+    may extend a track but never start one (as in ``track()`` called with this confidence)."""
 
     def __len__(self) -> int:
         return len(self.instances)

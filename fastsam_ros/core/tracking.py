@@ -1,10 +1,13 @@
 """Stable instance ids across frames, from ultralytics' own ByteTrack and BoT-SORT.
 
 The trackers see only boxes, scores and classes, as in ``model.track``: the frame's
-instances and, like ``track()``'s predictions at confidence 0.1, the low-score candidate
-boxes the engine kept without masks, for the trackers' second association stage. Their
-result rows name the detection they matched, so each instance of the frame gets the id
-of its track. Detections a tracker has not confirmed yet keep track_id -1.
+instances and, like ``track()``'s predictions at confidence 0.1, the low-score candidates
+the engine kept aside, for the trackers' second association stage. Their result rows name
+the detection they matched, so each instance of the frame gets the id of its track.
+Detections a tracker has not confirmed yet keep track_id -1. A candidate a track matched
+is published too, with its mask and ``tracked_low_score`` set, as ``track()`` returns it:
+a tracked person whose score dips for a frame stays in the instances, the obstacles and
+their 3D tracks.
 """
 
 from __future__ import annotations
@@ -88,17 +91,32 @@ class InstanceTracker:
         self._tracker = TRACKER_MAP[kind](args=IterableSimpleNamespace(**self.settings))
 
     def update(self, masks: MaskSet, image: np.ndarray) -> MaskSet:
-        """The same frame with track_id set on every instance a track matched."""
+        """The same frame with track_id set on every instance a track matched, and the
+        candidates a track matched added after them, marked ``tracked_low_score``."""
         from ultralytics.engine.results import Boxes
 
-        published = np.array(
-            [[*inst.box, inst.score, inst.class_id] for inst in masks.instances], dtype=np.float32
-        ).reshape(-1, 6)
-        detections = np.concatenate([published, masks.candidates.astype(np.float32)])
-        tracks = self._tracker.update(Boxes(detections, (masks.height, masks.width)), image)
+        detections = (*masks.instances, *masks.candidates)
+        rows = np.array([[*d.box, d.score, d.class_id] for d in detections], dtype=np.float32).reshape(-1, 6)
+        self._start_tracks_at(masks.conf)
+        tracks = self._tracker.update(Boxes(rows, (masks.height, masks.width)), image)
         track_of = {int(row[-1]): int(row[4]) for row in tracks}
-        instances = tuple(
+        first_candidate = len(masks.instances)
+        instances = [
             dataclasses.replace(instance, track_id=track_of.get(index, -1))
             for index, instance in enumerate(masks.instances)
-        )
-        return dataclasses.replace(masks, instances=instances)
+        ]
+        kept = [
+            dataclasses.replace(candidate, track_id=track_of[index], tracked_low_score=True)
+            for index, candidate in enumerate(masks.candidates, first_candidate)
+            if index in track_of
+        ]
+        unmatched = tuple(c for index, c in enumerate(masks.candidates, first_candidate) if index not in track_of)
+        return dataclasses.replace(masks, instances=(*instances, *kept), candidates=unmatched)
+
+    def _start_tracks_at(self, conf: float) -> None:
+        """Only detections scored at least ``conf`` start a track or match one in the first stage,
+        so a candidate is never published unless a track of a published detection matched it
+        (``conf: 1`` publishes nothing, as ``track(conf=1)`` returns nothing)."""
+        args = self._tracker.args
+        args.track_high_thresh = max(self.settings["track_high_thresh"], conf)
+        args.new_track_thresh = max(self.settings["new_track_thresh"], conf)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -93,3 +94,41 @@ def test_bad_tracker_settings(tmp_path, kind, content, reason):
         (tmp_path / "settings.yaml").write_text(content)
     with pytest.raises(TrackerConfigError, match=reason):
         tracker_settings(kind, path)
+
+
+def test_a_track_keeps_its_object_through_a_low_score_frame_with_its_mask(bus_masks, bus):
+    """Like track(): what a track matched in the second stage is published, marked; nothing else below conf is."""
+    tracker = InstanceTracker("bytetrack")
+    first = tracker.update(bus_masks, bus)
+    dipped, *others = bus_masks.instances
+    dipped = dataclasses.replace(dipped, score=0.15)
+    stranger = dataclasses.replace(others[-1], box=(0.0, 0.0, 40.0, 40.0), score=0.15)
+    second = tracker.update(dataclasses.replace(bus_masks, instances=tuple(others), candidates=(dipped, stranger)), bus)
+    assert [i.track_id for i in second.instances[: len(others)]] == [i.track_id for i in first.instances[1:]]
+    kept = second.instances[len(others) :]
+    assert len(kept) == 1 and kept[0].tracked_low_score and kept[0].track_id == first.instances[0].track_id
+    assert kept[0].score == 0.15 and np.array_equal(kept[0].mask, bus_masks.instances[0].mask)
+    assert not any(i.tracked_low_score for i in second.instances[: len(others)])
+    assert second.candidates == (stranger,)
+
+
+def test_a_new_detection_waits_for_a_second_frame_before_it_gets_an_id(bus_masks, bus):
+    tracker = InstanceTracker("bytetrack")
+    others = bus_masks.instances[1:]
+    tracker.update(dataclasses.replace(bus_masks, instances=others), bus)
+    arrived = tracker.update(bus_masks, bus)
+    assert arrived.instances[0].track_id == -1 and not arrived.instances[0].tracked_low_score
+    assert tracker.update(bus_masks, bus).instances[0].track_id > 0
+
+
+def test_a_detection_below_conf_never_starts_a_track(bus_masks, bus):
+    """Candidates only extend tracks of published detections: with conf 0.95 (every bus-photo
+    detection below it, most above ByteTrack's own 0.25) nothing is ever published, as track(conf=0.95)."""
+    tracker = InstanceTracker("bytetrack")
+    below = dataclasses.replace(bus_masks, instances=(), candidates=bus_masks.instances, conf=0.95)
+    assert max(i.score for i in bus_masks.instances) < 0.95
+    for _ in range(4):
+        assert tracker.update(below, bus).instances == ()
+    published = dataclasses.replace(bus_masks, conf=0.25)
+    tracker.update(published, bus)
+    assert all(i.track_id > 0 for i in tracker.update(published, bus).instances if i.score >= 0.25)

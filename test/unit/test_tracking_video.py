@@ -4,27 +4,26 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.tracking_comparison import TrackedBox, compare, tracking_metrics
-from fastsam_ros.core.engine import EngineSettings, SegmentationEngine
+from benchmarks.tracking_comparison import TrackedBox, node_tracks, tracking_metrics, ultralytics_tracks
+from fastsam_ros.core.engine import SegmentationEngine
 from fastsam_ros.tools.sample_videos import sample_video, video_frames
 
-FRAMES = 60
+STRETCHES = [("vtest.avi", 400, 20), ("Megamind.avi", 160, 40)]
+"""Short stretches where objects' scores dip below conf for some frames: publishing only the
+instances scored at least conf there keeps under 95% of the detections track() returns."""
 
 
-@pytest.fixture(scope="module")
-def pedestrians():
-    return video_frames(sample_video("vtest.avi"), FRAMES)
-
-
-def test_the_video_is_real_and_long_enough(pedestrians):
-    assert len(pedestrians) == FRAMES and pedestrians[0].shape == (576, 768, 3)
-
-
-def test_node_tracks_as_well_as_ultralytics_track_on_real_video(loaded_model, pedestrians):
-    conf = EngineSettings.conf
-    node, reference = compare(SegmentationEngine(loaded_model), loaded_model.source, pedestrians, conf)
-    print(f"\nvtest.avi, {FRAMES} frames: node {node.row()}, ultralytics track() {reference.row()}")
-    assert reference.tracked > 5 * FRAMES, "a crowded street: several people per frame"
+@pytest.mark.parametrize(("video", "start", "count"), STRETCHES, ids=[s[0] for s in STRETCHES])
+def test_node_tracks_as_well_as_ultralytics_track_on_real_video(loaded_model, video, start, count):
+    frames = video_frames(sample_video(video), count, start)
+    assert len(frames) == count
+    published = node_tracks(SegmentationEngine(loaded_model), frames)
+    node = tracking_metrics(published)
+    before = tracking_metrics([[box for box in frame if not box.tracked_low_score] for frame in published])
+    reference = tracking_metrics(ultralytics_tracks(loaded_model.source, frames))
+    print(f"\n{video} frames {start}-{start + count}: node {node.row()}, ultralytics track() {reference.row()}")
+    assert reference.tracked > 2 * count, "several objects per frame"
+    assert before.tracked < 0.98 * reference.tracked, "the stretch has low-score matches that must be published"
     assert node.switches <= reference.switches
     assert node.tracked >= 0.98 * reference.tracked
 
