@@ -1,0 +1,451 @@
+"""Persistent selections: what a Follower promises, on drawn frames and on real video."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from benchmarks.follow_measure import load_reference
+from benchmarks.tracking_comparison import box_iou
+from fastsam_ros.core.follow import (
+    Follower,
+    FollowError,
+    FollowSettings,
+    FollowStatus,
+    appearance_distance,
+    colour_histogram,
+    instance_to_follow,
+)
+from fastsam_ros.core.mask_set import Instance, MaskSet
+from fastsam_ros.core.obstacle_tracking import ObstacleTrack
+from fastsam_ros.core.perception import Perception
+from fastsam_ros.core.prompts import PromptError
+from fastsam_ros.tools.sample_videos import sample_video, video_frames
+
+HEIGHT, WIDTH = 240, 640
+SECOND = 1_000_000_000
+FRAME = SECOND // 10
+RED, BLUE = (30, 30, 200), (200, 60, 30)
+PERSON, CAR = 0, 2
+
+
+class Scene:
+    """Frames of coloured rectangles: each object's pixels are its colour, its mask is its box."""
+
+    def __init__(self) -> None:
+        self.objects: list[tuple[tuple[int, int, int, int], tuple[int, int, int], int, int]] = []
+
+    def add(self, box: tuple[int, int, int, int], colour=RED, track_id: int = -1, class_id: int = PERSON) -> Scene:
+        self.objects.append((box, colour, track_id, class_id))
+        return self
+
+    def frame(self, stamp_ns: int) -> tuple[MaskSet, np.ndarray]:
+        image = np.full((HEIGHT, WIDTH, 3), 128, dtype=np.uint8)
+        instances = []
+        for (x1, y1, x2, y2), colour, track_id, class_id in self.objects:
+            image[y1:y2, x1:x2] = colour
+            mask = np.ones((y2 - y1, x2 - x1), dtype=bool)
+            name = "person" if class_id == PERSON else "car"
+            instances.append(Instance((x1, y1, x2, y2), 0.9, class_id, name, (x1, y1), mask, track_id))
+        return MaskSet(HEIGHT, WIDTH, tuple(instances), stamp_ns, "camera"), image
+
+
+def person_at(x: int, track_id: int, colour=RED, y: int = 60) -> tuple:
+    """A person 40 px wide and 100 px tall with its left edge at x."""
+    return (x, y, x + 40, y + 100), colour, track_id
+
+
+def step(follower: Follower, stamp_ns: int, *objects: tuple, classes: tuple[int, ...] = ()):
+    scene = Scene()
+    for number, (box, colour, track_id) in enumerate(objects):
+        scene.add(box, colour, track_id, classes[number] if number < len(classes) else PERSON)
+    masks, image = scene.frame(stamp_ns)
+    return follower.update(masks, image, stamp_ns)
+
+
+def start(follower: Follower, *objects: tuple, index: int = 0, stamp_ns: int = 0, name: str = "") -> int:
+    """Follow object ``index`` of a first frame, then show that frame to the follower."""
+    scene = Scene()
+    for box, colour, track_id in objects:
+        scene.add(box, colour, track_id)
+    masks, image = scene.frame(stamp_ns)
+    selection = follower.follow(masks, index, image, name)
+    follower.update(masks, image, stamp_ns)
+    return selection
+
+
+def walk(follower: Follower, frames: range, speed: int = 10, x0: int = 100, beside: tuple = ()) -> None:
+    """Person 5 walks right at ``speed`` px per frame (100 px/s at 10 frames/s), others standing beside."""
+    for number in frames:
+        step(follower, number * FRAME, person_at(x0 + speed * number, 5), *beside)
+
+
+def test_a_new_track_id_on_the_same_person_keeps_the_selection():
+    follower = Follower()
+    selection = start(follower, person_at(100, 5), name="guest")
+    walk(follower, range(1, 5))
+    (followed,) = step(follower, 5 * FRAME, person_at(150, 9))
+    assert followed.selection_id == selection and followed.name == "guest"
+    assert (followed.track_id, followed.previous_track_id) == (9, 5)
+    assert followed.status is FollowStatus.TRACKING, "no frame was missed: the switch is invisible"
+    assert followed.instance is not None and followed.instance.box[0] == 150
+    (followed,) = step(follower, 6 * FRAME, person_at(160, 9))
+    assert followed.previous_track_id is None and followed.track_id == 9
+
+
+def test_an_occluded_person_is_found_again_where_it_should_have_walked_to():
+    follower = Follower()
+    selection = start(follower, person_at(100, 5))
+    walk(follower, range(1, 10))
+    for number in range(10, 20):  # behind something for a second
+        (followed,) = step(follower, number * FRAME)
+        assert followed.status is FollowStatus.OCCLUDED
+        assert followed.since_ns == 10 * FRAME, "occluded since the first frame without it"
+        assert followed.last_seen_ns == 9 * FRAME and followed.instance is None
+        assert followed.last_box == (190.0, 60.0, 230.0, 160.0)
+    # Walked on at 100 px/s: 300 px at frame 20. A look-alike stands where it was last seen but too far
+    # from that path for a second and a half's walk.
+    (followed,) = step(follower, 20 * FRAME, person_at(300, 12))
+    assert followed.status is FollowStatus.REACQUIRED and followed.since_ns == 20 * FRAME
+    assert (followed.selection_id, followed.track_id, followed.previous_track_id) == (selection, 12, 5)
+    (followed,) = step(follower, 21 * FRAME, person_at(310, 12))
+    assert followed.status is FollowStatus.TRACKING and followed.since_ns == 21 * FRAME
+
+
+def test_a_person_unseen_for_longer_than_the_window_is_lost_until_its_own_id_returns():
+    follower = Follower(FollowSettings(window_s=1.0))
+    start(follower, person_at(100, 5))
+    walk(follower, range(1, 5), speed=0)
+    statuses = [step(follower, number * FRAME)[0].status for number in range(5, 17)]
+    assert statuses[:10] == [FollowStatus.OCCLUDED] * 10, "1 s after the last sighting (frame 4) it is still looked for"
+    assert statuses[10:] == [FollowStatus.LOST] * 2
+    (followed,) = step(follower, 16 * FRAME)
+    assert followed.since_ns == 15 * FRAME
+    (followed,) = step(follower, 17 * FRAME, person_at(100, 8))
+    assert followed.status is FollowStatus.LOST, "a lost selection is not guessed back"
+    (followed,) = step(follower, 18 * FRAME, person_at(100, 5))
+    assert followed.status is FollowStatus.REACQUIRED and followed.track_id == 5, "its own track came back"
+
+
+@pytest.mark.parametrize(
+    ("candidate", "classes", "why"),
+    [
+        (person_at(150, 12, BLUE), (), "looks different"),
+        (person_at(150, 12), (CAR,), "another class"),
+        (person_at(450, 12), (), "too far from where it went"),
+        (((150, 110, 170, 135), RED, 12), (), "a quarter of its size"),
+        (person_at(150, -1), (), "a detection no track confirmed"),
+    ],
+)
+def test_no_reacquisition_of_what_does_not_fit(candidate, classes, why):
+    follower = Follower()
+    start(follower, person_at(100, 5))
+    walk(follower, range(1, 5), speed=0)
+    for number in range(5, 12):
+        (followed,) = step(follower, number * FRAME, candidate, classes=classes)
+        assert followed.status is FollowStatus.OCCLUDED, why
+        assert followed.track_id == 5 and followed.instance is None
+
+
+def test_without_the_colour_cue_a_different_looking_person_is_taken():
+    """The colour cue is what refuses the person in blue above: switching it off (a setting
+    changed between frames) lets motion alone decide."""
+    follower = Follower()
+    start(follower, person_at(100, 5))
+    walk(follower, range(1, 5), speed=0)
+    (followed,) = step(follower, 5 * FRAME, person_at(110, 12, BLUE))
+    assert followed.status is FollowStatus.OCCLUDED
+    follower.configure(use_appearance=False)
+    (followed,) = step(follower, 6 * FRAME, person_at(110, 12, BLUE))
+    assert followed.status is FollowStatus.REACQUIRED and followed.track_id == 12
+
+
+def test_a_shorter_window_set_between_frames_applies_from_the_next_frame():
+    follower = Follower()
+    start(follower, person_at(100, 5))
+    (followed,) = step(follower, 6 * FRAME)
+    assert followed.status is FollowStatus.OCCLUDED
+    follower.configure(window_s=0.5)
+    (followed,) = step(follower, 7 * FRAME)
+    assert followed.status is FollowStatus.LOST
+
+
+def test_someone_seen_beside_the_person_is_never_taken_for_them():
+    follower = Follower()
+    start(follower, person_at(100, 5), person_at(200, 7))
+    walk(follower, range(1, 5), speed=0, beside=(person_at(200, 7),))
+    # The followed person vanishes; the one who stood beside them steps to their place.
+    (followed,) = step(follower, 5 * FRAME, person_at(110, 7))
+    assert followed.status is FollowStatus.OCCLUDED
+
+
+def test_two_equally_good_candidates_wait_for_one_to_stand_out():
+    follower = Follower()
+    start(follower, person_at(200, 5))
+    walk(follower, range(1, 5), speed=0, x0=200)
+    (followed,) = step(follower, 5 * FRAME, person_at(190, 11), person_at(210, 12))
+    assert followed.status is FollowStatus.OCCLUDED, "either could be the person: neither is taken"
+    (followed,) = step(follower, 6 * FRAME, person_at(200, 11), person_at(330, 12))
+    assert followed.status is FollowStatus.REACQUIRED and followed.track_id == 11
+
+
+def test_a_person_who_walked_out_of_the_picture_is_not_replaced_by_the_next_one_in():
+    follower = Follower()
+    start(follower, person_at(560, 5))
+    for number in range(1, 8):  # walks right at 100 px/s, out of the 640 px frame
+        step(follower, number * FRAME, person_at(560 + 10 * number, 5))
+    for number in range(8, 12):
+        (followed,) = step(follower, number * FRAME)
+    (followed,) = step(follower, 12 * FRAME, person_at(600, 12))
+    assert followed.status is FollowStatus.OCCLUDED
+
+
+def test_a_selection_made_before_the_tracker_confirmed_the_object_adopts_its_id():
+    follower = Follower()
+    start(follower, person_at(100, -1))
+    (followed,) = step(follower, FRAME, person_at(110, -1))
+    assert followed.status is FollowStatus.TRACKING and followed.track_id == -1
+    (followed,) = step(follower, 2 * FRAME, person_at(120, 4))
+    assert followed.status is FollowStatus.TRACKING and (followed.track_id, followed.previous_track_id) == (4, -1)
+
+
+def test_a_track_id_given_to_two_instances_follows_the_one_that_overlaps_the_last_box():
+    follower = Follower()
+    start(follower, person_at(100, 5))
+    (followed,) = step(follower, FRAME, person_at(400, 5), person_at(105, 5))
+    assert followed.instance is not None and followed.instance.box[0] == 105
+
+
+def test_unfollow_one_and_all():
+    follower = Follower()
+    first = start(follower, person_at(100, 5), person_at(300, 6), index=0)
+    second = start(follower, person_at(100, 5), person_at(300, 6), index=1)
+    assert first != second and len(follower) == 2
+    assert follower.unfollow(first) == [first]
+    results = step(follower, FRAME, person_at(100, 5), person_at(300, 6))
+    assert [r.selection_id for r in results] == [second]
+    with pytest.raises(FollowError, match=f"no selection {first}"):
+        follower.unfollow(first)
+    third = start(follower, person_at(100, 5), person_at(300, 6), index=0, stamp_ns=2 * FRAME)
+    assert third not in (first, second), "ids are never reused"
+    assert follower.unfollow() == [second, third]
+    assert step(follower, 3 * FRAME, person_at(100, 5)) == []
+
+
+def test_following_the_same_track_again_answers_the_same_selection():
+    follower = Follower()
+    first = start(follower, person_at(100, 5))
+    assert start(follower, person_at(100, 5), stamp_ns=FRAME) == first
+    assert len(follower) == 1
+
+
+def test_selections_are_bounded():
+    follower = Follower(FollowSettings(max_selections=2))
+    objects = [person_at(10 + 100 * n, n + 1) for n in range(3)]
+    start(follower, *objects, index=0)
+    start(follower, *objects, index=1)
+    with pytest.raises(FollowError, match="already following 2"):
+        start(follower, *objects, index=2)
+    with pytest.raises(FollowError, match="instance 3 is not in"):
+        start(follower, *objects, index=3)
+
+
+def test_out_of_order_and_repeated_stamps():
+    follower = Follower()
+    start(follower, person_at(100, 5))
+    walk(follower, range(1, 5))
+    newest = step(follower, 5 * FRAME, person_at(150, 5))
+    assert step(follower, 3 * FRAME, person_at(400, 9)) == newest, "a late frame changes nothing"
+    (again,) = step(follower, 5 * FRAME, person_at(150, 5))
+    assert again.status is FollowStatus.TRACKING, "the same stamp twice is the same frame again"
+    (followed,) = step(follower, 6 * FRAME, person_at(160, 5))
+    assert followed.status is FollowStatus.TRACKING and followed.instance.box[0] == 160
+
+
+def test_a_restarted_clock_carries_on_instead_of_freezing():
+    """A recording played again from its start: time goes on from where it was, not from 100 s back."""
+    follower = Follower()
+    start(follower, person_at(100, 5), stamp_ns=100 * SECOND)
+    (followed,) = step(follower, 100 * SECOND + FRAME)
+    assert followed.status is FollowStatus.OCCLUDED
+    (followed,) = step(follower, FRAME)
+    assert followed.status is FollowStatus.OCCLUDED
+    assert (followed.last_seen_ns, followed.since_ns) == (0, FRAME), "times moved back with the clock"
+    (followed,) = step(follower, 30 * FRAME)
+    assert followed.status is FollowStatus.OCCLUDED
+    (followed,) = step(follower, 31 * FRAME)
+    assert followed.status is FollowStatus.LOST, "3.1 s unseen, counted across the restart"
+    (followed,) = step(follower, 32 * FRAME, person_at(100, 5))
+    assert followed.status is FollowStatus.REACQUIRED and followed.last_seen_ns == 32 * FRAME
+
+
+def test_a_lost_selection_stays_lost_when_the_window_grows():
+    follower = Follower(FollowSettings(window_s=0.5))
+    start(follower, person_at(100, 5))
+    assert step(follower, 6 * FRAME)[0].status is FollowStatus.LOST
+    follower.configure(window_s=10.0)
+    (followed,) = step(follower, 7 * FRAME, person_at(100, 8))
+    assert followed.status is FollowStatus.LOST, "once said lost, never guessed back"
+
+
+def test_after_a_tracker_change_selections_are_found_by_motion_and_appearance():
+    follower = Follower()
+    start(follower, person_at(100, 5), person_at(400, 6, BLUE))
+    follower.forget_track_ids()
+    # The new tracker numbers the two the other way round: the selection stays with the red person.
+    (followed,) = step(follower, FRAME, person_at(100, 6), person_at(400, 5, BLUE))
+    assert followed.track_id == 6 and followed.instance.box[0] == 100
+
+
+def test_an_id_not_seen_beside_the_person_for_a_window_may_be_them_again():
+    """Across a restarted clock too: the companions' times move with it."""
+    follower = Follower()
+    start(follower, person_at(100, 5), person_at(300, 7), stamp_ns=100 * SECOND)
+    step(follower, FRAME, person_at(100, 5))
+    for number in range(2, 42):
+        step(follower, number * FRAME, person_at(100, 5))
+    (followed,) = step(follower, 42 * FRAME, person_at(105, 7))
+    assert followed.seen and (followed.track_id, followed.previous_track_id) == (7, 5)
+
+
+def test_a_box_cut_short_just_before_the_loss_does_not_shrink_the_search():
+    follower = Follower()
+    start(follower, person_at(100, 5))
+    walk(follower, range(1, 5), speed=0)
+    step(follower, 5 * FRAME, ((100, 60, 140, 100), RED, 5))  # only the upper body shows
+    (followed,) = step(follower, 6 * FRAME, person_at(100, 9))
+    assert followed.seen and (followed.track_id, followed.previous_track_id) == (9, 5)
+
+
+def test_the_size_gate_follows_a_person_walking_away():
+    follower = Follower()
+    start(follower, person_at(100, 5))
+    for number in range(1, 20):  # shrinks to 40 px tall at the same place
+        step(follower, number * FRAME, ((100, 60, 116, 100), RED, 5))
+    (followed,) = step(follower, 20 * FRAME, person_at(100, 9))
+    assert followed.status is FollowStatus.OCCLUDED, "someone two and a half times its size now"
+
+
+def test_a_selection_without_pixels_takes_its_looks_from_the_first_frame_it_has_some():
+    follower = Follower()
+    scene = Scene().add(*person_at(100, 5))
+    masks, image = scene.frame(0)
+    blank = dataclasses.replace(masks[0], mask=np.zeros_like(masks[0].mask))
+    follower.follow(dataclasses.replace(masks, instances=(blank,)), 0, image)
+    step(follower, FRAME, person_at(100, 5))
+    (followed,) = step(follower, 2 * FRAME, person_at(100, 9))
+    assert followed.seen and followed.track_id == 9
+
+
+def test_the_looks_follow_a_slow_change_of_light():
+    follower = Follower()
+    start(follower, person_at(100, 5))
+    for number in range(1, 41):  # red turns blue over two seconds, then stays blue
+        colour = tuple(int(r + (b - r) * min(number / 20, 1)) for r, b in zip(RED, BLUE, strict=True))
+        step(follower, number * FRAME, person_at(100, 5, colour))
+    (followed,) = step(follower, 41 * FRAME, person_at(100, 9, BLUE))
+    assert followed.seen and followed.track_id == 9
+
+
+def test_a_selection_made_on_a_newer_frame_than_the_update_keeps_its_gate():
+    follower = Follower()
+    scene = Scene().add(*person_at(100, 5))
+    masks, image = scene.frame(10 * SECOND)
+    follower.follow(masks, 0, image)
+    (followed,) = step(follower, 5 * SECOND, person_at(450, 9))
+    assert followed.status is FollowStatus.OCCLUDED
+
+
+def test_3d_motion_of_the_followed_track_is_passed_on():
+    follower = Follower()
+    start(follower, person_at(100, 5))
+    scene = Scene().add(*person_at(100, 5))
+    masks, image = scene.frame(FRAME)
+    motion = ObstacleTrack(5, (0.5, 0.0, 3.0), (0.0, 0.0, -1.0), (0.01,) * 3, (0.1,) * 3, 1.0, 3.0)
+    (followed,) = follower.update(masks, image, FRAME, {5: motion, 6: None})
+    assert followed.motion is motion
+    (followed,) = follower.update(masks, image, 2 * FRAME)
+    assert followed.motion is None
+
+
+def test_a_point_on_a_bag_over_a_person_follows_the_bag():
+    masks, _ = Scene().add(*person_at(100, 5)).add((110, 100, 125, 120), BLUE, 6).frame(0)
+    assert instance_to_follow(masks, [(115, 110)], [1]) == 1
+    assert instance_to_follow(masks, [(105, 70)], [1]) == 0
+    with pytest.raises(PromptError, match="no instance under"):
+        instance_to_follow(masks, [(400, 200)], [1])
+
+
+def test_colour_histogram_uses_only_the_mask_pixels_inside_the_image():
+    image = np.zeros((10, 10, 3), dtype=np.uint8)
+    image[:, :5] = RED
+    image[:, 5:] = BLUE
+    left = Instance((0, 0, 5, 10), 0.9, 0, "person", (0, 0), np.ones((10, 5), dtype=bool))
+    right = Instance((5, 0, 10, 10), 0.9, 0, "person", (5, 0), np.ones((10, 5), dtype=bool))
+    whole = Instance((0, 0, 10, 10), 0.9, 0, "person", (0, 0), np.ones((10, 10), dtype=bool))
+    half = np.zeros((10, 10), dtype=bool)
+    half[:, :5] = True
+    masked = Instance((0, 0, 10, 10), 0.9, 0, "person", (0, 0), half)
+    outside = Instance((20, 20, 30, 30), 0.9, 0, "person", (20, 20), np.ones((10, 10), dtype=bool))
+    histograms = [colour_histogram(image, i) for i in (left, right, whole, masked)]
+    assert all(abs(float(h.sum()) - 1.0) < 1e-6 for h in histograms)
+    assert appearance_distance(histograms[0], histograms[3]) < 1e-6, "pixels outside the mask do not count"
+    assert appearance_distance(histograms[0], histograms[1]) > 0.99, "disjoint colours"
+    assert 0.2 < appearance_distance(histograms[0], histograms[2]) < 0.8
+    assert colour_histogram(image, outside) is None
+
+
+def test_a_large_crop_is_sampled_without_changing_its_colours():
+    image = np.zeros((300, 400, 3), dtype=np.uint8)
+    image[:, :100] = RED
+    image[:, 100:] = BLUE
+    whole = Instance((0, 0, 400, 300), 0.9, 0, "person", (0, 0), np.ones((300, 400), dtype=bool))
+    histogram = colour_histogram(image, whole)
+    red = colour_histogram(image[:, :100], Instance((0, 0, 100, 300), 0.9, 0, "p", (0, 0), np.ones((300, 100), bool)))
+    assert histogram[red.argmax()] == pytest.approx(0.25, abs=0.01), "a quarter of the pixels are red"
+
+
+@pytest.fixture(scope="module")
+def clip():
+    """vtest.avi frames 462 to 501: the person followed changes track id in ByteTrack (checked on these weights)."""
+    person = next(p for p in load_reference() if p.description.startswith("jeans, dark jacket, walks up later"))
+    return person, video_frames(sample_video("vtest.avi"), 40, start=462)
+
+
+def test_a_person_is_followed_through_a_track_switch_on_real_video(engine, clip):
+    person, frames = clip
+    perception = Perception(engine, "bytetrack")
+    follower, by_id_only = Follower(), Follower(FollowSettings(window_s=0.0))
+    selection, held, held_by_id, visible, track_ids = None, 0, 0, 0, set()
+    for offset, image in enumerate(frames):
+        number = 462 + offset
+        masks = perception.process(image, number * FRAME, want_obstacles=False).masks
+        if offset == 2:  # the tracker confirms a track on its second frame
+            x1, y1, x2, y2 = person.boxes[number]
+            index = instance_to_follow(masks, [((x1 + x2) / 2, (y1 + y2) / 2)], [1])
+            selection = follower.follow(masks, index, image)
+            by_id_only.follow(masks, index, image)
+        if selection is None:
+            continue
+        (followed,) = follower.update(masks, image, number * FRAME)
+        (by_id,) = by_id_only.update(masks, image, number * FRAME)
+        assert followed.selection_id == selection
+        reference = person.boxes.get(number)
+        if reference is None:
+            continue
+        visible += 1
+        held += _matches(followed, reference)
+        held_by_id += _matches(by_id, reference)
+        track_ids.add(followed.track_id)
+    print(f"\nfollowed {held}/{visible}, by track id only {held_by_id}/{visible}, track ids {sorted(track_ids)}")
+    assert len(track_ids) >= 2, "the clip must make the tracker change the person's id, or it tests nothing"
+    assert held >= 0.9 * visible
+    assert held_by_id < held
+
+
+def _matches(followed, reference) -> bool:
+    if followed.instance is None:
+        return False
+    return box_iou(np.array([followed.instance.box]), np.array([reference]))[0, 0] >= 0.5
