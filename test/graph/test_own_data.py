@@ -174,8 +174,8 @@ def test_recording_reads_back_with_ros2_schemas(node_graph, tmp_path):
     frames = iter(camera_frames(1280, 720, 40))
     sent: list[int] = []
 
-    def heard() -> bool:
-        return "fastsam_record: first message" in log.read_text()
+    def heard() -> bool:  # /diagnostics comes once a second without frames: wait for the node's own outputs
+        return "fastsam_record: first message on /fastsam/instances" in log.read_text()
 
     # Frames published before the node's publishers have matched the recorder are never
     # delivered to it: send one at a time until the recorder hears the node, then prompt.
