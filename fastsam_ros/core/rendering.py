@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import cv2
 import numpy as np
 
@@ -25,6 +27,7 @@ def colour_for(index: int) -> tuple[int, int, int]:
 
 
 OBSTACLE_RED = (0, 0, 255)
+FOLLOWED_YELLOW = (0, 230, 255)
 
 
 def draw_overlay(
@@ -33,12 +36,15 @@ def draw_overlay(
     alpha: float = 0.45,
     obstacles: list[Obstacle] = (),
     roi: np.ndarray | None = None,
+    followed: Mapping[int, str] | None = None,
 ) -> np.ndarray:
     """A BGR copy of ``image`` with each instance's mask tinted and its box labelled.
 
     Larger masks are tinted first, so smaller objects in front keep their own colour.
     Labels show track ids when tracking is on; obstacles get a thick red box and their
-    distance, and the obstacle region of interest (pixel polygon) is outlined.
+    distance, and the obstacle region of interest (pixel polygon) is outlined. Followed
+    objects (``followed``: instance index to label, e.g. "follow alice") get a thick yellow
+    outline along their mask and their label above the box.
     """
     canvas = tint_masks(image, masks, alpha)
     if roi is not None:
@@ -56,6 +62,12 @@ def draw_overlay(
             text += " OBSTACLE" + (f" {distance:.2f} m" if distance is not None else "")
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 4 if index in distances else 2)
         _label(canvas, text, (x1, y1), colour)
+    for index, label in (followed or {}).items():
+        instance = masks[index]
+        contours, _ = cv2.findContours(instance.mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(canvas, contours, -1, FOLLOWED_YELLOW, 4, cv2.LINE_AA, offset=instance.mask_offset)
+        x1, y1 = round(instance.box[0]), round(instance.box[1])
+        _label(canvas, label, (x1, max(y1 - 20, 0)), FOLLOWED_YELLOW)
     return canvas
 
 

@@ -4,8 +4,8 @@ A node serves one camera on its own topics ('image', '~/instances', ...) or seve
 each under its name ('front/image', '~/front/instances', ...). The channel owns that
 camera's subscriptions and their handlers, the checks made on arrival, decoding, depth
 pairing, the per-camera pipeline (tracker, obstacles), the latest result that prompts
-read, the prompt services and every publisher. Only the model, the mailbox and the
-worker are shared, and they belong to the node.
+read, the prompt and follow services, the followed selections and every publisher. Only
+the model, the mailbox and the worker are shared, and they belong to the node.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import CallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecyclePublisher
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -23,13 +24,15 @@ from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
-from fastsam_msgs.msg import InstanceArray, ObstacleArray
-from fastsam_msgs.srv import BoxPrompt, PointPrompt, TextPrompt
+from fastsam_msgs.msg import FollowedArray, InstanceArray, ObstacleArray
+from fastsam_msgs.srv import BoxPrompt, FollowBox, FollowPoint, FollowText, PointPrompt, TextPrompt, Unfollow
+from fastsam_ros.core.follow import FollowedObject, Follower
 from fastsam_ros.core.frame_mailbox import LatestFrameMailbox
 from fastsam_ros.core.health import HealthMonitor
 from fastsam_ros.core.image_codec import ImageDecodeError
 from fastsam_ros.core.mask_set import MaskSet
 from fastsam_ros.core.memory import release_freed_memory
+from fastsam_ros.core.obstacle_tracking import ObstacleTrack
 from fastsam_ros.core.obstacles import DepthError, DepthPairer, Intrinsics, roi_polygon
 from fastsam_ros.core.perception import Perception
 from fastsam_ros.core.rendering import draw_overlay
@@ -40,6 +43,8 @@ from fastsam_ros.ros.convert import (
     check_before_decoding,
     check_depth_header,
     depth_to_metres,
+    followed_pose,
+    followed_to_msg,
     image_to_bgr,
     intrinsics_from,
     mask_set_to_msg,
@@ -82,8 +87,8 @@ class ReceivedFrame:
 
 class CameraChannel:
     """Built by configure with the camera's publishers and pipeline; start (activate) subscribes
-    and offers the prompt services, stop (deactivate) withdraws them, destroy (cleanup) drops
-    the publishers."""
+    and offers the prompt and follow services, stop (deactivate) withdraws them (the selections
+    are kept), destroy (cleanup) drops the publishers."""
 
     def __init__(
         self,
@@ -94,6 +99,7 @@ class CameraChannel:
         perception: Perception,
         text_backends: TextBackends,
         settings: CameraSettings,
+        tracker: tuple[str, str],
     ) -> None:
         self.camera = camera
         self.compressed = compressed
@@ -116,6 +122,11 @@ class CameraChannel:
         self.obstacles_pub = self._publisher(ObstacleArray, "obstacles", 10)
         self.markers_pub = self._publisher(MarkerArray, "markers", 5)
         self.cloud_pub = self._publisher(PointCloud2, "obstacle_cloud", 5)
+        self.followed_pub = self._publisher(FollowedArray, "followed", 10)
+        self.followed_pose_pub = self._publisher(PoseStamped, "followed_pose", 10)
+        self.follower = Follower()
+        self._tracker = tracker
+        """Kind and configuration file of the tracker the perception runs."""
         self._prompts = PromptService(
             node,
             lambda: self.latest,
@@ -123,6 +134,7 @@ class CameraChannel:
             text_backends,
             self.selection_pub,
             self.image_topic,
+            self.follower,
         )
 
     def _publisher(self, kind: type, name: str, depth: int) -> LifecyclePublisher:
@@ -138,6 +150,14 @@ class CameraChannel:
         """Run-time parameter changes, from the next message on."""
         self.settings = settings
         self._depth.slop_ns = round(settings.depth_slop_s * 1e9)
+
+    def set_tracker(self, kind: str, config_path: str) -> None:
+        """Switch trackers; the selections then drop their track ids (a new tracker hands out
+        ids afresh) and are found again by position and colours. Raises TrackerConfigError."""
+        self.perception.set_tracker(kind, config_path)
+        if (kind, config_path) != self._tracker:
+            self._tracker = (kind, config_path)
+            self.follower.forget_track_ids()
 
     def start(self, mailbox: LatestFrameMailbox[ReceivedFrame], qos: QoSProfile, group: CallbackGroup) -> None:
         """Subscribe and offer the services; frames that pass the arrival checks go to the mailbox."""
@@ -157,6 +177,10 @@ class CameraChannel:
                 (PointPrompt, "prompt_point", prompts.point),
                 (BoxPrompt, "prompt_box", prompts.box),
                 (TextPrompt, "prompt_text", prompts.text),
+                (FollowPoint, "follow_point", prompts.follow_point),
+                (FollowBox, "follow_box", prompts.follow_box),
+                (FollowText, "follow_text", prompts.follow_text),
+                (Unfollow, "unfollow", prompts.unfollow),
             )
         ]
 
@@ -202,8 +226,11 @@ class CameraChannel:
         return image_to_bgr(frame.msg, self.settings.max_pixels)
 
     def wants_obstacles(self) -> bool:
-        """Obstacles cost time: compute them only while someone listens (the cloud is made of them)."""
-        listening = (self.obstacles_pub, self.markers_pub, self.debug_pub, self.cloud_pub)
+        """Obstacles cost time: compute them only while someone listens (the cloud is made of them,
+        and followed objects take their 3D position from the obstacles' tracks)."""
+        listening = [self.obstacles_pub, self.markers_pub, self.debug_pub, self.cloud_pub]
+        if len(self.follower):
+            listening += [self.followed_pub, self.followed_pose_pub]
         return any(publisher.get_subscription_count() > 0 for publisher in listening)
 
     def _on_depth(self, msg: Image) -> None:
@@ -224,7 +251,7 @@ class CameraChannel:
         self._camera_info = msg
 
     def publish(self, frame: ReceivedFrame, image: np.ndarray, masks: MaskSet) -> float:
-        """Track, find obstacles and publish every output of one segmented frame; its latency in ms."""
+        """Track, find obstacles, follow, and publish every output of one segmented frame; its latency in ms."""
         header = frame.msg.header
         want_obstacles = self.wants_obstacles()
         depth = self._depth_for(masks.stamp_ns, image.shape) if want_obstacles else None
@@ -234,23 +261,38 @@ class CameraChannel:
         masks = output.masks
         processing_ms = (time.perf_counter() - frame.received) * 1e3
         instances = mask_set_to_msg(masks, header, processing_ms)
-        self.latest = SegmentedFrame(masks, image, header, tuple(instances.instances))
+        instance_msgs = tuple(instances.instances)
+        self.latest = SegmentedFrame(masks, image, header, instance_msgs)
         self.instances_pub.publish(instances)
+        followed = self.follower.update(masks, image, masks.stamp_ns, output.tracks)
+        self.followed_pub.publish(followed_to_msg(header, masks, followed, instance_msgs))
+        self._publish_pose(header, followed)
         if self.obstacles_pub.get_subscription_count() > 0:
             self.obstacles_pub.publish(
                 obstacles_to_msg(header, masks, output.obstacles, depth is not None, output.tracks)
             )
         if self.markers_pub.get_subscription_count() > 0:
-            self.markers_pub.publish(obstacle_markers(header, masks, output.obstacles, intrinsics, output.tracks))
+            self.markers_pub.publish(
+                obstacle_markers(header, masks, output.obstacles, intrinsics, output.tracks, followed_in_3d(followed))
+            )
         if want_cloud:
             self._publish_cloud(output.cloud, header)
         if self.label_pub.get_subscription_count() > 0:
             self.label_pub.publish(array_to_image(masks.label_image(), "mono16", header))
         if self.debug_pub.get_subscription_count() > 0:
             roi = roi_polygon(self.perception.obstacle_settings.roi, masks.width, masks.height)
-            overlay = draw_overlay(image, masks, obstacles=output.obstacles, roi=roi)
+            labels = followed_labels(masks, followed)
+            overlay = draw_overlay(image, masks, obstacles=output.obstacles, roi=roi, followed=labels)
             self.debug_pub.publish(array_to_image(overlay, "bgr8", header))
         return processing_ms
+
+    def _publish_pose(self, header: Any, followed: list[FollowedObject]) -> None:
+        """The first selection's pose, when it has a 3D position in this frame."""
+        if not followed or self.followed_pose_pub.get_subscription_count() == 0:
+            return
+        pose = followed_pose(header, followed[0])
+        if pose is not None:
+            self.followed_pose_pub.publish(pose)
 
     def _publish_cloud(self, cloud: np.ndarray | None, header: Any) -> None:
         """The obstacle points of a frame; without depth or camera_info there is none to publish."""
@@ -316,3 +358,19 @@ class CameraChannel:
     @property
     def _label(self) -> str:
         return f"camera '{self.camera}': " if self.camera else ""
+
+
+def follow_label(followed: FollowedObject) -> str:
+    """What the debug image and the markers write beside a followed object."""
+    return f"follow {followed.name or f'#{followed.selection_id}'}"
+
+
+def followed_labels(masks: MaskSet, followed: list[FollowedObject]) -> dict[int, str]:
+    """Labels of the followed objects seen in this frame, by their index in the frame's instances."""
+    labels = {id(item.instance): follow_label(item) for item in followed if item.instance is not None}
+    return {index: labels[id(instance)] for index, instance in enumerate(masks.instances) if id(instance) in labels}
+
+
+def followed_in_3d(followed: list[FollowedObject]) -> list[tuple[str, ObstacleTrack]]:
+    """Labels and 3D tracks of the followed objects located in this frame."""
+    return [(follow_label(item), item.motion) for item in followed if item.motion is not None]

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from array import array
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point, Vector3
+from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Vector3
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from fastsam_msgs.msg import BoundingBox, InstanceArray, ObstacleArray
+from fastsam_msgs.msg import BoundingBox, FollowedArray, InstanceArray, ObstacleArray
+from fastsam_msgs.msg import FollowedObject as FollowedObjectMsg
 from fastsam_msgs.msg import Instance as InstanceMsg
 from fastsam_msgs.msg import Obstacle as ObstacleMsg
+from fastsam_ros.core.follow import FollowedObject, FollowStatus
 from fastsam_ros.core.image_codec import (
     MAX_PIXELS,
     check_raw,
@@ -87,6 +90,7 @@ def instance_to_msg(instance: Instance, index: int) -> InstanceMsg:
     msg.id = index
     msg.track_id = instance.track_id
     msg.score = float(instance.score)
+    msg.tracked_low_score = instance.tracked_low_score
     msg.class_id = instance.class_id
     msg.class_name = instance.class_name
     msg.box = BoundingBox(x1=instance.box[0], y1=instance.box[1], x2=instance.box[2], y2=instance.box[3])
@@ -118,6 +122,7 @@ def msg_to_instance(msg: InstanceMsg) -> Instance:
         mask_offset=(msg.mask_x, msg.mask_y),
         mask=mask,
         track_id=msg.track_id,
+        tracked_low_score=msg.tracked_low_score,
     )
 
 
@@ -185,6 +190,69 @@ def obstacles_to_msg(
                 item.has_time_to_contact, item.time_to_contact = True, float(track.time_to_contact)
         msg.obstacles.append(item)
     return msg
+
+
+FOLLOW_STATUS = {
+    FollowStatus.TRACKING: FollowedObjectMsg.TRACKING,
+    FollowStatus.OCCLUDED: FollowedObjectMsg.OCCLUDED,
+    FollowStatus.LOST: FollowedObjectMsg.LOST,
+    FollowStatus.REACQUIRED: FollowedObjectMsg.REACQUIRED,
+}
+
+
+def followed_to_msg(
+    header: Header, masks: MaskSet, followed: list[FollowedObject], instance_msgs: tuple[InstanceMsg, ...]
+) -> FollowedArray:
+    """One frame's followed selections; a seen object reuses its message from ~/instances (same id and mask)."""
+    index_of = {id(instance): index for index, instance in enumerate(masks.instances)}
+    msg = FollowedArray(header=header)
+    for item in followed:
+        entry = FollowedObjectMsg(
+            selection_id=item.selection_id,
+            name=item.name,
+            track_id=item.track_id,
+            status=FOLLOW_STATUS[item.status],
+            since=stamp_from_ns(item.since_ns),
+            last_seen=stamp_from_ns(item.last_seen_ns),
+        )
+        index = index_of.get(id(item.instance)) if item.instance is not None else None
+        if index is not None:
+            entry.instance = instance_msgs[index]
+        else:
+            x1, y1, x2, y2 = item.last_box
+            entry.instance = InstanceMsg(track_id=item.track_id, box=BoundingBox(x1=x1, y1=y1, x2=x2, y2=y2))
+        if item.motion is not None:
+            entry.has_position = True
+            entry.position, entry.velocity = _point(item.motion.position), _vector(item.motion.velocity)
+        msg.objects.append(entry)
+    return msg
+
+
+def followed_pose(header: Header, followed: FollowedObject) -> PoseStamped | None:
+    """Where a followed object is, in the camera frame, or None without a 3D position this frame.
+
+    The pose's x axis points from the camera to the object, so that a goal made of it (Nav2's
+    following, a simple controller) faces the object.
+    """
+    if followed.motion is None:
+        return None
+    position = np.asarray(followed.motion.position, dtype=np.float64)
+    return PoseStamped(
+        header=header, pose=Pose(position=_point(followed.motion.position), orientation=_facing(position))
+    )
+
+
+def _facing(direction: np.ndarray) -> Quaternion:
+    """The rotation taking the x axis onto ``direction``: half-way quaternion (1 + x.d, x cross d)."""
+    norm = float(np.linalg.norm(direction))
+    if norm == 0.0:
+        return Quaternion(w=1.0)
+    dx, dy, dz = direction / norm
+    if dx < -1.0 + 1e-9:
+        return Quaternion(z=1.0, w=0.0)  # straight behind: half a turn about z
+    w, y, z = 1.0 + dx, -dz, dy
+    scale = math.sqrt(w * w + y * y + z * z)
+    return Quaternion(x=0.0, y=y / scale, z=z / scale, w=w / scale)
 
 
 def _point(xyz: tuple[float, float, float]) -> Point:

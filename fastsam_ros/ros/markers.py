@@ -1,8 +1,10 @@
-"""rviz markers for obstacles: a 3D box and a velocity arrow per obstacle, or a ray when depth is missing."""
+"""rviz markers for obstacles: a 3D box and a velocity arrow per obstacle, or a ray when depth is missing;
+followed objects get a yellow sphere and their label on top."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from geometry_msgs.msg import Point
 from std_msgs.msg import ColorRGBA, Header
@@ -16,6 +18,9 @@ RED = ColorRGBA(r=1.0, g=0.2, b=0.1, a=0.6)
 ORANGE = ColorRGBA(r=1.0, g=0.6, b=0.0, a=0.9)
 WHITE = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
 GREEN = ColorRGBA(r=0.2, g=1.0, b=0.3, a=0.9)
+YELLOW = ColorRGBA(r=1.0, g=0.9, b=0.0, a=0.9)
+FOLLOWED_SIZE = 0.35
+"""Metres: the diameter of the sphere on a followed object."""
 RAY_LENGTH = 1.0
 MIN_SIZE = 0.05
 """Metres: the smallest box side drawn, so flat objects stay visible."""
@@ -41,12 +46,18 @@ def obstacle_markers(
     obstacles: list[Obstacle],
     intrinsics: Intrinsics | None,
     tracks: dict[int, ObstacleTrack] | None = None,
+    followed: Sequence[tuple[str, ObstacleTrack]] = (),
 ) -> MarkerArray:
-    """Markers for one frame; the first deletes every marker of earlier frames."""
+    """Markers for one frame; the first deletes every marker of earlier frames.
+
+    ``followed``: the label and 3D track of each followed object located in this frame.
+    """
     tracks = tracks or {}
     markers = [Marker(header=header, action=Marker.DELETEALL)]
     if intrinsics is None:
         return MarkerArray(markers=markers)
+    for number, (text, track) in enumerate(followed):
+        markers += _followed_markers(header, number, text, track)
     for number, obstacle in enumerate(obstacles):
         instance = masks[obstacle.index]
         x1, y1, x2, y2 = instance.box
@@ -85,6 +96,20 @@ def obstacle_markers(
         label.pose.position = end
         markers += [arrow, label]
     return MarkerArray(markers=markers)
+
+
+def _followed_markers(header: Header, number: int, text: str, track: ObstacleTrack) -> list[Marker]:
+    """A sphere at the followed object's filtered position, its label just above it."""
+    x, y, z = track.position
+    sphere = Marker(header=header, ns="followed", id=number, type=Marker.SPHERE, color=YELLOW)
+    sphere.pose.position = Point(x=x, y=y, z=z)
+    sphere.pose.orientation.w = 1.0
+    sphere.scale.x = sphere.scale.y = sphere.scale.z = FOLLOWED_SIZE
+    label = Marker(header=header, ns="followed_labels", id=number, type=Marker.TEXT_VIEW_FACING, color=YELLOW)
+    label.text, label.scale.z = text, 0.15
+    label.pose.position = Point(x=x, y=y - FOLLOWED_SIZE, z=z)
+    label.pose.orientation.w = 1.0
+    return [sphere, label]
 
 
 def _velocity_arrow(header: Header, number: int, track: ObstacleTrack) -> Marker:

@@ -12,8 +12,8 @@ reads their current values: a configure that failed succeeds once they are corre
 
 The node owns what cameras share: the parameters, the model, the mailbox, the one
 inference worker and /diagnostics. Each camera's whole path (subscriptions, arrival
-checks, decoding, depth, tracking, obstacles, publishing, prompt services) belongs to
-its CameraChannel. Threads: the executor runs the camera callbacks (which only check a
+checks, decoding, depth, tracking, obstacles, following, publishing, prompt and follow
+services) belongs to its CameraChannel. Threads: the executor runs the camera callbacks (which only check a
 frame's header and drop it into the camera's one-slot mailbox), the prompt services
 (in their own reentrant callback group) and the timers; the worker segments the
 newest frame of every camera in one batch and hands each result back to its channel.
@@ -173,7 +173,7 @@ class FastSamNode(LifecycleNode):
             return
         configured.engine.settings = settings.engine
         for channel in configured.channels.values():
-            channel.perception.set_tracker(settings.tracker.kind, settings.tracker.config_path)
+            channel.set_tracker(settings.tracker.kind, settings.tracker.config_path)
             channel.perception.set_obstacle_settings(**dataclasses.asdict(settings.obstacles))
             channel.apply(settings.camera)
         self.health.limits = settings.health
@@ -231,9 +231,17 @@ class FastSamNode(LifecycleNode):
             undo.callback(self.destroy_lifecycle_publisher, diagnostics_pub)
             channels = {}
             for camera in settings.cameras:
-                perception = Perception(engine, settings.tracker.kind, settings.tracker.config_path, settings.obstacles)
+                tracker = (settings.tracker.kind, settings.tracker.config_path)
+                perception = Perception(engine, *tracker, settings.obstacles)
                 channel = CameraChannel(
-                    self, camera, settings.compressed_input, self.health, perception, text_backends, settings.camera
+                    self,
+                    camera,
+                    settings.compressed_input,
+                    self.health,
+                    perception,
+                    text_backends,
+                    settings.camera,
+                    tracker,
                 )
                 undo.callback(channel.destroy)
                 channels[camera] = channel

@@ -1,9 +1,11 @@
-"""ROS side of the prompt services: requests in, core selection, responses out.
+"""ROS side of the prompt and follow services: requests in, core selection, responses out.
 
-Every handler reads the latest frame result once, so a response is about exactly one
-frame even while the worker publishes the next. Requests are checked against the
-prompt limits before any work. Nothing raises out of a handler: bad requests come back
-with success=false and a reason.
+A prompt answers about one frame; a follow request selects the same way and hands the
+instance to the camera's Follower, which keeps it across the frames after. Every handler
+reads the latest frame result once, so a response is about exactly one frame even while
+the worker publishes the next. Requests are checked against the prompt limits before any
+work. Nothing raises out of a handler: bad requests come back with success=false and a
+reason.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from std_msgs.msg import Header
 
 from fastsam_msgs.msg import Instance as InstanceMsg
 from fastsam_msgs.msg import InstanceArray
+from fastsam_ros.core.follow import Follower, FollowError, instance_to_follow
 from fastsam_ros.core.mask_set import MaskSet
 from fastsam_ros.core.prompts import PromptError, PromptLimits, merge_instances, select_by_box, select_by_points
 from fastsam_ros.core.text_prompts import TextBackends, TextPromptError
@@ -39,7 +42,7 @@ class SegmentedFrame:
 
 
 class PromptService:
-    """The prompt services of one camera, answering from that camera's latest frame."""
+    """The prompt and follow services of one camera, answering from that camera's latest frame."""
 
     def __init__(
         self,
@@ -49,6 +52,7 @@ class PromptService:
         text_backends: TextBackends,
         selection_pub: Publisher,
         image_topic: str,
+        follower: Follower,
     ) -> None:
         self._node = node
         self._latest = latest
@@ -56,6 +60,7 @@ class PromptService:
         self.text_backends = text_backends
         self._selection_pub = selection_pub
         self._image_topic = image_topic
+        self._follower = follower
 
     def _frame(self) -> SegmentedFrame:
         frame = self._latest()
@@ -74,7 +79,7 @@ class PromptService:
             response.header = frame.header
             response.message = handler(frame)
             response.success = True
-        except (PromptError, TextPromptError) as error:
+        except (PromptError, TextPromptError, FollowError) as error:
             response.success = False
             response.message = str(error)
         except Exception as error:  # a bug must not take the service down
@@ -122,3 +127,53 @@ class PromptService:
             return f"{len(matches)} match(es) for {len(texts)} text(s) with the {backend.name} backend"
 
         return self._answer(response, handle)
+
+    def _follow(self, frame: SegmentedFrame, index: int, name: str, response: Any) -> str:
+        selection_id = self._follower.follow(frame.masks, index, frame.image, name)
+        response.selection_id = selection_id
+        response.instance = frame.instance_msgs[index]
+        instance = frame.masks[index]
+        return f"following {instance.class_name or 'object'} (instance {index}) as selection {selection_id}"
+
+    def follow_point(self, request: Any, response: Any) -> Any:
+        def handle(frame: SegmentedFrame) -> str:
+            self._limits().check(points=len(request.points))
+            points = [(p.x, p.y) for p in request.points]
+            index = instance_to_follow(frame.masks, points, list(request.labels))
+            return self._follow(frame, index, request.name, response)
+
+        return self._answer(response, handle)
+
+    def follow_box(self, request: Any, response: Any) -> Any:
+        def handle(frame: SegmentedFrame) -> str:
+            b = request.box
+            match = select_by_box(frame.masks, (b.x1, b.y1, b.x2, b.y2))
+            response.iou = float(match.iou)
+            return self._follow(frame, match.index, request.name, response)
+
+        return self._answer(response, handle)
+
+    def follow_text(self, request: Any, response: Any) -> Any:
+        def handle(frame: SegmentedFrame) -> str:
+            self._limits().check(texts=[request.text])
+            backend = self.text_backends.get(request.backend or self.text_backends.default)
+            response.backend = backend.name
+            matches = backend.rank(frame.masks, frame.image, [request.text], 1)
+            if not matches:
+                raise PromptError(f"no instance matches '{request.text}' ({len(frame.masks)} in the frame)")
+            response.score = float(matches[0].score)
+            return self._follow(frame, matches[0].instance_index, request.name or request.text, response)
+
+        return self._answer(response, handle)
+
+    def unfollow(self, request: Any, response: Any) -> Any:
+        """Needs no frame: selections live in the follower."""
+        try:
+            ended = self._follower.unfollow(None if request.all else int(request.selection_id))
+            response.ended = ended
+            response.success = True
+            response.message = f"stopped following {len(ended)} selection(s)"
+        except FollowError as error:
+            response.success = False
+            response.message = str(error)
+        return response

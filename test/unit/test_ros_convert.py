@@ -15,6 +15,7 @@ from hypothesis.extra.numpy import arrays
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
+from fastsam_ros.core.follow import FollowedObject, FollowStatus
 from fastsam_ros.core.image_codec import ImageDecodeError
 from fastsam_ros.core.mask_set import Instance, MaskSet
 from fastsam_ros.core.obstacle_tracking import ObstacleTrack
@@ -24,6 +25,7 @@ from fastsam_ros.ros.convert import (
     check_before_decoding,
     check_depth_header,
     depth_to_metres,
+    followed_pose,
     image_to_bgr,
     instance_to_msg,
     intrinsics_from,
@@ -397,3 +399,33 @@ def test_any_array_of_points_becomes_an_unorganised_little_endian_float32_cloud(
     assert msg.is_bigendian is False, "little-endian, and saying so"
     assert np.array_equal(_cloud_points(msg), points, equal_nan=True)
     assert msg.is_dense is all(math.isfinite(value) for value in points.flat)
+
+
+def _followed_at(position: tuple[float, float, float] | None) -> FollowedObject:
+    motion = (
+        None if position is None else ObstacleTrack(4, position, (0.0, 0.0, 0.0), (0.0,) * 3, (0.0,) * 3, 1.0, None)
+    )
+    return FollowedObject(1, "x", FollowStatus.TRACKING, 0, 4, None, 0, (0.0, 0.0, 1.0, 1.0), motion)
+
+
+@given(st.tuples(*[st.floats(-20, 20, allow_nan=False) for _ in range(3)]))
+@example((1.0, 0.0, 0.0))
+@example((-1.0, 0.0, 0.0))
+@example((0.0, 0.0, 0.0))
+@example((0.3, -0.2, 2.5))
+def test_the_followed_pose_sits_on_the_object_and_its_x_axis_points_at_it(position):
+    pose = followed_pose(Header(frame_id="cam"), _followed_at(position))
+    assert pose.header.frame_id == "cam"
+    assert (pose.pose.position.x, pose.pose.position.y, pose.pose.position.z) == pytest.approx(position)
+    q = pose.pose.orientation
+    w, v = q.w, np.array([q.x, q.y, q.z])
+    assert w * w + v @ v == pytest.approx(1.0)
+    x_axis = np.array([1.0, 0.0, 0.0])
+    rotated = x_axis + 2 * w * np.cross(v, x_axis) + 2 * np.cross(v, np.cross(v, x_axis))
+    norm = float(np.linalg.norm(position))
+    expected = np.asarray(position) / norm if norm > 0 else x_axis
+    assert rotated == pytest.approx(expected, abs=1e-6)
+
+
+def test_no_pose_without_a_3d_position():
+    assert followed_pose(Header(), _followed_at(None)) is None
