@@ -145,6 +145,11 @@ class Follower:
     def __len__(self) -> int:
         return len(self._selections)
 
+    def track_ids(self) -> frozenset[int]:
+        """The track ids the selections are attached to now (none while unconfirmed)."""
+        with self._lock:
+            return frozenset(s.track_id for s in self._selections.values() if s.track_id >= 0)
+
     def configure(self, **changes: object) -> None:
         """Change settings from the next frame on; existing selections are kept even above a lower limit."""
         with self._lock:

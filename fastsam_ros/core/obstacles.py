@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from fastsam_ros.core.mask_set import MaskSet
+from fastsam_ros.core.mask_set import Instance, MaskSet
 from fastsam_ros.core.parameters import default_of, roi_problem
 
 MEDIAN_SAMPLES = 65536
@@ -138,6 +138,16 @@ def find_obstacles(
         found.append(obstacle)
     found.sort(key=lambda o: (o.distance is None, o.distance or 0.0, -masks[o.index].area))
     return found
+
+
+def centroid_of(instance: Instance, depth: np.ndarray, intrinsics: Intrinsics) -> tuple[float, float, float] | None:
+    """The 3D centroid of any instance, as an obstacle's would be, wherever it lies in the image:
+    a followed object is located outside the obstacles' region of interest too."""
+    ox, oy = instance.mask_offset
+    rows, cols = instance.mask.shape
+    return _locate(
+        Obstacle(-1, 0.0), instance.mask, depth[oy : oy + rows, ox : ox + cols], (ox, oy), intrinsics
+    ).centroid
 
 
 def _locate(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +17,15 @@ import numpy as np
 from fastsam_ros.core.engine import SegmentationEngine
 from fastsam_ros.core.mask_set import MaskSet
 from fastsam_ros.core.obstacle_tracking import ObstacleMotionTracker, ObstacleTrack
-from fastsam_ros.core.obstacles import Intrinsics, Obstacle, ObstacleSettings, find_obstacles, obstacle_cloud, roi_mask
+from fastsam_ros.core.obstacles import (
+    Intrinsics,
+    Obstacle,
+    ObstacleSettings,
+    centroid_of,
+    find_obstacles,
+    obstacle_cloud,
+    roi_mask,
+)
 from fastsam_ros.core.tracking import InstanceTracker
 
 
@@ -28,7 +37,8 @@ class PerceptionResult:
     obstacles_ms: float
     """Obstacles, their 3D boxes and their motion filters."""
     tracks: dict[int, ObstacleTrack] = field(default_factory=dict)
-    """3D motion of the obstacles with a track id and a centroid, by track id."""
+    """3D motion of the obstacles with a track id and a centroid, and of the instances asked
+    for by track id (``locate_tracks``) wherever they are, by track id."""
     cloud: np.ndarray | None = None
     """(N, 3) float32 optical-frame points under the obstacles' masks, when asked for and depth was there."""
     cloud_ms: float = 0.0
@@ -97,10 +107,13 @@ class Perception:
         intrinsics: Intrinsics | None = None,
         want_obstacles: bool = True,
         want_cloud: bool = False,
+        locate_tracks: Collection[int] = (),
     ) -> PerceptionResult:
         """Everything after segmentation, for frames segmented in a batch with other cameras'.
 
-        The cloud needs the obstacles, so asking for it computes them too.
+        The cloud needs the obstacles, so asking for it computes them too. The instances whose
+        track id is in ``locate_tracks`` (followed objects) get a 3D track even outside the
+        obstacles' region of interest or range.
         """
         with self._lock:
             tracker, settings, motion = self._tracker, self.obstacle_settings, self._motion
@@ -117,6 +130,12 @@ class Perception:
                 for o in obstacles
                 if o.centroid is not None and masks[o.index].track_id >= 0
             }
+            if depth is not None and intrinsics is not None:
+                for instance in masks.instances:
+                    if instance.track_id in locate_tracks and instance.track_id not in centroids:
+                        centroid = centroid_of(instance, depth, intrinsics)
+                        if centroid is not None:
+                            centroids[instance.track_id] = centroid
             tracks = motion.update(masks.stamp_ns, centroids)
         located = time.perf_counter()
         cloud = None

@@ -257,7 +257,9 @@ class CameraChannel:
         depth = self._depth_for(masks.stamp_ns, image.shape) if want_obstacles else None
         intrinsics = self._intrinsics_for(image.shape) if want_obstacles else None
         want_cloud = self.cloud_pub.get_subscription_count() > 0
-        output = self.perception.process_masks(masks, image, depth, intrinsics, want_obstacles, want_cloud)
+        output = self.perception.process_masks(
+            masks, image, depth, intrinsics, want_obstacles, want_cloud, self.follower.track_ids()
+        )
         masks = output.masks
         processing_ms = (time.perf_counter() - frame.received) * 1e3
         instances = mask_set_to_msg(masks, header, processing_ms)

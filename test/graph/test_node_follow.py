@@ -28,8 +28,8 @@ from fastsam_ros.tools.sample_videos import sample_video, video_frames
 NODE_PARAMETERS = [
     "tracker:=bytetrack",
     "text_backend:=class_names",
-    # Followed objects take their 3D position from the obstacle tracks: the whole image is the region.
-    "obstacle_roi:=[0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0]",
+    # A region of interest no instance reaches: no obstacles, yet followed objects are located.
+    "obstacle_roi:=[0.0, 0.0, 0.01, 0.0, 0.01, 0.01, 0.0, 0.01]",
 ]
 NODE_ARGS = ["-r", "depth:=/test/camera/depth", "-r", "camera_info:=/test/camera/camera_info"]
 

@@ -206,3 +206,19 @@ def test_nothing_is_computed_when_nobody_listens(engine, walk):
     masks = engine.segment(scene.frames[0], scene.stamps_ns[0])
     output = perception.process_masks(masks, scene.frames[0], scene.depths[0], scene.intrinsics, want_obstacles=False)
     assert output.obstacles == [] and output.tracks == {} and output.cloud is None
+
+
+def test_a_followed_track_is_located_outside_the_region_of_interest(engine, walk):
+    scene, outputs = walk
+    walker_id = outputs[-1].masks[_walker(outputs[-1], scene.positions[-1][2]).index].track_id
+    nowhere = (0.0, 0.0, 0.01, 0.0, 0.01, 0.01, 0.0, 0.01)
+    perception = Perception(engine, "bytetrack", obstacles=ObstacleSettings(roi=nowhere))
+    for frame, depth, stamp in zip(scene.frames, scene.depths, scene.stamps_ns, strict=True):
+        masks = engine.segment(frame, stamp, "camera_optical")
+        output = perception.process_masks(masks, frame, depth, scene.intrinsics, locate_tracks={walker_id})
+        assert output.obstacles == [] and set(output.tracks) <= {walker_id}
+    truth = scene.positions[-1]
+    position = np.array(output.tracks[walker_id].position)
+    assert np.linalg.norm(position - truth) <= 0.05 * np.linalg.norm(truth)
+    unasked = perception.process_masks(masks, frame, depth, scene.intrinsics, locate_tracks={walker_id + 1000})
+    assert unasked.tracks == {}
