@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks import follow_measure
 from benchmarks.cpu_runtime_bench import openvino_export
+from benchmarks.tracking_comparison import ALL_FRAMES
 from fastsam_ros.core.backends.model_loading import load_model
 from fastsam_ros.core.engine import EngineSettings, SegmentationEngine
 from fastsam_ros.core.prompts import select_by_box, select_by_points
@@ -163,17 +165,26 @@ def bench_tracking_and_obstacles(loaded, report: Report, frames_per_res: int) ->
 
 
 def bench_tracking_on_video(report: Report, frames: int) -> None:
-    """Track ids of the node (PyTorch and the CPU default runtime) against ultralytics' track() on
-    every real video, same frames and weights."""
-    from benchmarks.tracking_comparison import VIDEOS, comparison_rows, node_engines
+    """Track ids of the node (PyTorch, OpenVINO f32 and bf16) against ultralytics' track() (PyTorch,
+    and its OpenVINO export) on every real video, same frames and weights."""
+    from benchmarks.tracking_comparison import RUNTIMES, VIDEOS, comparison_rows, node_engines, reference_models
     from fastsam_ros.core.backends.model_loading import resolve_weights
     from fastsam_ros.tools.sample_videos import sample_video, video_frames
 
-    engines = node_engines(["torch", "auto"])
+    engines = node_engines(RUNTIMES)
+    references = reference_models(resolve_weights("yolo11n-seg.pt"))
     for name in VIDEOS:
         video = video_frames(sample_video(name), frames)
-        for label, metrics in comparison_rows(engines, resolve_weights("yolo11n-seg.pt"), video):
+        for label, metrics in comparison_rows(engines, references, video):
             report.add(f"{name}, {len(video)} frames", label, *metrics.row().split(" / "))
+
+
+def bench_follow(report: Report) -> list[str]:
+    """Following each reference person through the clips: rows, and the notes (runtime, cost)."""
+    rows, notes = follow_measure.follow_rows(load_model("yolo11n-seg.pt", "cpu", runtime="auto"))
+    for row in rows:
+        report.add(*row)
+    return notes
 
 
 def bench_bytes(loaded, report: Report) -> None:
@@ -466,17 +477,34 @@ def run(output: Path, quick: bool) -> int:
     )
     print("[bench] tracking on real video against ultralytics track()")
     video = Report()
-    bench_tracking_on_video(video, 60 if quick else 300)
+    bench_tracking_on_video(video, 60 if quick else ALL_FRAMES)
     sections.append(
         (
             "Tracking on real video against ultralytics track()",
             ["video", "tracks from", "ids", "id switches", "matched pairs", "tracked detections"],
             video,
-            "ByteTrack, conf 0.25, every frame in order, the first frames of each of OpenCV's sample videos. A "
-            "switch: a detection matching one of the previous frame's (same class, box IoU > 0.5) under another "
-            "id; every detection with an id counts, on both sides, on the detections' own boxes (track() returns "
+            "ByteTrack, conf 0.25, every frame of each of OpenCV's sample videos, in order. A switch: a "
+            "detection matching one of the previous frame's (same class, box IoU > 0.5) under another id; every "
+            "detection with an id counts, on both sides, on the detections' own boxes (track() returns "
             "Kalman-filtered boxes; its ids are put on the boxes of the detections they matched). 'before': the "
-            "same run without the low-score detections a track matched, which the node did not publish before.",
+            "same run without the low-score detections a track matched, which the node did not publish before. "
+            "track() runs on PyTorch and on ultralytics' OpenVINO export, at OpenVINO's default precision for this "
+            "CPU and on its fixed 640x640 input, which alone changes some detections.",
+        )
+    )
+    print("[bench] following a person through real video")
+    follow = Report()
+    follow_notes = bench_follow(follow)
+    sections.append(
+        (
+            "Following a person through real video",
+            follow_measure.HEADERS,
+            follow,
+            "Each person of benchmarks/data/follow_reference.json (boxes checked by hand) selected by a point on "
+            "the first frame the reference has them, then followed by the node's Follower to the end of the clip "
+            "(every frame, ByteTrack, the default runtime). followed right: box IoU >= 0.5 with the reference, "
+            "of the frames the person is visible. 'track id only' is a selection kept by its track id alone; "
+            "'motion only' re-acquires without the colour histogram. " + " ".join(follow_notes),
         )
     )
     print("[bench] InstanceArray size")

@@ -10,6 +10,10 @@ Both sides are counted on the detections' own boxes (those the masks belong to, 
 node publishes): ``track()`` returns its tracks' Kalman-filtered boxes instead, smoother
 from frame to frame, which alone changes what the metric pairs. Fed the same detections,
 the node's tracker state equals ``track()``'s, so any difference left is the detections'.
+``track()`` also runs on ultralytics' own OpenVINO export, as its users would run it on a
+CPU: at OpenVINO's default precision for the CPU (bf16 where the CPU has it) and on a fixed
+640x640 input (PyTorch and the node letterbox to the frame's own aspect), so its detections
+differ from both; it shows how much precision and input shape alone move the figures.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ if TYPE_CHECKING:
 MATCH_IOU = 0.5
 VIDEOS = ("vtest.avi", "Megamind.avi", "Megamind_bugy.avi", "tree.avi")
 """OpenCV's sample videos (Debian's opencv-doc): pedestrians, two animated clips, a tree in the wind."""
+ALL_FRAMES = 1_000_000
+"""More frames than any of the videos has."""
+RUNTIMES = ("torch", "openvino f32", "openvino bf16")
+"""The node's runtimes compared: PyTorch, and OpenVINO at each precision the CPU default may take."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +112,9 @@ def node_tracks(
     return out
 
 
-def ultralytics_tracks(weights: str, frames: list[np.ndarray], tracker: str = "bytetrack") -> list[list[TrackedBox]]:
-    """``YOLO(weights).track(frame, persist=True)`` frame by frame, with its default settings.
+def ultralytics_tracks(model_path: str, frames: list[np.ndarray], tracker: str = "bytetrack") -> list[list[TrackedBox]]:
+    """``YOLO(model_path).track(frame, persist=True)`` frame by frame, with its default settings
+    (``model_path``: weights, or an export ultralytics made of them).
 
     Each id ``track()`` returned is put on the box of the detection its track matched: a
     callback that runs before the tracker's keeps the frame's detections, and every
@@ -113,7 +122,7 @@ def ultralytics_tracks(weights: str, frames: list[np.ndarray], tracker: str = "b
     """
     from ultralytics import YOLO
 
-    model = YOLO(weights)
+    model = YOLO(model_path, task="segment")
     detected: list[np.ndarray] = []
     model.add_callback(
         "on_predict_postprocess_end", lambda predictor: detected.append(predictor.results[0].boxes.data.cpu().numpy())
@@ -135,31 +144,51 @@ def ultralytics_tracks(weights: str, frames: list[np.ndarray], tracker: str = "b
 
 
 def comparison_rows(
-    engines: dict[str, SegmentationEngine], weights: str, frames: list[np.ndarray], tracker: str = "bytetrack"
+    engines: dict[str, SegmentationEngine],
+    references: dict[str, str],
+    frames: list[np.ndarray],
+    tracker: str = "bytetrack",
 ) -> list[tuple[str, TrackingMetrics]]:
     """For each engine (by runtime) the node as it publishes and, from the same run, without the
-    low-score matches it did not publish before; then ultralytics track() on PyTorch."""
+    low-score matches it did not publish before; then ultralytics track() on each reference
+    (label: weights or export)."""
     rows = []
     for runtime, engine in engines.items():
         published = node_tracks(engine, frames, tracker)
         before = [[box for box in frame if not box.tracked_low_score] for frame in published]
         rows.append((f"node, {runtime}, without low-score matches (before)", tracking_metrics(before)))
         rows.append((f"node, {runtime}", tracking_metrics(published)))
-    rows.append(("ultralytics track(), torch", tracking_metrics(ultralytics_tracks(weights, frames, tracker))))
+    for label, model_path in references.items():
+        rows.append(
+            (f"ultralytics track(), {label}", tracking_metrics(ultralytics_tracks(model_path, frames, tracker)))
+        )
     return rows
 
 
 def node_engines(runtimes: Iterable[str]) -> dict[str, SegmentationEngine]:
-    """One engine per runtime, keyed by what the runtime resolved to (auto: OpenVINO where installed)."""
+    """One engine per runtime ("torch", "openvino f32", "openvino bf16", "auto"), keyed by what it
+    resolved to (auto: OpenVINO where installed, at the precision it timed fastest)."""
     from fastsam_ros.core.backends.model_loading import load_model
     from fastsam_ros.core.engine import SegmentationEngine
 
     engines = {}
-    for runtime in runtimes:
-        loaded = load_model("yolo11n-seg.pt", "cpu", runtime=runtime)
+    for spec in runtimes:
+        runtime, _, precision = spec.partition(" ")
+        loaded = load_model("yolo11n-seg.pt", "cpu", runtime=runtime, precision=precision or "auto")
         label = f"{loaded.runtime} {loaded.precision}" if loaded.runtime == "openvino" else loaded.runtime
         engines[label] = SegmentationEngine(loaded)
     return engines
+
+
+def reference_models(weights: str) -> dict[str, str]:
+    """What track() runs on: the weights (PyTorch), and ultralytics' OpenVINO export of them,
+    labelled with the precision OpenVINO's CPU plugin defaults to here."""
+    import openvino
+
+    from benchmarks.cpu_runtime_bench import ultralytics_exports
+
+    precision = openvino.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+    return {"torch": weights, f"its OpenVINO export ({precision}, 640x640)": ultralytics_exports(weights)["openvino"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,15 +197,16 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", nargs="+", default=list(VIDEOS))
-    parser.add_argument("--frames", type=int, default=300, help="at most this many frames of each video")
-    parser.add_argument("--runtimes", nargs="+", default=["torch", "auto"])
+    parser.add_argument("--frames", type=int, default=0, help="at most this many frames of each video (0: all)")
+    parser.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), help='e.g. torch "openvino f32"')
     parser.add_argument("--tracker", default="bytetrack")
     args = parser.parse_args(argv)
     engines = node_engines(args.runtimes)
+    references = reference_models(resolve_weights("yolo11n-seg.pt"))
     print("video | frames | tracks from | ids / switches / matched pairs / tracked detections")
     for video in args.videos:
-        frames = video_frames(sample_video(video), args.frames)
-        for label, metrics in comparison_rows(engines, resolve_weights("yolo11n-seg.pt"), frames, args.tracker):
+        frames = video_frames(sample_video(video), args.frames or ALL_FRAMES)
+        for label, metrics in comparison_rows(engines, references, frames, args.tracker):
             print(f"{video} | {len(frames)} | {label} | {metrics.row()}", flush=True)
     return 0
 
