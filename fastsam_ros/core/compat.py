@@ -169,6 +169,20 @@ ULTRALYTICS_IMAGE_OPEN_PATCH = Workaround(
     code=("fastsam_ros/core/image_codec.py:_header_size",),
 )
 
+OPENVINO_SLICE_BEFORE_GATHER_ELEMENTS = Workaround(
+    name="OPENVINO_SLICE_BEFORE_GATHER_ELEMENTS",
+    problem=(
+        "OpenVINO's CPU compiler removes a Slice from index 0 that feeds a GatherElements (its "
+        "NopSliceBeforeGatherElements pass) and then refuses that GatherElements, whose data and indices no longer "
+        "agree off the gathered axis, so YOLO26's NMS-free head does not compile"
+    ),
+    upstream=("https://github.com/openvinotoolkit/openvino/pull/18614",),
+    distributions=("openvino",),
+    seen_in="2026.4.1",
+    fixed_in=None,
+    code=("fastsam_ros/core/backends/openvino_graph.py:gathers_instead_of_slices",),
+)
+
 FASTDDS_RESPONSES_TO_EVERY_CLIENT = Workaround(
     name="FASTDDS_RESPONSES_TO_EVERY_CLIENT",
     problem=(
@@ -238,6 +252,7 @@ WORKAROUNDS = (
     ULTRALYTICS_NMS_PYTHON_FALLBACK,
     ULTRALYTICS_ANCHOR_CACHE,
     ULTRALYTICS_IMAGE_OPEN_PATCH,
+    OPENVINO_SLICE_BEFORE_GATHER_ELEMENTS,
     FASTDDS_RESPONSES_TO_EVERY_CLIENT,
     RCL_MIXED_NUMBER_LISTS,
     RCLPY_OVERRIDE_TYPE,

@@ -12,6 +12,9 @@ The kernel is loaded from torchvision's compiled library without importing the t
 package, whose import also loads ``torch._dynamo``: about 2 s of every start on our CPUs.
 Upstream entries: fastsam_ros.core.compat.ULTRALYTICS_NMS_PYTHON_FALLBACK and
 TORCHVISION_IMPORTS_DYNAMO.
+
+A network with an NMS-free head (YOLO26) needs none of this: ``select_end_to_end`` only
+thresholds the detections it chose.
 """
 
 from __future__ import annotations
@@ -46,6 +49,18 @@ def select_detections(
         rows = image_prediction.transpose(0, 1)[image_candidates]
         results.append(_suppress(rows, conf, iou, max_det, num_classes))
     return results
+
+
+def select_end_to_end(prediction: torch.Tensor, conf: float, max_det: int) -> list[torch.Tensor]:
+    """Per image, the (n, 6 + extra) rows of an NMS-free head scored above conf, in the head's order.
+
+    prediction is the (batch, k, 6 + extra) output of a one-to-one head (YOLO26's): x1, y1, x2,
+    y2, score, class, mask coefficients, its top k already chosen and ranked by the network, so
+    only the threshold and max_det apply, as in ultralytics.
+    """
+    if not 0 <= conf <= 1:
+        raise ValueError(f"conf {conf} must lie in [0, 1]")
+    return [rows[rows[:, 4] > conf][:max_det].float() for rows in prediction]
 
 
 def _suppress(rows: torch.Tensor, conf: float, iou: float, max_det: int, num_classes: int) -> torch.Tensor:

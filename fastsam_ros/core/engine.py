@@ -27,7 +27,7 @@ import torch
 
 from fastsam_ros.core.backends.cuda_graphs import GraphedForward, graphs_wanted
 from fastsam_ros.core.backends.model_loading import LoadedModel
-from fastsam_ros.core.detection_nms import select_detections
+from fastsam_ros.core.detection_nms import select_detections, select_end_to_end
 from fastsam_ros.core.letterbox import LetterboxGeometry, letterbox_cpu, letterbox_geometry, letterbox_torch
 from fastsam_ros.core.mask_decoding import (
     crop_masks_batched,
@@ -42,6 +42,8 @@ from fastsam_ros.core.parameters import default_of
 PIPELINES = ("auto", "opencv", "torch")
 """Where pre- and postprocessing run: auto picks per device (OpenCV on the CPU, torch elsewhere);
 torch on the CPU runs the device path there, for tests and benchmarks."""
+ANCHOR_STRIDES = (8, 16, 32)
+"""The detection levels of YOLO segmentation heads (P3-P5; P2 and P6 variants have more anchors, not fewer)."""
 DEFAULT_WARM_UP_SHAPES = ((720, 1280),)
 """Frame (height, width) sizes whose CUDA graphs warm_up captures when the caller names none."""
 
@@ -221,25 +223,19 @@ class SegmentationEngine:
         return self._graphed
 
     def _network(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(batch, 4 + classes + 32, anchors) predictions and (batch, 32, mh, mw) prototypes."""
+        """(batch, 4 + classes + 32, anchors) predictions, or an NMS-free head's (batch, k, 6 + 32) detections,
+        and (batch, 32, mh, mw) prototypes."""
         return split_network_outputs(self.loaded.backend(batch))
 
     def _detections(self, prediction: torch.Tensor, settings: EngineSettings) -> list[torch.Tensor]:
         if self.loaded.backend.end2end:
-            from ultralytics.utils.nms import non_max_suppression
-
-            # End-to-end networks need no NMS: ultralytics only filters their rows.
-            return non_max_suppression(
-                prediction, settings.nms_conf, settings.iou, max_det=settings.max_det, end2end=True
-            )
+            return select_end_to_end(prediction, settings.nms_conf, settings.max_det)
         return select_detections(prediction, settings.nms_conf, settings.iou, settings.max_det, len(self.class_names))
 
     def _preprocess(
         self, images: list[np.ndarray], settings: EngineSettings, forward: Callable
     ) -> tuple[list[LetterboxGeometry], torch.Tensor]:
-        # The smallest stride-aligned padding only when every frame pads to the same shape.
-        auto = self.loaded.dynamic_shapes and len({image.shape for image in images}) == 1
-        geometries = [letterbox_geometry(image.shape[:2], settings.imgsz, auto, self.loaded.stride) for image in images]
+        geometries = self._geometries(images, settings.imgsz)
         dtype = torch.float16 if self.loaded.half else torch.float32
         if not self._on_device:
             # OpenCV's uint8 resize is the fastest letterbox on the CPU.
@@ -259,6 +255,15 @@ class SegmentationEngine:
         for slot, (image, geometry) in enumerate(zip(images, geometries, strict=True)):
             letterbox_torch(self._upload(slot, image), geometry, batch[slot])
         return geometries, batch
+
+    def _geometries(self, images: list[np.ndarray], imgsz: int) -> list[LetterboxGeometry]:
+        """The smallest stride-aligned padding when every frame pads to the same shape, unless that input gives
+        an exported NMS-free head fewer anchors than the detections it picks: then the square input."""
+        auto = self.loaded.dynamic_shapes and len({image.shape for image in images}) == 1
+        geometries = [letterbox_geometry(image.shape[:2], imgsz, auto, self.loaded.stride) for image in images]
+        if auto and anchor_count(geometries[0].input_shape) < self.loaded.min_anchors:
+            return [letterbox_geometry(image.shape[:2], imgsz, False, self.loaded.stride) for image in images]
+        return geometries
 
     def _upload(self, slot: int, image: np.ndarray) -> torch.Tensor:
         """The uint8 frame on the device, copied through a reused pinned buffer without blocking."""
@@ -306,6 +311,12 @@ class SegmentationEngine:
                 )
             )
         return instances
+
+
+def anchor_count(input_shape: tuple[int, int], strides: Sequence[int] = ANCHOR_STRIDES) -> int:
+    """Anchors a detection head has on an input of this (height, width): one per cell of each level."""
+    height, width = input_shape
+    return sum((height // stride) * (width // stride) for stride in strides)
 
 
 def split_network_outputs(preds: object) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,12 +18,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from fastsam_ros.core import compat
 from fastsam_ros.core.compat import (
     GLIBC_DYNAMIC_MMAP_THRESHOLD,
+    OPENVINO_SLICE_BEFORE_GATHER_ELEMENTS,
     RCL_LOGGING_NEEDS_HOME,
     RCL_MIXED_NUMBER_LISTS,
     RCLPY_EXECUTOR_REQUEUE,
@@ -190,6 +192,22 @@ def test_canary_ultralytics_replaces_pil_image_open():
     from PIL import Image
 
     assert Image.open.__module__ != "PIL.Image", ULTRALYTICS_IMAGE_OPEN_PATCH.expired()
+
+
+def test_canary_openvino_refuses_a_gather_elements_after_a_slice_from_zero():
+    import openvino as ov
+    from openvino import opset8
+
+    data = opset8.parameter([1, 8400, 116], np.float32)
+    indices = opset8.parameter([1, 300, 4], np.int64)
+    boxes = opset8.slice(data, np.array([0]), np.array([4]), np.array([1]), np.array([2]))
+    model = ov.Model([opset8.gather_elements(boxes, indices, 1)], [data, indices])
+    try:
+        ov.Core().compile_model(model, "CPU")
+    except RuntimeError as error:
+        assert "GatherElements" in str(error)
+    else:
+        pytest.fail(OPENVINO_SLICE_BEFORE_GATHER_ELEMENTS.expired())
 
 
 def test_canary_rcl_refuses_a_list_of_integers_and_doubles():

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -14,28 +13,13 @@ from hypothesis.extra.numpy import arrays
 from fastsam_ros.core import parameters
 from fastsam_ros.core.mask_set import Instance, MaskSet
 from fastsam_ros.core.prompts import PromptError, PromptLimits, merge_instances, select_by_box, select_by_points
+from test_support.fastsam_prompt import fastsam_prompt_oracle
 
 
 @pytest.fixture(scope="module")
 def oracle(bus_masks, bus):
     """FastSAMPredictor.prompt over a Results holding exactly our masks."""
-    from ultralytics.engine.results import Results
-    from ultralytics.models.fastsam import FastSAMPredictor
-
-    predictor = FastSAMPredictor(overrides={"device": "cpu", "verbose": False})
-    predictor.device = torch.device("cpu")
-    boxes = torch.tensor([[*i.box, i.score, i.class_id] for i in bus_masks.instances], dtype=torch.float32)
-    masks = torch.from_numpy(bus_masks.full_masks()).to(torch.uint8)
-    result = Results(bus, path="bus.jpg", names=bus_masks.class_names, boxes=boxes, masks=masks)
-
-    def select(**prompt) -> list[int]:
-        chosen = predictor.prompt(result, **prompt)[0]
-        if len(chosen) == 0:
-            return []
-        rows = chosen.boxes.data[:, :4]
-        return sorted(int(torch.nonzero((boxes[:, :4] == row).all(1))[0]) for row in rows)
-
-    return select
+    return fastsam_prompt_oracle(bus_masks, bus)
 
 
 def _index(masks: MaskSet, name: str) -> int:

@@ -54,6 +54,8 @@ class LoadedNetwork:
     """Why this precision, where the runtime chose one (OpenVINO's 'auto')."""
     threads: str = ""
     """How the runtime sets its thread count, where that is ours to set."""
+    min_anchors: int = 0
+    """Anchors an input must give at least: an exported NMS-free head picks a fixed number of them."""
 
 
 def released_error() -> RuntimeError:

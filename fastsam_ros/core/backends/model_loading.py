@@ -76,6 +76,8 @@ class LoadedModel:
     class_names: dict[int, str]
     source: str
     choice_record: RuntimeChoice
+    min_anchors: int = 0
+    """Anchors an input must give at least (``LoadedNetwork.min_anchors``)."""
 
     @property
     def runtime(self) -> str:
@@ -209,6 +211,7 @@ def _load_on(
         dynamic_shapes=network.dynamic_shapes,
         class_names=network.class_names,
         source=request.weights,
+        min_anchors=network.min_anchors,
         choice_record=RuntimeChoice(
             requested=requested,
             runtime=runtime,

@@ -15,12 +15,14 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
 
 from fastsam_ros.core.backends.backend import LoadedNetwork, released_error
 from fastsam_ros.core.backends.model_errors import ModelLoadError
+from fastsam_ros.core.backends.torch_runtime import END_TO_END_TOP_K, nms_free_head
 
 EXPORT_PACKAGES = ("onnx", "onnxslim")
 """What ultralytics' ONNX exporter needs; both CPU runtimes (ONNX Runtime, OpenVINO) start from its export."""
@@ -78,7 +80,12 @@ def exported_onnx(weights: str) -> Path:
             shutil.copyfile(source, copy)
             from ultralytics import YOLO
 
-            exported = YOLO(str(copy)).export(format="onnx", dynamic=True, simplify=True, imgsz=640, verbose=False)
+            network = YOLO(str(copy))
+            head = nms_free_head(network.model)  # ultralytics' default exports a head that needs NMS
+            with warnings.catch_warnings():
+                # The trace fixes the NMS-free head's top k for any input: the engine pads to enough anchors.
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                exported = network.export(format="onnx", dynamic=True, simplify=True, imgsz=640, verbose=False, **head)
             os.replace(exported, target)
     except OSError as error:
         raise ModelLoadError(f"could not write the ONNX export to {target.parent}: {error}") from error
@@ -96,6 +103,7 @@ def load(onnx_path: Path) -> LoadedNetwork:
         stride=max(network.stride, 32),
         dynamic_shapes=network.dynamic,
         precision="f32",
+        min_anchors=END_TO_END_TOP_K if network.end2end else 0,
     )
 
 

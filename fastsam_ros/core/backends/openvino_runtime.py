@@ -32,7 +32,9 @@ from fastsam_ros.core.backends.backend import LoadedNetwork, released_error
 from fastsam_ros.core.backends.int8_quantisation import INT8_MODEL
 from fastsam_ros.core.backends.model_errors import ModelLoadError
 from fastsam_ros.core.backends.onnx_runtime import EXPORT_PACKAGES, cache_dir, export_available
+from fastsam_ros.core.backends.openvino_graph import gathers_instead_of_slices
 from fastsam_ros.core.backends.precision import resolve_precision
+from fastsam_ros.core.backends.torch_runtime import END_TO_END_TOP_K
 
 MAX_COMPILED_SHAPES = 6
 """Input shapes kept compiled in memory; a camera gives one, a few cameras a few."""
@@ -115,6 +117,7 @@ def load(onnx_path: Path, precision: str, threads: tuple[int, ...]) -> LoadedNet
         precision=chosen,
         precision_reason=why,
         threads=threads_text(network.thread_counts),
+        min_anchors=END_TO_END_TOP_K if network.end2end else 0,
     )
 
 
@@ -167,7 +170,7 @@ class OpenVinoNetwork:
             self._core.set_property({"CACHE_DIR": str(compiled_cache)})
         source = self.folder / INT8_MODEL if precision == "int8" else onnx_path
         try:
-            self._model = self._core.read_model(str(source))
+            self._model = gathers_instead_of_slices(self._core.read_model(str(source)))
         except RuntimeError as error:
             raise ModelLoadError(f"OpenVINO could not read '{source}' ({error}); delete it to rebuild it") from error
         self._configs = {

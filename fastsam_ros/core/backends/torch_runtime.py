@@ -16,6 +16,9 @@ from fastsam_ros.core.backends.backend import LoadedNetwork, released_error
 from fastsam_ros.core.backends.cuda_graphs import forget_anchor_caches
 from fastsam_ros.core.backends.model_errors import ModelLoadError
 
+END_TO_END_TOP_K = 300
+"""Detections an NMS-free head picks (its top k; fixed in an export): ultralytics' default max_det, assumed of
+networks exported elsewhere too."""
 EXPORTED_SUFFIXES = (".engine", ".torchscript", ".tflite", ".pb", ".mlpackage", ".xml")
 """Files of other formats ultralytics exports, run by its AutoBackend (TensorRT, TorchScript, ...)."""
 
@@ -41,14 +44,39 @@ def segmentation_network(model: str, weights: str) -> torch.nn.Module:
     return network
 
 
+def nms_free_head(network: torch.nn.Module) -> dict[str, object]:
+    """How the network's NMS-free (one-to-one) head runs, as ultralytics' predict and export arguments;
+    {} when it has none (YOLO11, YOLOv8, FastSAM).
+
+    ultralytics' default (``nms=None``) runs NMS over the one-to-many head that YOLO26 also has;
+    ``nms=False`` selects the NMS-free head. YOLOE's predict keeps one class per box
+    (``agnostic_nms``): its open vocabulary may name overlapping classes.
+    """
+    from ultralytics.nn.tasks import YOLOEModel
+
+    layers = getattr(network, "model", None)
+    if not isinstance(layers, torch.nn.Sequential) or getattr(layers[-1], "one2one_cv2", None) is None:
+        return {}
+    return {"nms": False, "max_det": END_TO_END_TOP_K, "agnostic_nms": isinstance(network, YOLOEModel)}
+
+
 def load(model: str, weights: str, device: torch.device, half: bool) -> LoadedNetwork:
-    """The network on ``device`` through ultralytics' AutoBackend; fp16 on CUDA only."""
+    """The network on ``device`` through ultralytics' AutoBackend; fp16 on CUDA only.
+
+    A network with an NMS-free head runs that head (``nms_free_head``), as ultralytics' ``predict(nms=False)``.
+    """
     use_half = half and device.type == "cuda"
     network = weights if is_exported(weights) else segmentation_network(model, weights)
+    head = {} if isinstance(network, str) else nms_free_head(network)
+    if head:
+        network.set_head_attr(max_det=head["max_det"], agnostic_nms=head["agnostic_nms"])
+    end_to_end = True if head else None  # None: as the export or checkpoint has it
     try:
         from ultralytics.nn.autobackend import AutoBackend
 
-        backend = AutoBackend(network, device=device, fp16=use_half, fuse=not is_exported(weights), verbose=False)
+        backend = AutoBackend(
+            network, device=device, fp16=use_half, fuse=not is_exported(weights), verbose=False, end2end=end_to_end
+        )
         backend.eval()
     except Exception as error:  # ultralytics raises many kinds
         raise ModelLoadError(f"could not place model '{model}' on {device}: {error}") from error
