@@ -70,6 +70,14 @@ def precision_quality(weights: str, precision: str, frames: Sequence[np.ndarray]
     return compare_frames(expected, found)
 
 
+def calibration_frames_in_guard(
+    calibration_frames: Sequence[np.ndarray], guard_frames: Sequence[np.ndarray]
+) -> list[int]:
+    """Indices of the guard frames that are also calibration frames, pixel for pixel."""
+    seen = {frame.tobytes() for frame in calibration_frames}
+    return [index for index, frame in enumerate(guard_frames) if frame.tobytes() in seen]
+
+
 def calibrate_int8(
     weights: str,
     calibration_frames: Sequence[np.ndarray],
@@ -77,7 +85,12 @@ def calibrate_int8(
     log: Callable[[str], None] = print,
     threads: int = 0,
 ) -> QualityReport:
-    """Quantise to int8 (unless cached: delete int8.xml to calibrate again), run the guard, store its verdict."""
+    """Quantise to int8 (unless cached: delete its INT8_MODEL to calibrate again), run the guard, store its verdict.
+
+    The guard must not see a calibration frame: a verdict on frames int8 was tuned to would flatter it."""
+    shared = calibration_frames_in_guard(calibration_frames, guard_frames)
+    if shared:
+        raise ValueError(f"guard frames {shared} are also calibration frames: the guard needs frames of its own")
     onnx_path = exported_onnx(weights)
     folder = model_dir(onnx_path, cache_dir())
     reference = load_model(weights, "cpu", runtime="openvino", precision="f32", threads=(threads,))

@@ -1,8 +1,8 @@
 """`fastsam_export`: prepare the CPU runtimes' cached networks ahead of the first start.
 
-int8 is calibrated on real photos (whole, scaled to camera resolutions and panned) and
-checked by the quality guard on other windows of them; `runtime: auto` uses int8 only
-when that check passed. The other precisions only export and compile.
+int8 is calibrated on real photos and video frames (tools/int8_frames) and checked by the
+quality guard on other frames of them; `runtime: auto` uses int8 only when that check passed.
+The other precisions only export and compile.
 """
 
 from __future__ import annotations
@@ -10,29 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
-
 from fastsam_ros.core.backends.model_loading import load_model, resolve_weights
 from fastsam_ros.core.int8_calibration import calibrate_int8
-from fastsam_ros.tools.sample_frames import asset_image, camera_frames, mosaic
-
-CAMERA_SIZES = ((1280, 720), (1920, 1080), (640, 480))
-
-
-def calibration_frames() -> list[np.ndarray]:
-    """Both photos whole, a crowded mosaic of them, and pans at three camera sizes: 21 frames."""
-    frames = [asset_image("bus.jpg"), asset_image("zidane.jpg"), mosaic(4, 3, 1280, 720)]
-    for width, height in CAMERA_SIZES:
-        frames += camera_frames(width, height, 6)
-    return frames
-
-
-def guard_frames() -> list[np.ndarray]:
-    """Windows the calibration never saw: other pan positions, and the photos mirrored."""
-    frames = [np.ascontiguousarray(asset_image(name)[:, ::-1]) for name in ("bus.jpg", "zidane.jpg")]
-    for width, height in CAMERA_SIZES[:2]:
-        frames += camera_frames(width, height, 5)
-    return frames
+from fastsam_ros.tools.int8_frames import calibration_frames, guard_frames
 
 
 def main(argv: list[str] | None = None) -> int:

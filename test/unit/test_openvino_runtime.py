@@ -19,7 +19,8 @@ from fastsam_ros.core.backends.openvino_runtime import COMPILED, OpenVinoNetwork
 from fastsam_ros.core.backends.precision import PRECISION_TIMINGS, cpu_capabilities, resolve_precision
 from fastsam_ros.core.backends.runtime_quality import box_iou
 from fastsam_ros.core.engine import SegmentationEngine
-from fastsam_ros.core.int8_calibration import calibrate_int8, precision_quality
+from fastsam_ros.core.int8_calibration import calibrate_int8, calibration_frames_in_guard, precision_quality
+from fastsam_ros.tools.int8_frames import CALIBRATION_VIDEO, calibration_sources, guard_sources, picked_frames
 from fastsam_ros.tools.sample_frames import camera_frames
 
 pytest.importorskip("openvino")
@@ -85,12 +86,44 @@ def test_bf16_meets_the_quality_guard(weights, guard_frames):
     assert report.passed, report.summary()
 
 
-def test_int8_is_calibrated_once_and_guarded(private_cache, weights, guard_frames, bus, zidane, tmp_path):
+def test_int8_calibration_and_guard_frames_are_disjoint_and_of_several_kinds():
+    """The guard's verdict is only worth something on frames the calibration did not see."""
+    calibration, guard = calibration_sources(), guard_sources()
+    videos = set(CALIBRATION_VIDEO)
+    assert "photos" in calibration and len(videos & set(calibration)) >= 2, list(calibration)
+    assert "photos" in guard and videos & set(guard), list(guard)
+    assert sum(map(len, calibration.values())) > 100
+    assert all(len(frames) >= 10 for frames in (*calibration.values(), *guard.values()))
+    calibration_frames = [frame for frames in calibration.values() for frame in frames]
+    for source, frames in guard.items():
+        assert not calibration_frames_in_guard(calibration_frames, frames), source
+
+
+def test_int8_guard_refuses_calibration_frames(private_cache, weights, bus, zidane):
+    mirrored = np.ascontiguousarray(bus[:, ::-1])
+    assert calibration_frames_in_guard([bus, zidane], [mirrored, zidane.copy(), bus[:, ::-1]]) == [1]
+    with pytest.raises(ValueError, match=r"guard frames \[1\]"):
+        calibrate_int8(weights, [bus, zidane], [mirrored, zidane], log=lambda line: None)
+
+
+def test_int8_is_calibrated_once_and_guarded(private_cache, weights, guard_frames, tmp_path):
     """int8 keeps most instances; whether it meets the guard is stored, and 'auto' follows that verdict.
 
     In a private cache: the one-frame guard below stores a verdict that would make every later
-    node of the session run int8."""
-    calibration = [bus, zidane, camera_frames(1280, 720, 3)[1], camera_frames(640, 480, 3)[2]]
+    node of the session run int8. Calibrated on frames the guard does not see: two windows of
+    the photos and a frame of each of two videos."""
+    videos = picked_frames(
+        {
+            name: range(CALIBRATION_VIDEO[name].start, CALIBRATION_VIDEO[name].start + 1)
+            for name in ("vtest.avi", "Megamind.avi")
+        }
+    )
+    calibration = [
+        camera_frames(1280, 720, 3)[1],
+        camera_frames(640, 480, 3)[2],
+        *videos["vtest.avi"],
+        *videos["Megamind.avi"],
+    ]
     report = calibrate_int8(weights, calibration, guard_frames, log=lambda line: None)
     assert report.kept_share >= 0.7 and np.median(report.mask_ious) >= 0.95, report.summary()
     folder = model_dir(exported_onnx(weights), cache_dir())

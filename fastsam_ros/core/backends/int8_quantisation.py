@@ -18,7 +18,8 @@ import numpy as np
 
 from fastsam_ros.core.backends.model_errors import ModelLoadError
 
-INT8_MODEL = "int8.xml"
+INT8_MODEL = "int8-conv-inputs.xml"
+"""Named after the quantisation scheme, so that a network cached by an earlier scheme is calibrated again."""
 INT8_VERDICT = "int8-quality.json"
 """The quality guard's result for the calibrated int8 model, written beside it."""
 
@@ -52,11 +53,15 @@ def quantize_int8(onnx_path: Path, folder: Path, inputs: Iterable[np.ndarray], l
     log(f"calibrating int8 on {len(samples)} real frames (once per weights)")
     model = ov.Core().read_model(str(onnx_path))
     # The head's box decoding (distribution focal loss and anchor arithmetic) loses box
-    # accuracy when quantised and costs little, so it stays in float.
+    # accuracy when quantised and costs little, so it stays in float. NNCF's transformer
+    # scheme quantises only the inputs of convolutions and matrix products; its CNN scheme
+    # also quantises both inputs of every SiLU's multiply (172 more quantisers here), which
+    # kept fewer instances and ran slower (docs/PERFORMANCE.md, "INT8: what loses instances").
     quantized = nncf.quantize(
         model,
         nncf.Dataset(samples),
         preset=nncf.QuantizationPreset.MIXED,
+        model_type=nncf.ModelType.TRANSFORMER,
         subset_size=len(samples),
         ignored_scope=nncf.IgnoredScope(
             patterns=[r".*/dfl/.*", r".*/model\.\d+/(Sub|Add|Mul|Div)(_\d+)?$"], validate=False
