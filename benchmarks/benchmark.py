@@ -504,7 +504,7 @@ def run(output: Path, quick: bool) -> int:
             "the first frame the reference has them, then followed by the node's Follower to the end of the clip "
             "(every frame, ByteTrack, the default runtime). followed right: box IoU >= 0.5 with the reference, "
             "of the frames the person is visible. 'track id only' is a selection kept by its track id alone; "
-            "'motion only' re-acquires without the colour histogram. " + " ".join(follow_notes),
+            "'motion only' re-acquires without the colour histogram. " + "; ".join(follow_notes) + ".",
         )
     )
     print("[bench] InstanceArray size")
@@ -626,6 +626,7 @@ def bench_cpu_runtime_sections(sections: list, quick: bool) -> None:
         ),
         ("Stages of the shipped default (median ms)", cpu.STAGE_HEADERS, stages, cpu.STAGE_NOTE),
         ("Quality of reduced precisions (against OpenVINO f32)", cpu.QUALITY_HEADERS, quality, cpu.QUALITY_NOTE),
+        ("INT8: what loses instances", cpu.INT8_HEADERS, cpu.INT8_FINDINGS, cpu.INT8_NOTE),
         ("Prompts while frames stream, by inference threads (ms)", cpu.STREAM_HEADERS, streaming, cpu.STREAM_NOTE),
         ("Warm start (s)", ["runtime", "imports", "load and first 720p frame"], start, cpu.WARM_START_NOTE),
     ):
