@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both set up .venv first.
-.PHONY: setup lock demo test test-unit fuzz mutate test-own-data lint format bench soak clean
+.PHONY: setup lock demo test test-unit fuzz mutate mutate-changed test-own-data lint format bench soak clean
 
 VENV := .venv
 ACTIVATE := . $(VENV)/bin/activate
@@ -39,11 +39,23 @@ fuzz: setup
 		pytest -ra -k fuzz test/graph/test_node_hostile_input.py test/graph/test_web_hostile.py \
 		test/graph/test_play_hostile.py test/unit/test_play_sources.py test/graph/test_record_hostile.py
 
-# Mutation testing of the core against test/unit (docs/TESTING.md); MUTATE picks modules.
-MUTATE ?= core.parameters core.frame_mailbox core.health core.image_codec core.mask_encoding core.mask_set core.obstacles core.prompts ros.convert
+# Mutation testing against the in-process tests (docs/TESTING.md). MUTATE picks modules (default: every
+# module of the package); each module's run is stopped after MUTATE_BUDGET seconds, keeping what it
+# measured, so that a full run is bounded. mutate-changed mutates only the modules changed since
+# MUTATE_BASE (default: the merge-base with main), uncommitted and new files included.
+PACKAGE_MODULES := $(subst /,.,$(patsubst fastsam_ros/%.py,%,$(filter-out %/__init__.py,$(wildcard fastsam_ros/*/*.py fastsam_ros/*/*/*.py))))
+MUTATE ?= $(PACKAGE_MODULES)
+MUTATE_BUDGET ?= 600
+MUTATE_BASE ?= $(shell git merge-base HEAD main 2>/dev/null || echo HEAD)
 mutate: setup
-	@$(ACTIVATE) && nice -n 15 mutmut run --max-children 2 $(foreach m,$(MUTATE),"fastsam_ros.$(m).*"); \
-		python scripts/mutation_scores.py
+	@$(ACTIVATE) && for module in $(MUTATE); do \
+		nice -n 15 timeout -s INT -k 60 $(MUTATE_BUDGET) mutmut run --max-children 2 "fastsam_ros.$$module.*"; \
+	done; python scripts/mutation_scores.py --modules $(MUTATE)
+
+mutate-changed: setup
+	@$(ACTIVATE) && modules="$$(python scripts/mutation_scores.py --changed-since $(MUTATE_BASE))" && \
+		if [ -z "$$modules" ]; then echo "no module of the package changed since $(MUTATE_BASE)"; \
+		else $(MAKE) --no-print-directory mutate MUTATE="$$modules"; fi
 
 bench: setup
 	@$(ACTIVATE) && python -m benchmarks.benchmark --output docs/PERFORMANCE.md

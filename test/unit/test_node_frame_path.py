@@ -1,0 +1,227 @@
+"""The node's frame path in this process: a real FastSamNode, configured on the real model with two
+cameras, taking batches of frames as its inference worker hands them over, and parameters set
+while it runs.
+
+A stage that fails is made to fail by replacing it for one call (a decoder or publisher bug
+cannot be provoked with a valid input, which is the point of containing it); everything else
+runs for real.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from rclpy.parameter import Parameter
+from std_msgs.msg import Header
+
+from fastsam_ros.core.image_codec import ImageDecodeError
+from fastsam_ros.ros.camera_channel import ReceivedFrame
+from fastsam_ros.ros.convert import array_to_image, stamp_from_ns
+from fastsam_ros.ros.node import FastSamNode
+
+TINY_CLIP = str(Path(__file__).parents[1] / "data" / "tiny-clip.json")
+CAMERAS = ("left", "right")
+
+
+@pytest.fixture(scope="module")
+def node(ros_graph):
+    overrides = {
+        "autostart": False,
+        "runtime": "torch",
+        "device": "cpu",
+        "imgsz": 160,
+        "cameras": list(CAMERAS),
+        "text_backend": "clip",
+        "clip_model": TINY_CLIP,
+        "clip_pretrained": "",
+    }
+    made = FastSamNode(
+        "frame_path",
+        namespace=ros_graph.namespace,
+        context=ros_graph.context,
+        parameter_overrides=[Parameter(name, value=value) for name, value in overrides.items()],
+    )
+    made.trigger_configure()
+    made.trigger_activate()
+    assert made.running is not None
+    yield made
+    made.close()
+    made.destroy_node()
+
+
+@pytest.fixture(scope="module")
+def photos(bus, zidane) -> dict[str, np.ndarray]:
+    """Half-size photos, one per camera: the frame path, not the resolution, is under test."""
+    return {
+        camera: cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        for camera, image in zip(CAMERAS, (bus, zidane), strict=True)
+    }
+
+
+def _frames(photos: dict[str, np.ndarray], stamp_ns: int) -> dict[str, ReceivedFrame]:
+    return {
+        camera: ReceivedFrame(
+            array_to_image(image, "bgr8", Header(stamp=stamp_from_ns(stamp_ns), frame_id=f"{camera}_optical")),
+            time.perf_counter(),
+        )
+        for camera, image in photos.items()
+    }
+
+
+def _latest_stamps(node: FastSamNode) -> dict[str, tuple[int, str]]:
+    channels = node.configured.channels
+    return {
+        camera: (channel.latest.masks.stamp_ns, channel.latest.header.frame_id)
+        for camera, channel in channels.items()
+        if channel.latest is not None
+    }
+
+
+@pytest.fixture
+def totals(node):
+    """The health counters' changes during a test."""
+    before = dict(node.health.totals)
+    return lambda: {key: value - before[key] for key, value in node.health.totals.items() if value != before[key]}
+
+
+def test_every_camera_of_a_batch_is_segmented_in_one_pass_and_published_on_its_own_channel(node, photos, totals):
+    node._process(_frames(photos, 1_000), queued=False)
+    assert totals() == {"processed": 2, "passes": 1}
+    assert _latest_stamps(node) == {"left": (1_000, "left_optical"), "right": (1_000, "right_optical")}
+    left, right = (node.configured.channels[camera].latest for camera in CAMERAS)
+    assert (left.masks.width, left.masks.height) == (405, 540) and (right.masks.width, right.masks.height) == (640, 360)
+    assert "bus" in {i.class_name for i in left.masks.instances}
+    assert "bus" not in {i.class_name for i in right.masks.instances}
+    assert all(i.track_id >= 1 for i in left.masks.instances), "the default tracker numbers instances"
+
+
+def test_a_frame_that_cannot_be_decoded_is_refused_and_the_other_camera_goes_on(node, photos, totals):
+    frames = _frames(photos, 2_000)
+    broken = frames["left"].msg
+    broken.data = bytes(broken.data)[: len(broken.data) // 2]
+    node._process(frames, queued=False)
+    assert totals() == {"rejected": 1, "processed": 1, "passes": 1}
+    assert _latest_stamps(node)["right"] == (2_000, "right_optical")
+    assert _latest_stamps(node).get("left", (None,))[0] != 2_000
+
+
+def test_a_decoder_bug_fails_that_frame_only(node, photos, totals, monkeypatch):
+    left = node.configured.channels["left"]
+
+    def buggy(frame):
+        raise ZeroDivisionError("a decoder bug")
+
+    monkeypatch.setattr(left, "decode", buggy)
+    node._process(_frames(photos, 3_000), queued=False)
+    assert totals() == {"failed": 1, "processed": 1, "passes": 1}
+    assert _latest_stamps(node)["right"] == (3_000, "right_optical")
+
+
+def test_a_failed_forward_pass_fails_every_frame_of_the_batch_and_the_next_batch_runs(
+    node, photos, totals, monkeypatch
+):
+    engine = node.configured.engine
+    segment_batch = engine.segment_batch
+    calls = []
+
+    def fails_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("out of memory")
+        return segment_batch(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "segment_batch", fails_once)
+    node._process(_frames(photos, 4_000), queued=False)
+    assert totals() == {"failed": 2}
+    node._process(_frames(photos, 4_001), queued=True)
+    assert totals() == {"failed": 2, "processed": 2, "passes": 1}
+    images, stamps, frame_ids = calls[1]
+    assert [image.shape[:2] for image in images] == [(540, 405), (360, 640)]
+    assert (stamps, frame_ids) == ([4_001, 4_001], ["left_optical", "right_optical"])
+
+
+def test_a_publish_that_fails_for_one_camera_leaves_the_other_published(node, photos, totals, monkeypatch):
+    left = node.configured.channels["left"]
+
+    def buggy(frame, image, masks):
+        raise KeyError("a publisher bug")
+
+    monkeypatch.setattr(left, "publish", buggy)
+    node._process(_frames(photos, 5_000), queued=False)
+    assert totals() == {"failed": 1, "processed": 1, "passes": 1}
+    assert _latest_stamps(node)["right"] == (5_000, "right_optical"), "the camera after the failed one"
+    assert _latest_stamps(node).get("left", (None,))[0] != 5_000
+
+
+def test_nothing_to_decode_runs_no_forward_pass(node, photos, totals, monkeypatch):
+    for channel in node.configured.channels.values():
+        monkeypatch.setattr(channel, "decode", lambda frame: (_ for _ in ()).throw(ImageDecodeError("bad")))
+    node._process(_frames(photos, 6_000), queued=False)
+    assert totals() == {"rejected": 2}
+
+
+def test_parameters_set_at_run_time_reach_the_engine_the_cameras_and_the_health_limits(node, photos):
+    changes = {
+        "conf": 0.7,
+        "iou": 0.5,
+        "imgsz": 192,
+        "max_det": 3,
+        "tracker": "botsort",
+        "obstacle_min_area": 999,
+        "obstacle_roi": [0.0, 0.0, 1.0, 0.0, 1.0, 1.0],
+        "max_distance": 7.5,
+        "max_pixels": 640 * 480,
+        "depth_slop": 0.2,
+        "max_prompt_points": 3,
+        "diagnostics_max_latency_ms": 77.0,
+        "diagnostics_max_drop_ratio": 0.4,
+    }
+    defaults = {name: node.get_parameter(name).value for name in changes}
+    results = node.set_parameters([Parameter(name, value=value) for name, value in changes.items()])
+    try:
+        assert all(result.successful for result in results), [result.reason for result in results]
+        engine = node.configured.engine.settings
+        assert (engine.conf, engine.iou, engine.imgsz, engine.max_det) == (0.7, 0.5, 192, 3)
+        for channel in node.configured.channels.values():
+            obstacles = channel.perception.obstacle_settings
+            assert (obstacles.min_area, obstacles.roi, obstacles.max_distance) == (
+                999,
+                (0.0, 0.0, 1.0, 0.0, 1.0, 1.0),
+                7.5,
+            )
+            assert channel.settings.max_pixels == 640 * 480
+            assert channel.settings.prompt_limits.max_points == 3
+            assert channel._depth.slop_ns == 200_000_000
+            assert channel.perception._tracker_spec == ("botsort", "")
+        assert (node.health.limits.max_latency_ms, node.health.limits.max_drop_ratio) == (77.0, 0.4)
+        node._process(_frames(photos, 7_000), queued=False)
+        left = node.configured.channels["left"].latest.masks
+        assert 0 < len(left) <= 3 and all(i.score >= 0.7 for i in left.instances), "the next frame uses them"
+    finally:
+        node.set_parameters([Parameter(name, value=value) for name, value in defaults.items()])
+    assert node.configured.engine.settings.conf == 0.25
+
+
+def test_a_refused_change_applies_nothing_and_says_why(node):
+    [result] = node.set_parameters([Parameter("conf", value=1.5)])
+    assert not result.successful and "conf" in result.reason
+    assert node.configured.engine.settings.conf == 0.25 and node.get_parameter("conf").value == 0.25
+    results = node.set_parameters_atomically([Parameter("conf", value=0.4), Parameter("obstacle_min_area", value=-1)])
+    assert not results.successful and "obstacle_min_area" in results.reason
+    assert node.configured.engine.settings.conf == 0.25, "an atomic change is applied whole or not at all"
+    [result] = node.set_parameters([Parameter("cameras", value=["a"])])
+    assert not result.successful, "read-only"
+
+
+def test_a_whole_number_for_a_double_parameter_is_taken(node):
+    [result] = node.set_parameters([Parameter("depth_slop", value=1)])
+    try:
+        assert result.successful, result.reason
+        assert node.get_parameter("depth_slop").value == 1.0
+        assert all(channel._depth.slop_ns == 1_000_000_000 for channel in node.configured.channels.values())
+    finally:
+        node.set_parameters([Parameter("depth_slop", value=0.05)])

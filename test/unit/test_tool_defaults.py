@@ -1,0 +1,227 @@
+"""The user tools' command lines and request parsing, in this process: the defaults that keep a
+robot safe (who can reach the web page, which files a recording may replace, how long and how
+fast a player runs) and the limits on what a request may carry."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import pytest
+
+from fastsam_ros.core.parameters import default_of
+from fastsam_ros.tools import play, record, web
+
+
+@pytest.fixture
+def refused(capsys):
+    """Runs a command-line parser that must refuse: its one-line error, after exit code 2."""
+
+    def run(parse, *args) -> str:
+        with pytest.raises(SystemExit) as stopped:
+            parse(*args)
+        assert stopped.value.code == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1
+        return error
+
+    return run
+
+
+# fastsam_web
+
+
+def test_the_web_page_listens_on_this_machine_only_unless_told_otherwise():
+    args = web.arguments([])
+    assert (args.host, args.port, args.node, args.camera) == ("127.0.0.1", 8080, "fastsam", "")
+    assert (args.jpeg_quality, args.service_timeout) == (80, 30.0)
+    served = web.Served.of(args.host, args.port)
+    assert served.urls == ("http://127.0.0.1:8080/",)
+    assert served.hosts == {"127.0.0.1:8080", "localhost:8080", "[::1]:8080"}, "no other Host is answered"
+
+
+def test_listening_on_every_interface_is_announced_as_a_warning(capsys):
+    for host in ("0.0.0.0", "::", ""):
+        web.announce(web.Served.of(host, 8080), host, "/camera/image_raw")
+        err = capsys.readouterr().err
+        assert "WARNING: listening on all interfaces" in err and "no authentication" in err, host
+    web.announce(web.Served.of("127.0.0.1", 8080), "127.0.0.1", "/camera/image_raw")
+    output = capsys.readouterr()
+    assert output.err == ""
+    assert output.out == "fastsam_web: open http://127.0.0.1:8080/ (camera image from /camera/image_raw)\n"
+
+
+def test_a_served_port_80_also_answers_a_host_without_port():
+    assert web.Served.of("127.0.0.1", 80).hosts == {
+        "127.0.0.1:80",
+        "localhost:80",
+        "[::1]:80",
+        "127.0.0.1",
+        "localhost",
+        "[::1]",
+    }
+    assert "127.0.0.1" not in web.Served.of("127.0.0.1", 8080).hosts
+
+
+@pytest.mark.parametrize(
+    ("argv", "reason"),
+    [
+        (["--port", "0"], "--port must be within 1..65535"),
+        (["--port", "65536"], "--port must be within 1..65535"),
+        (["--jpeg-quality", "0"], "--jpeg-quality must be within 1..100"),
+        (["--jpeg-quality", "101"], "--jpeg-quality must be within 1..100"),
+        (["--service-timeout", "0"], "--service-timeout must be a positive number"),
+        (["--service-timeout", "inf"], "--service-timeout must be a positive number"),
+        (["--node", "a b"], "not a valid ROS name"),
+    ],
+)
+def test_web_command_lines_out_of_range_arerefused(argv, reason, refused):
+    assert reason in refused(web.arguments, argv)
+
+
+def test_web_limits_edges_are_taken():
+    args = web.arguments(["--port", "65535", "--jpeg-quality", "100", "--service-timeout", "0.5"])
+    assert (args.port, args.jpeg_quality, args.service_timeout) == (65535, 100, 0.5)
+    assert web.arguments(["--port", "1", "--jpeg-quality", "1"]).port == 1
+
+
+def test_web_requests_are_limited_as_the_node_limits_them_by_default():
+    most = default_of("max_prompt_points")
+    points = {"points": [[1, 2]] * most, "labels": [1] * most}
+    assert len(web.parse_point_request(points)[0]) == most
+    with pytest.raises(web.RequestError, match="max_prompt_points") as error:
+        web.parse_point_request({"points": [[1, 2]] * (most + 1), "labels": [1] * (most + 1)})
+    assert error.value.status == 400
+    assert web.MAX_BODY_BYTES == 4096 + max(128 * most, 12 * default_of("max_text_length")) == 16896
+    assert web.MAX_CONNECTIONS == 64
+    edge = web.MAX_COORDINATE
+    assert web.parse_box_request({"box": [-edge, -edge, edge, edge]}) == (-edge, -edge, edge, edge)
+    with pytest.raises(web.RequestError, match="outside"):
+        web.parse_box_request({"box": [0, 0, edge * 1.5, 1]})
+
+
+def test_web_requests_become_the_prompt_services_requests():
+    point = web.service_request("point", b'{"points": [[3, 4.5], [7, 8]], "labels": [1, 0]}')
+    assert [(p.x, p.y) for p in point.points] == [(3.0, 4.5), (7.0, 8.0)] and list(point.labels) == [1, 0]
+    box = web.service_request("box", b'{"box": [1, 2, 30, 40]}')
+    assert [(b.x1, b.y1, b.x2, b.y2) for b in box.boxes] == [(1.0, 2.0, 30.0, 40.0)]
+    text = web.service_request("text", b'{"text": "  a bus "}')
+    assert (list(text.texts), text.top_k, text.backend) == (["a bus"], 1, "")
+    for raw, reason in (
+        (b"[1, 2]", "must be a JSON object"),
+        (b"\xff", "not UTF-8"),
+        (b"{", "not valid JSON"),
+        (b"[" * 100_000, "nested too deeply"),
+    ):
+        with pytest.raises(web.RequestError, match=reason):
+            web.service_request("box", raw)
+
+
+def test_web_values_in_messages_are_checked_as_numbers():
+    for value in (True, "1", None, float("inf"), 10**400):
+        with pytest.raises(web.RequestError):
+            web.parse_box_request({"box": [value, 0, 5, 5]})
+    assert web.parse_box_request({"box": [0.1, 0, 5, 5]})[0] == pytest.approx(0.1, rel=1e-7)
+    assert web.parse_box_request({"box": [0.1, 0, 5, 5]})[0] != 0.1, "as the float32 message field holds it"
+
+
+# fastsam_record
+
+
+def _check_paths(output, video=None, force=False) -> None:
+    record._check_paths(record._Parser(prog="fastsam_record"), output, video, force)
+
+
+def test_a_recording_never_replaces_an_existing_file_without_force(tmp_path, refused):
+    existing = tmp_path / "run.mcap"
+    existing.write_bytes(b"earlier run")
+    message = refused(_check_paths, existing)
+    assert f"output: '{existing}' already exists; use --force to replace it" in message
+    dangling = tmp_path / "link.mcap"
+    dangling.symlink_to(tmp_path / "nowhere")
+    assert "already exists" in refused(_check_paths, dangling)
+    assert "--video: " in refused(_check_paths, tmp_path / "new.mcap", existing)
+    _check_paths(existing, force=True)
+    _check_paths(tmp_path / "new.mcap", tmp_path / "new.mp4")
+    with pytest.raises(record.RecordError, match="already exists; use --force"):
+        record.OutputFile(existing, force=False)
+    assert existing.read_bytes() == b"earlier run"
+
+
+def test_a_forced_recording_replaces_the_file_only_when_complete(tmp_path):
+    existing = tmp_path / "run.mcap"
+    existing.write_bytes(b"earlier run")
+    output = record.OutputFile(existing, force=True)
+    try:
+        assert output.path != existing and output.path.parent == tmp_path
+        assert output.path.name.startswith(record.HIDDEN_PREFIX)
+        with output.open() as stream:
+            stream.write(b"new run")
+        assert existing.read_bytes() == b"earlier run"
+        output.commit()
+    finally:
+        output.release()
+    assert existing.read_bytes() == b"new run" and os.listdir(tmp_path) == ["run.mcap"]
+
+
+def test_recording_paths_that_cannot_be_written_are_refused_first(tmp_path, refused):
+    assert "folder" in refused(_check_paths, tmp_path / "missing" / "run.mcap")
+    assert "is a folder" in refused(_check_paths, tmp_path)
+    assert "another file than the output" in refused(_check_paths, tmp_path / "a.mcap", tmp_path / "a.mcap")
+
+
+def test_recorded_topics_are_the_cameras_outputs():
+    names = ("instances", "selection", "obstacles", "debug_image")
+    assert record.output_topics("fastsam", "") == {name: f"/fastsam/{name}" for name in names}
+    assert record.output_topics("robot", "front") == {name: f"/robot/front/{name}" for name in names}
+
+
+# fastsam_play
+
+
+def test_the_player_defaults():
+    args = play.parse_args(["clip.mp4"])
+    assert (args.source, args.topic, args.frame_id) == ("clip.mp4", "/camera/image_raw", "camera")
+    assert (args.rate, args.limit, args.loop, args.no_node) == (None, None, False, False)
+    assert (args.wait, args.subscribers, args.linger, args.param) == (180.0, 1, 2.0, [])
+
+
+@pytest.mark.parametrize(
+    ("argv", "reason"),
+    [
+        (["--rate", "0"], "--rate: must be in [0.001, 1000]"),
+        (["--rate", "1000.5"], "--rate: must be in [0.001, 1000]"),
+        (["--rate", "nan"], "must be a finite number"),
+        (["--wait", "0"], "--wait: must be in (0, 86400]"),
+        (["--wait", "86401"], "--wait: must be in (0, 86400]"),
+        (["--linger", "-1"], "--linger: must be in [0, 86400]"),
+        (["--subscribers", "-1"], "must not be negative"),
+        (["--limit", "0"], "--limit must be positive"),
+        (["--topic", "a b"], "not a valid ROS topic name"),
+    ],
+)
+def test_player_command_lines_out_of_range_arerefused(argv, reason, refused):
+    assert reason in refused(play.parse_args, ["clip.mp4", *argv])
+
+
+def test_player_limits_edges_are_taken():
+    args = play.parse_args(["x", "--rate", "0.001", "--wait", "86400", "--linger", "0", "--subscribers", "0"])
+    assert (args.rate, args.wait, args.linger, args.subscribers) == (0.001, 86400.0, 0.0, 0)
+    assert play.parse_args(["x", "--rate", "1000", "--limit", "1"]).limit == 1
+
+
+def test_the_player_skips_frames_over_the_nodes_pixel_limit():
+    assert play.node_max_pixels([]) == default_of("max_pixels") == 7680 * 4320
+    assert play.node_max_pixels(["conf:=0.5", " max_pixels :=100", "max_pixels:=2000"]) == 2000, "the last one"
+    with pytest.raises(play.ParameterError, match="expected an integer"):
+        play.node_max_pixels(["max_pixels:=lots"])
+    with pytest.raises(play.ParameterError):
+        play.node_max_pixels(["max_pixels:=0"])
+
+
+def test_number_arguments_name_their_range():
+    parse = play.number_in(1.0, 2.0, low_allowed=False)
+    assert parse("2") == 2.0 and parse("1.5") == 1.5
+    for text in ("1", "2.01", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(text)
