@@ -2,7 +2,10 @@
 .PHONY: setup lock demo test test-unit fuzz mutate mutate-changed test-own-data lint format bench soak clean
 
 VENV := .venv
-ACTIVATE := . $(VENV)/bin/activate
+# The Python package's folder: its tests, benchmarks and tool settings (pyproject.toml) run from there.
+PACKAGE := fastsam_ros
+ACTIVATE := . $(CURDIR)/$(VENV)/bin/activate
+IN_PACKAGE := $(ACTIVATE) && cd $(PACKAGE)
 
 setup:
 	@bash scripts/setup_env.sh
@@ -20,22 +23,22 @@ demo: setup
 # in TEST_WORKERS processes; each test file stays in one (its module fixtures start one node).
 TEST_WORKERS ?= 2
 test: setup
-	@$(ACTIVATE) && ruff check . && ruff format --check . && lint-imports && \
+	@$(ACTIVATE) && ruff check . && ruff format --check . && cd $(PACKAGE) && lint-imports && \
 		pytest -ra -n $(TEST_WORKERS) --dist loadfile test
 
 # The in-process tests only (no node process, no DDS): seconds to a minute.
 test-unit: setup
-	@$(ACTIVATE) && pytest -ra test/unit
+	@$(IN_PACKAGE) && pytest -ra test/unit
 
 # The own-data tools alone (fastsam_play, fastsam_record, fastsam_web in headless Chromium);
 # refreshes the README's screenshot of the page.
 test-own-data: setup
-	@$(ACTIVATE) && FASTSAM_ROS_SCREENSHOT=docs/web_view.jpg pytest -ra test/unit/test_own_data_tools.py test/graph/test_own_data.py test/graph/test_web_page.py
+	@$(IN_PACKAGE) && FASTSAM_ROS_SCREENSHOT=$(CURDIR)/docs/web_view.jpg pytest -ra test/unit/test_own_data_tools.py test/graph/test_own_data.py test/graph/test_web_page.py
 
 # The seeded fuzz of the node over DDS and of the tools around it (web API, player, recorder)
 # at length: make test runs 4 batches of the node's and one scale of the tools'.
 fuzz: setup
-	@$(ACTIVATE) && FASTSAM_FUZZ_BATCHES=$${FASTSAM_FUZZ_BATCHES:-40} FASTSAM_FUZZ_SCALE=$${FASTSAM_FUZZ_SCALE:-20} \
+	@$(IN_PACKAGE) && FASTSAM_FUZZ_BATCHES=$${FASTSAM_FUZZ_BATCHES:-40} FASTSAM_FUZZ_SCALE=$${FASTSAM_FUZZ_SCALE:-20} \
 		pytest -ra -k fuzz test/graph/test_node_hostile_input.py test/graph/test_web_hostile.py \
 		test/graph/test_play_hostile.py test/unit/test_play_sources.py test/graph/test_record_hostile.py
 
@@ -43,31 +46,31 @@ fuzz: setup
 # module of the package); each module's run is stopped after MUTATE_BUDGET seconds, keeping what it
 # measured, so that a full run is bounded. mutate-changed mutates only the modules changed since
 # MUTATE_BASE (default: the merge-base with main), uncommitted and new files included.
-PACKAGE_MODULES := $(subst /,.,$(patsubst fastsam_ros/%.py,%,$(filter-out %/__init__.py,$(wildcard fastsam_ros/*/*.py fastsam_ros/*/*/*.py))))
+PACKAGE_MODULES := $(subst /,.,$(patsubst $(PACKAGE)/fastsam_ros/%.py,%,$(filter-out %/__init__.py,$(wildcard $(PACKAGE)/fastsam_ros/*/*.py $(PACKAGE)/fastsam_ros/*/*/*.py))))
 MUTATE ?= $(PACKAGE_MODULES)
 MUTATE_BUDGET ?= 600
 MUTATE_BASE ?= $(shell git merge-base HEAD main 2>/dev/null || echo HEAD)
 mutate: setup
-	@$(ACTIVATE) && for module in $(MUTATE); do \
+	@$(IN_PACKAGE) && for module in $(MUTATE); do \
 		nice -n 15 timeout -s INT -k 60 $(MUTATE_BUDGET) mutmut run --max-children 2 "fastsam_ros.$$module.*"; \
-	done; python scripts/mutation_scores.py --modules $(MUTATE)
+	done; python -m test_support.mutation_scores --modules $(MUTATE)
 
 mutate-changed: setup
-	@$(ACTIVATE) && modules="$$(python scripts/mutation_scores.py --changed-since $(MUTATE_BASE))" && \
+	@modules="$$($(IN_PACKAGE) && python -m test_support.mutation_scores --changed-since $(MUTATE_BASE))" && \
 		if [ -z "$$modules" ]; then echo "no module of the package changed since $(MUTATE_BASE)"; \
 		else $(MAKE) --no-print-directory mutate MUTATE="$$modules"; fi
 
 bench: setup
-	@$(ACTIVATE) && python -m benchmarks.benchmark --output docs/PERFORMANCE.md
+	@$(IN_PACKAGE) && python -m benchmarks.benchmark --output $(CURDIR)/docs/PERFORMANCE.md
 
 soak: setup
-	@$(ACTIVATE) && python -m benchmarks.soak --frames 2000 --clients 4 --rate 50
+	@$(IN_PACKAGE) && python -m benchmarks.soak --frames 2000 --clients 4 --rate 50
 
 lint: setup
-	@$(ACTIVATE) && ruff check . && ruff format --check . && lint-imports
+	@$(ACTIVATE) && ruff check . && ruff format --check . && cd $(PACKAGE) && lint-imports
 
 format: setup
 	@$(ACTIVATE) && ruff format . && ruff check --fix .
 
 clean:
-	rm -rf build demo_output mutants .pytest_cache .ruff_cache .hypothesis
+	rm -rf build demo_output .ruff_cache $(addprefix $(PACKAGE)/,mutants .pytest_cache .hypothesis)

@@ -71,14 +71,16 @@ fi
 
 # pip installs the package.xml, the ament index marker, launch/, config/ and rviz/ into
 # .venv/share as a colcon build would (setup.py), and the commands into .venv/bin.
-key=$(digest pyproject.toml setup.py setup.cfg package.xml \
+package="$root/fastsam_ros"
+key=$(cd "$package" && digest pyproject.toml setup.py setup.cfg package.xml \
   $(find resource launch config rviz -type f ! -path '*/__pycache__/*' | sort) "$stamps/interfaces")
 if fresh package "$key"; then
   say "fastsam_ros package up to date"
 else
   say "installing fastsam_ros (editable) and its commands"
-  run_pip --no-deps --no-build-isolation -e "$root"
-  "$py" -c "import fastsam_msgs.msg, fastsam_ros.ros.node" || { say "fastsam_ros failed to import"; exit 1; }
+  run_pip --no-deps --no-build-isolation -e "$package"
+  # From outside the repository: in its root, the folder fastsam_ros/ would be taken for the package.
+  (cd / && "$py" -c "import fastsam_msgs.msg, fastsam_ros.ros.node") || { say "fastsam_ros failed to import"; exit 1; }
   mark package "$key"
 fi
 
@@ -132,7 +134,8 @@ else
   say "      'sudo apt-get update' once fixes that); the browser test is skipped until it works."
 fi
 
-if ! grep -q "FASTDDS_DEFAULT_PROFILES_FILE" "$venv/bin/activate"; then
+profile="$package/config/fastdds_large_frames.xml"
+if ! grep -qF "$profile" "$venv/bin/activate"; then
   sed -i '/# fastsam_ros environment/,$d' "$venv/bin/activate"
   cat >>"$venv/bin/activate" <<ACTIVATE
 # fastsam_ros environment: ROS 2 from wheels needs the prefix on these paths.
@@ -142,7 +145,7 @@ export HF_HUB_OFFLINE="\${HF_HUB_OFFLINE:-1}"
 export YOLO_OFFLINE="\${YOLO_OFFLINE:-1}"
 # Best-effort camera frames above ~300 kB are lost with Fast DDS defaults; this
 # profile gives shared memory room for them.
-export FASTDDS_DEFAULT_PROFILES_FILE="\${FASTDDS_DEFAULT_PROFILES_FILE:-$root/config/fastdds_large_frames.xml}"
+export FASTDDS_DEFAULT_PROFILES_FILE="\${FASTDDS_DEFAULT_PROFILES_FILE:-$profile}"
 ACTIVATE
 fi
 say "environment ready in $(($(date +%s) - started)) s: source .venv/bin/activate"

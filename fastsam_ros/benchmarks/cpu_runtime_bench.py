@@ -95,7 +95,8 @@ INT8_NOTE = (
     "(preset mixed) and checked by the quality guard against OpenVINO f32 on the previous guard's 12 photo frames "
     "(10 of them also calibration windows, an overlap the guard no longer has) and on 10 frames each of vtest.avi "
     "and Megamind.avi that the calibration did not see; the last row on the guard's present frames "
-    "(fastsam_ros/tools/int8_frames.py). Cells: instances kept, median mask IoU. vs f32: ms per 720p frame of f32 "
+    "(fastsam_ros/fastsam_ros/tools/int8_frames.py). Cells: instances kept, median mask IoU. vs f32: ms per 720p "
+    "frame of f32 "
     "over int8's, both in one process, frames interleaved (in the same runs bf16 was 1.42x, 1.71x and 1.68x; the "
     "CNN scheme 1.27x and 1.31x). No group of layers loses the instances on its own: "
     "keeping the whole head in float (class, box, mask-coefficient branches and prototypes) leaves the photos at "
@@ -125,7 +126,8 @@ TABLE_NOTE = (
     "NMS, mask decode and the message. The row a CPU user should pick is the default (runtime auto)."
 )
 QUALITY_NOTE = (
-    "Each precision against OpenVINO f32 on the quality guard's frames (fastsam_ros/tools/int8_frames.py): the "
+    "Each precision against OpenVINO f32 on the quality guard's frames "
+    "(fastsam_ros/fastsam_ros/tools/int8_frames.py): the "
     "photos and camera windows of them mirrored, every 20th of the first 200 frames of OpenCV's vtest.avi "
     "(pedestrians, 768x576) and every 27th of Megamind.avi (an interview, 720x528). An instance is kept when the "
     "other side has one of the same class with box IoU >= 0.9 and mask IoU >= 0.95; the guard passes at >= 95% "

@@ -11,6 +11,7 @@ from geometry_msgs.msg import Point
 from fastsam_msgs.msg import BoundingBox
 from fastsam_msgs.srv import BoxPrompt, PointPrompt, TextPrompt
 from fastsam_ros.ros.convert import msg_to_instance, msg_to_mask_set, stamp_to_ns
+from test_support.checkout import PACKAGE_FOLDER, REPOSITORY
 
 NODE_PARAMETERS = ["text_backend:=auto"]
 WARM_UP = False
@@ -134,7 +135,8 @@ def test_a_caller_that_pauses_while_others_are_answered_gets_its_response(node_g
     others = [
         subprocess.Popen(
             [sys.executable, "-m", "benchmarks.prompt_load_generator", "--rate", "100", "--duration", "120",
-             "--x", "400", "--y", "500", "--out", str(tmp_path / f"other{i}.jsonl"), "--stop-file", str(stop)]
+             "--x", "400", "--y", "500", "--out", str(tmp_path / f"other{i}.jsonl"), "--stop-file", str(stop)],
+            cwd=PACKAGE_FOLDER,
         )
         for i in range(3)
     ]  # fmt: skip
@@ -174,10 +176,9 @@ def _answers(folder, index) -> int:
 def test_readme_python_client_works(node_graph, bus, args, expected):
     import subprocess
     import sys
-    from pathlib import Path
 
     node_graph.first_result(bus)
-    script = Path(__file__).resolve().parents[2] / "examples" / "prompt_client.py"
+    script = REPOSITORY / "examples" / "prompt_client.py"
     output = subprocess.run(
         [sys.executable, str(script), *args], capture_output=True, text=True, timeout=120, check=True
     ).stdout

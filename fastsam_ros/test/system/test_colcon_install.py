@@ -1,6 +1,6 @@
-"""A colcon workspace, as a ROS user builds one: the checkout in src/, `colcon build` of
-fastsam_msgs (ament_cmake) and fastsam_ros (ament_python), the installed commands started
-from the install prefix, and `colcon test` running the package's unit tests."""
+"""A colcon workspace, as a ROS user builds one: the clone in src/, a plain `colcon build` that finds
+both packages of the repository (fastsam_msgs, ament_cmake; fastsam_ros, ament_python), the
+installed commands started from the install prefix, and `colcon test` running the package's unit tests."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from test_support.checkout import REPOSITORY
+
 COMMANDS = (
     "fastsam_node",
     "fastsam_lifecycle_node",
@@ -27,12 +28,12 @@ def checkout_files() -> list[str]:
     """The files a clone has: tracked and new ones, without what git ignores (.venv, build)."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
+        cwd=REPOSITORY,
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    return [name for name in listed.split("\0") if name and (ROOT / name).is_file()]
+    return [name for name in listed.split("\0") if name and (REPOSITORY / name).is_file()]
 
 
 def colcon(workspace: Path, *arguments: str) -> None:
@@ -66,15 +67,12 @@ def test_colcon_build_installs_both_packages_and_colcon_test_runs_the_unit_tests
     source = tmp_path / "src" / "fastsam_ros"
     for name in checkout_files():
         (source / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, source / name)
+        shutil.copy2(REPOSITORY / name, source / name)
 
-    # fastsam_msgs sits inside the fastsam_ros checkout, where colcon does not look on its own.
+    # The packages are side by side in the clone: colcon finds both without being told where.
     colcon(
         tmp_path,
         "build",
-        "--base-paths",
-        "src",
-        "src/fastsam_ros/fastsam_msgs",
         "--cmake-args",
         f"-DPython3_EXECUTABLE={sys.executable}",
         "-DBUILD_TESTING=OFF",

@@ -1,4 +1,4 @@
-"""Mutation score per module from the results mutmut keeps under mutants/.
+"""Mutation score per module from the results mutmut keeps under mutants/ (run from the package folder).
 
 Printed as a Markdown table for docs/TESTING.md, followed by every surviving mutant,
 so that each one can be killed by a test or explained as equivalent. With --changed-since,
@@ -37,7 +37,7 @@ def classify(exit_code: int | None) -> str:
 
 
 def module_name(path: str) -> str | None:
-    """'core.engine' for 'fastsam_ros/core/engine.py'; None for what is not a module of the package."""
+    """'core.engine' for 'fastsam_ros/core/engine.py' (a path in the package folder); None for what is not a module."""
     parts = Path(path).parts
     if len(parts) < 2 or parts[0] != PACKAGE or not path.endswith(".py") or parts[-1] == "__init__.py":
         return None
@@ -50,7 +50,7 @@ def changed_modules(base: str, root: Path) -> list[str]:
     def git(*args: str) -> list[str]:
         return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout.split()
 
-    paths = git("diff", "--name-only", "--diff-filter=d", base, "--", PACKAGE)
+    paths = git("diff", "--relative", "--name-only", "--diff-filter=d", base, "--", PACKAGE)
     paths += git("ls-files", "--others", "--exclude-standard", "--", PACKAGE)
     return sorted({name for name in map(module_name, paths) if name is not None})
 

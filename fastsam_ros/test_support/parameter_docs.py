@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import textwrap
-from pathlib import Path
 
 from fastsam_ros.core.parameters import PARAMETERS, ParameterSpec
+from test_support.checkout import PACKAGE_FOLDER, REPOSITORY
 
-ROOT = Path(__file__).resolve().parents[1]
-YAML_PATH = ROOT / "config" / "fastsam.yaml"
-TABLE_PATH = ROOT / "docs" / "PARAMETERS.md"
-TABLE_START = "<!-- parameter table: rendered from fastsam_ros/core/parameters.py -->"
+YAML_PATH = PACKAGE_FOLDER / "config" / "fastsam.yaml"
+TABLE_PATH = REPOSITORY / "docs" / "PARAMETERS.md"
+TABLE_START = "<!-- parameter table: rendered from fastsam_ros/fastsam_ros/core/parameters.py -->"
 TABLE_END = "<!-- end of parameter table -->"
 
 YAML_HEADER = """\
@@ -64,7 +63,7 @@ def page_with_table(page: str) -> str:
 def main() -> int:
     YAML_PATH.write_text(render_yaml())
     TABLE_PATH.write_text(page_with_table(TABLE_PATH.read_text()))
-    print(f"wrote {YAML_PATH.relative_to(ROOT)} and the parameter table of {TABLE_PATH.relative_to(ROOT)}")
+    print(f"wrote {YAML_PATH.relative_to(REPOSITORY)} and the parameter table of {TABLE_PATH.relative_to(REPOSITORY)}")
     return 0
 
 

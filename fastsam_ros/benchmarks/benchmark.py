@@ -500,7 +500,8 @@ def run(output: Path, quick: bool) -> int:
             "Following a person through real video",
             follow_measure.HEADERS,
             follow,
-            "Each person of benchmarks/data/follow_reference.json (boxes checked by hand) selected by a point on "
+            "Each person of fastsam_ros/benchmarks/data/follow_reference.json (boxes checked by hand) selected by "
+            "a point on "
             "the first frame the reference has them, then followed by the node's Follower to the end of the clip "
             "(every frame, ByteTrack, the default runtime). followed right: box IoU >= 0.5 with the reference, "
             "of the frames the person is visible. 'track id only' is a selection kept by its track id alone; "
@@ -637,7 +638,8 @@ def write_report(output: Path, device: str, sections, gpu_note: str) -> None:
     parts = [
         "# Performance",
         "",
-        "Written by `make bench` (benchmarks/benchmark.py); every ratio compares figures taken in the same run.",
+        "Written by `make bench` (fastsam_ros/benchmarks/benchmark.py); every ratio compares figures taken in the "
+        "same run.",
         "",
         *machine_lines(device),
         "",

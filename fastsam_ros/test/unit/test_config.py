@@ -13,6 +13,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from fastsam_ros.core import parameters, settings
+from test_support.checkout import REPOSITORY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +30,7 @@ def test_yaml_and_parameters_page_table_are_rendered_from_the_specs():
     from test_support import parameter_docs
 
     assert (ROOT / "config" / "fastsam.yaml").read_text() == parameter_docs.render_yaml()
-    page = (ROOT / "docs" / "PARAMETERS.md").read_text()
+    page = (REPOSITORY / "docs" / "PARAMETERS.md").read_text()
     assert parameter_docs.render_table() in page
     for spec in parameters.PARAMETERS:
         assert f"| `{spec.name}` |" in page

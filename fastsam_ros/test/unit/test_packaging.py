@@ -14,6 +14,8 @@ import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from test_support.checkout import REPOSITORY
+
 ROOT = Path(__file__).resolve().parents[2]
 # Imports rosdep knows by another name; a ROS package is declared under its own name.
 ROSDEP_KEYS = {"numpy": "python3-numpy", "cv2": "python3-opencv", "PIL": "python3-pil", "yaml": "python3-yaml"}
@@ -50,15 +52,15 @@ def ament_packages() -> set[str]:
 
 
 def test_the_lock_pins_what_the_requirements_pin():
-    lock = pins(ROOT / "requirements" / "lock.txt")
+    lock = pins(REPOSITORY / "requirements" / "lock.txt")
     for source in ("ros-wheels.txt", "ml.txt", "dev.txt"):
-        for name, version in pins(ROOT / "requirements" / source).items():
+        for name, version in pins(REPOSITORY / "requirements" / source).items():
             assert lock.get(name) == version, f"{source} pins {name}=={version}, lock.txt {lock.get(name)}"
 
 
 def test_the_locked_versions_are_inside_the_ranges_of_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    lock = pins(ROOT / "requirements" / "lock.txt")
+    lock = pins(REPOSITORY / "requirements" / "lock.txt")
     extras = project["optional-dependencies"].values()
     declared = [*project["dependencies"], *(line for extra in extras for line in extra)]
     for requirement in map(Requirement, declared):
