@@ -71,14 +71,14 @@ fi
 
 # pip installs the package.xml, the ament index marker, launch/, config/ and rviz/ into
 # .venv/share as a colcon build would (setup.py), and the commands into .venv/bin.
-package="$root/fastsam_ros"
-key=$(cd "$package" && digest pyproject.toml setup.py setup.cfg package.xml \
+package_dir="$root/fastsam_ros"
+key=$(cd "$package_dir" && digest pyproject.toml setup.py setup.cfg package.xml \
   $(find resource launch config rviz -type f ! -path '*/__pycache__/*' | sort) "$stamps/interfaces")
 if fresh package "$key"; then
   say "fastsam_ros package up to date"
 else
   say "installing fastsam_ros (editable) and its commands"
-  run_pip --no-deps --no-build-isolation -e "$package"
+  run_pip --no-deps --no-build-isolation -e "$package_dir"
   # From outside the repository: in its root, the folder fastsam_ros/ would be taken for the package.
   (cd / && "$py" -c "import fastsam_msgs.msg, fastsam_ros.ros.node") || { say "fastsam_ros failed to import"; exit 1; }
   mark package "$key"
@@ -134,7 +134,8 @@ else
   say "      'sudo apt-get update' once fixes that); the browser test is skipped until it works."
 fi
 
-profile="$package/config/fastdds_large_frames.xml"
+profile="$package_dir/config/fastdds_large_frames.xml"
+[ -f "$profile" ] || { say "the Fast DDS profile $profile is missing"; exit 1; }
 if ! grep -qF "$profile" "$venv/bin/activate"; then
   sed -i '/# fastsam_ros environment/,$d' "$venv/bin/activate"
   cat >>"$venv/bin/activate" <<ACTIVATE

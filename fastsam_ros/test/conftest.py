@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hypothesis import settings
+
+from test_support.shared_memory import remove_abandoned_segments
 
 # Property tests draw the same examples on every run (a failure in CI reproduces here, and
 # a mutation run judges every mutant on the same inputs); no deadline on a shared CPU.
@@ -38,10 +41,14 @@ def test_environment() -> Iterator[None]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("YOLO_OFFLINE", "1")
     # ONNX exports of the weights go to a cache of this run, shared with the node processes.
-    os.environ["FASTSAM_ROS_CACHE"] = tempfile.mkdtemp(prefix="fastsam_ros_cache_")
+    cache = tempfile.mkdtemp(prefix="fastsam_ros_cache_")
+    os.environ["FASTSAM_ROS_CACHE"] = cache
     yield
     os.environ.clear()
     os.environ.update(saved)
+    shutil.rmtree(cache, ignore_errors=True)
+    # Tests kill node processes on purpose; their shared-memory segments would outlive the run.
+    remove_abandoned_segments()
 
 
 def _domain_of_this_worker() -> int | None:
