@@ -99,6 +99,20 @@ def test_letterbox_geometry_and_pixels_equal_ultralytics(source_shape, imgsz, au
     assert np.array_equal(letterbox_cpu(photo, geometry), reference)
 
 
+@pytest.mark.parametrize(
+    ("source_shape", "resized"), [((1, 5000), (1, 640)), ((5000, 1), (640, 1)), ((2, 1000), (1, 640))]
+)
+def test_a_frame_scaled_below_one_pixel_keeps_one(source_shape, resized):
+    """ultralytics would resize such a frame to zero rows (and OpenCV refuse it); the node keeps one."""
+    geometry = letterbox_geometry(source_shape, 640, True, 32)
+    assert geometry.resized_shape == resized
+    padded = letterbox_cpu(np.full((*source_shape, 3), 7, np.uint8), geometry)
+    assert padded.shape == (*geometry.input_shape, 3)
+    rows, columns = np.nonzero(padded[..., 0] == 7)
+    assert (rows.min(), columns.min()) == (geometry.top, geometry.left)
+    assert (rows.max() - rows.min() + 1, columns.max() - columns.min() + 1) == resized
+
+
 @pytest.mark.parametrize("name", ["bus", "zidane", "720p", "odd"])
 def test_torch_letterbox_is_within_one_grey_level_of_opencv(name, frames):
     from ultralytics.data.augment import LetterBox
