@@ -37,6 +37,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, NoReturn
 
 from fastsam_ros.core.parameters import default_of
+from fastsam_ros.core.signal_flag import SignalFlag
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -594,7 +595,7 @@ class StopRequest:
     """SIGINT, SIGTERM and SIGHUP (a closed terminal), any number of them at any time, ask once for a clean stop."""
 
     def __init__(self) -> None:
-        self.requested = threading.Event()
+        self.requested = SignalFlag()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping: asyncio.Event | None = None
         for number in STOP_SIGNALS:

@@ -9,6 +9,7 @@ come from a publisher in this process on the node's debug image topic.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -80,6 +81,11 @@ class Server:
             time.sleep(gap)
         try:
             return self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)  # faulthandler writes every thread's stack to the log
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)
+            raise AssertionError(f"fastsam_web did not stop within 20 s of {signals}:\n{self.output()}") from None
         finally:
             if self.process.poll() is None:
                 self.process.kill()
@@ -91,6 +97,7 @@ def start_web(log: Path, *args: str, preexec_fn=None) -> Server:
     process = subprocess.Popen(
         [installed_command("fastsam_web"), "--port", str(port), *args],
         stdout=log.open("w"), stderr=subprocess.STDOUT, preexec_fn=preexec_fn,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )  # fmt: skip
     server = Server(process, port, log)
     deadline = time.monotonic() + 60
