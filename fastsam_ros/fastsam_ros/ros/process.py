@@ -16,10 +16,9 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
-
-from fastsam_ros.core.signal_flag import SignalFlag
 
 SPIN_SLICE_S = 0.25
 """Python runs signal handlers only between spin slices; also bounds the exit delay."""
@@ -37,7 +36,7 @@ class Shutdown:
     """
 
     def __init__(self) -> None:
-        self.requested = SignalFlag()
+        self.requested = threading.Event()
 
     def install(self) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
