@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+from test_support.checkout import PACKAGE_FOLDER
 from test_support.shared_memory import remove_abandoned_segments
 
 # Property tests draw the same examples on every run (a failure in CI reproduces here, and
@@ -25,7 +26,6 @@ from test_support.shared_memory import remove_abandoned_segments
 settings.register_profile("fastsam_ros", derandomize=True, deadline=None, database=None)
 settings.load_profile("fastsam_ros")
 
-ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 
 
@@ -37,7 +37,7 @@ def test_environment() -> Iterator[None]:
     saved = dict(os.environ)
     os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
     os.environ.update(isolated_ros_env(_domain_of_this_worker()))
-    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(ROOT / "config" / "fastdds_large_frames.xml"))
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(PACKAGE_FOLDER / "config" / "fastdds_large_frames.xml"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("YOLO_OFFLINE", "1")
     # ONNX exports of the weights go to a cache of this run, shared with the node processes.

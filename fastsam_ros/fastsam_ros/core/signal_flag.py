@@ -8,9 +8,14 @@ back to back to fastsam_web). Assigning a bool takes no lock and is atomic under
 
 from __future__ import annotations
 
+import time
+
+POLL_S = 0.05
+"""How often wait() looks at the flag: the longest a stop waits to be noticed by a sleeper."""
+
 
 class SignalFlag:
-    """Set once from a signal handler (or any thread), polled by the code that acts on it."""
+    """Set once from a signal handler (or any thread); polled, or slept on with wait()."""
 
     def __init__(self) -> None:
         self._set = False
@@ -20,3 +25,16 @@ class SignalFlag:
 
     def is_set(self) -> bool:
         return self._set
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until the flag is set or timeout seconds have passed; whether it is set.
+
+        The last slice ends at the deadline itself, so a paced sleep keeps its timing.
+        """
+        deadline = time.monotonic() + timeout
+        while not self._set:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(remaining, POLL_S))
+        return True

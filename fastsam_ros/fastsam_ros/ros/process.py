@@ -16,9 +16,10 @@ import os
 import signal
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
+
+from fastsam_ros.core.signal_flag import SignalFlag
 
 SPIN_SLICE_S = 0.25
 """Python runs signal handlers only between spin slices; also bounds the exit delay."""
@@ -36,7 +37,7 @@ class Shutdown:
     """
 
     def __init__(self) -> None:
-        self.requested = threading.Event()
+        self.requested = SignalFlag()
 
     def install(self) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):

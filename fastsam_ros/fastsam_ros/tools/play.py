@@ -17,12 +17,12 @@ import argparse
 import math
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
+from fastsam_ros.core.signal_flag import SignalFlag
 from fastsam_ros.ros.process import PARENT_PID_VARIABLE, Shutdown
 from fastsam_ros.tools.frame_sources import (
     FOLDER_RATE,
@@ -53,7 +53,7 @@ RATE_RANGE = (1e-3, 1e3)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def paced(frames: Iterator[SourceFrame], rate: float | None, stop: threading.Event) -> Iterator[SourceFrame]:
+def paced(frames: Iterator[SourceFrame], rate: float | None, stop: SignalFlag) -> Iterator[SourceFrame]:
     """Frames released at their due times: every 1/rate s, else at the source's own offsets,
     until stop is set.
 
@@ -121,7 +121,7 @@ class Player:
         self.publisher = self.node.create_publisher(Image, topic, qos_profile_sensor_data)
         self.frame_id = frame_id
 
-    def wait_for_subscribers(self, count: int, timeout: float, stop: threading.Event, process=None) -> bool:
+    def wait_for_subscribers(self, count: int, timeout: float, stop: SignalFlag, process=None) -> bool:
         deadline = time.monotonic() + timeout
         while self.publisher.get_subscription_count() < count:
             if process is not None and process.poll() is not None:
@@ -323,7 +323,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def play(args: argparse.Namespace, stop: threading.Event) -> int:
+def play(args: argparse.Namespace, stop: SignalFlag) -> int:
     """Publish the source until it ends or stop is set; the number of frames published.
 
     SourceError when not one frame of the source could be played.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +23,7 @@ from fastsam_msgs.srv import FollowBox, FollowPoint, FollowText, Unfollow
 from fastsam_ros.core.rendering import FOLLOWED_YELLOW
 from fastsam_ros.ros.convert import array_to_image, msg_to_instance, stamp_from_ns, stamp_to_ns
 from fastsam_ros.tools.sample_videos import sample_video, video_frames
+from test_support.checkout import PACKAGE_FOLDER
 
 NODE_PARAMETERS = [
     "tracker:=bytetrack",
@@ -33,7 +33,7 @@ NODE_PARAMETERS = [
 ]
 NODE_ARGS = ["-r", "depth:=/test/camera/depth", "-r", "camera_info:=/test/camera/camera_info"]
 
-REFERENCE = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "follow_reference.json"
+REFERENCE = PACKAGE_FOLDER / "benchmarks" / "data" / "follow_reference.json"
 PERSON = "jeans, dark jacket, walks up"
 FIRST_FRAME, FOLLOW_FRAME, DEPTH_FRAME, LAST_FRAME = 36, 44, 62, 76
 """Frames sent: from FIRST_FRAME (the tracker confirms the person before the follow request on

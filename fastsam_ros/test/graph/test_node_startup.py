@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,9 +11,9 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 
 from fastsam_ros.tools.node_client import start_node
+from test_support.checkout import PACKAGE_FOLDER
 
-ROOT = Path(__file__).resolve().parents[2]
-NODE_ARGS = ["--params-file", str(ROOT / "config" / "fastsam.yaml")]
+NODE_ARGS = ["--params-file", str(PACKAGE_FOLDER / "config" / "fastsam.yaml")]
 
 
 def _run_to_exit(tmp_path, args: list[str]) -> tuple[int, str]:
@@ -34,7 +33,7 @@ def _run_to_exit(tmp_path, args: list[str]) -> tuple[int, str]:
         (["-p", "device:=cpu", "-p", "conf:=2.0"], "conf: must be in [0.0, 1.0], got 2.0"),
         (["-p", "device:=cpu", "-p", "imgsz:=100"], "imgsz: must be a multiple of 32"),
         (["-p", "device:=cpu", "-p", "model:=/no/such/weights.pt"], "model weights not found"),
-        (["-p", "device:=cpu", "-p", f"model:={ROOT / 'LICENSE'}"], "could not load model"),
+        (["-p", "device:=cpu", "-p", f"model:={PACKAGE_FOLDER / 'LICENSE'}"], "could not load model"),
         (["-p", "device:=cpu", "-p", "tracker:=kalman"], "tracker: must be one of"),
         pytest.param(
             ["-p", "device:=cuda:0"],

@@ -38,9 +38,9 @@ from fastsam_ros.core.compat import (
     Workaround,
     release,
 )
+from test_support.checkout import PACKAGE_FOLDER
 
-ROOT = Path(__file__).resolve().parents[2]
-CANARY_FILES = (Path(__file__), ROOT / "test" / "graph" / "test_compat_ros.py")
+CANARY_FILES = (Path(__file__), PACKAGE_FOLDER / "test" / "graph" / "test_compat_ros.py")
 
 
 def run_python(script: str, env: dict[str, str] | None = None) -> str:
@@ -68,7 +68,7 @@ def test_each_entry_names_upstream_versions_and_code_that_exist():
         assert entry.fixed_in is None or release(entry.fixed_in) > release(entry.seen_in), entry.name
         for place in entry.code:
             path, name = place.split(":")
-            source = (ROOT / path).read_text()
+            source = (PACKAGE_FOLDER / path).read_text()
             defined = rf"^\s*(def {name}\(|class {name}\b|{name}\s*[:=])"
             assert re.search(defined, source, re.MULTILINE), f"{entry.name}: {place} is not defined"
 

@@ -13,13 +13,11 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from fastsam_ros.core import parameters, settings
-from test_support.checkout import REPOSITORY
-
-ROOT = Path(__file__).resolve().parents[2]
+from test_support.checkout import PACKAGE_FOLDER, REPOSITORY
 
 
 def test_yaml_lists_every_parameter_with_its_default():
-    values = yaml.safe_load((ROOT / "config" / "fastsam.yaml").read_text())["fastsam"]["ros__parameters"]
+    values = yaml.safe_load((PACKAGE_FOLDER / "config" / "fastsam.yaml").read_text())["fastsam"]["ros__parameters"]
     assert set(values) == set(parameters.SPECS)
     for name, value in values.items():
         assert value == parameters.SPECS[name].default, name
@@ -29,7 +27,7 @@ def test_yaml_lists_every_parameter_with_its_default():
 def test_yaml_and_parameters_page_table_are_rendered_from_the_specs():
     from test_support import parameter_docs
 
-    assert (ROOT / "config" / "fastsam.yaml").read_text() == parameter_docs.render_yaml()
+    assert (PACKAGE_FOLDER / "config" / "fastsam.yaml").read_text() == parameter_docs.render_yaml()
     page = (REPOSITORY / "docs" / "PARAMETERS.md").read_text()
     assert parameter_docs.render_table() in page
     for spec in parameters.PARAMETERS:
@@ -133,7 +131,7 @@ def test_list_parameters_name_what_they_got():
 
 
 def test_yaml_comments_every_parameter():
-    lines = (ROOT / "config" / "fastsam.yaml").read_text().splitlines()
+    lines = (PACKAGE_FOLDER / "config" / "fastsam.yaml").read_text().splitlines()
     for index, line in enumerate(lines):
         if line.startswith("    ") and not line.strip().startswith("#") and ":" in line:
             assert lines[index - 1].strip().startswith("#"), f"no comment above: {line.strip()}"
@@ -167,7 +165,7 @@ def test_camera_names_may_be_namespaces():
 
 
 def test_launch_file_uses_the_installed_config():
-    source = (ROOT / "launch" / "fastsam.launch.py").read_text()
+    source = (PACKAGE_FOLDER / "launch" / "fastsam.launch.py").read_text()
     tree = ast.parse(source)
     names = {node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
     assert {"DeclareLaunchArgument", "Node", "LaunchDescription"} <= names
@@ -175,12 +173,12 @@ def test_launch_file_uses_the_installed_config():
 
 
 def test_rviz_config_shows_the_node_outputs():
-    rviz = yaml.safe_load((ROOT / "rviz" / "fastsam.rviz").read_text())
+    rviz = yaml.safe_load((PACKAGE_FOLDER / "rviz" / "fastsam.rviz").read_text())
     displays = {d["Class"]: d for d in rviz["Visualization Manager"]["Displays"]}
     topics = sorted(d["Topic"]["Value"] for d in rviz["Visualization Manager"]["Displays"] if "Topic" in d)
     assert topics == ["/fastsam/debug_image", "/fastsam/label_image", "/fastsam/markers"]
     assert "rviz_default_plugins/MarkerArray" in displays
-    launch = (ROOT / "launch" / "fastsam.launch.py").read_text()
+    launch = (PACKAGE_FOLDER / "launch" / "fastsam.launch.py").read_text()
     assert '"rviz"' in launch and '"fastsam.rviz"' in launch
 
 
@@ -300,8 +298,8 @@ def test_the_parameter_table_is_a_standard_library_leaf():
 
 def test_the_core_imports_no_ros():
     modules = sorted(
-        "fastsam_ros." + ".".join(path.relative_to(ROOT / "fastsam_ros").with_suffix("").parts)
-        for path in (ROOT / "fastsam_ros" / "core").rglob("*.py")
+        "fastsam_ros." + ".".join(path.relative_to(PACKAGE_FOLDER / "fastsam_ros").with_suffix("").parts)
+        for path in (PACKAGE_FOLDER / "fastsam_ros" / "core").rglob("*.py")
         if path.name != "__init__.py"
     )
     imported = _modules_imported_by("; ".join(f"import {module}" for module in modules))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from fastsam_ros.core.parameters import default_of
+from fastsam_ros.core.signal_flag import SignalFlag
 from fastsam_ros.tools.frame_sources import FOLDER_RATE, FolderSource, SourceError, VideoSource, open_source
 from fastsam_ros.tools.play import paced, passes
 from fastsam_ros.tools.sample_videos import sample_video
@@ -103,7 +104,7 @@ def test_looping_keeps_the_clock_running_across_passes(tmp_path):
 
 def test_pacing_keeps_every_frame_in_order_and_ends_as_soon_as_stopped():
     frames = list(itertools.islice(VideoSource(str(sample_video("vtest.avi"))).frames(), 3))
-    stop = threading.Event()
+    stop = SignalFlag()
     assert [f.offset_ns for f in paced(iter(frames), 1000.0, stop)] == [f.offset_ns for f in frames]
     released = []
     threading.Timer(0.3, stop.set).start()

@@ -14,9 +14,8 @@ import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from test_support.checkout import REPOSITORY
+from test_support.checkout import PACKAGE_FOLDER, REPOSITORY
 
-ROOT = Path(__file__).resolve().parents[2]
 # Imports rosdep knows by another name; a ROS package is declared under its own name.
 ROSDEP_KEYS = {"numpy": "python3-numpy", "cv2": "python3-opencv", "PIL": "python3-pil", "yaml": "python3-yaml"}
 
@@ -59,7 +58,7 @@ def test_the_lock_pins_what_the_requirements_pin():
 
 
 def test_the_locked_versions_are_inside_the_ranges_of_pyproject():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((PACKAGE_FOLDER / "pyproject.toml").read_text())["project"]
     lock = pins(REPOSITORY / "requirements" / "lock.txt")
     extras = project["optional-dependencies"].values()
     declared = [*project["dependencies"], *(line for extra in extras for line in extra)]
@@ -72,11 +71,11 @@ def test_the_locked_versions_are_inside_the_ranges_of_pyproject():
 
 
 def test_package_xml_declares_every_ros_package_and_system_library_imported():
-    manifest = ElementTree.parse(ROOT / "package.xml").getroot()
+    manifest = ElementTree.parse(PACKAGE_FOLDER / "package.xml").getroot()
     declared = {element.text for element in manifest if element.tag in ("depend", "exec_depend")}
-    code = imported_modules(ROOT / "fastsam_ros")
+    code = imported_modules(PACKAGE_FOLDER / "fastsam_ros")
     needed = {ROSDEP_KEYS[name] for name in code & ROSDEP_KEYS.keys()}
     needed |= code & (ament_packages() - {"fastsam_ros"})
-    needed |= imported_modules(ROOT / "launch")
+    needed |= imported_modules(PACKAGE_FOLDER / "launch")
     assert {"rclpy", "fastsam_msgs", "python3-yaml", "launch_ros"} <= needed
     assert needed - declared == set(), f"package.xml lacks {sorted(needed - declared)}"
