@@ -18,13 +18,12 @@ from typing import Any
 
 import rclpy
 from geometry_msgs.msg import Point
-from rclpy.client import Client
-from rclpy.node import Node
 
 from fastsam_msgs.msg import BoundingBox
 from fastsam_msgs.srv import BoxPrompt, PointPrompt, TextPrompt
 from fastsam_ros.ros.convert import stamp_to_ns
 from fastsam_ros.ros.qos import SERVICE_QOS
+from fastsam_ros.tools.node_client import first_answer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if not client.wait_for_service(timeout_sec=60.0):
         print("prompt service not available", file=sys.stderr)
         return 1
-    if not _first_answer(node, client, request, timeout=60.0):
+    if not first_answer(client, request, lambda f, t: rclpy.spin_until_future_complete(node, f, timeout_sec=t), 60.0):
         print("prompt service never answered", file=sys.stderr)
         return 1
     unanswered = 0
@@ -80,23 +79,6 @@ def _request(kind: str, x: float, y: float) -> tuple[type, Any]:
     if kind == "box":
         return BoxPrompt, BoxPrompt.Request(boxes=[BoundingBox(x1=0.0, y1=0.0, x2=2 * x, y2=2 * y)])
     return TextPrompt, TextPrompt.Request(texts=["person"], top_k=1)
-
-
-def _first_answer(node: Node, client: Client, request: Any, timeout: float) -> bool:
-    """Call until one answer arrives; only then is the connection fully matched.
-
-    A service can look ready to a new client before the server has matched the
-    client's response reader; a response sent in that window is lost. Calls made
-    before the first answer are therefore retried, not counted.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        future = client.call_async(request)
-        rclpy.spin_until_future_complete(node, future, timeout_sec=2.0)
-        if future.done():
-            return True
-        client.remove_pending_request(future)
-    return False
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import numpy as np
 import rclpy
 from rclpy.client import Client
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.task import Future
 from sensor_msgs.msg import Image
 
 from fastsam_msgs.msg import InstanceArray
@@ -81,6 +82,25 @@ def wait_until(condition: Callable[[], bool], timeout: float, spin: Callable[[],
         spin()
 
 
+def first_answer(client: Client, request, spin_until_done: Callable[[Future, float], None], timeout: float) -> bool:
+    """Call until one answer arrives; only then is the response path known to be matched.
+
+    A service can look ready to a new client before the server has matched the client's
+    response reader, and a response sent in that window is lost for good. Calls made
+    before the first answer are therefore retried (each given 2 s), not counted.
+    ``spin_until_done(future, seconds)`` spins the client's node until the future is done
+    or the seconds have passed.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        future = client.call_async(request)
+        spin_until_done(future, 2.0)
+        if future.done():
+            return True
+        client.remove_pending_request(future)
+    return False
+
+
 class NodeClient:
     """The other side of a fastsam node: publishes camera frames, records its outputs.
 
@@ -124,15 +144,29 @@ class NodeClient:
     def wait(self, condition: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
         wait_until(condition, timeout, self.spin, what)
 
-    def service_client(self, service_type, name: str, timeout: float = 60.0) -> Client:
-        """A client of the node's service, ready to call, with the QoS every prompt client needs."""
+    def service_client(self, service_type, name: str, timeout: float = 60.0, probe=None) -> Client:
+        """A client of the node's service, ready to call, with the QoS every prompt client needs.
+
+        With a probe (a request that changes nothing when it is answered twice) the client is
+        returned only once one call was answered, so the response path is matched for sure;
+        without one, after a pause that is enough on an idle host.
+        """
         client = self.node.create_client(service_type, name, qos_profile=SERVICE_QOS)
         self.wait(client.service_is_ready, timeout, f"service {name}")
+        if probe is not None:
+            if not first_answer(client, probe, self._spin_until_done, timeout):
+                raise TimeoutError(f"timed out after {timeout:.0f} s waiting for a first answer from {name}")
+            return client
         # The service looks ready once it matched this client's requests; the response path
         # may need a moment more, or the first response is lost.
         settle = time.monotonic() + 0.3
         self.wait(lambda: time.monotonic() > settle, 1.0, "the response path")
         return client
+
+    def _spin_until_done(self, future: Future, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not future.done() and time.monotonic() < deadline:
+            self.spin()
 
     def call(self, service_type, name: str, request, timeout: float = 60.0):
         """Call a service and wait for its response."""

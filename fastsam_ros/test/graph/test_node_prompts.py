@@ -140,8 +140,8 @@ def test_a_caller_that_pauses_while_others_are_answered_gets_its_response(node_g
         )
         for i in range(3)
     ]  # fmt: skip
-    client = node_graph.service_client(PointPrompt, "/fastsam/prompt_point")
     request = PointPrompt.Request(points=[Point(x=400.0, y=500.0)], labels=[1])
+    client = node_graph.service_client(PointPrompt, "/fastsam/prompt_point", probe=request)
     try:
         node_graph.wait(lambda: all((tmp_path / f"other{i}.jsonl").exists() for i in range(3)), 60.0, "the others")
         node_graph.wait(lambda: sum(_answers(tmp_path, i) for i in range(3)) > 100, 60.0, "the others' answers")
