@@ -616,6 +616,8 @@ def bench_cpu_runtime_sections(sections: list, quick: bool) -> None:
     quality = cpu.bench_quality(weights)
     print("[bench] point prompts while frames stream, by OpenVINO thread count")
     streaming = cpu.bench_prompts_while_streaming(weights, (0, 1), 3.0 if quick else 10.0)
+    print("[bench] several cameras on OpenVINO: one batch against a request per camera")
+    camera_streams = cpu.bench_camera_streams(weights, 4 if quick else 20)
     print("[bench] warm start of a fresh process")
     start = [cpu.bench_warm_start(weights)]
     for title, headers, rows, note in (
@@ -629,6 +631,12 @@ def bench_cpu_runtime_sections(sections: list, quick: bool) -> None:
         ("Quality of reduced precisions (against OpenVINO f32)", cpu.QUALITY_HEADERS, quality, cpu.QUALITY_NOTE),
         ("INT8: what loses instances", cpu.INT8_HEADERS, cpu.INT8_FINDINGS, cpu.INT8_NOTE),
         ("Prompts while frames stream, by inference threads (ms)", cpu.STREAM_HEADERS, streaming, cpu.STREAM_NOTE),
+        (
+            "Several cameras on OpenVINO: one batch or a request per camera (720p)",
+            cpu.CAMERA_STREAM_HEADERS,
+            camera_streams,
+            cpu.CAMERA_STREAM_NOTE,
+        ),
         ("Warm start (s)", ["runtime", "imports", "load and first 720p frame"], start, cpu.WARM_START_NOTE),
     ):
         sections.append((title, headers, Report(rows=[tuple(str(cell) for cell in row) for row in rows]), note))

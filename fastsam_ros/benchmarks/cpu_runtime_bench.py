@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 import subprocess
 import sys
 import tempfile
@@ -344,4 +345,83 @@ def bench_prompts_while_streaming(weights: str, threads: tuple[int, ...], second
             )
         )
         print("  " + " | ".join(rows[-1]), flush=True)
+    return rows
+
+
+CAMERA_STREAM_HEADERS = ["precision", "cameras", "how", "ms per pass", "p99 ms", "throughput / one camera", "n"]
+CAMERA_STREAM_NOTE = (
+    "The network alone (the node's OpenVINO model at the 384x640 input of a letterboxed 720p frame, outputs read "
+    "back), every core. one batch: the frames of all cameras in one request on a latency-compiled model, as the "
+    "node runs them. a request per camera: OpenVINO's throughput mode, one stream per core, each camera's frame "
+    "its own request, all in flight together. throughput / one camera: frames per second over those of one frame "
+    "on the latency-compiled model. Interleaved by round in one process; p99 over the rounds."
+)
+
+
+def bench_camera_streams(weights: str, rounds: int) -> list[tuple[str, ...]]:
+    """Several cameras' frames as one batch against OpenVINO's throughput mode (a request per frame)."""
+    import openvino as ov
+
+    from fastsam_ros.core.backends.onnx_runtime import exported_onnx
+
+    cores = len(os.sched_getaffinity(0))
+    core = ov.Core()
+    source = core.read_model(str(exported_onnx(weights)))
+    frame = np.random.default_rng(0).random((1, 3, 384, 640), dtype=np.float32)
+
+    def compiled(precision: str, batch: int, streams: int):
+        model = source.clone()
+        model.reshape({model.inputs[0].get_any_name(): [batch, 3, 384, 640]})
+        hint = "THROUGHPUT" if streams > 1 else "LATENCY"
+        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": hint, "NUM_STREAMS": streams}
+        return core.compile_model(model, "CPU", config)
+
+    def one_batch(model, cameras: int) -> Callable[[], None]:
+        frames = np.repeat(frame, cameras, axis=0)
+        return lambda: model(frames)
+
+    def request_per_camera(model, cameras: int) -> Callable[[], None]:
+        requests = [model.create_infer_request() for _ in range(cameras)]
+
+        def run() -> None:
+            for request in requests:
+                request.start_async({0: frame})
+            for request in requests:
+                request.wait()
+            for port in range(len(model.outputs)):
+                np.concatenate([request.get_output_tensor(port).data for request in requests])
+
+        return run
+
+    passes: dict[tuple[str, int, str], Callable[[], None]] = {}
+    for precision in ["f32", *(["bf16"] if "BF16" in cpu_capabilities() else [])]:
+        passes[(precision, 1, "one frame")] = one_batch(compiled(precision, 1, 1), 1)
+        for cameras in (2, 4):
+            passes[(precision, cameras, "one batch")] = one_batch(compiled(precision, cameras, 1), cameras)
+            passes[(precision, cameras, "a request per camera")] = request_per_camera(
+                compiled(precision, 1, min(cameras, cores)), cameras
+            )
+    times: dict[tuple[str, int, str], list[float]] = {key: [] for key in passes}
+    for run in passes.values():
+        run()
+    for _ in range(rounds):
+        for key, run in passes.items():
+            start = time.perf_counter()
+            run()
+            times[key].append((time.perf_counter() - start) * 1e3)
+    rows = []
+    for (precision, cameras, how), measured in times.items():
+        per_pass = float(np.median(measured))
+        one = float(np.median(times[(precision, 1, "one frame")]))
+        rows.append(
+            (
+                precision,
+                str(cameras),
+                how,
+                f"{per_pass:.1f}",
+                f"{np.percentile(measured, 99):.1f}",
+                f"{cameras * one / per_pass:.2f}x",
+                str(len(measured)),
+            )
+        )
     return rows
