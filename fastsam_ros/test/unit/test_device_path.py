@@ -12,7 +12,7 @@ import torch
 
 from fastsam_ros.core.detection_nms import select_detections
 from fastsam_ros.core.engine import EngineSettings, SegmentationEngine, StageTimes, split_network_outputs
-from fastsam_ros.core.letterbox import letterbox_cpu, letterbox_geometry, letterbox_torch
+from fastsam_ros.core.letterbox import PAD_VALUE, letterbox_cpu, letterbox_geometry, letterbox_torch
 from fastsam_ros.core.mask_decoding import (
     crop_masks_batched,
     crop_masks_warp,
@@ -87,7 +87,10 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max((a | b).sum(), 1))
 
 
-@pytest.mark.parametrize("source_shape", [(1080, 810), (720, 1280), (577, 1001), (1080, 1920), (7, 900), (480, 640)])
+# (577, 1001) pads an odd number of rows, (1001, 577) an odd number of columns: ultralytics splits them unevenly.
+@pytest.mark.parametrize(
+    "source_shape", [(1080, 810), (720, 1280), (577, 1001), (1001, 577), (1080, 1920), (7, 900), (480, 640)]
+)
 @pytest.mark.parametrize(("imgsz", "auto"), [(640, True), (640, False), (320, True)])
 def test_letterbox_geometry_and_pixels_equal_ultralytics(source_shape, imgsz, auto):
     from ultralytics.data.augment import LetterBox
@@ -128,6 +131,9 @@ def test_torch_letterbox_is_within_one_grey_level_of_opencv(name, frames):
     assert difference.mean() < 0.2
     if image.shape[1] == 2 * geometry.resized_shape[1]:
         assert difference.max() == 0, "halving the frame gives OpenCV's pixels exactly"
+    if geometry.top:
+        grey = torch.tensor(PAD_VALUE / 255, dtype=out.dtype)
+        assert torch.all(out[:, : geometry.top] == grey), "the padding is ultralytics' grey, exactly"
 
 
 @pytest.mark.parametrize("names", [("bus",), ("zidane",), ("crowded",), ("720p", "crowded")])
