@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from fastsam_ros.core.mask_set import Instance, MaskSet
+from fastsam_ros.core.obstacles import Obstacle
 from fastsam_ros.core.rendering import colour_for, draw_overlay, tint_masks
 
 
@@ -39,3 +40,95 @@ def test_many_instances_are_all_tinted(count):
     tinted = tint_masks(image, masks, 0.45)
     assert np.array_equal(tinted, _expected_tint(image, masks.label_image()))
     assert not np.array_equal(tinted[30:34, :4], image[30:34, :4])
+
+
+GREY = 90
+RED, YELLOW = (0, 0, 255), (0, 230, 255)
+
+
+def _scene(track_ids=(-1, -1), names=("person", "")) -> MaskSet:
+    """Two square objects on a 200x600 frame: boxes (40, 60)-(100, 120) and (300, 60)-(380, 140)."""
+    first = Instance((40.0, 60.0, 100.0, 120.0), 0.91, 0, names[0], (40, 60), np.ones((60, 60), bool), track_ids[0])
+    second = Instance((300.0, 60.0, 380.0, 140.0), 0.5, 1, names[1], (300, 60), np.ones((80, 80), bool), track_ids[1])
+    return MaskSet(height=200, width=600, instances=(first, second))
+
+
+def _label_width(canvas: np.ndarray, x: int, y: int, colour) -> int:
+    """Width of the filled label background that starts at column x, on row y."""
+    row = canvas[y]
+    if tuple(row[x]) != colour:
+        return 0
+    width = 0
+    while x + width < canvas.shape[1] and (
+        tuple(row[x + width]) == colour or tuple(row[x + width]) != (GREY, GREY, GREY)
+    ):
+        width += 1
+    return width
+
+
+def _text_width(text: str) -> int:
+    (width, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+    return width + 3
+
+
+def test_the_overlay_tints_at_its_default_strength(bus_masks, bus):
+    """Outside the outlines and labels drawn over them, masked pixels are those of tint_masks at alpha 0.45."""
+    inside = bus_masks.label_image() > 0
+    same = np.all(draw_overlay(bus, bus_masks)[inside] == tint_masks(bus, bus_masks, 0.45)[inside], axis=1)
+    assert same.mean() > 0.8
+
+
+def test_boxes_and_labels_name_index_or_track_class_and_score():
+    image = np.full((200, 600, 3), GREY, np.uint8)
+    untracked = draw_overlay(image, _scene())
+    assert tuple(untracked[90, 100]) == colour_for(0) and tuple(untracked[100, 380]) == colour_for(1)
+    assert tuple(untracked[90, 101]) == colour_for(0) and tuple(untracked[90, 102]) == (GREY, GREY, GREY), "2 px"
+    assert _label_width(untracked, 40, 56, colour_for(0)) == _text_width("#0 person 0.91")
+    assert _label_width(untracked, 300, 56, colour_for(1)) == _text_width("#1 object 0.50")
+    tracked = draw_overlay(image, _scene(track_ids=(7, 12)))
+    assert tuple(tracked[90, 100]) == colour_for(7) and tuple(tracked[100, 380]) == colour_for(12)
+    assert _label_width(tracked, 40, 56, colour_for(7)) == _text_width("id7 person 0.91")
+    first_track = draw_overlay(image, _scene(track_ids=(0, -1)))
+    assert _label_width(first_track, 40, 56, colour_for(0)) == _text_width("id0 person 0.91"), "0 is a track id"
+
+
+def test_untracked_labels_count_instances_from_zero():
+    image = np.full((100, 700, 3), GREY, np.uint8)
+    instances = tuple(
+        Instance((60.0 * i, 50.0, 60.0 * i + 10, 60.0), 0.5, 0, "", (60 * i, 50), np.ones((10, 10), bool))
+        for i in range(10)
+    )
+    drawn = draw_overlay(image, MaskSet(height=100, width=700, instances=instances))
+    assert _label_width(drawn, 540, 46, colour_for(9)) == _text_width("#9 object 0.50")
+
+
+def test_obstacles_get_a_thick_red_box_and_their_distance():
+    image = np.full((200, 600, 3), GREY, np.uint8)
+    scene = _scene()
+    drawn = draw_overlay(image, scene, obstacles=[Obstacle(index=1, overlap=1.0, distance=2.345), Obstacle(0, 0.5)])
+    assert tuple(drawn[100, 382]) == RED and tuple(drawn[100, 383]) == (GREY, GREY, GREY), "four pixels thick"
+    assert tuple(drawn[90, 100]) == RED
+    assert _label_width(drawn, 300, 56, RED) == _text_width("#1 object 0.50 OBSTACLE 2.35 m")
+    assert _label_width(drawn, 40, 56, RED) == _text_width("#0 person 0.91 OBSTACLE")
+
+
+def test_the_region_of_interest_is_outlined_in_red_only_when_given():
+    image = np.full((200, 300, 3), GREY, np.uint8)
+    empty = MaskSet(height=200, width=300, instances=())
+    roi = np.array([[10, 150], [290, 150], [290, 190], [10, 190]], np.int32)
+    drawn = draw_overlay(image, empty, roi=roi)
+    for y, x in ((150, 150), (190, 150), (170, 10), (170, 290)):
+        blue, green, red = (int(c) for c in drawn[y, x])
+        assert red > 200 and blue < 60 and green < 60, f"({x}, {y}) is on the outline"
+    assert tuple(drawn[170, 150]) == (GREY, GREY, GREY) and tuple(drawn[152, 150]) == (GREY, GREY, GREY)
+    assert np.array_equal(draw_overlay(image, empty), image)
+
+
+def test_followed_objects_get_a_yellow_outline_along_the_mask_and_their_label_above():
+    image = np.full((200, 600, 3), GREY, np.uint8)
+    scene = _scene()
+    drawn = draw_overlay(image, scene, followed={1: "follow alice"})
+    assert tuple(drawn[100, 301]) == YELLOW and tuple(drawn[139, 340]) == YELLOW, "along the mask's edge"
+    assert tuple(drawn[100, 340]) != YELLOW, "not inside"
+    assert tuple(drawn[100, 41]) != YELLOW, "only the followed object"
+    assert _label_width(drawn, 300, 25, YELLOW) == _text_width("follow alice")
