@@ -35,6 +35,12 @@ def test_the_default_parameters_give_each_part_its_own_defaults():
     assert settings.camera.prompt_limits == PromptLimits()
     assert settings.health == HealthLimits()
     assert settings.autostart and settings.cameras == ("",)
+    assert not settings.compressed_input and not settings.reliable_images, "raw images, best effort"
+
+
+def test_compressed_input_and_reliable_images_are_what_their_parameters_name():
+    chosen = node_settings({**parameters.DEFAULTS, "input": "compressed", "image_qos": "reliable"})
+    assert chosen.compressed_input and chosen.reliable_images
 
 
 @pytest.mark.parametrize("spec", parameters.PARAMETERS, ids=lambda spec: spec.name)
