@@ -18,7 +18,7 @@ from fastsam_ros.core.memory import _libc
 PROBE = textwrap.dedent(
     """
     import ctypes, json, resource
-    from fastsam_ros.core.memory import _libc, bound_heap_growth
+    from fastsam_ros.core.memory import _libc, bound_heap_growth, release_freed_memory
 
     libc = _libc()
     libc.malloc.restype = ctypes.c_void_p
@@ -49,7 +49,16 @@ PROBE = textwrap.dedent(
     before = resident()
     cycle(30 * 2**20)
     cycle(20 * 2**20)
-    print(json.dumps({"frame_pages": frame // PAGE, "frame_faults": frame_faults, "kept": resident() - before}))
+    kept = resident() - before
+    chunks = [libc.malloc(2**20) for _ in range(24)]
+    for chunk in chunks:
+        libc.memset(chunk, 1, 2**20)
+    for chunk in chunks:
+        libc.free(chunk)
+    before = resident()
+    release_freed_memory()
+    trimmed = before - resident()
+    print(json.dumps({"frame_pages": frame // PAGE, "frame_faults": frame_faults, "kept": kept, "trimmed": trimmed}))
     """
 )
 
@@ -68,3 +77,8 @@ def test_a_1080p_frame_buffer_is_reused_not_faulted_in_again(heap):
 
 def test_huge_buffers_go_back_to_the_system_when_freed(heap):
     assert heap["kept"] < 4 * 2**20
+
+
+def test_freed_heap_below_the_trim_threshold_is_returned_on_request(heap):
+    """24 MB of 1 MB buffers freed stay with the heap (below the 32 MB trim threshold) until trimmed."""
+    assert heap["trimmed"] > 16 * 2**20
