@@ -97,3 +97,42 @@ def test_frames_queue_when_a_camera_is_faster_than_the_processing_and_not_for_re
     _wait(lambda: calls[-1][0] == 311)
     assert [queued for frame, queued in calls if frame >= 306] == [False] * 6
     worker.stop()
+
+
+def test_the_worker_runs_on_a_named_daemon_thread():
+    """Named so that a stack dump says which thread is inference; a daemon so that a forward pass that
+    never returns cannot keep the process from exiting."""
+    mailbox: LatestFrameMailbox[int] = LatestFrameMailbox()
+    worker = InferenceWorker(mailbox, lambda frames, queued: None, lambda error: None)
+    [thread] = [t for t in threading.enumerate() if t.name == "fastsam_inference"]
+    assert thread.daemon and thread.is_alive()
+    worker.stop()
+
+
+def test_an_idle_worker_keeps_waiting_for_frames():
+    mailbox: LatestFrameMailbox[int] = LatestFrameMailbox()
+    processed = []
+    worker = InferenceWorker(mailbox, lambda frames, queued: processed.append(frames[""]), lambda error: None)
+    time.sleep(1.2)  # more than one wait for frames that do not come
+    assert worker.alive
+    mailbox.put(5)
+    _wait(lambda: processed == [5])
+    worker.stop()
+
+
+def test_stop_gives_up_waiting_for_a_stuck_forward_pass_after_its_timeout():
+    mailbox: LatestFrameMailbox[int] = LatestFrameMailbox()
+    release, started = threading.Event(), threading.Event()
+
+    def stuck(frames: dict[str, int], queued: bool) -> None:
+        started.set()
+        release.wait(10.0)
+
+    worker = InferenceWorker(mailbox, stuck, lambda error: None)
+    mailbox.put(1)
+    assert started.wait(5.0)
+    begun = time.monotonic()
+    worker.stop(timeout=0.2)
+    assert time.monotonic() - begun < 2.0 and worker.alive
+    release.set()
+    _wait(lambda: not worker.alive)
