@@ -82,7 +82,7 @@ def test_each_entry_has_a_canary():
 def test_the_release_of_a_version_is_its_leading_numbers():
     assert release("2.14.1+cu130") == (2, 14, 1)
     assert release("10.0.4") > release("9.1.12")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^'unknown' does not start with a release number$"):
         release("unknown")
 
 
@@ -100,6 +100,28 @@ def test_a_workaround_stays_when_the_version_cannot_be_read():
     assert unknown.installed() is None
     assert unknown.needed()
     assert "version unknown" in unknown.expired()
+
+
+def test_an_expired_workaround_says_what_to_remove_where_and_why():
+    entry = dataclasses.replace(RCLPY_EXECUTOR_REQUEUE, fixed_in=None, code=("a.py:f", "b.py:g"))
+    version = entry.installed()[1]
+    assert entry.status() == "not fixed as of 9.1.2"
+    assert entry.expired() == (
+        f"RCLPY_EXECUTOR_REQUEUE: the problem is gone with rclpy {version} (registry: not fixed as of 9.1.2): "
+        "remove the workaround at a.py:f, b.py:g, or set fixed_in where older releases still need it "
+        "(https://github.com/ros2/rclpy/pull/1547)"
+    )
+    assert dataclasses.replace(entry, fixed_in="10.0.4").status() == "fixed in 10.0.4"
+
+
+@pytest.mark.parametrize("reported", ["", "uclibc 1.0.45", None])
+def test_no_glibc_version_is_read_from_another_c_library(monkeypatch, reported):
+    if reported is None:  # a C library without the name at all
+        monkeypatch.setattr(os, "confstr_names", {})
+        monkeypatch.setattr(os, "confstr", lambda name: pytest.fail("asked for a name the library lacks"))
+    else:
+        monkeypatch.setattr(os, "confstr", lambda name: reported)
+    assert compat.installed_version(compat.GLIBC) is None
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="not glibc")
