@@ -132,3 +132,16 @@ def test_followed_objects_get_a_yellow_outline_along_the_mask_and_their_label_ab
     assert tuple(drawn[100, 340]) != YELLOW, "not inside"
     assert tuple(drawn[100, 41]) != YELLOW, "only the followed object"
     assert _label_width(drawn, 300, 25, YELLOW) == _text_width("follow alice")
+
+
+def test_a_label_is_its_text_in_white_on_a_box_of_its_colour_with_a_one_pixel_margin():
+    """The label of the first object, cut from the overlay, against the text drawn alone on that layout."""
+    image = np.full((200, 600, 3), GREY, np.uint8)
+    drawn = draw_overlay(image, _scene())
+    text, font = "#0 person 0.91", cv2.FONT_HERSHEY_SIMPLEX
+    (width, height), baseline = cv2.getTextSize(text, font, 0.5, 1)
+    expected = np.full((height + baseline + 3, width + 3, 3), colour_for(0), np.uint8)
+    cv2.putText(expected, text, (1, height + 1), font, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    top = 60 - height - baseline - 2
+    assert np.array_equal(drawn[top : top + expected.shape[0], 40 : 40 + expected.shape[1]], expected)
+    assert tuple(drawn[top - 1, 45]) == (GREY, GREY, GREY), "nothing above the label"
