@@ -145,3 +145,42 @@ def test_a_label_is_its_text_in_white_on_a_box_of_its_colour_with_a_one_pixel_ma
     top = 60 - height - baseline - 2
     assert np.array_equal(drawn[top : top + expected.shape[0], 40 : 40 + expected.shape[1]], expected)
     assert tuple(drawn[top - 1, 45]) == (GREY, GREY, GREY), "nothing above the label"
+
+
+def test_every_part_of_a_followed_mask_is_outlined_four_pixels_wide():
+    image = np.full((200, 600, 3), GREY, np.uint8)
+    mask = np.zeros((80, 80), bool)
+    mask[:, :30] = mask[:, 50:] = True  # one object seen in two parts, a post in front of it
+    split = Instance((300.0, 60.0, 380.0, 140.0), 0.5, 1, "", (300, 60), mask)
+    drawn = draw_overlay(image, MaskSet(height=200, width=600, instances=(split,)), followed={0: "follow"})
+    assert tuple(drawn[100, 301]) == YELLOW and tuple(drawn[100, 351]) == YELLOW, "both parts"
+    assert tuple(drawn[100, 302]) == YELLOW and tuple(drawn[100, 303]) != YELLOW, "four pixels wide"
+
+
+def test_a_label_of_an_object_at_the_top_edge_starts_at_the_first_row():
+    image = np.full((100, 300, 3), GREY, np.uint8)
+    top = Instance((40.0, 2.0, 100.0, 60.0), 0.9, 0, "person", (40, 2), np.ones((58, 60), bool))
+    drawn = draw_overlay(image, MaskSet(height=100, width=300, instances=(top,)))
+    assert tuple(drawn[0, 41]) == colour_for(0)
+
+
+def test_the_region_and_followed_outlines_are_anti_aliased():
+    """Slanted edges blend into the frame: pixels between the outline's colour and the background."""
+    image = np.full((200, 600, 3), GREY, np.uint8)
+    disc = np.zeros((80, 80), np.uint8)
+    cv2.circle(disc, (40, 40), 35, 1, -1)
+    round_object = Instance((300.0, 60.0, 380.0, 140.0), 0.5, 1, "", (300, 60), disc.astype(bool))
+    slanted = np.array([[20, 20], [200, 180], [20, 180]], np.int32)
+    drawn = draw_overlay(
+        image, MaskSet(height=200, width=600, instances=(round_object,)), roi=slanted, followed={0: "follow"}
+    )
+
+    def blended(region: np.ndarray, colour) -> int:
+        pixels = region.reshape(-1, 3)
+        pure = np.all(pixels == colour, axis=1) | np.all(pixels == (GREY, GREY, GREY), axis=1)
+        return int((~pure).sum())
+
+    assert blended(drawn[30:170, 30:150], RED) > 50, "the region's slanted side"
+    rows, columns = np.mgrid[0:80, 0:80]
+    just_outside = (np.hypot(rows - 40, columns - 40) > 35.5) & (np.hypot(rows - 40, columns - 40) < 37.5)
+    assert blended(drawn[60:140, 300:380][just_outside], YELLOW) > 50, "around the round object"
