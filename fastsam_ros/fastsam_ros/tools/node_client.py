@@ -8,6 +8,7 @@ waiting on real graph events, never on fixed sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -164,9 +165,8 @@ class NodeClient:
         return client
 
     def _spin_until_done(self, future: Future, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not future.done() and time.monotonic() < deadline:
-            self.spin()
+        with contextlib.suppress(TimeoutError):
+            self.wait(future.done, seconds, "an answer")
 
     def call(self, service_type, name: str, request, timeout: float = 60.0):
         """Call a service and wait for its response."""

@@ -59,9 +59,7 @@ def _label_width(canvas: np.ndarray, x: int, y: int, colour) -> int:
     if tuple(row[x]) != colour:
         return 0
     width = 0
-    while x + width < canvas.shape[1] and (
-        tuple(row[x + width]) == colour or tuple(row[x + width]) != (GREY, GREY, GREY)
-    ):
+    while x + width < canvas.shape[1] and tuple(row[x + width]) != (GREY, GREY, GREY):
         width += 1
     return width
 
