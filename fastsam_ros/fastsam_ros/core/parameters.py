@@ -243,7 +243,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("max_prompt_points", 100, "Most points one point prompt may carry.", True, low=1, high=10_000),
     ParameterSpec("max_prompt_boxes", 100, "Most boxes one box prompt may carry.", True, low=1, high=10_000),
     ParameterSpec("max_prompt_texts", 16, "Most texts one text prompt may carry.", True, low=1, high=1000),
-    ParameterSpec("max_text_length", 200, "Longest text, in characters, of a text prompt.", True, low=1, high=10_000),
+    ParameterSpec(
+        "max_text_length",
+        200,
+        "Longest text, in characters, of a text prompt, and longest name of a followed selection.",
+        True,
+        low=1,
+        high=10_000,
+    ),
     ParameterSpec(
         "tracker",
         "bytetrack",

@@ -33,8 +33,11 @@ class PromptLimits:
     max_texts: int = default_of("max_prompt_texts")
     max_text_length: int = default_of("max_text_length")
 
-    def check(self, points: int = 0, boxes: int = 0, texts: Sequence[str] = ()) -> None:
-        """Raise PromptError naming the limit (and its parameter) that a request exceeds."""
+    def check(self, points: int = 0, boxes: int = 0, texts: Sequence[str] = (), names: Sequence[str] = ()) -> None:
+        """Raise PromptError naming the limit (and its parameter) that a request exceeds.
+
+        A follow request's name is published with every frame and drawn: it is held to the
+        text length too."""
         for count, limit, what, parameter in (
             (points, self.max_points, "points", "max_prompt_points"),
             (boxes, self.max_boxes, "boxes", "max_prompt_boxes"),
@@ -42,12 +45,13 @@ class PromptLimits:
         ):
             if count > limit:
                 raise PromptError(f"{count} {what} exceed the limit of {limit} per request (parameter {parameter})")
-        longest = max((len(text) for text in texts), default=0)
-        if longest > self.max_text_length:
-            raise PromptError(
-                f"a text of {longest} characters exceeds the limit of {self.max_text_length} "
-                "(parameter max_text_length)"
-            )
+        for what, strings in (("text", texts), ("name", names)):
+            longest = max((len(string) for string in strings), default=0)
+            if longest > self.max_text_length:
+                raise PromptError(
+                    f"a {what} of {longest} characters exceeds the limit of {self.max_text_length} "
+                    "(parameter max_text_length)"
+                )
 
 
 def merge_instances(masks: MaskSet, indices: list[int]) -> Instance:

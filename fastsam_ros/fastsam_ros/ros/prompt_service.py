@@ -137,7 +137,7 @@ class PromptService:
 
     def follow_point(self, request: Any, response: Any) -> Any:
         def handle(frame: SegmentedFrame) -> str:
-            self._limits().check(points=len(request.points))
+            self._limits().check(points=len(request.points), names=[request.name])
             points = [(p.x, p.y) for p in request.points]
             index = instance_to_follow(frame.masks, points, list(request.labels))
             return self._follow(frame, index, request.name, response)
@@ -146,6 +146,7 @@ class PromptService:
 
     def follow_box(self, request: Any, response: Any) -> Any:
         def handle(frame: SegmentedFrame) -> str:
+            self._limits().check(names=[request.name])
             b = request.box
             match = select_by_box(frame.masks, (b.x1, b.y1, b.x2, b.y2))
             response.iou = float(match.iou)
@@ -155,7 +156,7 @@ class PromptService:
 
     def follow_text(self, request: Any, response: Any) -> Any:
         def handle(frame: SegmentedFrame) -> str:
-            self._limits().check(texts=[request.text])
+            self._limits().check(texts=[request.text], names=[request.name])
             backend = self.text_backends.get(request.backend or self.text_backends.default)
             response.backend = backend.name
             matches = backend.rank(frame.masks, frame.image, [request.text], 1)

@@ -206,6 +206,12 @@ def test_followed_object_is_drawn_and_marked(clip, followed):
         (FollowPoint, "follow_point", FollowPoint.Request(points=[Point(x=2.0, y=2.0)], labels=[1]), "no instance"),
         (FollowBox, "follow_box", FollowBox.Request(box=BoundingBox(x1=50.0, y1=50.0, x2=10.0, y2=90.0)), "inverted"),
         (FollowText, "follow_text", FollowText.Request(text=""), "empty"),
+        (
+            FollowPoint,
+            "follow_point",
+            FollowPoint.Request(points=[Point(x=2.0, y=2.0)], labels=[1], name="n" * 1_000_000),
+            "a name of 1000000 characters exceeds the limit of 200",
+        ),
         (Unfollow, "unfollow", Unfollow.Request(selection_id=999), "no selection 999"),
     ],
 )

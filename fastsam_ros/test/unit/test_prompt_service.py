@@ -247,6 +247,15 @@ def test_limits_are_read_at_each_request_and_a_refused_prompt_publishes_nothing(
         FollowPoint.Request(points=_points(point, point), labels=[1, 1]), FollowPoint.Response()
     )
     assert response.success is False and "(parameter max_prompt_points)" in response.message
+    named = "walker"
+    for service, request, reply in (
+        (camera.service.follow_point, FollowPoint.Request(points=_points(point), labels=[1], name=named), FollowPoint),
+        (camera.service.follow_box, FollowBox.Request(box=frame.instance_msgs[BUS].box, name=named), FollowBox),
+        (camera.service.follow_text, FollowText.Request(text="bus", name=named), FollowText),
+    ):
+        response = service(request, reply.Response())
+        assert response.success is False
+        assert response.message == "a name of 6 characters exceeds the limit of 5 (parameter max_text_length)"
     response = camera.service.box(BoxPrompt.Request(boxes=[]), BoxPrompt.Response())
     assert response.success is False and response.message == "no boxes given"
     ros_graph.spin_for()
