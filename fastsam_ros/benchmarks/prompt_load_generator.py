@@ -22,6 +22,7 @@ from geometry_msgs.msg import Point
 from fastsam_msgs.msg import BoundingBox
 from fastsam_msgs.srv import BoxPrompt, PointPrompt, TextPrompt
 from fastsam_ros.ros.convert import stamp_to_ns
+from fastsam_ros.ros.graph_exit import leave_graph
 from fastsam_ros.ros.qos import SERVICE_QOS
 from fastsam_ros.tools.node_client import first_answer
 
@@ -68,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             next_call += 1 / args.rate
             time.sleep(max(0.0, next_call - time.monotonic()))
         out.write(json.dumps({"unanswered": unanswered}) + "\n")
-    node.destroy_node()
-    rclpy.shutdown()
+    leave_graph(node)
     return 0
 
 

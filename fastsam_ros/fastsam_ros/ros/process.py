@@ -146,12 +146,11 @@ def _close(node: Any) -> None:
     has released what it built, and leaves no node to close)."""
     if "rclpy" not in sys.modules:
         return
-    import rclpy
+    from fastsam_ros.ros.graph_exit import leave_graph
 
     if node is not None:
         node.close()
-        node.destroy_node()
-    rclpy.try_shutdown()
+    leave_graph(node)
 
 
 def node_main(args: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ from sensor_msgs.msg import Image
 
 from fastsam_msgs.msg import InstanceArray
 from fastsam_ros.ros.convert import array_to_image, stamp_from_ns, stamp_to_ns
+from fastsam_ros.ros.graph_exit import leave_graph
 from fastsam_ros.ros.qos import SERVICE_QOS
 
 OUTPUTS = {"instances": InstanceArray, "label_image": Image, "debug_image": Image, "selection": InstanceArray}
@@ -229,5 +230,4 @@ class NodeClient:
 
     def close(self) -> None:
         self.executor.shutdown()
-        self.node.destroy_node()
-        self.context.try_shutdown()
+        leave_graph(self.node, self.context)

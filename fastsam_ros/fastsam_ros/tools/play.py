@@ -143,8 +143,9 @@ class Player:
         return stamp
 
     def close(self) -> None:
-        self.node.destroy_node()
-        self.context.try_shutdown()
+        from fastsam_ros.ros.graph_exit import leave_graph
+
+        leave_graph(self.node, self.context)
 
 
 def finite(text: str) -> float:

@@ -423,9 +423,10 @@ class NodeRecording:
         elif self.video_file is not None:
             self.video_file.discard()
             self.video_file.output.discard()
+        from fastsam_ros.ros.graph_exit import leave_graph
+
         self.executor.shutdown()
-        self.node.destroy_node()
-        self.context.try_shutdown()
+        leave_graph(self.node, self.context)
 
 
 def _typename(kind: type) -> str:

@@ -364,11 +364,12 @@ class LiveView:
         client.call_async(request).add_done_callback(done)
 
     def close(self) -> None:
+        from fastsam_ros.ros.graph_exit import leave_graph
+
         self.on_frame = lambda: None
         self.executor.shutdown(timeout_sec=5.0)
         self.thread.join(5.0)
-        self.node.destroy_node()
-        self.context.try_shutdown()
+        leave_graph(self.node, self.context)
 
 
 ALL_INTERFACES = ("0.0.0.0", "::", "")
