@@ -17,6 +17,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import pytest
@@ -88,8 +89,22 @@ def fake_node() -> Iterator[FakeNode]:
     node.close()
 
 
+@pytest.fixture(autouse=True)
+def no_recorder_outlives_its_test() -> Iterator[None]:
+    """A test that fails half way leaves no recorder running into the next ones."""
+    yield
+    for process in Recorder.started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    Recorder.started.clear()
+
+
 class Recorder:
     """fastsam_record run as a user runs it, its stdout and stderr in files."""
+
+    started: ClassVar[list[subprocess.Popen]] = []
+    """Every recorder process of the running test, ended after it whatever the test did."""
 
     def __init__(
         self, tmp_path: Path, args: list[str], preexec_fn: Callable[[], None] | None = None, name: str = "record"
@@ -99,6 +114,7 @@ class Recorder:
             self.process = subprocess.Popen(
                 [installed_command("fastsam_record"), *args], stdout=out, stderr=err, text=True, preexec_fn=preexec_fn
             )
+        Recorder.started.append(self.process)
 
     def heard(self) -> bool:
         out = self.out.read_text()
