@@ -321,7 +321,7 @@ class CameraChannel:
             )
             return None
         try:
-            depth = depth_to_metres(msg)
+            depth = depth_to_metres(msg, self.settings.max_pixels)
         except DepthError as error:
             log.warning(f"{self._label}depth frame refused: {error}", throttle_duration_sec=5.0)
             return None

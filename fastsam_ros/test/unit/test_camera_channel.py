@@ -18,12 +18,12 @@ from geometry_msgs.msg import Point, PoseStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from fastsam_msgs.msg import FollowedArray, FollowedObject, InstanceArray, ObstacleArray
-from fastsam_msgs.srv import PointPrompt
+from fastsam_msgs.srv import FollowPoint, PointPrompt, TextPrompt
 from fastsam_ros.core.frame_mailbox import LatestFrameMailbox
 from fastsam_ros.core.health import HealthMonitor
 from fastsam_ros.core.mask_set import MaskSet
@@ -35,6 +35,7 @@ from fastsam_ros.core.settings import CameraSettings
 from fastsam_ros.core.text_prompts import TextBackends
 from fastsam_ros.ros.camera_channel import CameraChannel, ReceivedFrame, followed_labels
 from fastsam_ros.ros.convert import array_to_image, mask_set_to_msg, stamp_from_ns
+from fastsam_ros.ros.qos import SERVICE_QOS
 
 DEPTH_M = 5.0
 INTRINSICS = Intrinsics(fx=600.0, fy=550.0, cx=405.0, cy=540.0)
@@ -342,8 +343,14 @@ def test_the_prompt_limits_of_the_current_settings_apply(rig):
     try:
         response = rig.front._prompts.point(request, PointPrompt.Response())
         assert not response.success and "max_prompt_points" in response.message
+        follow = FollowPoint.Request(points=[Point(x=300.0, y=600.0)], labels=[1], name="walker")
+        assert rig.front._prompts.follow_point(follow, FollowPoint.Response()).success
+        assert len(rig.front.follower) == 1, "the service follows with the channel's own follower"
+        text = rig.front._prompts.text(TextPrompt.Request(texts=["bus"], top_k=1), TextPrompt.Response())
+        assert text.success and [i.class_name for i in text.instances] == ["bus"], "with the node's text backends"
     finally:
         rig.front.apply(SETTINGS)
+        rig.front.follower.unfollow(None)
 
 
 def test_switching_trackers_drops_the_selections_track_ids_and_keeping_one_does_not(rig):
@@ -356,6 +363,183 @@ def test_switching_trackers_drops_the_selections_track_ids_and_keeping_one_does_
         assert rig.front.follower.track_ids() == {track_id}
         rig.front.set_tracker("botsort", "")
         assert rig.front.follower.track_ids() == frozenset()
+        rig.publish(9_100_000_000)
+        rig.front.set_tracker("botsort", "")
+        assert rig.front.follower.track_ids() == {rig.front.latest.masks[PERSON_MIDDLE].track_id}, "kept: no switch"
     finally:
         rig.front.set_tracker("bytetrack", "")
         rig.front.follower.unfollow(None)
+
+
+PUBLISHED = {
+    "instances": (InstanceArray, 10),
+    "label_image": (Image, 5),
+    "debug_image": (Image, 5),
+    "selection": (InstanceArray, 10),
+    "obstacles": (ObstacleArray, 10),
+    "markers": (MarkerArray, 5),
+    "obstacle_cloud": (PointCloud2, 5),
+    "followed": (FollowedArray, 10),
+    "followed_pose": (PoseStamped, 10),
+}
+"""Every output of a camera and its history depth: images and clouds keep fewer, being large."""
+SERVICES = ("prompt_point", "prompt_box", "prompt_text", "follow_point", "follow_box", "follow_text", "unfollow")
+
+
+def _own_channel(ros_graph, text_backends, camera: str, compressed: bool) -> tuple[LifecycleNode, CameraChannel]:
+    node = LifecycleNode(f"wiring_{camera or 'single'}", namespace=ros_graph.namespace, context=ros_graph.context)
+    channel = CameraChannel(
+        node, camera, compressed, HealthMonitor(), Perception(None), text_backends, SETTINGS, ("none", "")
+    )
+    return node, channel
+
+
+@pytest.mark.parametrize(("camera", "compressed"), [("front", True), ("", False)])
+def test_a_channel_takes_and_offers_its_topics_and_services_under_its_camera_name(
+    ros_graph, text_backends, camera, compressed
+):
+    node, channel = _own_channel(ros_graph, text_backends, camera, compressed)
+    prefix = camera + "/" if camera else ""
+    inputs, outputs = f"{ros_graph.namespace}/{prefix}", f"{node.get_fully_qualified_name()}/{prefix}"
+    try:
+        published = {p.topic_name: (p.msg_type, p.qos_profile.depth) for p in node.publishers}
+        assert {name: published.get(outputs + name) for name in PUBLISHED} == PUBLISHED
+
+        def services() -> set[str]:
+            return {node.resolve_service_name(s.srv_name) for s in node.services}
+
+        node_services = services()
+        mailbox: LatestFrameMailbox[ReceivedFrame] = LatestFrameMailbox()
+        group = ReentrantCallbackGroup()
+        channel.start(mailbox, qos_profile_sensor_data, group)
+        image = CompressedImage if compressed else Image
+        assert {s.topic_name: (s.msg_type, s.qos_profile.depth) for s in node.subscriptions} == {
+            inputs + ("image/compressed" if compressed else "image"): (image, qos_profile_sensor_data.depth),
+            inputs + "depth": (Image, 1),
+            inputs + "camera_info": (CameraInfo, 1),
+        }
+        assert services() - node_services == {outputs + name for name in SERVICES}
+        offered = [s for s in node.services if node.resolve_service_name(s.srv_name) not in node_services]
+        assert all(s.callback_group is group and s.qos_profile == SERVICE_QOS for s in offered)
+        [point] = [s for s in offered if s.srv_name.endswith("/prompt_point")]
+        answer = point.callback(PointPrompt.Request(points=[Point(x=1.0, y=1.0)], labels=[1]), PointPrompt.Response())
+        assert not answer.success and f"publishing on '{channel.image_topic}'" in answer.message
+        before = time.perf_counter()
+        frame = array_to_image(np.zeros((48, 64, 3), np.uint8), "bgr8", _header(1))
+        channel._on_image(frame)
+        [taken] = mailbox.take_all(timeout=1.0).values()
+        assert taken.msg is frame and before <= taken.received <= time.perf_counter()
+        channel.stop()
+        assert list(node.subscriptions) == [] and services() == node_services
+        channel._on_image(frame)
+        assert mailbox.take_all(timeout=0.05) == {}, "a stopped channel takes no frame in"
+        channel.destroy()
+        assert not {p.topic_name for p in node.publishers} & {outputs + name for name in PUBLISHED}
+        assert channel.latest is None
+    finally:
+        node.destroy_node()
+
+
+def test_a_channel_pairs_depth_within_the_slop_it_was_built_with_and_refuses_it_over_its_pixel_limit(
+    ros_graph, text_backends, capfd
+):
+    node, channel = _own_channel(ros_graph, text_backends, "side", False)
+    try:
+        ros_graph.listen(
+            ObstacleArray,
+            f"{node.get_fully_qualified_name()}/side/obstacles",
+            channel.obstacles_pub.get_subscription_count,
+        )
+        shape = (48, 64)
+        channel._on_depth(_depth(1_040_000_000, shape))
+        assert channel._depth.match(1_000_000_000) is not None, "40 ms apart, within the 50 ms slop"
+        channel._on_depth(_depth(2_060_000_000, shape))
+        assert channel._depth.match(2_000_000_000) is None, "60 ms apart, beyond it"
+        capfd.readouterr()
+        channel.apply(dataclasses.replace(SETTINGS, max_pixels=64 * 48 - 1))
+        for stamp in (3_000_000_000, 3_010_000_000):
+            channel._on_depth(_depth(stamp, shape))
+        assert channel._depth.match(3_000_000_000) is None, "over the camera's pixel limit: refused"
+        logged = capfd.readouterr().err
+        refusal = "camera 'side': depth frame refused: depth image 64x48 exceeds the 3071-pixel limit (max_pixels)"
+        assert logged.count(refusal) == 1, logged
+    finally:
+        node.destroy_node()
+
+
+def test_refused_frames_are_counted_and_logged_with_their_reason_throttled(ros_graph, text_backends, capfd):
+    node, channel = _own_channel(ros_graph, text_backends, "refusing", False)
+    try:
+        bad = array_to_image(np.zeros((48, 64, 3), np.uint8), "bgr8", _header(1))
+        bad.encoding = "16UC1"
+        channel._on_image(bad)
+        channel._on_image(bad)
+        assert channel._health.totals["rejected"] == 2
+        logged = capfd.readouterr().err
+        assert logged.count("camera 'refusing': frame refused: unsupported encoding '16UC1'") == 1, "throttled"
+    finally:
+        node.destroy_node()
+
+
+def test_each_depth_problem_is_logged_once_with_what_is_wrong(ros_graph, text_backends, bus_masks, bus, capfd):
+    """The warnings docs/RELIABILITY.md promises, each throttled: a second frame with the same problem logs nothing."""
+    node, channel = _own_channel(ros_graph, text_backends, "low", False)
+    node.trigger_configure()
+    node.trigger_activate()
+    height, width = bus.shape[:2]
+    prefix = f"{node.get_fully_qualified_name()}/low/"
+    try:
+        ros_graph.listen(ObstacleArray, prefix + "obstacles", channel.obstacles_pub.get_subscription_count)
+        ros_graph.listen(PointCloud2, prefix + "obstacle_cloud", channel.cloud_pub.get_subscription_count)
+
+        def logged_for(stamps: tuple[int, ...], depth: Image | None = None) -> str:
+            """What publishing these frames logged (with this depth frame paired first)."""
+            capfd.readouterr()
+            if depth is not None:
+                channel._on_depth(depth)
+            for stamp in stamps:
+                msg = array_to_image(bus, "bgr8", _header(stamp))
+                frame = ReceivedFrame(msg, time.perf_counter())
+                channel.publish(frame, channel.decode(frame), dataclasses.replace(bus_masks, stamp_ns=stamp))
+            return capfd.readouterr().err
+
+        cloud = "camera 'low': ~/obstacle_cloud has subscribers but this frame has no usable depth and camera_info"
+        early = logged_for((1_000_000_000, 1_001_000_000), _depth(1_200_000_000, (height, width)))
+        assert (
+            early.count("camera 'low': no depth frame within 0.05 s of the colour frame; obstacles have no distance")
+            == 1
+        )
+        assert early.count("camera 'low': depth arrives but no camera_info yet; obstacles have no 3D centroid") == 1
+        assert early.count(cloud + "; nothing published") == 1, early
+        channel._on_camera_info(_camera_info(width // 2, height))
+        half = logged_for((2_000_000_000, 2_001_000_000), _depth(2_000_000_000, (height // 2, width // 2)))
+        assert half.count(f"camera 'low': depth {width // 2}x{height // 2} is not aligned with the colour frame ") == 1
+        assert half.count(f"frame {width}x{height}; obstacles have no distance") == 1
+        assert half.count(f"camera 'low': camera_info is for {width // 2}x{height}, the frame is {width}x{height}") == 1
+        empty = logged_for((3_000_000_000, 3_001_000_000), _depth(3_000_000_000, (height, width), float("nan")))
+        assert empty.count("camera 'low': depth frame has no valid readings (all zero or NaN); obstacles have no") == 1
+        channel._on_camera_info(_camera_info(width, height))
+        assert logged_for((3_002_000_000,), _depth(3_002_000_000, (height, width))) == "", "nothing wrong, no warning"
+        msg = array_to_image(bus, "bgr8", _header(3_003_000_000))
+        frame = ReceivedFrame(msg, time.perf_counter())
+        image = channel.decode(frame)
+        channel.apply(dataclasses.replace(SETTINGS, max_pixels=width * height - 1))  # lowered after the depth arrived
+        try:
+            channel.publish(frame, image, dataclasses.replace(bus_masks, stamp_ns=3_003_000_000))
+        finally:
+            channel.apply(SETTINGS)
+        refused = (
+            f"camera 'low': depth frame refused: depth image {width}x{height} exceeds the {width * height - 1}-pixel"
+        )
+        assert capfd.readouterr().err.count(refused) == 1
+    finally:
+        node.destroy_node()
+
+
+def test_the_latency_published_runs_from_the_frames_arrival(rig):
+    """`processing_ms` counts from when the message arrived, not from when the worker took it."""
+    msg = array_to_image(rig.bus, "bgr8", _header(10_000_000_000))
+    frame = ReceivedFrame(msg, time.perf_counter() - 0.5)
+    masks = dataclasses.replace(rig.bus_masks, stamp_ns=10_000_000_000, frame_id="front_optical")
+    latency_ms = rig.front.publish(frame, rig.front.decode(frame), masks)
+    assert 500.0 <= latency_ms <= (time.perf_counter() - frame.received) * 1e3
