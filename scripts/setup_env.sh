@@ -97,6 +97,24 @@ debian_download() {
   fi
 }
 
+# These packages, with everything they depend on that is not installed (the first choice
+# where a dependency has alternatives), to be unpacked side by side.
+with_uninstalled_dependencies() {
+  local todo="$*" seen=" " next package
+  while [ -n "$todo" ]; do
+    next=""
+    for package in $todo; do
+      case "$seen" in *" $package "*) continue ;; esac
+      case " $* " in *" $package "*) ;; *) dpkg -s "$package" >/dev/null 2>&1 && continue ;; esac
+      seen="$seen$package "
+      next="$next $(apt-cache depends --no-recommends --no-suggests --no-conflicts --no-breaks \
+        --no-replaces --no-enhances "$package" | awk '$1 == "Depends:" || $1 == "PreDepends:" {print $2}' | grep -v '^<' || true)"
+    done
+    todo="$next"
+  done
+  echo $seen
+}
+
 # Real test videos (OpenCV's samples from Debian's opencv-doc): only the .avi files are kept.
 videos="$venv/share/fastsam_ros/videos"
 if [ -f "$videos/vtest.avi" ]; then
@@ -113,20 +131,31 @@ else
 fi
 
 # A real headless browser for the browser view's test (Selenium drives Debian's Chromium),
-# unpacked into .venv/opt/chromium; it uses the system's shared libraries.
+# unpacked into .venv/opt/chromium with the libraries it needs that this system lacks.
 chromium="$venv/opt/chromium"
-if [ -x "$chromium/usr/lib/chromium/chromium" ] && [ -x "$chromium/usr/lib/chromium/chromedriver" ]; then
+browser="$chromium/usr/lib/chromium"
+if [ -x "$browser/chromium" ] && [ -x "$browser/chromedriver" ]; then
   say "chromium and chromedriver present"
-elif download=$(debian_download chromium chromium-common chromium-driver); then
-  say "unpacking chromium and chromium-driver into $chromium (Debian packages, 120 MB)"
+elif download=$(debian_download $(with_uninstalled_dependencies chromium chromium-common chromium-driver)); then
+  say "unpacking chromium, chromium-driver and the libraries this system lacks into $chromium (Debian packages)"
   rm -rf "$chromium" && mkdir -p "$chromium"
   for package in "$download"/*.deb; do dpkg-deb -x "$package" "$chromium"; done
   rm -rf "$download"
-  missing=$( (ldd "$chromium/usr/lib/chromium/chromium"; ldd "$chromium/usr/lib/chromium/chromedriver") \
+  # Newer chromium-driver packages keep the driver in usr/bin, older ones beside the browser;
+  # the driver is started through a script that puts the unpacked libraries on the loader's
+  # path, for itself and for the browser it starts.
+  driver="$chromium/usr/bin/chromedriver"
+  [ -x "$driver" ] || driver="$chromium/usr/lib/chromium/chromedriver.bin"
+  [ -x "$driver" ] || mv "$browser/chromedriver" "$driver"
+  libraries=$(find "$chromium/usr/lib" -name 'lib*.so*' -printf '%h\n' | sort -u | paste -sd:)
+  printf '#!/bin/sh\nLD_LIBRARY_PATH="%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "%s" "$@"\n' \
+    "$libraries" "$driver" >"$browser/chromedriver"
+  chmod +x "$browser/chromedriver"
+  missing=$( (LD_LIBRARY_PATH="$libraries" ldd "$browser/chromium"; LD_LIBRARY_PATH="$libraries" ldd "$driver") \
     | awk '/not found/ {print $1}' | sort -u | tr '\n' ' ')
   if [ -n "$missing" ]; then
     rm -rf "$chromium"
-    say "NOTE: chromium needs shared libraries this system lacks: $missing"
+    say "NOTE: chromium needs shared libraries that neither this system nor Debian's packages gave: $missing"
     say "      'sudo apt-get install chromium chromium-driver' installs them; the browser test is skipped until then."
   fi
 else
