@@ -27,6 +27,7 @@ from sensor_msgs.msg import Image
 
 from fastsam_msgs.msg import InstanceArray
 from fastsam_ros.ros.convert import array_to_image, stamp_from_ns
+from fastsam_ros.ros.graph_exit import leave_graph
 from fastsam_ros.tools.node_client import installed_command
 from fastsam_ros.tools.record import DEBUG_SUFFIX, DIAGNOSTICS, output_topics
 from fastsam_ros.tools.sample_frames import asset_image
@@ -78,8 +79,7 @@ class FakeNode:
 
     def close(self) -> None:
         self.executor.shutdown()
-        self.node.destroy_node()
-        self.context.try_shutdown()
+        leave_graph(self.node, self.context)
 
 
 @pytest.fixture(scope="module")

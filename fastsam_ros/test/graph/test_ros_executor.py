@@ -14,6 +14,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from std_msgs.msg import String
 
 from fastsam_ros.ros.executor import CallbackPoolExecutor
+from fastsam_ros.ros.graph_exit import leave_graph
 from fastsam_ros.tools.node_client import wait_until
 
 SLOW_S = 0.5
@@ -64,8 +65,7 @@ class Graph:
 
     def close(self) -> None:
         self.executor.shutdown()
-        self.node.destroy_node()
-        self.context.try_shutdown()
+        leave_graph(self.node, self.context)
 
 
 @pytest.fixture

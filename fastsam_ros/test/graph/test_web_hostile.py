@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from fastsam_ros.ros.graph_exit import leave_graph
 from fastsam_ros.tools.node_client import installed_command
 from test_support.node_driver import catches, free_port
 
@@ -304,8 +305,7 @@ class FramePublisher:
     def close(self) -> None:
         self.stop.set()
         self.thread.join(5)
-        self.node.destroy_node()
-        self.context.try_shutdown()
+        leave_graph(self.node, self.context)
 
 
 def poll_frames(port: int, stop: threading.Event, seen: list[int]) -> None:
@@ -491,8 +491,7 @@ def test_broken_debug_images_are_skipped_and_frames_keep_coming(tmp_path):
                 break
         assert answer.status == 200 and answer.body.startswith(b"\xff\xd8"), (answer, server.output())
     finally:
-        node.destroy_node()
-        context.try_shutdown()
+        leave_graph(node, context)
         code = server.stop()
     output = server.output()
     assert code == 0 and "Traceback" not in output, output

@@ -12,6 +12,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
+from fastsam_ros.ros.graph_exit import leave_graph
 from fastsam_ros.tools.node_client import wait_until
 
 SILENCE_S = 0.3
@@ -55,8 +56,7 @@ class InProcessGraph:
 
     def close(self) -> None:
         self.executor.shutdown()
-        self.listener.destroy_node()
-        self.context.try_shutdown()
+        leave_graph(self.listener, self.context)
 
 
 @pytest.fixture(scope="module")
