@@ -29,6 +29,7 @@ from sensor_msgs.msg import Image
 
 from fastsam_ros.tools.node_client import NodeClient
 from fastsam_ros.tools.sample_videos import sample_video
+from test_support.videos import mjpeg_video
 
 SEED = 20261205
 SCALE = int(os.environ.get("FASTSAM_FUZZ_SCALE", "1"))
@@ -410,24 +411,10 @@ def test_sources_that_would_block_or_flood_are_refused_with_one_line(tmp_path, m
     assert code == 1 and len(errors.splitlines()) == 1 and reason in errors, errors
 
 
-def mjpeg_video(path: Path, frames: int, corrupt: int) -> Path:
-    """An MJPEG video of frames frames, whose frame number corrupt has no JPEG data left."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (32, 24))
-    for index in range(frames):
-        writer.write(np.full((24, 32, 3), index * 8, np.uint8))
-    writer.release()
-    data = bytearray(path.read_bytes())
-    starts = [index for index in range(len(data) - 1) if data[index : index + 3] == b"\xff\xd8\xff"]
-    end = starts[corrupt + 1] - 8  # the next frame's AVI chunk header stays
-    data[starts[corrupt] : end] = bytes(end - starts[corrupt])
-    path.write_bytes(bytes(data))
-    return path
-
-
 def test_video_with_any_name_plays_past_a_corrupt_frame(tmp_path):
     """A file name that is not UTF-8 crashed OpenCV (exit 139); a corrupt frame ended the video there, silently."""
     video = Path(os.fsdecode(bytes(tmp_path) + b"/clip\xff.avi"))
-    mjpeg_video(tmp_path / "clip.avi", 30, corrupt=9).rename(video)  # OpenCV here would crash on the name too
+    mjpeg_video(tmp_path / "clip.avi", 30, corrupt=[9]).rename(video)  # OpenCV here would crash on the name too
     code, errors, _ = run_player(
         str(video), "--no-node", "--subscribers", "0", "--linger", "0", "--quiet", "--rate", "200"
     )

@@ -13,7 +13,14 @@ import pytest
 
 from fastsam_ros.core.parameters import default_of
 from fastsam_ros.core.signal_flag import SignalFlag
-from fastsam_ros.tools.frame_sources import FOLDER_RATE, FolderSource, SourceError, VideoSource, open_source
+from fastsam_ros.tools.frame_sources import (
+    FOLDER_RATE,
+    MAX_FAILED_VIDEO_READS,
+    FolderSource,
+    SourceError,
+    VideoSource,
+    open_source,
+)
 from fastsam_ros.tools.play import paced, passes
 from fastsam_ros.tools.sample_videos import sample_video
 from fastsam_ros.tools.web import (
@@ -23,6 +30,7 @@ from fastsam_ros.tools.web import (
     parse_point_request,
     parse_text_request,
 )
+from test_support.videos import GREY_STEP, MJPEG_FPS, mjpeg_video
 
 
 def test_sample_video_is_the_real_pedestrian_clip():
@@ -38,6 +46,61 @@ def test_video_offsets_follow_its_frame_rate():
     frames = itertools.islice(VideoSource(str(sample_video("vtest.avi"))).frames(), 4)
     offsets = [frame.offset_ns for frame in frames]
     assert offsets == [0, 100_000_000, 200_000_000, 300_000_000]
+
+
+def played(video: VideoSource) -> list[tuple[int, int]]:
+    """(frame number told by its grey level, offset in ns) of every frame the source yields."""
+    return [(round(float(frame.image.mean()) / GREY_STEP), frame.offset_ns) for frame in video.frames()]
+
+
+def expected_frames(indices) -> list[tuple[int, int]]:
+    return [(index, round(index * 1e9 / MJPEG_FPS)) for index in indices]
+
+
+def test_video_plays_past_corrupt_frames_each_at_its_own_time(tmp_path):
+    warnings: list[str] = []
+    path = mjpeg_video(tmp_path / "clip.avi", 30, corrupt=[9, 20, 21])
+    video = VideoSource(str(path), warn=warnings.append)
+    assert video.length == 30 and video.fps == MJPEG_FPS and video.default_rate is None
+    assert played(video) == expected_frames(i for i in range(30) if i not in (9, 20, 21))
+    assert video.skipped == 3
+    assert warnings == [f"skipped frame {index} of '{path}': it could not be read or decoded" for index in (9, 20, 21)]
+
+
+@pytest.mark.parametrize("run", [MAX_FAILED_VIDEO_READS, MAX_FAILED_VIDEO_READS + 1])
+def test_a_run_of_unreadable_frames_ends_the_video_only_past_the_limit(tmp_path, run):
+    warnings: list[str] = []
+    path = mjpeg_video(tmp_path / "clip.avi", 40, corrupt=range(5, 5 + run))
+    video = VideoSource(str(path), warn=warnings.append)
+    frames = played(video)
+    if run <= MAX_FAILED_VIDEO_READS:
+        assert frames == expected_frames([*range(5), *range(5 + run, 40)]) and video.skipped == run
+        assert len(warnings) == run
+    else:
+        assert frames == expected_frames(range(5)) and video.skipped == 0
+        assert warnings == [f"video '{path}' ended early at frame 5 of 40"]
+
+
+def test_unreadable_frames_at_the_end_end_the_video_with_one_warning(tmp_path):
+    warnings: list[str] = []
+    path = mjpeg_video(tmp_path / "clip.avi", 20, corrupt=[17, 18, 19])
+    video = VideoSource(str(path), warn=warnings.append)
+    assert played(video) == expected_frames(range(17)) and video.skipped == 0
+    assert warnings == [f"video '{path}' ended early at frame 17 of 20"]
+
+
+def test_a_whole_video_plays_without_a_warning(tmp_path):
+    warnings: list[str] = []
+    video = VideoSource(str(mjpeg_video(tmp_path / "clip.avi", 12)), warn=warnings.append)
+    assert played(video) == expected_frames(range(12)) and video.skipped == 0 and warnings == []
+    assert played(video) == expected_frames(range(12)), "a second pass starts from the first frame again"
+
+
+def test_video_frame_size_is_checked_against_the_limit_it_is_given(tmp_path):
+    path = str(mjpeg_video(tmp_path / "clip.avi", 2))
+    assert VideoSource(path, max_pixels=lambda: 32 * 24).length == 2
+    with pytest.raises(SourceError, match=r"32x24, over the 767-pixel limit"):
+        VideoSource(path, max_pixels=lambda: 32 * 24 - 1)
 
 
 def test_folder_plays_images_in_name_order_and_skips_other_files(tmp_path):
