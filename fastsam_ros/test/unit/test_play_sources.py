@@ -25,7 +25,18 @@ from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import CompressedImage
 
 from fastsam_ros.ros.convert import array_to_image
-from fastsam_ros.tools.frame_sources import FOLDER_RATE, BagSource, FolderSource, SourceError, open_source
+from fastsam_ros.tools.frame_sources import (
+    FOLDER_RATE,
+    MAX_BAG_GAP_NS,
+    MAX_METADATA_BYTES,
+    BagSource,
+    DecompressionBombError,
+    FolderSource,
+    SourceError,
+    check_bag_storage,
+    decompress_bounded,
+    open_source,
+)
 from fastsam_ros.tools.play import passes
 
 SEED = 20261205
@@ -361,3 +372,85 @@ def test_pipe_swapped_into_a_folder_is_skipped_not_waited_on(tmp_path):
         os.close(os.open(tmp_path / "a.png", os.O_WRONLY | os.O_NONBLOCK))
     assert not reader.is_alive() and len(frames) == 1 and source.skipped == 1, warnings
     assert "a.png" in warnings[0] and "not a regular file" in warnings[0], warnings
+
+
+def zstd_frame(data: bytes) -> bytes:
+    from rosbags.rosbag2.storage_mcap import zstd
+
+    return zstd.compress(data)
+
+
+def new_zstd_decompressor():
+    from rosbags.rosbag2.storage_mcap import zstd
+
+    return zstd.ZstdDecompressor()
+
+
+def test_bounded_decompression_stops_one_byte_past_the_limit():
+    data = bytes(range(256)) * 40
+    assert decompress_bounded(zstd_frame(data), new_zstd_decompressor, len(data), "bomb") == data
+    with pytest.raises(DecompressionBombError, match=r"^bomb$"):
+        decompress_bounded(zstd_frame(data), new_zstd_decompressor, len(data) - 1, "bomb")
+
+
+def test_bounded_decompression_joins_frames_and_counts_them_together():
+    first, second = b"a" * 3000, b"b" * 2000
+    both = zstd_frame(first) + zstd_frame(second)
+    assert decompress_bounded(both, new_zstd_decompressor, 5000, "bomb") == first + second
+    with pytest.raises(DecompressionBombError, match=r"^bomb$"):
+        decompress_bounded(both, new_zstd_decompressor, 4999, "bomb")
+
+
+def test_bounded_decompression_refuses_a_frame_cut_short():
+    frame = zstd_frame(bytes(range(256)) * 40)
+    with pytest.raises(DecompressionBombError, match="ends in the middle of a frame"):
+        decompress_bounded(frame[:-5], new_zstd_decompressor, 10**6, "bomb")
+
+
+def test_a_gap_in_a_bag_is_played_cut_to_the_longest_wait_with_one_warning(tmp_path):
+    log_times = [0, MAX_BAG_GAP_NS, MAX_BAG_GAP_NS + 100 * 10**9, MAX_BAG_GAP_NS + 100 * 10**9 + 1]
+    bag = tmp_path / "bag"
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        connection = writer.add_connection("/camera", "sensor_msgs/msg/Image", typestore=TYPESTORE)
+        for index, log_time in enumerate(log_times):
+            writer.write(connection, 10**9 + log_time, raw_message(pattern(8, 8, index)))
+    warnings: list[str] = []
+    source = open_source(str(bag), warn=warnings.append)
+    frames = list(source.frames())
+    assert [int(f.image[1, 0, 0]) for f in frames] == [0, 1, 2, 3]
+    assert [f.offset_ns for f in frames] == [0, MAX_BAG_GAP_NS, 2 * MAX_BAG_GAP_NS, 2 * MAX_BAG_GAP_NS + 1]
+    wait = MAX_BAG_GAP_NS // 10**9
+    assert warnings == [f"message 2 of /camera comes 100 s after the one before; it is played {wait} s after"]
+
+
+def bag_folder(path: Path, metadata: str) -> Path:
+    path.mkdir()
+    (path / "metadata.yaml").write_text(metadata)
+    return path
+
+
+@pytest.mark.parametrize("line", ["compression_mode: file", "compression_mode: 'FILE'", '  compression_mode:  "file"'])
+def test_a_bag_compressed_file_by_file_is_refused_before_reading(tmp_path, line):
+    padding = "  # topics\n" * 2000  # the whole file is searched, not its start
+    bag = bag_folder(tmp_path / "bag", f"rosbag2_bagfile_information:\n  version: 9\n{padding}{line}\n")
+    with pytest.raises(SourceError, match="compressed file by file"):
+        check_bag_storage(bag)
+
+
+@pytest.mark.parametrize("line", ["compression_mode: message", "compression_mode: ''", "# compression_mode: files"])
+def test_a_bag_compressed_otherwise_is_read(tmp_path, line):
+    check_bag_storage(bag_folder(tmp_path / "bag", f"rosbag2_bagfile_information:\n  {line}\n"))
+
+
+def test_bag_metadata_is_bounded_to_its_byte_limit(tmp_path):
+    head = "rosbag2_bagfile_information:\n"
+    check_bag_storage(bag_folder(tmp_path / "at", head + "#" * (MAX_METADATA_BYTES - len(head))))
+    with pytest.raises(SourceError, match=f"metadata.yaml has over {MAX_METADATA_BYTES} bytes"):
+        check_bag_storage(bag_folder(tmp_path / "over", head + "#" * (MAX_METADATA_BYTES - len(head) + 1)))
+
+
+def test_a_file_of_a_bag_folder_that_is_not_regular_is_refused_by_name(tmp_path):
+    bag = bag_folder(tmp_path / "bag", "rosbag2_bagfile_information:\n")
+    os.mkfifo(bag / "bag_0.db3")
+    with pytest.raises(SourceError, match=r"cannot read bag '.*': 'bag_0.db3': "):
+        check_bag_storage(bag)
