@@ -13,10 +13,10 @@ GREY_STEP = 6
 """Grey levels this far apart stay apart through JPEG: a frame is told by its grey level."""
 
 
-def mjpeg_video(path: Path, frames: int, corrupt: Iterable[int] = ()) -> Path:
-    """An MJPEG AVI of `frames` 32x24 frames, frame i grey level GREY_STEP * i (at most 42 frames), at MJPEG_FPS; the
-    frames numbered in `corrupt` keep their place in the file but have no JPEG data left."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), MJPEG_FPS, (32, 24))
+def mjpeg_video(path: Path, frames: int, corrupt: Iterable[int] = (), fps: float = MJPEG_FPS) -> Path:
+    """An MJPEG AVI of `frames` 32x24 frames at `fps`, frame i of grey level GREY_STEP * i (at
+    most 42 frames); the frames numbered in `corrupt` keep their place but have no JPEG data left."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (32, 24))
     for index in range(frames):
         writer.write(np.full((24, 32, 3), index * GREY_STEP, np.uint8))
     writer.release()

@@ -96,6 +96,12 @@ def test_a_whole_video_plays_without_a_warning(tmp_path):
     assert played(video) == expected_frames(range(12)), "a second pass starts from the first frame again"
 
 
+def test_a_slow_video_is_paced_by_its_own_frame_rate(tmp_path):
+    video = VideoSource(str(mjpeg_video(tmp_path / "clip.avi", 3, fps=1)))
+    assert video.fps == 1 and video.default_rate is None
+    assert [frame.offset_ns for frame in video.frames()] == [0, 10**9, 2 * 10**9]
+
+
 def test_video_frame_size_is_checked_against_the_limit_it_is_given(tmp_path):
     path = str(mjpeg_video(tmp_path / "clip.avi", 2))
     assert VideoSource(path, max_pixels=lambda: 32 * 24).length == 2
