@@ -14,6 +14,10 @@ from fastsam_ros.core.follow import (
     FollowError,
     FollowSettings,
     FollowStatus,
+    _appearance_cost,
+    _distance_to_segment,
+    _motion_cost,
+    _Selection,
     appearance_distance,
     colour_histogram,
     instance_to_follow,
@@ -449,3 +453,65 @@ def _matches(followed, reference) -> bool:
     if followed.instance is None:
         return False
     return box_iou(np.array([followed.instance.box]), np.array([reference]))[0, 0] >= 0.5
+
+
+def lost_selection(centre: tuple[float, float], velocity: tuple[float, float], height: float, appearance=None):
+    """A selection last seen as a 40-px-wide box of this height around centre, moving at velocity px/s."""
+    x, y = centre
+    box = np.array([x - 20, y - height / 2, x + 20, y + height / 2])
+    return _Selection(1, "", PERSON, 5, box, np.array(velocity, float), height, appearance, 0, FollowStatus.OCCLUDED, 0)
+
+
+def box_around(centre: tuple[float, float], height: float) -> Instance:
+    x, y = centre
+    box = (x - 20, y - height / 2, x + 20, y + height / 2)
+    return Instance(box, 0.9, PERSON, "person", (0, 0), np.ones((1, 1), bool), 7)
+
+
+def test_distance_to_a_segment_is_measured_to_its_nearest_point():
+    start, end = np.array([2.0, 1.0]), np.array([12.0, 1.0])
+    assert _distance_to_segment(np.array([7.0, 4.0]), start, end) == 3.0
+    assert _distance_to_segment(np.array([-2.0, 4.0]), start, end) == 5.0, "before the start: to the start"
+    assert _distance_to_segment(np.array([15.0, 5.0]), start, end) == 5.0, "past the end: to the end"
+    assert _distance_to_segment(np.array([5.0, 5.0]), start, start) == 5.0, "a segment of no length is a point"
+
+
+def test_the_motion_gate_grows_with_time_unseen_and_admits_its_edge():
+    """Last seen at (100, 100) moving right at 50 px/s, 100 px tall, unseen for 1 s: looked for along
+    (100, 100)-(150, 100) within 100 * (0.5 + 0.3 * 1) = 80 px."""
+    settings = FollowSettings()
+    gone = lost_selection((100, 100), (50, 0), 100)
+    assert _motion_cost(gone, box_around((150, 140), 100), 1.0, settings) == 0.5
+    assert _motion_cost(gone, box_around((150, 180), 100), 1.0, settings) == 1.0
+    assert _motion_cost(gone, box_around((150, 181), 100), 1.0, settings) is None
+    assert _motion_cost(gone, box_around((125, 140), 100), 2.0, settings) == pytest.approx(40 / 110)
+
+
+def test_the_size_gate_admits_half_and_double_the_height_and_nothing_beyond():
+    settings = FollowSettings()
+    gone = lost_selection((100, 100), (0, 0), 100)
+    for height, admitted in ((50, True), (49, False), (200, True), (201, False)):
+        cost = _motion_cost(gone, box_around((100, 100), height), 0.0, settings)
+        assert (cost is not None) == admitted, height
+
+
+def test_the_colour_gate_needs_both_looks_and_admits_its_edge():
+    red, blue = np.zeros(16, np.float32), np.zeros(16, np.float32)
+    red[0], blue[0], blue[1] = 1.0, 0.6, 0.4
+    distance = appearance_distance(red, blue)
+    seen = lost_selection((0, 0), (0, 0), 100, appearance=red)
+    assert _appearance_cost(seen, None, FollowSettings()) is None
+    assert _appearance_cost(lost_selection((0, 0), (0, 0), 100), blue, FollowSettings()) is None
+    assert _appearance_cost(seen, blue, FollowSettings(max_appearance_distance=distance)) == 1.0
+    assert _appearance_cost(seen, blue, FollowSettings(max_appearance_distance=distance / 1.5)) is None
+
+
+def test_track_id_zero_is_a_track_id():
+    follower = Follower()
+    start(follower, person_at(100, 0))
+    assert follower.track_ids() == frozenset({0})
+
+
+def test_unfollow_of_an_unknown_selection_says_none_are_followed():
+    with pytest.raises(FollowError, match=r"^no selection 5 \(followed now: none\)$"):
+        Follower().unfollow(5)

@@ -43,6 +43,61 @@ def test_filter_predicts_along_the_velocity():
     assert np.allclose(kalman.position, (0.5, 0.0, -1.0))
 
 
+def axis_block(covariance: np.ndarray, axis: int) -> np.ndarray:
+    """The 2x2 covariance of one axis's position and velocity."""
+    index = [axis, axis + 3]
+    return covariance[np.ix_(index, index)]
+
+
+def test_filter_starts_at_rest_with_the_uncertainty_it_is_given():
+    motion = ConstantVelocityFilter(np.array([1, 2, 3]), position_std=0.5, speed_std=2.0)
+    assert motion.state.tolist() == [1.0, 2.0, 3.0, 0.0, 0.0, 0.0]
+    assert np.array_equal(motion.covariance, np.diag([0.25] * 3 + [4.0] * 3))
+
+
+def test_prediction_moves_uncertainty_with_time_and_adds_white_noise_acceleration():
+    """Per axis P' = F P F^T + q [[dt^3/3, dt^2/2], [dt^2/2, dt]] with F = [[1, dt], [0, 1]]."""
+    motion = ConstantVelocityFilter(np.zeros(3), position_std=2.0, speed_std=3.0)
+    motion.state = np.array([0.0, 0.0, 0.0, 1.0, -2.0, 0.5])
+    dt, q = 2.0, 0.75
+    motion.predict(dt, q)
+    assert np.allclose(motion.state, [2.0, -4.0, 1.0, 1.0, -2.0, 0.5])
+    p, v = 4.0, 9.0
+    expected = np.array([[p + dt**2 * v + q * dt**3 / 3, dt * v + q * dt**2 / 2], [dt * v + q * dt**2 / 2, v + q * dt]])
+    for axis in range(3):
+        assert np.allclose(axis_block(motion.covariance, axis), expected), axis
+    assert np.count_nonzero(motion.covariance[:3, :3] - np.diag(np.diag(motion.covariance[:3, :3]))) == 0
+
+
+def test_update_weighs_the_measurement_against_the_prediction_by_their_variances():
+    """One axis with position variance p, velocity variance v, cross term c, measurement variance r:
+    gain (p, c) / (p + r); the covariance loses gain times the first row."""
+    motion = ConstantVelocityFilter(np.zeros(3), position_std=1.0, speed_std=1.0)
+    p, c, v, std = 4.0, 2.0, 9.0, 3.0
+    r = std**2
+    motion.covariance = np.kron(np.array([[p, c], [c, v]]), np.eye(3))
+    motion.update(np.array([13, 0, -26]), std)
+    s = p + r
+    assert np.allclose(motion.position, [13 * p / s, 0.0, -26 * p / s])
+    assert np.allclose(motion.velocity, [13 * c / s, 0.0, -26 * c / s])
+    expected = np.array([[p - p * p / s, c - p * c / s], [c - c * p / s, v - c * c / s]])
+    for axis in range(3):
+        assert np.allclose(axis_block(motion.covariance, axis), expected), axis
+    assert np.array_equal(motion.covariance, motion.covariance.T)
+
+
+def test_a_track_reports_its_id_variances_and_age():
+    tracker = ObstacleMotionTracker()
+    first = tracker.update(10**9, {7: (0.5, 0.0, 2.0)})[7]
+    later = tracker.update(3 * 10**9, {7: (0.5, 0.0, 2.0)})[7]
+    assert first.track_id == 7 and later.track_id == 7
+    assert first.age_s == 0.0 and later.age_s == 2.0
+    assert len(later.position_variance) == 3 and len(later.velocity_variance) == 3
+    assert all(a < b for a, b in zip(later.position_variance, first.position_variance, strict=True)), (
+        "a second measurement at the same place makes the position surer"
+    )
+
+
 def test_time_to_contact_only_when_approaching():
     assert time_to_contact(np.array([0.0, 0.0, 6.0]), np.array([0.0, 0.0, -2.0]), 0.05) == pytest.approx(3.0)
     assert time_to_contact(np.array([0.0, 0.0, 6.0]), np.array([0.0, 0.0, 2.0]), 0.05) is None

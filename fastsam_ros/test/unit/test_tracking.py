@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from fastsam_ros.core.tracking import InstanceTracker, TrackerConfigError, tracker_settings
+from fastsam_ros.core.tracking import MAX_SETTINGS_BYTES, InstanceTracker, TrackerConfigError, tracker_settings
 from fastsam_ros.tools.sample_frames import asset_image, pan_offsets, panned
 
 SEQUENCES = [("bus.jpg", 600, 800, 20), ("zidane.jpg", 960, 560, 20)]
@@ -94,6 +94,30 @@ def test_bad_tracker_settings(tmp_path, kind, content, reason):
         (tmp_path / "settings.yaml").write_text(content)
     with pytest.raises(TrackerConfigError, match=reason):
         tracker_settings(kind, path)
+
+
+def test_a_settings_file_is_refused_by_size_one_byte_past_the_limit(tmp_path):
+    path = tmp_path / "settings.yaml"
+    line = "track_buffer: 5\n"
+    path.write_text(line + "#" * (MAX_SETTINGS_BYTES - len(line)))
+    assert tracker_settings("bytetrack", str(path))["track_buffer"] == 5
+    path.write_text(line + "#" * (MAX_SETTINGS_BYTES - len(line) + 1))
+    with pytest.raises(TrackerConfigError) as refused:
+        tracker_settings("bytetrack", str(path))
+    assert str(refused.value) == f"'{path}' is larger than {MAX_SETTINGS_BYTES} bytes: not a tracker settings file"
+
+
+def test_a_settings_file_that_cannot_be_read_or_is_no_mapping_says_so(tmp_path):
+    path = tmp_path / "settings.yaml"
+    # A file that exists and cannot be read, also by root: reading process memory at address 0.
+    with pytest.raises(TrackerConfigError) as refused:
+        tracker_settings("bytetrack", "/proc/self/mem")
+    assert str(refused.value) == "'/proc/self/mem' cannot be read (Input/output error)"
+    for content in ("- track_buffer\n- match_thresh\n", "5: 1\n"):
+        path.write_text(content)
+        with pytest.raises(TrackerConfigError) as refused:
+            tracker_settings("bytetrack", str(path))
+        assert str(refused.value) == f"'{path}' is not a YAML mapping of bytetrack settings", content
 
 
 def test_a_track_keeps_its_object_through_a_low_score_frame_with_its_mask(bus_masks, bus):
