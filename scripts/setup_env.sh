@@ -141,21 +141,29 @@ elif download=$(debian_download $(with_uninstalled_dependencies chromium chromiu
   rm -rf "$chromium" && mkdir -p "$chromium"
   for package in "$download"/*.deb; do dpkg-deb -x "$package" "$chromium"; done
   rm -rf "$download"
-  # Newer chromium-driver packages keep the driver in usr/bin, older ones beside the browser;
-  # the driver is started through a script that puts the unpacked libraries on the loader's
-  # path, for itself and for the browser it starts.
-  driver="$chromium/usr/bin/chromedriver"
-  [ -x "$driver" ] || driver="$chromium/usr/lib/chromium/chromedriver.bin"
-  [ -x "$driver" ] || mv "$browser/chromedriver" "$driver"
+  # Older chromium-driver packages put the driver beside the browser, newer ones in usr/bin;
+  # either way it is started through a script in the browser's folder that puts the unpacked
+  # libraries on the loader's path, for the driver and for the browser it starts.
+  driver="$browser/chromedriver.bin"
+  if [ -f "$browser/chromedriver" ]; then
+    mv "$browser/chromedriver" "$driver"
+  else
+    driver=$(readlink -f "$chromium/usr/bin/chromedriver" || true)
+  fi
   libraries=$(find "$chromium/usr/lib" -name 'lib*.so*' -printf '%h\n' | sort -u | paste -sd:)
-  printf '#!/bin/sh\nLD_LIBRARY_PATH="%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "%s" "$@"\n' \
-    "$libraries" "$driver" >"$browser/chromedriver"
-  chmod +x "$browser/chromedriver"
-  missing=$( (LD_LIBRARY_PATH="$libraries" ldd "$browser/chromium"; LD_LIBRARY_PATH="$libraries" ldd "$driver") \
-    | awk '/not found/ {print $1}' | sort -u | tr '\n' ' ')
-  if [ -n "$missing" ]; then
+  if [ -x "$browser/chromium" ] && [ -n "$driver" ] && [ -x "$driver" ]; then
+    printf '#!/bin/sh\nLD_LIBRARY_PATH="%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "%s" "$@"\n' \
+      "$libraries" "$driver" >"$browser/chromedriver"
+    chmod +x "$browser/chromedriver"
+    missing=$( { LD_LIBRARY_PATH="$libraries" ldd "$browser/chromium" "$driver" 2>&1 || true; } \
+      | awk '/not found/ {print $1}' | sort -u | tr '\n' ' ')
+    problem=${missing:+it needs shared libraries that neither this system nor the packages have: $missing}
+  else
+    problem="the browser or its driver is not where the packages used to put them"
+  fi
+  if [ -n "$problem" ]; then
     rm -rf "$chromium"
-    say "NOTE: chromium needs shared libraries that neither this system nor Debian's packages gave: $missing"
+    say "NOTE: the unpacked chromium cannot run: $problem"
     say "      'sudo apt-get install chromium chromium-driver' installs them; the browser test is skipped until then."
   fi
 else
