@@ -59,9 +59,9 @@ def test_prediction_moves_uncertainty_with_time_and_adds_white_noise_acceleratio
     """Per axis P' = F P F^T + q [[dt^3/3, dt^2/2], [dt^2/2, dt]] with F = [[1, dt], [0, 1]]."""
     motion = ConstantVelocityFilter(np.zeros(3), position_std=2.0, speed_std=3.0)
     motion.state = np.array([0.0, 0.0, 0.0, 1.0, -2.0, 0.5])
-    dt, q = 2.0, 0.75
+    dt, q = 1.5, 0.75
     motion.predict(dt, q)
-    assert np.allclose(motion.state, [2.0, -4.0, 1.0, 1.0, -2.0, 0.5])
+    assert np.allclose(motion.state, [1.5, -3.0, 0.75, 1.0, -2.0, 0.5])
     p, v = 4.0, 9.0
     expected = np.array([[p + dt**2 * v + q * dt**3 / 3, dt * v + q * dt**2 / 2], [dt * v + q * dt**2 / 2, v + q * dt]])
     for axis in range(3):

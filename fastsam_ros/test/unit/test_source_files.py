@@ -227,7 +227,7 @@ def test_a_bag_without_an_image_topic_is_refused_naming_the_types(tmp_path):
     assert str(refused.value) == (f"bag '{path}' has no sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage topic")
 
 
-def test_a_bag_counts_its_frames_and_paces_them_by_their_log_times(tmp_path):
+def test_a_bag_counts_its_frames_and_has_no_rate_of_its_own(tmp_path):
     frame = serialize_message(array_to_image(np.zeros((4, 4, 3), np.uint8), "bgr8"))
     source = open_source(str(bag(tmp_path / "bag", {"/camera": ("sensor_msgs/msg/Image", [frame] * 3)})))
     assert isinstance(source, BagSource) and source.length == 3 and source.default_rate is None
