@@ -21,7 +21,6 @@ import psutil
 import pytest
 from rclpy.serialization import serialize_message
 from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import CompressedImage
 
 from fastsam_ros.ros.convert import array_to_image
@@ -38,13 +37,13 @@ from fastsam_ros.tools.frame_sources import (
     open_source,
 )
 from fastsam_ros.tools.play import passes
+from test_support.bags import TYPESTORE, write_bag
 
 SEED = 20261205
 SCALE = int(os.environ.get("FASTSAM_FUZZ_SCALE", "1"))
 FUZZ_MAX_PIXELS = 1_000_000
 """The fuzz's pixel limit: a frame over it is declared, never decoded, so memory stays small."""
 RSS_GROWTH_LIMIT = 300 * 2**20
-TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -63,14 +62,6 @@ def pattern(height: int, width: int, value: int) -> np.ndarray:
     image = np.full((height, width, 3), value, np.uint8)
     image[0, :, 0] = np.arange(width) % 256
     return image
-
-
-def write_bag(path: Path, msgtype: str, messages: list[bytes]) -> Path:
-    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        connection = writer.add_connection("/camera", msgtype, typestore=TYPESTORE)
-        for index, message in enumerate(messages):
-            writer.write(connection, 1_000_000_000 + index * 50_000_000, message)
-    return path
 
 
 def raw_message(image: np.ndarray, **fields) -> bytes:

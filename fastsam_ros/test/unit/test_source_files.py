@@ -12,8 +12,6 @@ import cv2
 import numpy as np
 import pytest
 from rclpy.serialization import serialize_message
-from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import String
 
@@ -35,9 +33,9 @@ from fastsam_ros.tools.frame_sources import (
     read_image_file,
     reason,
 )
+from test_support.bags import write_bag
 from test_support.videos import mjpeg_video
 
-TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 NOT_REGULAR = "not a regular file (a pipe or a device would block)"
 
 
@@ -211,17 +209,8 @@ def test_a_bag_compressed_file_by_file_is_told_how_to_convert(tmp_path):
     )
 
 
-def bag(path: Path, topics: dict[str, tuple[str, list[bytes]]]) -> Path:
-    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        for topic, (msgtype, messages) in topics.items():
-            connection = writer.add_connection(topic, msgtype, typestore=TYPESTORE)
-            for index, message in enumerate(messages):
-                writer.write(connection, 10**9 + index * 10**8, message)
-    return path
-
-
 def test_a_bag_without_an_image_topic_is_refused_naming_the_types(tmp_path):
-    path = bag(tmp_path / "bag", {"/chatter": ("std_msgs/msg/String", [serialize_message(String(data="hi"))])})
+    path = write_bag(tmp_path / "bag", "std_msgs/msg/String", [serialize_message(String(data="hi"))], "/chatter")
     with pytest.raises(SourceError) as refused:
         open_source(str(path))
     assert str(refused.value) == (f"bag '{path}' has no sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage topic")
@@ -229,7 +218,7 @@ def test_a_bag_without_an_image_topic_is_refused_naming_the_types(tmp_path):
 
 def test_a_bag_counts_its_frames_and_has_no_rate_of_its_own(tmp_path):
     frame = serialize_message(array_to_image(np.zeros((4, 4, 3), np.uint8), "bgr8"))
-    source = open_source(str(bag(tmp_path / "bag", {"/camera": ("sensor_msgs/msg/Image", [frame] * 3)})))
+    source = open_source(str(write_bag(tmp_path / "bag", "sensor_msgs/msg/Image", [frame] * 3)))
     assert isinstance(source, BagSource) and source.length == 3 and source.default_rate is None
 
 
@@ -239,12 +228,12 @@ def test_bag_frames_over_the_limit_are_skipped_by_their_size_or_header_and_named
     jpeg = cv2.imencode(".jpg", np.zeros((20, 20, 3), np.uint8))[1].tobytes()
     declared = serialize_message(CompressedImage(format="jpeg", data=jpeg))
     warnings: list[str] = []
-    images = bag(tmp_path / "raw", {"/camera": ("sensor_msgs/msg/Image", [small, large, small])})
+    images = write_bag(tmp_path / "raw", "sensor_msgs/msg/Image", [small, large, small])
     source = open_source(str(images), max_pixels=lambda: 100, warn=warnings.append)
     assert len(list(source.frames())) == 2 and source.skipped == 1
     assert warnings == [f"skipped message 1 of /camera: {len(large)} bytes, more than any frame within 100 pixels"]
     warnings.clear()
-    compressed = bag(tmp_path / "jpeg", {"/camera": ("sensor_msgs/msg/CompressedImage", [declared])})
+    compressed = write_bag(tmp_path / "jpeg", "sensor_msgs/msg/CompressedImage", [declared])
     source = open_source(str(compressed), max_pixels=lambda: 100, warn=warnings.append)
     assert list(source.frames()) == [] and source.skipped == 1
     assert len(warnings) == 1 and warnings[0].startswith("skipped message 0 of /camera: ") and "20x20" in warnings[0]
