@@ -9,8 +9,10 @@ the channel's tracker (ByteTrack), obstacles and follower run for real.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -386,22 +388,30 @@ PUBLISHED = {
 SERVICES = ("prompt_point", "prompt_box", "prompt_text", "follow_point", "follow_box", "follow_text", "unfollow")
 
 
-def _own_channel(ros_graph, text_backends, camera: str, compressed: bool) -> tuple[LifecycleNode, CameraChannel]:
+@contextlib.contextmanager
+def _own_channel(
+    ros_graph, text_backends, camera: str, compressed: bool
+) -> Iterator[tuple[LifecycleNode, CameraChannel]]:
+    """A channel on a node of its own, destroyed with the node when the test leaves."""
     node = LifecycleNode(f"wiring_{camera or 'single'}", namespace=ros_graph.namespace, context=ros_graph.context)
-    channel = CameraChannel(
-        node, camera, compressed, HealthMonitor(), Perception(None), text_backends, SETTINGS, ("none", "")
-    )
-    return node, channel
+    try:
+        yield (
+            node,
+            CameraChannel(
+                node, camera, compressed, HealthMonitor(), Perception(None), text_backends, SETTINGS, ("none", "")
+            ),
+        )
+    finally:
+        node.destroy_node()
 
 
 @pytest.mark.parametrize(("camera", "compressed"), [("front", True), ("", False)])
 def test_a_channel_takes_and_offers_its_topics_and_services_under_its_camera_name(
     ros_graph, text_backends, camera, compressed
 ):
-    node, channel = _own_channel(ros_graph, text_backends, camera, compressed)
-    prefix = camera + "/" if camera else ""
-    inputs, outputs = f"{ros_graph.namespace}/{prefix}", f"{node.get_fully_qualified_name()}/{prefix}"
-    try:
+    with _own_channel(ros_graph, text_backends, camera, compressed) as (node, channel):
+        prefix = camera + "/" if camera else ""
+        inputs, outputs = f"{ros_graph.namespace}/{prefix}", f"{node.get_fully_qualified_name()}/{prefix}"
         published = {p.topic_name: (p.msg_type, p.qos_profile.depth) for p in node.publishers}
         assert {name: published.get(outputs + name) for name in PUBLISHED} == PUBLISHED
 
@@ -436,15 +446,12 @@ def test_a_channel_takes_and_offers_its_topics_and_services_under_its_camera_nam
         channel.destroy()
         assert not {p.topic_name for p in node.publishers} & {outputs + name for name in PUBLISHED}
         assert channel.latest is None
-    finally:
-        node.destroy_node()
 
 
 def test_a_channel_pairs_depth_within_the_slop_it_was_built_with_and_refuses_it_over_its_pixel_limit(
     ros_graph, text_backends, capfd
 ):
-    node, channel = _own_channel(ros_graph, text_backends, "side", False)
-    try:
+    with _own_channel(ros_graph, text_backends, "side", False) as (node, channel):
         ros_graph.listen(
             ObstacleArray,
             f"{node.get_fully_qualified_name()}/side/obstacles",
@@ -463,13 +470,10 @@ def test_a_channel_pairs_depth_within_the_slop_it_was_built_with_and_refuses_it_
         logged = capfd.readouterr().err
         refusal = "camera 'side': depth frame refused: depth image 64x48 exceeds the 3071-pixel limit (max_pixels)"
         assert logged.count(refusal) == 1, logged
-    finally:
-        node.destroy_node()
 
 
 def test_refused_frames_are_counted_and_logged_with_their_reason_throttled(ros_graph, text_backends, capfd):
-    node, channel = _own_channel(ros_graph, text_backends, "refusing", False)
-    try:
+    with _own_channel(ros_graph, text_backends, "refusing", False) as (_node, channel):
         bad = array_to_image(np.zeros((48, 64, 3), np.uint8), "bgr8", _header(1))
         bad.encoding = "16UC1"
         channel._on_image(bad)
@@ -477,18 +481,15 @@ def test_refused_frames_are_counted_and_logged_with_their_reason_throttled(ros_g
         assert channel._health.totals["rejected"] == 2
         logged = capfd.readouterr().err
         assert logged.count("camera 'refusing': frame refused: unsupported encoding '16UC1'") == 1, "throttled"
-    finally:
-        node.destroy_node()
 
 
 def test_each_depth_problem_is_logged_once_with_what_is_wrong(ros_graph, text_backends, bus_masks, bus, capfd):
     """The warnings docs/RELIABILITY.md promises, each throttled: a second frame with the same problem logs nothing."""
-    node, channel = _own_channel(ros_graph, text_backends, "low", False)
-    node.trigger_configure()
-    node.trigger_activate()
-    height, width = bus.shape[:2]
-    prefix = f"{node.get_fully_qualified_name()}/low/"
-    try:
+    with _own_channel(ros_graph, text_backends, "low", False) as (node, channel):
+        node.trigger_configure()
+        node.trigger_activate()
+        height, width = bus.shape[:2]
+        prefix = f"{node.get_fully_qualified_name()}/low/"
         ros_graph.listen(ObstacleArray, prefix + "obstacles", channel.obstacles_pub.get_subscription_count)
         ros_graph.listen(PointCloud2, prefix + "obstacle_cloud", channel.cloud_pub.get_subscription_count)
 
@@ -532,8 +533,6 @@ def test_each_depth_problem_is_logged_once_with_what_is_wrong(ros_graph, text_ba
             f"camera 'low': depth frame refused: depth image {width}x{height} exceeds the {width * height - 1}-pixel"
         )
         assert capfd.readouterr().err.count(refused) == 1
-    finally:
-        node.destroy_node()
 
 
 def test_the_latency_published_runs_from_the_frames_arrival(rig):
