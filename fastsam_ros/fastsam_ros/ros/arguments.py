@@ -26,7 +26,22 @@ def widen_number_lists(args: list[str]) -> list[str]:
             continue
         if not isinstance(value, list) or not value:
             continue
-        numbers = [item for item in value if isinstance(item, int | float) and not isinstance(item, bool)]
-        if len(numbers) == len(value) and any(isinstance(item, float) for item in value):
-            widened[index] = f"{name}:=[{', '.join(repr(float(item)) for item in value)}]"
+        numbers = [number for number in map(_number_as_rcl_reads_it, value) if number is not None]
+        if len(numbers) == len(value) and any(isinstance(number, float) for number in numbers):
+            widened[index] = f"{name}:=[{', '.join(repr(float(number)) for number in numbers)}]"
     return widened
+
+
+def _number_as_rcl_reads_it(item: object) -> int | float | None:
+    """The number rcl reads in a list item, or None. rcl takes `1e3`, `inf` and `nan` as doubles,
+    which YAML 1.1 (and so PyYAML) reads as strings."""
+    if isinstance(item, bool):
+        return None
+    if isinstance(item, int | float):
+        return item
+    if isinstance(item, str) and "_" not in item:
+        try:
+            return float(item)
+        except ValueError:
+            return None
+    return None
