@@ -5,15 +5,20 @@ A real rclpy node in a private context, with messages over DDS to its own subscr
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import Executor, MultiThreadedExecutor
 from std_msgs.msg import String
 
-from fastsam_ros.ros.executor import CallbackPoolExecutor
+from fastsam_ros.core.compat import RCLPY_EXECUTOR_REQUEUE
+from fastsam_ros.ros import executor as executor_module
+from fastsam_ros.ros.executor import CallbackPoolExecutor, node_executor
 from fastsam_ros.ros.graph_exit import leave_graph
 from fastsam_ros.tools.node_client import wait_until
 
@@ -33,14 +38,15 @@ class CountingExecutor(CallbackPoolExecutor):
 class Graph:
     """A node with a slow and a fast subscription, a publisher to each, and when each callback ran."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, make_executor: Callable[..., Executor] = CountingExecutor) -> None:
         self.context = rclpy.Context()
         self.context.init()
         self.node = rclpy.create_node("executor_test", context=self.context)
-        self.executor = CountingExecutor(threads, context=self.context)
+        self.executor = make_executor(threads, context=self.context)
         self.executor.add_node(self.node)
         self.started: dict[str, float] = {}
         self.ran: dict[str, tuple[float, float]] = {}
+        self.threads: dict[str, str] = {}
         group = ReentrantCallbackGroup()
         self.node.create_subscription(String, "slow", self._record("slow", SLOW_S), 10, callback_group=group)
         self.node.create_subscription(String, "fast", self._record("fast", 0.0), 10, callback_group=group)
@@ -50,6 +56,7 @@ class Graph:
     def _record(self, name: str, seconds: float) -> Callable[[String], None]:
         def callback(msg: String) -> None:
             started = self.started[name] = time.monotonic()
+            self.threads[name] = threading.current_thread().name
             if msg.data == "fail":
                 raise RuntimeError("a callback failed")
             time.sleep(seconds)
@@ -72,8 +79,8 @@ class Graph:
 def graph_of() -> Iterator[Callable[[int], Graph]]:
     made: list[Graph] = []
 
-    def make(threads: int) -> Graph:
-        made.append(Graph(threads))
+    def make(threads: int, make_executor: Callable[..., Executor] = CountingExecutor) -> Graph:
+        made.append(Graph(threads, make_executor))
         made[-1].matched()
         return made[-1]
 
@@ -99,6 +106,26 @@ def test_callbacks_run_side_by_side_on_the_pool(graph_of):
     graph.fast.publish(String(data="fast"))
     graph.spin_until(lambda: len(graph.ran) == 2)
     assert graph.ran["fast"][1] < graph.ran["slow"][1], "the fast callback ran while the slow one slept"
+    assert all(name.startswith("fastsam_callbacks_") for name in graph.threads.values()), graph.threads
+    assert graph.threads["fast"] != graph.threads["slow"]
+
+
+@pytest.mark.filterwarnings("ignore:MultiThreadedExecutor is used with a single thread")
+@pytest.mark.parametrize("rclpy_fixed", [False, True])
+def test_the_node_processs_executor_runs_as_many_callbacks_at_once_as_it_is_given_threads(
+    graph_of, monkeypatch, rclpy_fixed
+):
+    """node_executor(1), whichever executor it picks: the fast callback waits for the slow one."""
+    if rclpy_fixed:
+        fixed = dataclasses.replace(RCLPY_EXECUTOR_REQUEUE, fixed_in="0.0.1")
+        monkeypatch.setattr(executor_module, "RCLPY_EXECUTOR_REQUEUE", fixed)
+    graph = graph_of(1, node_executor)
+    assert isinstance(graph.executor, MultiThreadedExecutor if rclpy_fixed else CallbackPoolExecutor)
+    graph.slow.publish(String(data="slow"))
+    graph.spin_until(lambda: "slow" in graph.started)
+    graph.fast.publish(String(data="fast"))
+    graph.spin_until(lambda: "fast" in graph.ran)
+    assert graph.ran["fast"][0] >= graph.ran["slow"][1]
 
 
 def test_an_exception_from_a_callback_comes_out_of_spin_once(graph_of):
@@ -112,5 +139,5 @@ def test_shutdown_waits_for_a_running_callback(graph_of):
     graph = graph_of(2)
     graph.slow.publish(String(data="slow"))
     graph.spin_until(lambda: "slow" in graph.started)
-    graph.executor.shutdown()
+    assert graph.executor.shutdown() is True
     assert "slow" in graph.ran, "shutdown returned while the slow callback still ran"

@@ -85,9 +85,15 @@ def test_numbers_that_rcl_reads_as_doubles_count_as_doubles(typed, widened):
 
 def test_a_value_holding_the_separator_keeps_everything_after_the_first():
     assert widen_number_lists(["-p", "name:=[0, 0.5]:=x"]) == ["-p", "name:=[0, 0.5]:=x"], "not YAML: unchanged"
+    assert widen_number_lists(["-p", "a:=[1, 0.5]:=[2, 0.5]"]) == ["-p", "a:=[1, 0.5]:=[2, 0.5]"], "not YAML"
     assert widen_number_lists(["-p", "ns.name:=[2, 0.25]"]) == ["-p", "ns.name:=[2.0, 0.25]"]
 
 
 def test_an_argument_without_the_separator_after_a_flag_is_left_alone():
     args = ["-p", "params.yaml", "-p", "x:=[1, 1.5]"]
     assert widen_number_lists(args) == ["-p", "params.yaml", "-p", "x:=[1.0, 1.5]"]
+
+
+@pytest.mark.parametrize("before", ["a:=[1, 0.5", "a:=0.5", "a:=[]"])
+def test_a_value_left_alone_does_not_stop_the_lists_after_it_from_being_widened(before):
+    assert widen_number_lists(["-p", before, "-p", "b:=[1, 0.5]"]) == ["-p", before, "-p", "b:=[1.0, 0.5]"]
