@@ -1,0 +1,442 @@
+"""The web tool's HTTP side in this process: its real LiveView and WebApp, served by aiohttp on
+loopback, in front of a camera's prompt services (the node's own handlers, answering on the bus
+photo's segmentation) and a debug image and instances published in this process.
+
+The web tool as a program (its command line, signals, connection limits, a real browser) is
+tested in test/graph/test_web_hostile.py and test_web_page.py; these tests are fast enough to
+run under every mutant of tools/web.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import rclpy
+from aiohttp.test_utils import TestClient, TestServer
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Point
+from rclpy.executors import MultiThreadedExecutor
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from fastsam_msgs.msg import BoundingBox, InstanceArray
+from fastsam_msgs.srv import BoxPrompt, PointPrompt, TextPrompt
+from fastsam_ros.core.follow import Follower
+from fastsam_ros.core.prompts import PromptLimits
+from fastsam_ros.core.text_prompts import TextBackends
+from fastsam_ros.ros.convert import array_to_image, mask_set_to_msg, msg_to_instance, stamp_to_ns
+from fastsam_ros.ros.graph_exit import leave_graph
+from fastsam_ros.ros.prompt_service import PromptService, SegmentedFrame
+from fastsam_ros.ros.qos import SERVICE_QOS
+from fastsam_ros.tools import web
+from fastsam_ros.tools.node_client import wait_until
+
+NODE = f"web_test_{os.getpid()}"
+"""The node name the web tool is pointed at: this process's own, so parallel test processes never meet."""
+HEADER = Header(stamp=Time(sec=1700, nanosec=42), frame_id="bus_camera")
+BUS, PERSON_LEFT = 0, 2
+"""Indices of the bus photo's instances (yolo11n-seg at the engine's defaults)."""
+SERVICES = {"point": PointPrompt, "box": BoxPrompt, "text": TextPrompt}
+REFUSED_ORIGIN = "refused: prompts come only from this server's page"
+
+
+class NodeSide:
+    """What a fastsam node offers the web tool, in a context of its own: the debug image and
+    instances it publishes and its prompt services, answered on the bus frame after `delay` s."""
+
+    def __init__(self, frame: SegmentedFrame, backends: TextBackends, bus: np.ndarray) -> None:
+        self.frame, self.bus = frame, bus
+        self.context = rclpy.Context()
+        self.context.init()
+        self.node = rclpy.create_node(NODE, context=self.context)
+        self.images = self.node.create_publisher(Image, web.private_name(NODE, "", "debug_image"), 2)
+        self.instances = self.node.create_publisher(InstanceArray, web.private_name(NODE, "", "instances"), 5)
+        selection = self.node.create_publisher(InstanceArray, web.private_name(NODE, "", "selection"), 5)
+        self.service = PromptService(
+            self.node, lambda: frame, PromptLimits, backends, selection, "camera/image", Follower()
+        )
+        self.delay = 0.0
+        for kind, srv in SERVICES.items():
+            self.node.create_service(
+                srv, web.private_name(NODE, "", f"prompt_{kind}"), self._handler(kind), qos_profile=SERVICE_QOS
+            )
+        self.executor = MultiThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _handler(self, kind: str) -> Callable[[Any, Any], Any]:
+        def answer(request: Any, response: Any) -> Any:
+            time.sleep(self.delay)
+            return getattr(self.service, kind)(request, response)
+
+        return answer
+
+    def expected(self, kind: str, request: Any) -> Any:
+        """The service's own answer to request, called directly."""
+        return getattr(self.service, kind)(request, SERVICES[kind].Response())
+
+    def publish_image(self, view: web.LiveView, stamp_ns: int, image: Image | None = None) -> None:
+        """Publish a debug image (the bus photo unless given) and wait until the view has it or skipped it."""
+        if image is None:
+            header = Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="bus_camera")
+            image = array_to_image(self.bus, "bgr8", header)
+        seen = (view.frame.seq if view.frame else -1, view.skipped_images)
+        wait_until(lambda: self.images.get_subscription_count() > 0, 10.0, lambda: time.sleep(0.02), "the view")
+        self.images.publish(image)
+        wait_until(
+            lambda: (view.frame.seq if view.frame else -1, view.skipped_images) != seen,
+            10.0,
+            lambda: time.sleep(0.01),
+            "the debug image taken",
+        )
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        leave_graph(self.node, self.context)
+
+
+@pytest.fixture(scope="module")
+def node_side(loaded_model, bus_masks, bus) -> Iterator[NodeSide]:
+    values = {"text_backend": "class_names", "runtime": "onnxruntime", "clip_model": "", "clip_pretrained": ""}
+    backends = TextBackends(loaded_model.class_names, values, None)
+    backends.wait_loaded()
+    frame = SegmentedFrame(bus_masks, bus, HEADER, tuple(mask_set_to_msg(bus_masks, HEADER).instances))
+    side = NodeSide(frame, backends, bus)
+    yield side
+    side.close()
+
+
+@pytest.fixture(scope="module")
+def live_view(node_side) -> Iterator[web.LiveView]:
+    live = web.LiveView(NODE, "", 80)
+    live.start()
+    wait_until(
+        lambda: all(client.service_is_ready() for client in live.clients.values()),
+        10.0,
+        lambda: time.sleep(0.02),
+        "the prompt services",
+    )
+    yield live
+    live.close()
+
+
+@pytest.fixture
+def view(live_view, node_side) -> web.LiveView:
+    """The LiveView of the node as a new one starts: no frame, no instances, nothing skipped.
+    (One view for the module: discovering the node's services takes a new view seconds.)"""
+    with live_view.lock:
+        live_view.frame = None
+        live_view.instances.clear()
+    live_view.skipped_images = 0
+    node_side.delay = 0.0
+    return live_view
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def served(view: web.LiveView, talk: Callable[[TestClient, int], Awaitable[Any]], service_timeout: float = 10.0) -> Any:
+    """Serve view's WebApp on loopback and run talk(client, port) against it."""
+
+    async def run() -> Any:
+        port = _free_port()
+        app = web.WebApp(view, service_timeout, web.Served.of("127.0.0.1", port))
+        async with TestClient(TestServer(app.app, host="127.0.0.1", port=port)) as client:
+            return await talk(client, port)
+
+    return asyncio.run(run())
+
+
+async def _json(response) -> tuple[int, dict]:
+    return response.status, await response.json()
+
+
+def test_the_page_files_are_served_and_never_taken_from_a_cache(view):
+    async def talk(client: TestClient, port: int) -> None:
+        for path, (name, content_type) in web.PAGE_FILES.items():
+            response = await client.get(path)
+            assert (response.status, response.content_type) == (200, content_type), path
+            assert response.headers["Cache-Control"] == "no-cache"
+            expected = (web.resources.files("fastsam_ros.tools") / "web_static" / name).read_text()
+            assert await response.text() == expected
+        assert (await client.get("/index.html")).status == 404, "only the three page files"
+
+    served(view, talk)
+
+
+def test_requests_for_another_host_are_refused_with_the_address_to_open(view):
+    async def talk(client: TestClient, port: int) -> None:
+        status, body = await _json(await client.get("/api/instances", headers={"Host": "evil.example:8080"}))
+        message = f"Host 'evil.example:8080' is not an address of this server: open http://127.0.0.1:{port}/"
+        assert (status, body) == (403, {"success": False, "message": message})
+        assert (await client.get("/", headers={"Host": f"LOCALHOST:{port}"})).status == 200, "names are caseless"
+        assert (await client.get("/", headers={"Host": f"[::1]:{port}"})).status == 200
+        assert (await client.get("/", headers={"Host": "127.0.0.1"})).status == 403, "port 80 only without port"
+
+    served(view, talk)
+
+
+def test_a_request_target_naming_another_server_is_refused(view):
+    async def talk(client: TestClient, port: int) -> None:
+        async def status_of(target: str) -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+            await writer.drain()
+            answer = await reader.read()
+            writer.close()
+            return answer.split(b"\r\n", 1)[0]
+
+        assert await status_of(f"http://127.0.0.1:{port}/api/instances") == b"HTTP/1.1 200 OK"
+        assert await status_of(f"HTTP://127.0.0.1:{port}/api/instances") == b"HTTP/1.1 200 OK"
+        assert await status_of("http://evil.example/api/instances") == b"HTTP/1.1 400 Bad Request"
+        assert await status_of(f"https://127.0.0.1:{port}/api/instances") == b"HTTP/1.1 400 Bad Request"
+
+    served(view, talk)
+
+
+def test_prompts_come_only_from_this_servers_own_page(view, node_side):
+    node_side.publish_image(view, 1)
+    body = {"points": [[400, 500]], "labels": [1]}
+
+    async def talk(client: TestClient, port: int) -> None:
+        foreign = await client.post("/api/prompt/point", json=body, headers={"Origin": "http://evil.example"})
+        assert await _json(foreign) == (
+            403,
+            {
+                "success": False,
+                "message": "Origin 'http://evil.example' refused: prompts come only from this server's page",
+            },
+        )
+        own = await client.post("/api/prompt/point", json=body, headers={"Origin": f"HTTP://127.0.0.1:{port}"})
+        assert own.status == 200, await own.text()
+        assert (await client.post("/api/prompt/point", json=body)).status == 200, "no Origin: not a browser's page"
+        reading = await client.get("/api/instances", headers={"Origin": "http://evil.example"})
+        assert reading.status == 200, "reading is not prompting"
+
+    served(view, talk)
+
+
+def _instance_array(node_side: NodeSide, stamp_ns: int, indices: list[int]) -> InstanceArray:
+    header = Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="bus_camera")
+    msg = mask_set_to_msg(node_side.frame.masks, header)
+    msg.instances = [msg.instances[i] for i in indices]
+    return msg
+
+
+def test_instances_are_the_latest_arrays_summary(view, node_side):
+    async def talk(client: TestClient, port: int) -> tuple[int, dict]:
+        return await _json(await client.get("/api/instances"))
+
+    assert served(view, talk) == (200, {"stamp": None, "instances": []})
+    wait_until(lambda: node_side.instances.get_subscription_count() > 0, 10.0, lambda: time.sleep(0.02), "the view")
+    node_side.instances.publish(_instance_array(node_side, 5_000_000_001, [BUS]))
+    latest = _instance_array(node_side, 6_000_000_002, [PERSON_LEFT, BUS])
+    latest.instances[0].track_id = 17
+    node_side.instances.publish(latest)
+    wait_until(lambda: len(view.instances) == 2, 10.0, lambda: time.sleep(0.01), "both arrays")
+    status, body = served(view, talk)
+    assert (status, body["stamp"]) == (200, 6_000_000_002)
+    expected = []
+    for msg in latest.instances:
+        box = [msg.box.x1, msg.box.y1, msg.box.x2, msg.box.y2]
+        expected.append(
+            {
+                "id": msg.id,
+                "class_name": msg.class_name,
+                "score": round(msg.score, 3),
+                "track_id": msg.track_id,
+                "box": [round(v, 1) for v in box],
+                "area": msg.area,
+            }
+        )
+    assert body["instances"] == expected
+    assert [i["track_id"] for i in body["instances"]] == [17, latest.instances[1].track_id]
+
+
+def test_a_frame_is_the_latest_debug_image_as_jpeg_at_the_chosen_quality(view, node_side, bus, monkeypatch):
+    monkeypatch.setattr(web, "FRAME_WAIT_S", 0.3)
+
+    async def frame(client: TestClient, after: str) -> Any:
+        response = await client.get(f"/api/frame?after={after}")
+        return response.status, dict(response.headers), await response.read()
+
+    async def none_yet(client: TestClient, port: int) -> None:
+        assert (await frame(client, "-1"))[0] == 204, "no frame within FRAME_WAIT_S"
+
+    served(view, none_yet)
+    node_side.publish_image(view, 7_000_000_003)
+    node_side.publish_image(view, 8_000_000_004)
+
+    async def talk(client: TestClient, port: int) -> None:
+        status, headers, jpeg = await frame(client, "-1")
+        assert status == 200 and headers["Content-Type"] == "image/jpeg"
+        assert headers["X-Frame-Seq"] == "1" and headers["X-Frame-Stamp"] == "8000000004"
+        assert headers["X-Frame-Size"] == f"{bus.shape[1]}x{bus.shape[0]}"
+        assert headers["Cache-Control"] == "no-store"
+        assert jpeg == cv2.imencode(".jpg", bus, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
+        assert (await frame(client, "0"))[0] == 200, "newer than frame 0"
+        assert (await frame(client, "1"))[0] == 204, "nothing newer than frame 1"
+        status, body = await _json(await client.get("/api/frame?after=one"))
+        assert (status, body) == (400, {"success": False, "message": "'after' must be an integer frame number"})
+
+    served(view, talk)
+
+
+def test_a_waiting_frame_request_is_answered_as_soon_as_a_new_frame_arrives(view, node_side, monkeypatch):
+    monkeypatch.setattr(web, "FRAME_WAIT_S", 8.0)
+    node_side.publish_image(view, 9_000_000_000)
+
+    async def talk(client: TestClient, port: int) -> tuple[float, int, str]:
+        start = time.monotonic()
+        later = threading.Timer(0.3, node_side.publish_image, (view, 9_100_000_000))
+        later.start()
+        response = await client.get("/api/frame?after=0")
+        later.join()
+        return time.monotonic() - start, response.status, response.headers.get("X-Frame-Stamp", "")
+
+    waited, status, stamp = served(view, talk)
+    assert (status, stamp) == (200, "9100000000")
+    assert 0.3 <= waited < 4.0, "answered when the frame came, not at the end of the wait"
+
+
+def test_a_debug_image_that_cannot_be_decoded_is_skipped_and_counted(view, node_side, capfd):
+    broken = array_to_image(np.zeros((4, 4, 3), np.uint8), "bgr8", HEADER)
+    broken.data = broken.data[:-1]
+    capfd.readouterr()
+    node_side.publish_image(view, 0, broken)
+    assert view.frame is None and view.skipped_images == 1
+    assert "fastsam_web: undecodable debug image skipped (1 so far): " in capfd.readouterr().err
+    node_side.publish_image(view, 10_000_000_000)
+    assert (view.frame.seq, view.frame.stamp_ns, view.skipped_images) == (0, 10_000_000_000, 1)
+
+
+def _mask_of(data_url: str) -> np.ndarray:
+    prefix = "data:image/png;base64,"
+    assert data_url.startswith(prefix)
+    return cv2.imdecode(np.frombuffer(base64.b64decode(data_url[len(prefix) :]), np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "request_msg"),
+    [
+        ("point", {"points": [[400, 500]], "labels": [1]}, PointPrompt.Request(points=[Point(x=400.0, y=500.0)])),
+        ("box", {"box": [40, 220, 790, 770]}, BoxPrompt.Request(boxes=[BoundingBox(x1=40, y1=220, x2=790, y2=770)])),
+        ("text", {"text": "  bus "}, TextPrompt.Request(texts=["bus"], top_k=1)),
+    ],
+)  # fmt: skip
+def test_a_prompt_answers_with_the_services_selection_and_its_mask(view, node_side, kind, body, request_msg):
+    node_side.publish_image(view, 11_000_000_000)
+    if kind == "point":
+        request_msg.labels = [1]
+    expected = node_side.expected(kind, request_msg)
+    assert expected.success and BUS in [i.id for i in expected.instances], expected.message
+
+    async def talk(client: TestClient, port: int) -> tuple[int, dict]:
+        return await _json(await client.post(f"/api/prompt/{kind}", json=body))
+
+    status, answer = served(view, talk)
+    assert status == 200
+    assert (answer["success"], answer["message"]) == (True, expected.message)
+    assert answer["stamp"] == stamp_to_ns(HEADER.stamp), "the stamp of the frame answered about"
+    assert [i["id"] for i in answer["instances"]] == [i.id for i in expected.instances]
+    assert answer["instances"][0] == web.instance_summary(expected.instances[0])
+    masks = node_side.frame.masks
+    union = np.zeros((masks.height, masks.width), bool)
+    for instance in expected.instances:
+        union |= msg_to_instance(instance).full_mask(masks.height, masks.width)
+    overlay = _mask_of(answer["mask"])
+    assert overlay.shape == (masks.height, masks.width, 4)
+    assert np.array_equal(overlay[..., 3] > 0, union)
+    assert (overlay[union] == web.MASK_COLOUR_BGRA).all()
+    assert answer["mask_pixels"] == int(union.sum())
+
+
+def test_an_unsuccessful_prompt_has_no_instances_and_no_mask(view, node_side):
+    node_side.publish_image(view, 12_000_000_000)
+    expected = node_side.expected("point", PointPrompt.Request(points=[Point(x=9000.0, y=10.0)], labels=[1]))
+    assert not expected.success
+
+    async def talk(client: TestClient, port: int) -> tuple[int, dict]:
+        return await _json(await client.post("/api/prompt/point", json={"points": [[9000, 10]], "labels": [1]}))
+
+    assert served(view, talk) == (
+        200,
+        {
+            "success": False,
+            "message": expected.message,
+            "stamp": stamp_to_ns(HEADER.stamp),
+            "instances": [],
+            "mask": None,
+            "mask_pixels": 0,
+        },
+    )
+
+
+def test_prompt_refusals_say_what_is_wrong(view, node_side):
+    async def talk(client: TestClient, port: int) -> list[tuple[int, str]]:
+        answers = [await client.post("/api/prompt/point", json={"points": [[1, 1]], "labels": [1]})]
+        answers.append(await client.post("/api/prompt/lasso", json={}))
+        answers.append(await client.post("/api/prompt/point", data=b"{}", headers={"Content-Type": "text/plain"}))
+        big = b'{"text": "bus"' + b" " * (web.MAX_BODY_BYTES - 14) + b"}"  # one byte over
+        answers.append(await client.post("/api/prompt/text", data=big, headers={"Content-Type": "application/json"}))
+        answers.append(await client.post("/api/prompt/box", json={"box": [3, 3, 1, 1]}))
+        return [(a.status, (await a.json())["message"]) for a in answers]
+
+    assert served(view, talk) == [
+        (409, f"no camera frame yet: nothing to select on (waiting for /{NODE}/debug_image)"),
+        (404, "unknown prompt 'lasso': use point, box or text"),
+        (415, "a prompt's body must be JSON, sent as Content-Type: application/json"),
+        (413, f"request body is larger than {web.MAX_BODY_BYTES} bytes"),
+        (400, "box needs x1 < x2 and y1 < y2, got [3.0, 3.0, 1.0, 1.0]"),
+    ]
+
+
+def test_a_body_at_the_size_limit_is_read(view, node_side):
+    node_side.publish_image(view, 13_000_000_000)
+    head, tail = b'{"text": "bus"', b"}"
+    body = head + b" " * (web.MAX_BODY_BYTES - len(head) - len(tail)) + tail
+    assert len(body) == web.MAX_BODY_BYTES
+
+    async def talk(client: TestClient, port: int) -> int:
+        return (await client.post("/api/prompt/text", data=body, headers={"Content-Type": "application/json"})).status
+
+    assert served(view, talk) == 200
+
+
+def test_a_node_that_does_not_answer_in_time_or_at_all_is_named(view, node_side):
+    node_side.publish_image(view, 14_000_000_000)
+    node_side.delay = 1.5
+
+    async def talk(client: TestClient, port: int) -> tuple[int, dict]:
+        return await _json(await client.post("/api/prompt/point", json={"points": [[1, 1]], "labels": [1]}))
+
+    start = time.monotonic()
+    status, body = served(view, talk, service_timeout=1.0)
+    assert (status, body["message"]) == (504, "the node did not answer the point prompt within 1 s")
+    assert time.monotonic() - start < 1.5 + 1.0
+    node_side.delay = 0.0
+    elsewhere = web.LiveView(f"{NODE}_absent", "", 80)
+    elsewhere.start()
+    try:
+        elsewhere.frame = web.Frame(0, b"", 4, 4, 0)
+        status, body = served(elsewhere, talk)
+        assert (status, body["message"]) == (
+            503,
+            f"service /{NODE}_absent/prompt_point is not available: is the fastsam node running?",
+        )
+    finally:
+        elsewhere.close()
