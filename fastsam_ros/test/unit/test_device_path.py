@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastsam_ros.core.detection_nms import select_detections
+from fastsam_ros.core.detection_nms import select_detections, select_end_to_end
 from fastsam_ros.core.engine import EngineSettings, SegmentationEngine, StageTimes, split_network_outputs
 from fastsam_ros.core.letterbox import PAD_VALUE, letterbox_cpu, letterbox_geometry, letterbox_torch
 from fastsam_ros.core.mask_decoding import (
@@ -161,6 +161,24 @@ def test_the_nms_kernel_keeps_exactly_what_torchvision_keeps(seed, iou):
     boxes = torch.cat((corners, corners + torch.rand(400, 2, generator=generator) * 120), 1)
     scores = torch.rand(400, generator=generator).round(decimals=2)  # ties, as in real scores
     assert torch.equal(nms_kernel()(boxes, scores, iou), torchvision.ops.nms(boxes, scores, iou))
+
+
+def test_an_nms_free_heads_rows_above_conf_are_kept_in_its_order_up_to_max_det():
+    """YOLO26's one-to-one head ranked its detections already: only the threshold and max_det apply."""
+    scores = [[0.9, 0.25, 0.3, 0.8, 0.6], [0.1, 0.7, 0.26, 0.2, 0.95]]
+    prediction = torch.zeros((2, 5, 8), dtype=torch.float16)
+    prediction[..., 4] = torch.tensor(scores)
+    prediction[..., 0] = torch.arange(5)
+    first, second = select_end_to_end(prediction, 0.25, 3)
+    assert first.dtype == torch.float32 and first.shape == (3, 8)
+    assert first[:, 0].tolist() == [0, 2, 3], "above 0.25 only, in the head's order, the first three"
+    assert second[:, 0].tolist() == [1, 2, 4]
+    assert [len(rows) for rows in select_end_to_end(prediction, 0.25, 1)] == [1, 1]
+    assert [len(rows) for rows in select_end_to_end(prediction, 0.0, 300)] == [5, 5]
+    assert [len(rows) for rows in select_end_to_end(prediction, 1.0, 300)] == [0, 0]
+    for conf in (-0.01, 1.01):
+        with pytest.raises(ValueError, match=f"conf {conf} must lie in"):
+            select_end_to_end(prediction, conf, 3)
 
 
 def test_nms_does_not_import_torchvision():
