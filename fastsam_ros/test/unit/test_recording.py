@@ -1,0 +1,246 @@
+"""fastsam_record's recording in this process: its real NodeRecording subscribes to a node's
+outputs published here (real messages, the debug image a real photo) and writes the MCAP and
+the MP4, read back with the MCAP readers and OpenCV.
+
+The recorder as a program (hostile paths, signals, a full disk, a kill) is tested in
+test/graph/test_record_hostile.py; these tests are fast enough to run under every mutant of
+tools/record.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import rclpy
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.executors import SingleThreadedExecutor
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from fastsam_msgs.msg import InstanceArray, ObstacleArray
+from fastsam_ros.ros.convert import array_to_image
+from fastsam_ros.ros.graph_exit import leave_graph
+from fastsam_ros.ros.process import Shutdown
+from fastsam_ros.tools import record
+from fastsam_ros.tools.node_client import wait_until
+
+NODE = f"record_test_{os.getpid()}"
+"""The node name the recorder is pointed at: this process's own, so parallel test processes never meet."""
+DIAGNOSTIC = f"diagnostics of {NODE}"
+"""Only this process's diagnostics are counted: /diagnostics is one topic for every process."""
+
+
+class NodeSide:
+    """What a fastsam node publishes, in a context of its own."""
+
+    def __init__(self, camera: str) -> None:
+        self.context = rclpy.Context()
+        self.context.init()
+        self.node = rclpy.create_node(NODE, context=self.context)
+        topics = record.output_topics(NODE, camera)
+        self.publishers = {
+            "instances": self.node.create_publisher(InstanceArray, topics["instances"], 10),
+            "selection": self.node.create_publisher(InstanceArray, topics["selection"], 10),
+            "obstacles": self.node.create_publisher(ObstacleArray, topics["obstacles"], 10),
+            "debug_image": self.node.create_publisher(Image, topics["debug_image"], 5),
+            "diagnostics": self.node.create_publisher(DiagnosticArray, record.DIAGNOSTICS, 10),
+        }
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def wait_for(self, recording: record.NodeRecording) -> None:
+        wait_until(
+            lambda: all(p.get_subscription_count() > 0 for p in self.publishers.values()),
+            10.0,
+            lambda: recording.executor.spin_once(timeout_sec=0.02),
+            "the recorder's subscriptions",
+        )
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        leave_graph(self.node, self.context)
+
+
+@pytest.fixture(scope="module")
+def node_side() -> Iterator[NodeSide]:
+    side = NodeSide("")
+    yield side
+    side.close()
+
+
+def _stamped(stamp_s: int) -> InstanceArray:
+    return InstanceArray(header=Header(stamp=Time(sec=stamp_s), frame_id="camera"), width=4, height=3)
+
+
+def _image(array: np.ndarray, stamp_s: int) -> Image:
+    image = array_to_image(array, "bgr8")
+    image.header.stamp = Time(sec=stamp_s)
+    return image
+
+
+def _messages(path: Path) -> dict[str, list]:
+    """Every message of the MCAP per topic, decoded, with its record: through the file's summary."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    topics: dict[str, list] = {}
+    with path.open("rb") as stream:
+        reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+        header = reader.get_header()
+        assert (header.profile, header.library) == ("ros2", "fastsam_record")
+        for schema, channel, message, decoded in reader.iter_decoded_messages():
+            assert (schema.encoding, channel.message_encoding) == ("ros2msg", "cdr")
+            topics.setdefault(channel.topic, []).append((schema.name, message, decoded))
+        assert reader.get_summary().statistics.message_count == sum(map(len, topics.values()))
+    return topics
+
+
+OPEN: list[record.NodeRecording] = []
+"""Recordings of the running test not closed yet: closed after it whatever happened."""
+
+
+def _recording(tmp_path: Path, video: bool = False, fps: float = 10.0, quality: int = 80) -> record.NodeRecording:
+    output = record.OutputFile(tmp_path / "run.mcap", force=False)
+    video_file = record.VideoFile(record.OutputFile(tmp_path / "run.mp4", force=False)) if video else None
+    OPEN.append(record.NodeRecording(output, NODE, "", quality, video_file, fps))
+    return OPEN[-1]
+
+
+def _close(recording: record.NodeRecording) -> None:
+    """Close as the program does: the files, then the locks on the outputs' names."""
+    OPEN.remove(recording)
+    recording.close()
+    recording.recorder.output.release()
+    if recording.video_file is not None:
+        recording.video_file.output.release()
+
+
+@pytest.fixture(autouse=True)
+def no_recording_outlives_its_test() -> Iterator[None]:
+    yield
+    while OPEN:
+        _close(OPEN[-1])
+
+
+def test_every_output_is_recorded_with_its_schema_and_the_debug_image_as_jpeg(tmp_path, node_side, bus, capsys):
+    recording = _recording(tmp_path, quality=60)
+    node_side.wait_for(recording)
+    topics = record.output_topics(NODE, "")
+    before = time.time_ns()
+    node_side.publishers["instances"].publish(_stamped(1))
+    node_side.publishers["selection"].publish(_stamped(2))
+    node_side.publishers["obstacles"].publish(ObstacleArray(header=Header(stamp=Time(sec=3))))
+    node_side.publishers["diagnostics"].publish(DiagnosticArray(status=[DiagnosticStatus(name=DIAGNOSTIC)]))
+    node_side.publishers["debug_image"].publish(_image(bus, 4))
+    broken = _image(bus, 5)
+    broken.data = broken.data[:-1]
+    node_side.publishers["debug_image"].publish(broken)
+    wait_until(
+        lambda: recording.skipped_images == 1 and all(recording.recorder.counts[t] for t in recording.recorder.counts),
+        10.0,
+        lambda: recording.executor.spin_once(timeout_sec=0.02),
+        "one message on every topic",
+    )
+    node_side.publishers["instances"].publish(_stamped(6))
+    recording.run(duration=10.0, frames=2, shutdown=Shutdown())
+    assert recording.recorder.counts[topics["instances"]] == 2, "run ends at `frames` instance messages"
+    _close(recording)
+    after = time.time_ns()
+    assert recording.error is None and recording.skipped_images == 1
+    out = capsys.readouterr().out
+    for topic in recording.recorder.counts:
+        assert out.count(f"fastsam_record: first message on {topic}\n") == 1, out
+    written = _messages(tmp_path / "run.mcap")
+    instances = written[topics["instances"]]
+    assert [schema for schema, _, _ in instances] == ["fastsam_msgs/msg/InstanceArray"] * 2
+    assert [(m.sequence, d.header.stamp.sec) for _, m, d in instances] == [(0, 1), (1, 6)]
+    assert all(before <= m.log_time == m.publish_time <= after for _, m, _ in instances)
+    assert [(s, d.header.stamp.sec) for s, _, d in written[topics["selection"]]] == [
+        ("fastsam_msgs/msg/InstanceArray", 2)
+    ]
+    assert [(s, d.header.stamp.sec) for s, _, d in written[topics["obstacles"]]] == [
+        ("fastsam_msgs/msg/ObstacleArray", 3)
+    ]
+    ours = [s for s, _, d in written.get(record.DIAGNOSTICS, []) if d.status and d.status[0].name == DIAGNOSTIC]
+    assert ours == ["diagnostic_msgs/msg/DiagnosticArray"]
+    [(schema, _, image)] = written[topics["debug_image"] + record.DEBUG_SUFFIX]
+    assert (schema, image.format, image.header.stamp.sec) == ("sensor_msgs/msg/CompressedImage", "jpeg", 4)
+    assert bytes(image.data) == cv2.imencode(".jpg", bus, [cv2.IMWRITE_JPEG_QUALITY, 60])[1].tobytes()
+    assert topics["debug_image"] not in written, "the raw image is not recorded"
+
+
+def test_a_stop_request_or_the_duration_ends_the_recording(tmp_path, node_side):
+    shutdown = Shutdown()
+    shutdown.requested.set()
+    recording = _recording(tmp_path)
+    start = time.monotonic()
+    recording.run(duration=None, frames=None, shutdown=shutdown)
+    assert time.monotonic() - start < record.SPIN_SLICE_S
+    _close(recording)
+    assert _messages(tmp_path / "run.mcap") == {}
+    (tmp_path / "run.mcap").unlink()
+    recording = _recording(tmp_path)
+    start = time.monotonic()
+    recording.run(duration=0.5, frames=None, shutdown=Shutdown())
+    assert 0.5 <= time.monotonic() - start < 0.5 + 2 * record.SPIN_SLICE_S
+    _close(recording)
+
+
+def test_the_chunk_in_progress_reaches_the_file_every_flush_interval(tmp_path, node_side, monkeypatch):
+    """What a kill would leave: the messages of the last flush, readable without the summary."""
+    from mcap.exceptions import McapError
+    from mcap.reader import NonSeekingReader
+
+    monkeypatch.setattr(record, "FLUSH_INTERVAL_S", 0.2)
+    recording = _recording(tmp_path)
+    node_side.wait_for(recording)
+    for stamp in range(3):
+        node_side.publishers["instances"].publish(_stamped(stamp))
+    recording.run(duration=0.8, frames=None, shutdown=Shutdown())
+    flushed = []
+    with (tmp_path / "run.mcap").open("rb") as stream, contextlib.suppress(McapError, EOFError):
+        for _, _, message in NonSeekingReader(stream).iter_messages(log_time_order=False):
+            flushed.append(message.sequence)
+    assert flushed == [0, 1, 2], "before close, the three messages are in the file"
+    _close(recording)
+
+
+def test_the_video_has_every_debug_image_at_the_first_ones_size_and_the_given_rate(tmp_path, node_side, bus):
+    recording = _recording(tmp_path, video=True, fps=5.0)
+    node_side.wait_for(recording)
+    small = cv2.resize(bus, (bus.shape[1] // 2, bus.shape[0] // 2))
+    for stamp, frame in enumerate((bus, small, bus)):
+        node_side.publishers["debug_image"].publish(_image(frame, stamp))
+    wait_until(
+        lambda: recording.recorder.counts[recording.debug_topic] == 3,
+        10.0,
+        lambda: recording.executor.spin_once(timeout_sec=0.02),
+        f"three debug images ({recording.recorder.counts[recording.debug_topic]}, {recording.skipped_images})",
+    )
+    _close(recording)
+    assert recording.error is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.mcap", "run.mp4"], "no hidden file left"
+    capture = cv2.VideoCapture(str(tmp_path / "run.mp4"))
+    frames = []
+    while (frame := capture.read())[0]:
+        frames.append(frame[1])
+    assert capture.get(cv2.CAP_PROP_FPS) == 5.0
+    capture.release()
+    assert [f.shape for f in frames] == [bus.shape] * 3
+    assert np.abs(frames[1].astype(int) - bus).mean() < 12, "the half-size frame was scaled up to the first size"
+
+
+def test_a_recording_without_debug_images_leaves_no_video_and_no_empty_file(tmp_path, node_side):
+    recording = _recording(tmp_path, video=True)
+    recording.run(duration=0.1, frames=None, shutdown=Shutdown())
+    _close(recording)
+    assert recording.error is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.mcap"]
