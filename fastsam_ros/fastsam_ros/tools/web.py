@@ -706,8 +706,8 @@ class ConnectionGuard:
 def report_loop_error(loop: asyncio.AbstractEventLoop, context: dict, warning: ThrottledWarning) -> None:
     """An error the event loop could only log (a failed accept when descriptors run out, repeated
     as fast as the loop turns): one throttled line instead of a traceback each time."""
-    error = context.get("exception")
-    warning.warn(f"{context.get('message', 'event loop error')}: {error}" if error else context.get("message", ""))
+    error, message = context.get("exception"), context.get("message", "event loop error")
+    warning.warn(f"{message}: {error}" if error else message)
 
 
 async def serve(app: WebApp, host: str, port: int, stop: StopRequest) -> int:

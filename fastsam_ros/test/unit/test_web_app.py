@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
+import signal
 import socket
 import threading
 import time
@@ -440,3 +442,181 @@ def test_a_node_that_does_not_answer_in_time_or_at_all_is_named(view, node_side)
         )
     finally:
         elsewhere.close()
+
+
+# The server around the app: serve(), its connection guard and its stop.
+
+
+@contextlib.contextmanager
+def _signal_handlers_restored() -> Iterator[None]:
+    """StopRequest installs its handlers in this process: pytest's are put back after the test."""
+    saved = {number: signal.getsignal(number) for number in web.STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+
+
+def serving(view: web.LiveView, talk: Callable[[int], Awaitable[Any]], port: int | None = None) -> tuple[int, Any]:
+    """web.serve on loopback until talk(port) has run and SIGTERM came: its exit code and talk's result."""
+
+    async def run() -> tuple[int, Any]:
+        listen_on = port or _free_port()
+        app = web.WebApp(view, 10.0, web.Served.of("127.0.0.1", listen_on))
+        server = asyncio.create_task(web.serve(app, "127.0.0.1", listen_on, stop))
+        while not server.done():
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", listen_on)
+                writer.close()
+                break
+            await asyncio.sleep(0.02)
+        result = None if server.done() else await talk(listen_on)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return await asyncio.wait_for(server, 10.0), result
+
+    with _signal_handlers_restored():
+        stop = web.StopRequest()
+        return asyncio.run(run())
+
+
+async def _request(port: int, path: str = "/api/instances") -> bytes:
+    """The status line of one complete request on a new connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+    line = await asyncio.wait_for(reader.readline(), 10.0)
+    writer.close()
+    return line.strip()
+
+
+async def _closed(reader: asyncio.StreamReader, within: float) -> bool:
+    """Whether the server closed this connection within `within` seconds."""
+    try:
+        return await asyncio.wait_for(reader.read(100), within) == b""
+    except (TimeoutError, ConnectionResetError):
+        return False
+
+
+@pytest.mark.parametrize("number", web.STOP_SIGNALS)
+def test_the_server_answers_until_a_stop_signal_and_then_returns_0(view, capsys, number):
+    async def talk(port: int) -> bytes:
+        answered = await _request(port)
+        os.kill(os.getpid(), number)
+        return answered
+
+    code, answered = serving(view, talk)
+    assert (code, answered) == (0, b"HTTP/1.1 200 OK")
+    out = capsys.readouterr().out
+    assert "fastsam_web: open http://127.0.0.1:" in out and f"(camera image from /{NODE}/debug_image)" in out
+
+
+def test_an_address_in_use_is_one_line_and_exit_code_2(view, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _ = serving(view, lambda port: asyncio.sleep(0), port=port)
+    assert code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"fastsam_web: cannot listen on 127.0.0.1:{port}: [Errno 98]"), line
+
+
+def test_a_frame_request_waiting_at_the_stop_ends_with_204_at_once(view, monkeypatch):
+    monkeypatch.setattr(web, "FRAME_WAIT_S", 30.0)
+
+    async def talk(port: int) -> tuple[bytes, float]:
+        waiting = asyncio.create_task(_request(port, "/api/frame?after=5"))
+        await asyncio.sleep(0.3)
+        start = time.monotonic()
+        os.kill(os.getpid(), signal.SIGINT)
+        return await waiting, time.monotonic() - start
+
+    code, (status, seconds) = serving(view, talk)
+    assert (code, status) == (0, b"HTTP/1.1 204 No Content")
+    assert seconds < web.STOP_WAIT_S
+
+
+def test_over_the_connection_cap_the_oldest_silent_connection_makes_room(view, monkeypatch, capsys):
+    monkeypatch.setattr(web, "MAX_CONNECTIONS", 3)
+    monkeypatch.setattr(web, "WARNING_INTERVAL_S", 0.0)
+
+    async def talk(port: int) -> tuple[list[bool], bytes]:
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        answered = await _request(port)
+        closed = [await _closed(reader, 0.5) for reader, _ in idle]
+        for _, writer in idle:
+            writer.close()
+        return closed, answered
+
+    _, (closed, answered) = serving(view, talk)
+    assert answered == b"HTTP/1.1 200 OK"
+    assert closed == [True, False, False], "the oldest idle connection, only it"
+    assert "fastsam_web: 3 connections open: the oldest one without a request was closed" in capsys.readouterr().err
+
+
+def test_over_the_cap_with_every_connection_heard_a_new_one_is_closed(view, monkeypatch, capsys):
+    monkeypatch.setattr(web, "MAX_CONNECTIONS", 3)
+
+    async def talk(port: int) -> tuple[bool, list[bytes]]:
+        held = []
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET /api/instances HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            held.append((reader, writer, await reader.readline()))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        refused = await _closed(reader, 2.0)
+        writer.close()
+        for _, held_writer, _ in held:
+            held_writer.close()
+        return refused, [line.strip() for _, _, line in held]
+
+    _, (refused, answers) = serving(view, talk)
+    assert answers == [b"HTTP/1.1 200 OK"] * 3 and refused
+    assert "fastsam_web: 3 connections busy: a new one was closed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("pieces", "answer"),
+    [
+        ((b"GET /api/instances HTTP/1.1\r\nHost: {host}\r\n",), b""),  # never ends its headers: closed
+        ((b"GET /api/instances HTTP/1.1\r\nHost: {host}\r\n\r", b"\n"), b"HTTP/1.1 200 OK"),  # end split in two
+        ((b"GET /api/instances HTTP/1.1\r\nHost: {host}\r", b"\n\r\n"), b"HTTP/1.1 200 OK"),
+        ((b"GET /api/instances HTTP/1.1\nHost: {host}\n", b"\n"), b"HTTP/1.0 400 Bad Request"),  # bare line feeds
+    ],
+)
+def test_a_connection_must_send_its_headers_in_time(view, monkeypatch, pieces, answer):
+    """Complete headers however they are split are heard (aiohttp then answers them); others are closed."""
+    monkeypatch.setattr(web, "HEADER_WAIT_S", 0.5)
+
+    async def talk(port: int) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for piece in pieces:
+            writer.write(piece.replace(b"{host}", f"127.0.0.1:{port}".encode()))
+            await writer.drain()
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.6)
+        line = await asyncio.wait_for(reader.readline(), 5.0)
+        writer.close()
+        return line.strip()
+
+    _, line = serving(view, talk)
+    assert line == answer
+
+
+def test_event_loop_errors_are_one_throttled_line(monkeypatch, capsys):
+    warning = web.ThrottledWarning()
+    loop = asyncio.new_event_loop()
+    try:
+        for _ in range(3):
+            web.report_loop_error(loop, {"message": "accept failed", "exception": OSError(24, "Too many")}, warning)
+        monkeypatch.setattr(warning, "next_at", 0.0)
+        web.report_loop_error(loop, {"message": "socket.accept() out of system resource"}, warning)
+        web.report_loop_error(loop, {}, web.ThrottledWarning())
+    finally:
+        loop.close()
+    assert capsys.readouterr().err.splitlines() == [
+        "fastsam_web: accept failed: [Errno 24] Too many",
+        "fastsam_web: socket.accept() out of system resource (2 more like it left out)",
+        "fastsam_web: event loop error",
+    ]
