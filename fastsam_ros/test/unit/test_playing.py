@@ -1,0 +1,164 @@
+"""fastsam_play's playback in this process: its real play() with --no-node publishes a folder of
+real image files to a subscription in this process, which checks every frame it receives.
+
+The player as a program (starting a node, signals, hostile sources) is tested in
+test/graph/test_play_hostile.py and test_own_data.py; these tests are fast enough to run
+under every mutant of tools/play.py.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from fastsam_ros.core.signal_flag import SignalFlag
+from fastsam_ros.ros.convert import image_to_bgr, stamp_to_ns
+from fastsam_ros.ros.graph_exit import leave_graph
+from fastsam_ros.tools import play
+from fastsam_ros.tools.frame_sources import SourceError
+
+TOPIC = f"/play_test_{os.getpid()}/image"
+"""This process's own topic, so parallel test processes never meet."""
+
+
+class Camera:
+    """The node's side: a subscription to the player's topic with the node's QoS, spun in a thread."""
+
+    def __init__(self, topic: str) -> None:
+        self.context = rclpy.Context()
+        self.context.init()
+        self.node = rclpy.create_node("play_test_camera", context=self.context)
+        self.received: list[Image] = []
+        self.last_arrival = 0.0
+        self.node.create_subscription(Image, topic, self._on_image, qos_profile_sensor_data)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _on_image(self, msg: Image) -> None:
+        self.received.append(msg)
+        self.last_arrival = time.monotonic()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.thread.join(5.0)
+        leave_graph(self.node, self.context)
+
+
+@pytest.fixture(scope="module")
+def camera() -> Iterator[Camera]:
+    subscriber = Camera(TOPIC)
+    yield subscriber
+    subscriber.close()
+
+
+@pytest.fixture
+def frames(tmp_path) -> tuple[Path, list[np.ndarray]]:
+    """A folder of three different small PNG frames, in name order."""
+    images = []
+    for index in range(3):
+        image = np.full((24, 32, 3), 40 * (index + 1), np.uint8)
+        image[index, index] = (255, 0, index)
+        cv2.imwrite(str(tmp_path / f"frame{index}.png"), image)
+        images.append(image)
+    return tmp_path, images
+
+
+def _play(camera: Camera, *argv: str, stop: SignalFlag | None = None) -> tuple[int, list[Image], float]:
+    """play() as `fastsam_play --no-node --quiet --topic TOPIC argv...`: frames published, frames
+    received, seconds from the last frame's arrival to play's return."""
+    args = play.parse_args([*argv, "--no-node", "--quiet", "--topic", TOPIC, "--wait", "10", "--linger", "0"])
+    camera.received.clear()
+    published = play.play(args, stop or SignalFlag())
+    return published, list(camera.received), time.monotonic() - camera.last_arrival
+
+
+def test_every_frame_of_a_folder_is_published_in_order_stamped_now_with_its_frame_id(camera, frames):
+    folder, images = frames
+    before = time.time_ns()
+    published, received, lingered = _play(camera, str(folder), "--rate", "20", "--frame-id", "lens")
+    assert published == 3
+    assert [np.array_equal(image_to_bgr(msg), image) for msg, image in zip(received, images, strict=True)] == [True] * 3
+    assert {(msg.encoding, msg.header.frame_id) for msg in received} == {("bgr8", "lens")}
+    stamps = [stamp_to_ns(msg.header.stamp) for msg in received]
+    assert before < stamps[0] < stamps[1] < stamps[2] < time.time_ns()
+    assert 0.1 - 0.02 <= (stamps[2] - stamps[0]) / 1e9 < 0.1 + 0.08, "two intervals of 1/20 s"
+    assert play.DELIVERY_GRACE_S <= lingered < play.DELIVERY_GRACE_S + 0.3, "--linger 0: only the delivery grace"
+
+
+def test_limit_and_loop_bound_what_is_published(camera, frames):
+    folder, images = frames
+    published, received, _ = _play(camera, str(folder), "--rate", "100", "--limit", "2")
+    assert published == 2 and len(received) == 2
+    published, received, _ = _play(camera, str(folder), "--rate", "100", "--loop", "--limit", "7")
+    assert published == 7
+    order = [next(i for i, image in enumerate(images) if np.array_equal(image_to_bgr(m), image)) for m in received]
+    assert order == [0, 1, 2, 0, 1, 2, 0]
+
+
+def test_too_few_subscribers_is_said_and_the_frames_go_out_anyway(camera, frames, capsys):
+    folder, _ = frames
+    start = time.monotonic()
+    published, received, _ = _play(camera, str(folder), "--rate", "100", "--subscribers", "2", "--wait", "0.3")
+    assert published == 3 and len(received) == 3
+    assert time.monotonic() - start >= 0.3
+    assert f"fastsam_play: too few subscribers on {TOPIC}; publishing anyway" in capsys.readouterr().err
+
+
+def test_a_stop_before_the_first_frame_publishes_nothing(camera, frames):
+    folder, _ = frames
+    stop = SignalFlag()
+    stop.set()
+    start = time.monotonic()
+    assert _play(camera, str(folder), stop=stop)[:2] == (0, [])
+    assert time.monotonic() - start < play.DELIVERY_GRACE_S
+
+
+def test_a_stop_during_playback_ends_it_at_once(camera, frames):
+    """At one frame a second, a stop 0.3 s after the first frame: no second frame, no linger."""
+    folder, _ = frames
+    stop = SignalFlag()
+    stopped_at: list[float] = []
+
+    def stop_after_the_first_frame() -> None:
+        deadline = time.monotonic() + 20.0
+        while not camera.received and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        stopped_at.append(time.monotonic())
+        stop.set()
+
+    threading.Thread(target=stop_after_the_first_frame, daemon=True).start()
+    published, _, _ = _play(camera, str(folder), "--rate", "1", "--loop", stop=stop)
+    assert published == 1
+    assert time.monotonic() - stopped_at[0] < 0.2
+
+
+def test_frames_that_cannot_be_played_are_counted_and_a_source_with_none_is_refused(camera, frames, capsys):
+    folder, _ = frames
+    (folder / "frame1.png").write_bytes(b"not a png")
+    published, received, _ = _play(camera, str(folder), "--rate", "100")
+    assert published == len(received) == 2
+    assert "fastsam_play: 2 frames published, 1 skipped" in capsys.readouterr().err
+    for name in ("frame0.png", "frame2.png"):
+        (folder / name).write_bytes(b"not a png either")
+    with pytest.raises(SourceError, match=rf"no frame of '{folder}' could be played \(3 skipped\)"):
+        _play(camera, str(folder), "--rate", "100")
+
+
+def test_a_bag_topic_for_a_source_that_is_no_bag_is_refused(camera, frames):
+    folder, _ = frames
+    with pytest.raises(play.ParameterError, match=r"--bag-topic applies to bags only; '.*' is not a bag"):
+        _play(camera, str(folder), "--bag-topic", "/camera/image_raw")
