@@ -273,7 +273,8 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def command_line() -> OneLineParser:
+    """fastsam_play's options (docs/USAGE.md lists them from here)."""
     parser = OneLineParser(prog="fastsam_play", description=__doc__.split("\n\n")[0])
     parser.add_argument("source", help="video file, image folder, /dev/videoN, rosbag2 folder or .mcap file")
     parser.add_argument(
@@ -318,6 +319,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"seconds to leave the node after the last frame (at least {DELIVERY_GRACE_S})",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = command_line()
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit <= 0:
         parser.error("--limit must be positive")

@@ -478,10 +478,8 @@ def _check_video_writer(video: VideoFile, fps: float) -> None:
         raise RecordError(f"cannot write '{video.output.target}': OpenCV cannot open an MP4 writer for it")
 
 
-def main(argv: list[str] | None = None) -> None:
-    shutdown = Shutdown()
-    shutdown.install()
-    signal.signal(signal.SIGHUP, lambda signum, frame: shutdown.requested.set())
+def command_line() -> _Parser:
+    """fastsam_record's options (docs/USAGE.md lists them from here)."""
     parser = _Parser(prog="fastsam_record", description=__doc__.split("\n\n")[0])
     parser.add_argument("output", type=Path, help="MCAP file to write, e.g. run.mcap")
     parser.add_argument("--node", default="fastsam", help="name of the node to record (default fastsam)")
@@ -492,6 +490,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--video", type=Path, help="also write the debug images to this MP4 file")
     parser.add_argument("--video-fps", type=float, default=10.0, help="frame rate written into the MP4")
     parser.add_argument("--force", action="store_true", help="replace existing output files once the recording ends")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    shutdown = Shutdown()
+    shutdown.install()
+    signal.signal(signal.SIGHUP, lambda signum, frame: shutdown.requested.set())
+    parser = command_line()
     args = parser.parse_args(argv)
     if not 1 <= args.jpeg_quality <= 100:
         parser.error("--jpeg-quality must be within 1..100")

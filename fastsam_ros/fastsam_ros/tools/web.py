@@ -117,7 +117,7 @@ class ThrottledWarning:
                 return
             more = f" ({self.left_out} more like it left out)" if self.left_out else ""
             self.next_at, self.left_out = now + WARNING_INTERVAL_S, 0
-        print(f"fastsam_web: {message}{more}", file=sys.stderr, flush=True)
+        print(f"fastsam_web: {message}{more}", file=sys.stderr)
 
 
 def mask_overlay(instances, width: int, height: int) -> tuple[str | None, int]:
@@ -564,7 +564,8 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
-def arguments(argv: list[str] | None) -> argparse.Namespace:
+def command_line() -> OneLineParser:
+    """fastsam_web's options (docs/USAGE.md lists them from here)."""
     parser = OneLineParser(prog="fastsam_web", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
@@ -574,6 +575,11 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--camera", default="", help="camera name of a multi-camera node")
     parser.add_argument("--jpeg-quality", type=int, default=80, help="JPEG quality of the frames sent (1-100)")
     parser.add_argument("--service-timeout", type=float, default=30.0, help="seconds to wait for a prompt's answer")
+    return parser
+
+
+def arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = command_line()
     args = parser.parse_args(argv)
     if not 1 <= args.port <= 65535:
         parser.error(f"--port must be within 1..65535, got {args.port}")
@@ -745,7 +751,6 @@ def announce(served: Served, host: str, image_topic: str) -> None:
             "who can reach this machine sees the camera and sends prompts to the node. Use --host 127.0.0.1 "
             "unless this network is trusted.",
             file=sys.stderr,
-            flush=True,
         )
     print(f"fastsam_web: open {' or '.join(served.urls)} (camera image from {image_topic})", flush=True)
 

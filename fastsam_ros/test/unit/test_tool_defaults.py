@@ -41,14 +41,42 @@ def test_the_web_page_listens_on_this_machine_only_unless_told_otherwise():
 
 
 def test_listening_on_every_interface_is_announced_as_a_warning(capsys):
-    for host in ("0.0.0.0", "::", ""):
+    for host, named in (("0.0.0.0", "0.0.0.0"), ("::", "::"), ("", "all")):
         web.announce(web.Served.of(host, 8080), host, "/camera/image_raw")
-        err = capsys.readouterr().err
-        assert "WARNING: listening on all interfaces" in err and "no authentication" in err, host
+        assert capsys.readouterr().err == (
+            f"fastsam_web: WARNING: listening on all interfaces ({named}) with no authentication: anyone who can "
+            "reach this machine sees the camera and sends prompts to the node. Use --host 127.0.0.1 unless this "
+            "network is trusted.\n"
+        )
     web.announce(web.Served.of("127.0.0.1", 8080), "127.0.0.1", "/camera/image_raw")
     output = capsys.readouterr()
     assert output.err == ""
     assert output.out == "fastsam_web: open http://127.0.0.1:8080/ (camera image from /camera/image_raw)\n"
+
+
+def test_on_every_interface_the_urls_are_loopback_first_then_the_hostnames_addresses():
+    """The real resolver: this machine's addresses, without an IPv6 scope, loopback first."""
+    import socket
+
+    resolved = {info[4][0].split("%")[0] for info in socket.getaddrinfo(socket.gethostname(), None)}
+    urls = web.Served.of("0.0.0.0", 8080).urls
+    assert urls[0] == "http://127.0.0.1:8080/"
+    assert set(urls) == {"http://127.0.0.1:8080/"} | {f"http://{web.url_host(a)}:8080/" for a in resolved}
+
+
+def test_the_machines_addresses_are_ordered_loopback_ipv4_ipv6_and_scopes_dropped(monkeypatch):
+    """A resolver answer this machine does not give (several families, a scoped link-local address)."""
+    import socket
+
+    answer = [("fe80::1%eth0", 0, 0, 2), ("10.0.0.9",), ("::1", 0, 0, 0), ("10.0.0.10",), ("10.0.0.9",)]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, proto=0: [(0, 0, proto, "", a) for a in answer])
+    assert web.machine_addresses() == ["127.0.0.1", "10.0.0.10", "10.0.0.9", "::1", "fe80::1"]
+
+    def unresolvable(host, port, proto=0):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unresolvable)
+    assert web.machine_addresses() == ["127.0.0.1"]
 
 
 def test_a_served_port_80_also_answers_a_host_without_port():
@@ -76,7 +104,20 @@ def test_a_served_port_80_also_answers_a_host_without_port():
     ],
 )
 def test_web_command_lines_out_of_range_arerefused(argv, reason, refused):
-    assert reason in refused(web.arguments, argv)
+    error = refused(web.arguments, argv)
+    assert error.startswith("fastsam_web: ") and reason in error
+
+
+def test_a_camera_name_is_checked_as_part_of_the_topics_name(refused):
+    assert web.arguments(["--camera", "front"]).camera == "front"
+    assert "'/fastsam/a b/debug_image', not a valid ROS name" in refused(web.arguments, ["--camera", "a b"])
+
+
+def test_the_options_tables_of_the_usage_page_are_the_tools_own():
+    """docs/USAGE.md lists every option, default and help text of the three tools as --help gives them."""
+    from test_support import tool_options
+
+    assert tool_options.render_tables() in tool_options.USAGE_PATH.read_text(), "python -m test_support.tool_options"
 
 
 def test_web_limits_edges_are_taken():
@@ -115,6 +156,22 @@ def test_web_requests_become_the_prompt_services_requests():
     ):
         with pytest.raises(web.RequestError, match=reason):
             web.service_request("box", raw)
+
+
+@pytest.mark.parametrize(
+    ("box", "message"),
+    [
+        ([1, 2, 3], "'box' must be [x1, y1, x2, y2]"),
+        ("1, 2, 3, 4", "'box' must be [x1, y1, x2, y2]"),
+        ([1, 2, 1, 5], "box needs x1 < x2 and y1 < y2, got [1.0, 2.0, 1.0, 5.0]"),
+        ([1, 2, 5, 2], "box needs x1 < x2 and y1 < y2, got [1.0, 2.0, 5.0, 2.0]"),
+        ([1, "2", 5, 6], "box coordinate must be a finite number, got '2'"),
+    ],
+)
+def test_a_box_that_is_not_one_says_why(box, message):
+    with pytest.raises(web.RequestError) as error:
+        web.parse_box_request({"box": box})
+    assert (error.value.status, str(error.value)) == (400, message)
 
 
 def test_web_values_in_messages_are_checked_as_numbers():

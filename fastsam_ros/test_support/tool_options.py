@@ -1,0 +1,54 @@
+"""The options tables of docs/USAGE.md, rendered from the tools' own command lines.
+
+`python -m test_support.tool_options` rewrites them after an option changes;
+test/unit/test_tool_defaults.py fails while they differ from what this renders.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from fastsam_ros.tools import play, record, web
+from test_support.checkout import REPOSITORY
+
+USAGE_PATH = REPOSITORY / "docs" / "USAGE.md"
+TABLES_START = "<!-- options tables: rendered from the tools' command_line() -->"
+TABLES_END = "<!-- end of options tables -->"
+TOOLS = (web.command_line, record.command_line, play.command_line)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_table(parser: argparse.ArgumentParser) -> str:
+    """One tool's options: name, default (where it has one) and help, in the order --help gives them."""
+    what = parser.description.removeprefix(f"{parser.prog}: ")
+    rows = [f"**`{parser.prog}`**: {what}", "", "| option | default | what |", "|---|---|---|"]
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        name = ", ".join(action.option_strings) or f"<{action.dest}>"
+        shown = action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS)
+        default = f"`{action.default!r}`" if action.default == "" else f"`{action.default}`" if shown else ""
+        rows.append(f"| `{name}` | {_cell(default)} | {_cell(action.help or '')} |")
+    return "\n".join(rows)
+
+
+def render_tables() -> str:
+    return "\n\n".join([TABLES_START, *(render_table(tool()) for tool in TOOLS), TABLES_END])
+
+
+def page_with_tables(page: str) -> str:
+    start, end = page.index(TABLES_START), page.index(TABLES_END) + len(TABLES_END)
+    return page[:start] + render_tables() + page[end:]
+
+
+def main() -> int:
+    USAGE_PATH.write_text(page_with_tables(USAGE_PATH.read_text()))
+    print(f"wrote the options tables of {USAGE_PATH.relative_to(REPOSITORY)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
