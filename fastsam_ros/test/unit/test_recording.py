@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -244,3 +247,114 @@ def test_a_recording_without_debug_images_leaves_no_video_and_no_empty_file(tmp_
     _close(recording)
     assert recording.error is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.mcap"]
+
+
+# The program: main() as a user runs it, in this process.
+
+
+class Publishing:
+    """The node side publishing a frame's outputs every 50 ms in a thread, until stopped."""
+
+    def __init__(self, side: NodeSide, image: np.ndarray) -> None:
+        self.side, self.image, self.stop = side, image, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        """Once the recorder hears both topics: what it records before then depends on discovery's order."""
+        publishers = (self.side.publishers["instances"], self.side.publishers["debug_image"])
+        while not all(p.get_subscription_count() for p in publishers):
+            if self.stop.wait(0.01):
+                return
+        stamp = 0
+        while not self.stop.wait(0.05):
+            stamp += 1
+            self.side.publishers["instances"].publish(_stamped(stamp))
+            self.side.publishers["debug_image"].publish(_image(self.image, stamp))
+
+    def __enter__(self) -> Publishing:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5.0)
+
+
+def _main(argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """record.main(argv): exit code, stdout, stderr; this process's signal handlers and streams kept."""
+    for name in ("stdout", "stderr"):
+        monkeypatch.setattr(sys, name, getattr(sys, name))
+    saved = {number: signal.getsignal(number) for number in record.STOP_SIGNALS}
+    try:
+        with pytest.raises(SystemExit) as ended:
+            record.main(argv)
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+    out, err = capsys.readouterr()
+    return ended.value.code, out, err
+
+
+def test_a_run_of_the_program_writes_both_files_and_says_what_it_wrote(tmp_path, node_side, monkeypatch, capsys):
+    output, video = tmp_path / "run.mcap", tmp_path / "run.mp4"
+    small = np.zeros((48, 64, 3), np.uint8)
+    with Publishing(node_side, small):
+        code, out, err = _main(
+            [str(output), "--node", NODE, "--frames", "3", "--video", str(video)], monkeypatch, capsys
+        )
+    assert (code, err) == (0, "")
+    counts = {topic: len(messages) for topic, messages in _messages(output).items()}
+    topics = record.output_topics(NODE, "")
+    assert counts[topics["instances"]] == 3
+    listed = ", ".join(
+        f"{topic} {counts.get(topic, 0)}"
+        for topic in (topics["instances"], topics["selection"], topics["obstacles"], record.DIAGNOSTICS)
+    )
+    wrote = (
+        f"fastsam_record: wrote {output} ({output.stat().st_size} bytes): {listed}, {topics['debug_image']}/compressed"
+    )
+    assert wrote in out, out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.mcap", "run.mp4"], "no lock or hidden file left"
+
+
+def test_a_run_without_debug_images_says_that_no_video_was_written(tmp_path, node_side, monkeypatch, capsys):
+    output, video = tmp_path / "run.mcap", tmp_path / "run.mp4"
+    argv = [str(output), "--node", f"{NODE}_silent", "--duration", "0.2", "--video", str(video)]
+    code, out, err = _main(argv, monkeypatch, capsys)
+    assert (code, err) == (0, "")
+    assert out.endswith(f"fastsam_record: no debug image arrived, so no {video} was written\n"), out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.mcap"]
+
+
+def test_an_output_another_recorder_writes_is_refused_with_exit_code_2(tmp_path, node_side, monkeypatch, capsys):
+    output = tmp_path / "run.mcap"
+    held = record.OutputLock(output)
+    try:
+        code, _, err = _main([str(output), "--force", "--duration", "0.1"], monkeypatch, capsys)
+    finally:
+        held.release()
+    assert (code, err) == (2, f"fastsam_record: error: another fastsam_record is writing '{output}'\n")
+    assert list(tmp_path.iterdir()) == [], "nothing created"
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_an_output_replaced_during_the_recording_is_an_error_not_a_success(
+    tmp_path, node_side, monkeypatch, capsys, force
+):
+    output = tmp_path / "run.mcap"
+    if force:
+        output.write_bytes(b"an older recording\n")
+
+    def replace() -> None:
+        (tmp_path / "other").write_bytes(b"another program's file\n")
+        written = output if not force else next(tmp_path.glob(f"{record.HIDDEN_PREFIX}*.tmp"))
+        os.replace(tmp_path / "other", written)
+
+    threading.Timer(0.3, replace).start()
+    argv = [str(output), "--node", NODE, "--duration", "0.8", *(["--force"] if force else [])]
+    code, out, err = _main(argv, monkeypatch, capsys)
+    assert code == 1 and "fastsam_record: wrote" not in out
+    assert "was removed or replaced by another program during the recording" in err, err
+    if force:
+        assert output.read_bytes() == b"an older recording\n", "the older recording is left as it was"
+        assert "; unfinished recording kept in '" in err
