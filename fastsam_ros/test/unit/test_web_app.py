@@ -620,3 +620,33 @@ def test_event_loop_errors_are_one_throttled_line(monkeypatch, capsys):
         "fastsam_web: socket.accept() out of system resource (2 more like it left out)",
         "fastsam_web: event loop error",
     ]
+
+
+def test_the_program_serves_until_a_stop_signal_and_ends_normally(node_side, capsys):
+    port = _free_port()
+
+    def stop_once_listening() -> None:
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with _signal_handlers_restored():
+        threading.Thread(target=stop_once_listening, daemon=True).start()
+        web.main(["--port", str(port), "--node", NODE])
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN, "a late signal cannot end the finished process"
+    out = capsys.readouterr().out
+    assert out == f"fastsam_web: open http://127.0.0.1:{port}/ (camera image from /{NODE}/debug_image)\n"
+
+
+def test_the_program_on_an_address_in_use_exits_with_code_2(node_side, capsys):
+    with socket.socket() as taken, _signal_handlers_restored():
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as ended:
+            web.main(["--port", str(port), "--node", NODE])
+    assert ended.value.code == 2
+    assert capsys.readouterr().err.startswith(f"fastsam_web: cannot listen on 127.0.0.1:{port}: ")
