@@ -181,6 +181,15 @@ def test_an_nms_free_heads_rows_above_conf_are_kept_in_its_order_up_to_max_det()
             select_end_to_end(prediction, conf, 3)
 
 
+def test_nms_takes_conf_and_iou_from_0_to_1_and_refuses_each_outside():
+    prediction = torch.zeros((1, 4 + 2 + 32, 10))
+    for conf, iou in ((0.0, 0.0), (1.0, 1.0), (0.0, 1.0)):
+        assert [len(rows) for rows in select_detections(prediction, conf, iou, 300, 2)] == [0]
+    for conf, iou in ((-0.01, 0.5), (1.01, 0.5), (0.5, -0.01), (0.5, 1.01)):
+        with pytest.raises(ValueError, match=f"conf {conf} and iou {iou} must lie in"):
+            select_detections(prediction, conf, iou, 300, 2)
+
+
 def test_nms_does_not_import_torchvision():
     """Its import pulls in torch._dynamo, about 2 s of every start; only its compiled NMS is needed."""
     import subprocess
