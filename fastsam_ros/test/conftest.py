@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -51,11 +52,13 @@ def test_environment() -> Iterator[None]:
     remove_abandoned_segments()
 
 
-def _domain_of_this_worker() -> int | None:
-    """Workers of one parallel run (pytest-xdist) get consecutive domains, never the same one."""
+def _domain_of_this_worker() -> int:
+    """Workers of one parallel run (pytest-xdist) get consecutive domains from 1 to 100, never the
+    same one; a run without workers (one test file, each mutant of a mutation run) one from 101 to
+    200, so that it never shares a domain with a parallel run of the whole suite."""
     run, worker = os.environ.get("PYTEST_XDIST_TESTRUNUID"), os.environ.get("PYTEST_XDIST_WORKER")
     if not run or not worker:
-        return None
+        return random.randint(101, 200)
     return (int(run[:8], 16) + int(worker.removeprefix("gw"))) % 100 + 1
 
 
