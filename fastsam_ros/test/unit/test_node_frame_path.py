@@ -15,13 +15,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from std_msgs.msg import Header
 
 from fastsam_ros.core.image_codec import ImageDecodeError
 from fastsam_ros.ros.camera_channel import ReceivedFrame
 from fastsam_ros.ros.convert import array_to_image, stamp_from_ns
-from fastsam_ros.ros.node import FastSamNode
+from fastsam_ros.ros.node import DUPLICATE_CHECKS, FastSamNode
 
 TINY_CLIP = str(Path(__file__).parents[1] / "data" / "tiny-clip.json")
 CAMERAS = ("left", "right")
@@ -225,3 +227,113 @@ def test_a_whole_number_for_a_double_parameter_is_taken(node):
         assert all(channel._depth.slop_ns == 1_000_000_000 for channel in node.configured.channels.values())
     finally:
         node.set_parameters([Parameter("depth_slop", value=0.05)])
+
+
+def test_diagnostics_name_the_node_its_device_runtime_model_and_cameras(node, ros_graph, photos):
+    received = ros_graph.listen(DiagnosticArray, "/diagnostics", node.configured.diagnostics_pub.get_subscription_count)
+    node._process(_frames(photos, 7_000), queued=False)
+    node._publish_diagnostics()
+    name = "frame_path: segmentation"
+    ros_graph.spin_until(lambda: any(m.status[0].name == name for m in received), "the node's diagnostics")
+    [status] = next(m for m in received if m.status[0].name == name).status
+    values = {kv.key: kv.value for kv in status.values}
+    assert (status.hardware_id, values["device"], values["runtime"]) == ("cpu", "cpu", "torch")
+    assert values["cameras"] == "2" and values["model"] == node.configured.engine.loaded.source
+    report = node.health.report(extra={})
+    assert status.level == bytes([report.level]) and status.message == report.message
+
+
+def test_dropped_frames_are_logged_once_per_period_with_the_new_and_total_counts(node, capfd):
+    running = node.running
+    before = running.mailbox.dropped
+    capfd.readouterr()
+    try:
+        running.mailbox.dropped = before + 3
+        node._log_drops()
+        node._log_drops()
+        running.mailbox.dropped = before + 5
+        node._log_drops()
+    finally:
+        running.mailbox.dropped = before
+        node._drops_logged = before
+    period = f"{running.drop_log_period_s:.0f} s"
+    logged = [line.split("]: ")[-1] for line in capfd.readouterr().err.splitlines() if "dropped" in line]
+    tail = "frames arrive faster than inference, the newest one is kept"
+    assert logged == [
+        f"dropped 3 frame(s) in the last {period} ({before + 3} in total): {tail}",
+        f"dropped 2 frame(s) in the last {period} ({before + 5} in total): {tail}",
+    ]
+
+
+def test_a_second_node_of_the_same_name_is_warned_about_once(node, ros_graph, capfd):
+    twin = FastSamNode(
+        "frame_path",
+        namespace=ros_graph.namespace,
+        context=ros_graph.context,
+        parameter_overrides=[Parameter("autostart", value=False)],
+    )
+    try:
+        ros_graph.spin_until(
+            lambda: node.get_node_names_and_namespaces().count(("frame_path", ros_graph.namespace)) == 2,
+            "the twin in the graph",
+        )
+        capfd.readouterr()
+        node._duplicate_checks_left = 3
+        node._warn_if_name_taken()
+        assert node._duplicate_check not in node.timers, "warned once: no more checks"
+        warned = capfd.readouterr().err
+        assert warned.count(f"another node named '{ros_graph.namespace}/frame_path' is on this ROS domain") == 1
+        assert node._duplicate_checks_left == 2
+    finally:
+        twin.destroy_node()
+
+
+def test_without_a_twin_the_name_is_checked_a_fixed_number_of_times_then_no_more(ros_graph, capfd):
+    alone = FastSamNode(
+        "alone_in_the_graph",
+        namespace=ros_graph.namespace,
+        context=ros_graph.context,
+        parameter_overrides=[Parameter("autostart", value=False)],
+    )
+    try:
+        assert alone._duplicate_checks_left == DUPLICATE_CHECKS
+        for _ in range(DUPLICATE_CHECKS):
+            alone._warn_if_name_taken()
+        assert alone._duplicate_checks_left == 0
+        assert alone._duplicate_check not in alone.timers, "the check's timer is gone after its last check"
+        assert "another node named" not in capfd.readouterr().err
+    finally:
+        alone.destroy_node()
+
+
+def test_the_lifecycle_in_one_process_takes_frames_only_while_active_and_repairs_a_failed_configure(ros_graph, capfd):
+    overrides = {"autostart": False, "runtime": "torch", "device": "cpu", "imgsz": 160, "conf": "high"}
+    made = FastSamNode(
+        "lifecycle_path",
+        namespace=ros_graph.namespace,
+        context=ros_graph.context,
+        parameter_overrides=[Parameter(name, value=value) for name, value in overrides.items()],
+    )
+    image_topic = f"{ros_graph.namespace}/image"
+    try:
+        assert made.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert made.configured is None and made._configure_error is not None
+        assert "configure failed: conf: " in capfd.readouterr().err
+        [result] = made.set_parameters([Parameter("conf", value=0.3)])
+        assert result.successful, result.reason
+        assert made.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert made.configured is not None and made._configure_error is None and made.running is None
+        assert not [s for s in made.subscriptions if s.topic_name == image_topic], "no frame taken before activate"
+        assert made.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert made.running is not None and [s.topic_name for s in made.subscriptions if s.topic_name == image_topic]
+        assert made.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert made.running is None and not [s for s in made.subscriptions if s.topic_name == image_topic]
+        assert made.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert made.configured is None
+        assert made.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert made.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        made.close()
+        assert (made.running, made.configured, made._finalized) == (None, None, True)
+    finally:
+        made.close()
+        made.destroy_node()
