@@ -29,10 +29,19 @@ TINY_CLIP = str(Path(__file__).parents[1] / "data" / "tiny-clip.json")
 CAMERAS = ("left", "right")
 
 
+def _node(ros_graph, name: str, **overrides: object) -> FastSamNode:
+    """A FastSamNode of this process's graph, not started (autostart false) unless the test starts it."""
+    return FastSamNode(
+        name,
+        namespace=ros_graph.namespace,
+        context=ros_graph.context,
+        parameter_overrides=[Parameter(key, value=value) for key, value in {"autostart": False, **overrides}.items()],
+    )
+
+
 @pytest.fixture(scope="module")
 def node(ros_graph):
     overrides = {
-        "autostart": False,
         "runtime": "torch",
         "device": "cpu",
         "imgsz": 160,
@@ -41,12 +50,7 @@ def node(ros_graph):
         "clip_model": TINY_CLIP,
         "clip_pretrained": "",
     }
-    made = FastSamNode(
-        "frame_path",
-        namespace=ros_graph.namespace,
-        context=ros_graph.context,
-        parameter_overrides=[Parameter(name, value=value) for name, value in overrides.items()],
-    )
+    made = _node(ros_graph, "frame_path", **overrides)
     made.trigger_configure()
     made.trigger_activate()
     assert made.running is not None
@@ -266,12 +270,7 @@ def test_dropped_frames_are_logged_once_per_period_with_the_new_and_total_counts
 
 
 def test_a_second_node_of_the_same_name_is_warned_about_once(node, ros_graph, capfd):
-    twin = FastSamNode(
-        "frame_path",
-        namespace=ros_graph.namespace,
-        context=ros_graph.context,
-        parameter_overrides=[Parameter("autostart", value=False)],
-    )
+    twin = _node(ros_graph, "frame_path")
     try:
         ros_graph.spin_until(
             lambda: node.get_node_names_and_namespaces().count(("frame_path", ros_graph.namespace)) == 2,
@@ -289,12 +288,7 @@ def test_a_second_node_of_the_same_name_is_warned_about_once(node, ros_graph, ca
 
 
 def test_without_a_twin_the_name_is_checked_a_fixed_number_of_times_then_no_more(ros_graph, capfd):
-    alone = FastSamNode(
-        "alone_in_the_graph",
-        namespace=ros_graph.namespace,
-        context=ros_graph.context,
-        parameter_overrides=[Parameter("autostart", value=False)],
-    )
+    alone = _node(ros_graph, "alone_in_the_graph")
     try:
         assert alone._duplicate_checks_left == DUPLICATE_CHECKS
         for _ in range(DUPLICATE_CHECKS):
@@ -307,13 +301,7 @@ def test_without_a_twin_the_name_is_checked_a_fixed_number_of_times_then_no_more
 
 
 def test_the_lifecycle_in_one_process_takes_frames_only_while_active_and_repairs_a_failed_configure(ros_graph, capfd):
-    overrides = {"autostart": False, "runtime": "torch", "device": "cpu", "imgsz": 160, "conf": "high"}
-    made = FastSamNode(
-        "lifecycle_path",
-        namespace=ros_graph.namespace,
-        context=ros_graph.context,
-        parameter_overrides=[Parameter(name, value=value) for name, value in overrides.items()],
-    )
+    made = _node(ros_graph, "lifecycle_path", runtime="torch", device="cpu", imgsz=160, conf="high")
     image_topic = f"{ros_graph.namespace}/image"
     try:
         assert made.trigger_configure() == TransitionCallbackReturn.FAILURE
