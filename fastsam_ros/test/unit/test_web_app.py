@@ -246,10 +246,11 @@ def test_instances_are_the_latest_arrays_summary(view, node_side):
     assert served(view, talk) == (200, {"stamp": None, "instances": []})
     wait_until(lambda: node_side.instances.get_subscription_count() > 0, 10.0, lambda: time.sleep(0.02), "the view")
     node_side.instances.publish(_instance_array(node_side, 5_000_000_001, [BUS]))
+    node_side.instances.publish(_instance_array(node_side, 5_500_000_001, [BUS]))
     latest = _instance_array(node_side, 6_000_000_002, [PERSON_LEFT, BUS])
     latest.instances[0].track_id = 17
     node_side.instances.publish(latest)
-    wait_until(lambda: len(view.instances) == 2, 10.0, lambda: time.sleep(0.01), "both arrays")
+    wait_until(lambda: len(view.instances) == 3, 10.0, lambda: time.sleep(0.01), "the three arrays")
     status, body = served(view, talk)
     assert (status, body["stamp"]) == (200, 6_000_000_002)
     expected = []
