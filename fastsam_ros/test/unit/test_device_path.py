@@ -6,6 +6,8 @@ without a GPU.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -230,6 +232,44 @@ def test_mask_decode_in_many_small_chunks_equals_one_chunk(network_outputs, monk
     chunked = crop_masks_batched(logits, spans, sampling)
     for (offset, mask), (whole_offset, whole_mask) in zip(chunked, whole, strict=True):
         assert offset == whole_offset and np.array_equal(mask, whole_mask)
+
+
+def test_chunks_are_filled_smallest_first_up_to_the_bound_and_empty_boxes_are_not_decoded(network_outputs, monkeypatch):
+    """The memory bound a chunk keeps (instances x padded columns x padded rows), each chunk as full as
+    the bound allows, every instance with pixels decoded once, smallest boxes first."""
+    import fastsam_ros.core.mask_decoding as decoding
+
+    logits, spans, sampling = _decoder_inputs(network_outputs, "crowded")
+    empty = spans[0].copy()
+    empty[2] = empty[0]  # no columns
+    spans = np.vstack([spans, empty[None]])
+    logits = torch.cat([logits, logits[:1]])
+    chunks: list[np.ndarray] = []
+    sample = decoding._sample_chunk
+
+    def recorded(chunk_logits, chunk_spans, sizes, sampled, chunk_sampling):
+        chunks.append(sampled.copy())
+        return sample(chunk_logits, chunk_spans, sizes, sampled, chunk_sampling)
+
+    bound = 40_000
+    monkeypatch.setattr(decoding, "PADDED_ELEMENTS_PER_CHUNK", bound)
+    monkeypatch.setattr(decoding, "_sample_chunk", recorded)
+    crops = crop_masks_batched(logits, spans, sampling)
+    areas = [int(cols) * int(rows) for chunk in chunks for cols, rows in chunk]
+    assert len(areas) == len(spans) - 1 and areas == sorted(areas), "each instance with pixels once, smallest first"
+    for chunk, following in itertools.pairwise(chunks):
+        padded = len(chunk) * int(chunk[:, 0].max()) * int(chunk[:, 1].max())
+        assert len(chunk) == 1 or padded <= bound
+        cols, rows = following[0]
+        assert (len(chunk) + 1) * int(cols) * int(rows) > bound, "the next instance did not fit"
+    assert len(chunks) > 2
+    offset, mask = crops[-1]
+    assert offset == (int(empty[0]), int(empty[1])) and mask.shape == (0, 0) and mask.dtype == bool
+    second = [pair for chunk in chunks for pair in chunk.tolist()][1]
+    monkeypatch.setattr(decoding, "PADDED_ELEMENTS_PER_CHUNK", 2 * second[0] * second[1])
+    chunks.clear()
+    crop_masks_batched(logits, spans, sampling)
+    assert len(chunks[0]) >= 2, "two instances exactly at the bound share a chunk"
 
 
 @pytest.mark.parametrize("name", ["zidane", "720p", "crowded", "bus"])
