@@ -91,7 +91,7 @@ def _expand(mask: np.ndarray, cols: int, rows: int) -> np.ndarray:
 
 
 def crop_masks_warp(
-    logits: torch.Tensor, spans: np.ndarray, sampling: PrototypeSampling, sample_scale: float = 1.0
+    logits: torch.Tensor, spans: np.ndarray, sampling: PrototypeSampling, sample_scale: float
 ) -> list[Crop]:
     """The masks of (N, mh, mw) logits inside their boxes, one OpenCV warp per instance."""
     sizes, sampled = _sample_sizes(spans, sample_scale)
@@ -119,7 +119,7 @@ def crop_masks_warp(
 
 
 def crop_masks_batched(
-    logits: torch.Tensor, spans: np.ndarray, sampling: PrototypeSampling, sample_scale: float = 1.0
+    logits: torch.Tensor, spans: np.ndarray, sampling: PrototypeSampling, sample_scale: float
 ) -> list[Crop]:
     """The masks of (N, mh, mw) logits inside their boxes, all instances at once on logits' device.
 

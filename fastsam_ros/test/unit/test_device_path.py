@@ -227,9 +227,9 @@ def test_mask_decode_in_many_small_chunks_equals_one_chunk(network_outputs, monk
     import fastsam_ros.core.mask_decoding as decoding
 
     logits, spans, sampling = _decoder_inputs(network_outputs, "crowded")
-    whole = crop_masks_batched(logits, spans, sampling)
+    whole = crop_masks_batched(logits, spans, sampling, 1.0)
     monkeypatch.setattr(decoding, "PADDED_ELEMENTS_PER_CHUNK", 20_000)
-    chunked = crop_masks_batched(logits, spans, sampling)
+    chunked = crop_masks_batched(logits, spans, sampling, 1.0)
     for (offset, mask), (whole_offset, whole_mask) in zip(chunked, whole, strict=True):
         assert offset == whole_offset and np.array_equal(mask, whole_mask)
 
@@ -254,7 +254,7 @@ def test_chunks_are_filled_smallest_first_up_to_the_bound_and_empty_boxes_are_no
     bound = 40_000
     monkeypatch.setattr(decoding, "PADDED_ELEMENTS_PER_CHUNK", bound)
     monkeypatch.setattr(decoding, "_sample_chunk", recorded)
-    crops = crop_masks_batched(logits, spans, sampling)
+    crops = crop_masks_batched(logits, spans, sampling, 1.0)
     areas = [int(cols) * int(rows) for chunk in chunks for cols, rows in chunk]
     assert len(areas) == len(spans) - 1 and areas == sorted(areas), "each instance with pixels once, smallest first"
     for chunk, following in itertools.pairwise(chunks):
@@ -268,7 +268,7 @@ def test_chunks_are_filled_smallest_first_up_to_the_bound_and_empty_boxes_are_no
     second = [pair for chunk in chunks for pair in chunk.tolist()][1]
     monkeypatch.setattr(decoding, "PADDED_ELEMENTS_PER_CHUNK", 2 * second[0] * second[1])
     chunks.clear()
-    crop_masks_batched(logits, spans, sampling)
+    crop_masks_batched(logits, spans, sampling, 1.0)
     assert len(chunks[0]) >= 2, "two instances exactly at the bound share a chunk"
 
 
