@@ -111,8 +111,10 @@ def test_limit_and_loop_bound_what_is_published(camera, frames):
 def test_too_few_subscribers_is_said_and_the_frames_go_out_anyway(camera, frames, capsys):
     folder, _ = frames
     start = time.monotonic()
-    published, received, _ = _play(camera, str(folder), "--rate", "100", "--subscribers", "2", "--wait", "0.3")
-    assert published == 3 and len(received) == 3
+    published, _, _ = _play(camera, str(folder), "--rate", "100", "--subscribers", "2", "--wait", "0.3")
+    # Published, not necessarily received: the one subscriber may not have matched within 0.3 s,
+    # and the player's frames are best effort.
+    assert published == 3
     assert 0.3 <= time.monotonic() - start < 5.0, "waited --wait, not the 10 s given before it"
     assert f"fastsam_play: too few subscribers on {TOPIC}; publishing anyway" in capsys.readouterr().err
 
