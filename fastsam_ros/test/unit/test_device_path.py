@@ -272,6 +272,20 @@ def test_chunks_are_filled_smallest_first_up_to_the_bound_and_empty_boxes_are_no
     assert len(chunks[0]) >= 2, "two instances exactly at the bound share a chunk"
 
 
+@pytest.mark.parametrize("sample_scale", [1.0, 0.5])
+def test_boxes_of_one_pixel_are_decoded_and_empty_ones_never_at_any_scale(network_outputs, sample_scale):
+    """A 1 x 1 box and a box one column wide get their pixel masks; a box without columns stays empty,
+    also when the coarse sampling grid (sample_scale < 1) would give it one sample."""
+    logits, spans, sampling = _decoder_inputs(network_outputs, "bus")
+    c1, r1 = (int(v) for v in spans[0, :2])
+    tiny = np.array([[c1, r1, c1 + 1, r1 + 1], [c1, r1, c1 + 1, r1 + 40], [c1, r1, c1, r1 + 40]], dtype=spans.dtype)
+    crops = crop_masks_batched(torch.cat([logits[:1]] * 3), tiny, sampling, sample_scale)
+    warped = crop_masks_warp(torch.cat([logits[:1]] * 3), tiny, sampling, sample_scale)
+    assert [mask.shape for _, mask in crops] == [(1, 1), (40, 1), (0, 0)]
+    assert [mask.shape for _, mask in warped] == [(1, 1), (40, 1), (0, 0)]
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(crops, warped, strict=True))
+
+
 @pytest.mark.parametrize("name", ["zidane", "720p", "crowded", "bus"])
 def test_torch_pipeline_equals_opencv_pipeline(engine, torch_engine, frames, name):
     settings = EngineSettings(conf=_conf(name))
