@@ -358,3 +358,33 @@ def test_an_output_replaced_during_the_recording_is_an_error_not_a_success(
     if force:
         assert output.read_bytes() == b"an older recording\n", "the older recording is left as it was"
         assert "; unfinished recording kept in '" in err
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        (["--jpeg-quality", "0"], "--jpeg-quality must be within 1..100"),
+        (["--jpeg-quality", "101"], "--jpeg-quality must be within 1..100"),
+        (["--duration", "-0.5"], "--duration must be a number of seconds, 0 or more"),
+        (["--duration", "nan"], "--duration must be a number of seconds, 0 or more"),
+        (["--duration", "inf"], "--duration must be a number of seconds, 0 or more"),
+        (["--frames", "0"], "--frames must be 1 or more"),
+        (["--video-fps", "0"], "--video-fps must be above 0 and at most 1000"),
+        (["--video-fps", "1000.5"], "--video-fps must be above 0 and at most 1000"),
+        (["--video-fps", "nan"], "--video-fps must be above 0 and at most 1000"),
+        (["--node", "a b"], "--node/--camera: '/a b/instances' is not a valid topic name"),
+        (["--camera", "front left"], "--node/--camera: '/fastsam/front left/instances' is not a valid topic name"),
+    ],
+)
+def test_a_refused_command_line_is_one_line_exit_code_2_and_no_file(tmp_path, monkeypatch, capsys, options, reason):
+    code, _, err = _main([str(tmp_path / "run.mcap"), *options], monkeypatch, capsys)
+    assert (code, err) == (2, f"fastsam_record: error: {reason} (see --help)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_edges_of_the_command_lines_ranges_are_taken(tmp_path, node_side, monkeypatch, capsys):
+    argv = [str(tmp_path / "run.mcap"), "--node", f"{NODE}_silent", "--duration", "0", "--jpeg-quality", "1"]
+    code, out, err = _main([*argv, "--frames", "1", "--video-fps", "1000"], monkeypatch, capsys)
+    assert (code, err) == (0, "") and out.startswith(f"fastsam_record: wrote {tmp_path / 'run.mcap'} (")
+    code, _, err = _main([str(tmp_path / "b.mcap"), "--duration", "0", "--jpeg-quality", "100"], monkeypatch, capsys)
+    assert (code, err) == (0, "")
