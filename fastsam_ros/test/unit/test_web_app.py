@@ -448,12 +448,31 @@ def test_a_node_that_does_not_answer_in_time_or_at_all_is_named(view, node_side)
 # The server around the app: serve(), its connection guard and its stop.
 
 
-@contextlib.contextmanager
-def _signal_handlers_restored() -> Iterator[None]:
+STOPS: list[web.StopRequest] = []
+"""The StopRequests of the running test, newest last."""
+
+
+class RecordedStopRequest(web.StopRequest):
+    def __init__(self) -> None:
+        super().__init__()
+        STOPS.append(self)
+
+
+def _signal(number: int) -> None:
+    """What the kernel does for a stop signal: call the handler the web tool installed. Real signals
+    are sent to the web tool's process in test_web_hostile.py; sent to this process, a SIGINT crashed
+    it (SIGSEGV) when a mutation run had forked it after the earlier test files' rclpy contexts."""
+    STOPS[-1]._on_signal(number, None)
+
+
+@pytest.fixture
+def stop_requests(monkeypatch) -> Iterator[list[web.StopRequest]]:
     """StopRequest installs its handlers in this process: pytest's are put back after the test."""
     saved = {number: signal.getsignal(number) for number in web.STOP_SIGNALS}
+    monkeypatch.setattr(web, "StopRequest", RecordedStopRequest)
+    STOPS.clear()
     try:
-        yield
+        yield STOPS
     finally:
         for number, handler in saved.items():
             signal.signal(number, handler)
@@ -473,12 +492,11 @@ def serving(view: web.LiveView, talk: Callable[[int], Awaitable[Any]], port: int
                 break
             await asyncio.sleep(0.02)
         result = None if server.done() else await talk(listen_on)
-        os.kill(os.getpid(), signal.SIGTERM)
+        _signal(signal.SIGTERM)
         return await asyncio.wait_for(server, 10.0), result
 
-    with _signal_handlers_restored():
-        stop = web.StopRequest()
-        return asyncio.run(run())
+    stop = web.StopRequest()
+    return asyncio.run(run())
 
 
 async def _request(port: int, path: str = "/api/instances") -> bytes:
@@ -499,10 +517,10 @@ async def _closed(reader: asyncio.StreamReader, within: float) -> bool:
 
 
 @pytest.mark.parametrize("number", web.STOP_SIGNALS)
-def test_the_server_answers_until_a_stop_signal_and_then_returns_0(view, capsys, number):
+def test_the_server_answers_until_a_stop_signal_and_then_returns_0(view, capsys, number, stop_requests):
     async def talk(port: int) -> bytes:
         answered = await _request(port)
-        os.kill(os.getpid(), number)
+        _signal(number)
         return answered
 
     code, answered = serving(view, talk)
@@ -511,7 +529,7 @@ def test_the_server_answers_until_a_stop_signal_and_then_returns_0(view, capsys,
     assert "fastsam_web: open http://127.0.0.1:" in out and f"(camera image from /{NODE}/debug_image)" in out
 
 
-def test_an_address_in_use_is_one_line_and_exit_code_2(view, capsys):
+def test_an_address_in_use_is_one_line_and_exit_code_2(view, capsys, stop_requests):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -522,14 +540,14 @@ def test_an_address_in_use_is_one_line_and_exit_code_2(view, capsys):
     assert line.startswith(f"fastsam_web: cannot listen on 127.0.0.1:{port}: [Errno 98]"), line
 
 
-def test_a_frame_request_waiting_at_the_stop_ends_with_204_at_once(view, monkeypatch):
+def test_a_frame_request_waiting_at_the_stop_ends_with_204_at_once(view, monkeypatch, stop_requests):
     monkeypatch.setattr(web, "FRAME_WAIT_S", 30.0)
 
     async def talk(port: int) -> tuple[bytes, float]:
         waiting = asyncio.create_task(_request(port, "/api/frame?after=5"))
         await asyncio.sleep(0.3)
         start = time.monotonic()
-        os.kill(os.getpid(), signal.SIGINT)
+        _signal(signal.SIGINT)
         return await waiting, time.monotonic() - start
 
     code, (status, seconds) = serving(view, talk)
@@ -537,7 +555,7 @@ def test_a_frame_request_waiting_at_the_stop_ends_with_204_at_once(view, monkeyp
     assert seconds < web.STOP_WAIT_S
 
 
-def test_over_the_connection_cap_the_oldest_silent_connection_makes_room(view, monkeypatch, capsys):
+def test_over_the_connection_cap_the_oldest_silent_connection_makes_room(view, monkeypatch, capsys, stop_requests):
     monkeypatch.setattr(web, "MAX_CONNECTIONS", 3)
     monkeypatch.setattr(web, "WARNING_INTERVAL_S", 0.0)
 
@@ -556,7 +574,7 @@ def test_over_the_connection_cap_the_oldest_silent_connection_makes_room(view, m
     assert "fastsam_web: 3 connections open: the oldest one without a request was closed" in capsys.readouterr().err
 
 
-def test_over_the_cap_with_every_connection_heard_a_new_one_is_closed(view, monkeypatch, capsys):
+def test_over_the_cap_with_every_connection_heard_a_new_one_is_closed(view, monkeypatch, capsys, stop_requests):
     monkeypatch.setattr(web, "MAX_CONNECTIONS", 3)
 
     async def talk(port: int) -> tuple[bool, list[bytes]]:
@@ -586,7 +604,7 @@ def test_over_the_cap_with_every_connection_heard_a_new_one_is_closed(view, monk
         ((b"GET /api/instances HTTP/1.1\nHost: {host}\n", b"\n"), b"HTTP/1.0 400 Bad Request"),  # bare line feeds
     ],
 )
-def test_a_connection_must_send_its_headers_in_time(view, monkeypatch, pieces, answer):
+def test_a_connection_must_send_its_headers_in_time(view, monkeypatch, pieces, answer, stop_requests):
     """Complete headers however they are split are heard (aiohttp then answers them); others are closed."""
     monkeypatch.setattr(web, "HEADER_WAIT_S", 0.5)
 
@@ -623,7 +641,7 @@ def test_event_loop_errors_are_one_throttled_line(monkeypatch, capsys):
     ]
 
 
-def test_the_program_serves_until_a_stop_signal_and_ends_normally(node_side, capsys):
+def test_the_program_serves_until_a_stop_signal_and_ends_normally(node_side, capsys, stop_requests):
     port = _free_port()
 
     def stop_once_listening() -> None:
@@ -632,18 +650,17 @@ def test_the_program_serves_until_a_stop_signal_and_ends_normally(node_side, cap
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 break
             time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGTERM)
+        _signal(signal.SIGTERM)
 
-    with _signal_handlers_restored():
-        threading.Thread(target=stop_once_listening, daemon=True).start()
-        web.main(["--port", str(port), "--node", NODE])
-        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN, "a late signal cannot end the finished process"
+    threading.Thread(target=stop_once_listening, daemon=True).start()
+    web.main(["--port", str(port), "--node", NODE])
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN, "a late signal cannot end the finished process"
     out = capsys.readouterr().out
     assert out == f"fastsam_web: open http://127.0.0.1:{port}/ (camera image from /{NODE}/debug_image)\n"
 
 
-def test_the_program_on_an_address_in_use_exits_with_code_2(node_side, capsys):
-    with socket.socket() as taken, _signal_handlers_restored():
+def test_the_program_on_an_address_in_use_exits_with_code_2(node_side, capsys, stop_requests):
+    with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
