@@ -8,9 +8,13 @@ Upstream entry: fastsam_ros.core.compat.RCL_MIXED_NUMBER_LISTS.
 
 from __future__ import annotations
 
+import math
+
 import yaml
 
 PARAMETER_FLAGS = ("-p", "--param")
+INFINITIES = ("inf", ".inf", "infinity")
+"""How an infinite double is written (after its sign), in YAML and for rcl."""
 
 
 def widen_number_lists(args: list[str]) -> list[str]:
@@ -21,27 +25,34 @@ def widen_number_lists(args: list[str]) -> list[str]:
             continue
         name, text = widened[index].split(":=", 1)
         try:
-            value = yaml.safe_load(text)
+            sequence = yaml.compose(text)
         except yaml.YAMLError:
             continue
-        if not isinstance(value, list) or not value:
+        if not isinstance(sequence, yaml.SequenceNode) or not sequence.value:
             continue
-        numbers = [number for number in map(_number_as_rcl_reads_it, value) if number is not None]
-        if len(numbers) == len(value) and any(isinstance(number, float) for number in numbers):
+        numbers = [_number_as_rcl_reads_it(item) for item in sequence.value]
+        if None not in numbers and any(isinstance(number, float) for number in numbers):
             widened[index] = f"{name}:=[{', '.join(repr(float(number)) for number in numbers)}]"
     return widened
 
 
-def _number_as_rcl_reads_it(item: object) -> int | float | None:
-    """The number rcl reads in a list item, or None. rcl takes `1e3`, `inf` and `nan` as doubles,
-    which YAML 1.1 (and so PyYAML) reads as strings."""
-    if isinstance(item, bool):
+def _number_as_rcl_reads_it(item: yaml.Node) -> int | float | None:
+    """The number rcl reads in a list item, or None.
+
+    Only a plain (unquoted) scalar is a number: `"1"` is a string to both. rcl takes `1e3`, `inf`
+    and `nan` as doubles, which YAML 1.1 (and so PyYAML) reads as strings; a number out of a
+    double's range (`1e400`) is a string to rcl.
+    """
+    if not isinstance(item, yaml.ScalarNode) or item.style is not None:
         return None
-    if isinstance(item, int | float):
-        return item
-    if isinstance(item, str) and "_" not in item:
+    value = yaml.safe_load(item.value)
+    if isinstance(value, str) and "_" not in value:
         try:
-            return float(item)
+            value = float(value)
         except ValueError:
             return None
-    return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if math.isinf(value) and item.value.lstrip("+-").lower() not in INFINITIES:
+        return None
+    return value

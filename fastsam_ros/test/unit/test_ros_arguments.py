@@ -57,6 +57,10 @@ def test_a_flag_in_first_place_is_read_as_a_flag_for_the_next_argument():
         "[1, 0.5, x]",  # a string
         "[1, 0.5, [2]]",  # a nested list
         "[1, 0.5, 1e1_0]",  # not a number for rcl, although Python's float takes it
+        '["1", "2.5"]',  # quoted: strings for rcl and YAML
+        "['1', 2.5]",
+        "[1, 1e400]",  # out of a double's range: a string for rcl
+        "[1, 1.0e+400]",
         "0.5",  # not a list
         "[1, 0.5",  # not YAML
         "{a: 1}",  # a mapping
@@ -74,6 +78,7 @@ def test_anything_else_passes_unchanged(value):
         ("[1, inf, -inf]", "[1.0, inf, -inf]"),
         ("[0, nan]", "[0.0, nan]"),
         ("[2, .5, 5.]", "[2.0, 0.5, 5.0]"),
+        ("[1, .inf, -Infinity, +inf]", "[1.0, inf, -inf, inf]"),
     ],
 )
 def test_numbers_that_rcl_reads_as_doubles_count_as_doubles(typed, widened):
