@@ -53,13 +53,14 @@ def test_environment() -> Iterator[None]:
 
 
 def _domain_of_this_worker() -> int:
-    """Workers of one parallel run (pytest-xdist) get consecutive domains from 1 to 100, never the
-    same one; a run without workers (one test file, each mutant of a mutation run) one from 101 to
-    200, so that it never shares a domain with a parallel run of the whole suite."""
+    """Workers of one parallel run (pytest-xdist) get consecutive domains from 1 to 50, never the
+    same one; a run without workers (one test file, each mutant of a mutation run) one from 51 to
+    101, so that it never shares a domain with a parallel run of the whole suite. (Domains above
+    101 would put DDS ports in Linux's range of ephemeral ports.)"""
     run, worker = os.environ.get("PYTEST_XDIST_TESTRUNUID"), os.environ.get("PYTEST_XDIST_WORKER")
     if not run or not worker:
-        return random.randint(101, 200)
-    return (int(run[:8], 16) + int(worker.removeprefix("gw"))) % 100 + 1
+        return random.randint(51, 101)
+    return (int(run[:8], 16) + int(worker.removeprefix("gw"))) % 50 + 1
 
 
 @pytest.fixture(scope="session")
@@ -139,7 +140,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     mutmut stops a mutant at its first failing test, and hands the tests over in no set order:
     a mutant that a 0.1 s test kills would otherwise often wait for a minute of network runs.
-    Each file's tests stay together, so that its module fixtures are set up once.
+    Each file's tests stay together and in their order, as in any other run: its module fixtures
+    are set up once, and what one test leaves for the next is as it always is.
     """
     mutant = os.environ.get("MUTANT_UNDER_TEST")
     stats = PACKAGE_FOLDER / "mutmut-stats.json"
@@ -151,4 +153,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     per_file: dict[Path, float] = {}
     for item in items:
         per_file[item.path] = per_file.get(item.path, 0.0) + seconds.get(item.nodeid, 60.0)
-    items.sort(key=lambda item: (per_file[item.path], str(item.path), seconds.get(item.nodeid, 60.0)))
+    items.sort(key=lambda item: (per_file[item.path], str(item.path)))  # stable: a file keeps its order
