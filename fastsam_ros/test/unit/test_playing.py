@@ -8,6 +8,7 @@ under every mutant of tools/play.py.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -85,27 +86,37 @@ def _play(camera: Camera, *argv: str, stop: SignalFlag | None = None) -> tuple[i
     return published, list(camera.received), time.monotonic() - camera.last_arrival
 
 
+def _played(received: list[Image], images: list[np.ndarray], expected: list[int]) -> list[int]:
+    """Which image each received frame is, checked against the images expected in that order. The
+    first frame may be lost: the player's frames are best effort, and a subscriber can match it a
+    moment after the player saw the match."""
+    order = [next(i for i, image in enumerate(images) if np.array_equal(image_to_bgr(m), image)) for m in received]
+    assert len(order) >= len(expected) - 1 and order == expected[len(expected) - len(order) :], order
+    return order
+
+
 def test_every_frame_of_a_folder_is_published_in_order_stamped_now_with_its_frame_id(camera, frames):
     folder, images = frames
     before = time.time_ns()
     published, received, lingered = _play(camera, str(folder), "--rate", "20", "--frame-id", "lens")
     assert published == 3
-    assert [np.array_equal(image_to_bgr(msg), image) for msg, image in zip(received, images, strict=True)] == [True] * 3
+    _played(received, images, [0, 1, 2])
     assert {(msg.encoding, msg.header.frame_id) for msg in received} == {("bgr8", "lens")}
     stamps = [stamp_to_ns(msg.header.stamp) for msg in received]
-    assert before < stamps[0] < stamps[1] < stamps[2] < time.time_ns()
-    assert 0.1 - 0.02 <= (stamps[2] - stamps[0]) / 1e9 < 0.1 + 0.08, "two intervals of 1/20 s"
-    assert play.DELIVERY_GRACE_S <= lingered < play.DELIVERY_GRACE_S + 0.3, "--linger 0: only the delivery grace"
+    assert before < stamps[0] and stamps == sorted(stamps) and stamps[-1] < time.time_ns()
+    gaps = [(later - earlier) / 1e9 for earlier, later in itertools.pairwise(stamps)]
+    assert all(0.03 <= gap < 0.2 for gap in gaps), f"1/20 s apart: {gaps}"
+    assert play.DELIVERY_GRACE_S - 0.1 <= lingered < play.DELIVERY_GRACE_S + 1.5, "--linger 0: the delivery grace"
 
 
 def test_limit_and_loop_bound_what_is_published(camera, frames):
     folder, images = frames
     published, received, _ = _play(camera, str(folder), "--rate", "100", "--limit", "2")
-    assert published == 2 and len(received) == 2
+    assert published == 2
+    _played(received, images, [0, 1])
     published, received, _ = _play(camera, str(folder), "--rate", "100", "--loop", "--limit", "7")
     assert published == 7
-    order = [next(i for i, image in enumerate(images) if np.array_equal(image_to_bgr(m), image)) for m in received]
-    assert order == [0, 1, 2, 0, 1, 2, 0]
+    _played(received, images, [0, 1, 2, 0, 1, 2, 0])
 
 
 def test_too_few_subscribers_is_said_and_the_frames_go_out_anyway(camera, frames, capsys):
@@ -142,17 +153,21 @@ def test_a_stop_during_playback_ends_it_at_once(camera, frames):
         stopped_at.append(time.monotonic())
         stop.set()
 
-    threading.Thread(target=stop_after_the_first_frame, daemon=True).start()
+    camera.received.clear()
+    waiter = threading.Thread(target=stop_after_the_first_frame, daemon=True)
+    waiter.start()
     published, _, _ = _play(camera, str(folder), "--rate", "1", "--loop", stop=stop)
+    waiter.join(20.0)
     assert published == 1
-    assert time.monotonic() - stopped_at[0] < 0.2
+    assert time.monotonic() - stopped_at[0] < play.DELIVERY_GRACE_S - 0.05, "the stop cuts the delivery grace short"
 
 
 def test_frames_that_cannot_be_played_are_counted_and_a_source_with_none_is_refused(camera, frames, capsys):
-    folder, _ = frames
+    folder, images = frames
     (folder / "frame1.png").write_bytes(b"not a png")
     published, received, _ = _play(camera, str(folder), "--rate", "100")
-    assert published == len(received) == 2
+    assert published == 2
+    _played(received, images, [0, 2])
     assert "fastsam_play: 2 frames published, 1 skipped" in capsys.readouterr().err
     for name in ("frame0.png", "frame2.png"):
         (folder / name).write_bytes(b"not a png either")
