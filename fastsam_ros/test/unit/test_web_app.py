@@ -36,7 +36,7 @@ from fastsam_msgs.srv import BoxPrompt, PointPrompt, TextPrompt
 from fastsam_ros.core.follow import Follower
 from fastsam_ros.core.prompts import PromptLimits
 from fastsam_ros.core.text_prompts import TextBackends
-from fastsam_ros.ros.convert import array_to_image, mask_set_to_msg, msg_to_instance, stamp_to_ns
+from fastsam_ros.ros.convert import array_to_image, mask_set_to_msg, msg_to_instance, stamp_from_ns, stamp_to_ns
 from fastsam_ros.ros.graph_exit import leave_graph
 from fastsam_ros.ros.prompt_service import PromptService, SegmentedFrame
 from fastsam_ros.ros.qos import SERVICE_QOS
@@ -91,7 +91,7 @@ class NodeSide:
     def publish_image(self, view: web.LiveView, stamp_ns: int, image: Image | None = None) -> None:
         """Publish a debug image (the bus photo unless given) and wait until the view has it or skipped it."""
         if image is None:
-            header = Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="bus_camera")
+            header = Header(stamp=stamp_from_ns(stamp_ns), frame_id="bus_camera")
             image = array_to_image(self.bus, "bgr8", header)
         seen = (view.frame.seq if view.frame else -1, view.skipped_images)
         wait_until(lambda: self.images.get_subscription_count() > 0, 10.0, lambda: time.sleep(0.02), "the view")
@@ -115,22 +115,26 @@ def node_side(loaded_model, bus_masks, bus) -> Iterator[NodeSide]:
     backends.wait_loaded()
     frame = SegmentedFrame(bus_masks, bus, HEADER, tuple(mask_set_to_msg(bus_masks, HEADER).instances))
     side = NodeSide(frame, backends, bus)
-    yield side
-    side.close()
+    try:
+        yield side
+    finally:
+        side.close()
 
 
 @pytest.fixture(scope="module")
 def live_view(node_side) -> Iterator[web.LiveView]:
     live = web.LiveView(NODE, "", 80)
     live.start()
-    wait_until(
-        lambda: all(client.service_is_ready() for client in live.clients.values()),
-        10.0,
-        lambda: time.sleep(0.02),
-        "the prompt services",
-    )
-    yield live
-    live.close()
+    try:
+        wait_until(
+            lambda: all(client.service_is_ready() for client in live.clients.values()),
+            10.0,
+            lambda: time.sleep(0.02),
+            "the prompt services",
+        )
+        yield live
+    finally:
+        live.close()
 
 
 @pytest.fixture
@@ -158,7 +162,7 @@ def served(view: web.LiveView, talk: Callable[[TestClient, int], Awaitable[Any]]
         port = _free_port()
         app = web.WebApp(view, service_timeout, web.Served.of("127.0.0.1", port))
         async with TestClient(TestServer(app.app, host="127.0.0.1", port=port)) as client:
-            return await talk(client, port)
+            return await asyncio.wait_for(talk(client, port), 60.0)
 
     return asyncio.run(run())
 
@@ -194,18 +198,10 @@ def test_requests_for_another_host_are_refused_with_the_address_to_open(view):
 
 def test_a_request_target_naming_another_server_is_refused(view):
     async def talk(client: TestClient, port: int) -> None:
-        async def status_of(target: str) -> bytes:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
-            await writer.drain()
-            answer = await reader.read()
-            writer.close()
-            return answer.split(b"\r\n", 1)[0]
-
-        assert await status_of(f"http://127.0.0.1:{port}/api/instances") == b"HTTP/1.1 200 OK"
-        assert await status_of(f"HTTP://127.0.0.1:{port}/api/instances") == b"HTTP/1.1 200 OK"
-        assert await status_of("http://evil.example/api/instances") == b"HTTP/1.1 400 Bad Request"
-        assert await status_of(f"https://127.0.0.1:{port}/api/instances") == b"HTTP/1.1 400 Bad Request"
+        assert await _request(port, f"http://127.0.0.1:{port}/api/instances") == b"HTTP/1.1 200 OK"
+        assert await _request(port, f"HTTP://127.0.0.1:{port}/api/instances") == b"HTTP/1.1 200 OK"
+        assert await _request(port, "http://evil.example/api/instances") == b"HTTP/1.1 400 Bad Request"
+        assert await _request(port, f"https://127.0.0.1:{port}/api/instances") == b"HTTP/1.1 400 Bad Request"
 
     served(view, talk)
 
@@ -233,7 +229,7 @@ def test_prompts_come_only_from_this_servers_own_page(view, node_side):
 
 
 def _instance_array(node_side: NodeSide, stamp_ns: int, indices: list[int]) -> InstanceArray:
-    header = Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="bus_camera")
+    header = Header(stamp=stamp_from_ns(stamp_ns), frame_id="bus_camera")
     msg = mask_set_to_msg(node_side.frame.masks, header)
     msg.instances = [msg.instances[i] for i in indices]
     return msg
@@ -322,7 +318,10 @@ def test_a_debug_image_that_cannot_be_decoded_is_skipped_and_counted(view, node_
     capfd.readouterr()
     node_side.publish_image(view, 0, broken)
     assert view.frame is None and view.skipped_images == 1
-    assert "fastsam_web: undecodable debug image skipped (1 so far): " in capfd.readouterr().err
+    logged: list[str] = []
+    warning = "fastsam_web: undecodable debug image skipped (1 so far): "
+    # The count goes up just before the warning is printed, in the view's thread.
+    wait_until(lambda: warning in "".join(logged), 5.0, lambda: logged.append(capfd.readouterr().err), "the warning")
     node_side.publish_image(view, 10_000_000_000)
     assert (view.frame.seq, view.frame.stamp_ns, view.skipped_images) == (0, 10_000_000_000, 1)
 
@@ -500,7 +499,7 @@ def serving(view: web.LiveView, talk: Callable[[int], Awaitable[Any]], port: int
 
 
 async def _request(port: int, path: str = "/api/instances") -> bytes:
-    """The status line of one complete request on a new connection."""
+    """The status line of one complete request on a new connection (path: the request target as sent)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
     line = await asyncio.wait_for(reader.readline(), 10.0)
@@ -582,7 +581,7 @@ def test_over_the_cap_with_every_connection_heard_a_new_one_is_closed(view, monk
         for _ in range(3):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(f"GET /api/instances HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
-            held.append((reader, writer, await reader.readline()))
+            held.append((reader, writer, await asyncio.wait_for(reader.readline(), 10.0)))
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         refused = await _closed(reader, 2.0)
         writer.close()
@@ -648,12 +647,16 @@ def test_the_program_serves_until_a_stop_signal_and_ends_normally(node_side, cap
         deadline = time.monotonic() + 30.0
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
+                _signal(signal.SIGTERM)
+                return
             time.sleep(0.05)
-        _signal(signal.SIGTERM)
 
-    threading.Thread(target=stop_once_listening, daemon=True).start()
-    web.main(["--port", str(port), "--node", NODE])
+    stopper = threading.Thread(target=stop_once_listening, daemon=True)
+    stopper.start()
+    try:
+        web.main(["--port", str(port), "--node", NODE])
+    finally:
+        stopper.join(35.0)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN, "a late signal cannot end the finished process"
     out = capsys.readouterr().out
     assert out == f"fastsam_web: open http://127.0.0.1:{port}/ (camera image from /{NODE}/debug_image)\n"
