@@ -135,10 +135,13 @@ def crop_masks_batched(
     start = 0
     while start < len(order):
         stop = start + 1
+        padded_cols, padded_rows = (int(n) for n in sampled[order[start]])
         while stop < len(order):
-            cols, rows = sampled[order[stop]]
-            if (stop + 1 - start) * int(cols) * int(rows) > PADDED_ELEMENTS_PER_CHUNK:
+            # The chunk is padded to its widest and its tallest crop, which may be two crops.
+            cols, rows = max(padded_cols, int(sampled[order[stop], 0])), max(padded_rows, int(sampled[order[stop], 1]))
+            if (stop + 1 - start) * cols * rows > PADDED_ELEMENTS_PER_CHUNK:
                 break
+            padded_cols, padded_rows = cols, rows
             stop += 1
         chunk = order[start:stop]
         chunk_logits = logits[torch.tensor(chunk, device=device)]

@@ -257,19 +257,42 @@ def test_chunks_are_filled_smallest_first_up_to_the_bound_and_empty_boxes_are_no
     crops = crop_masks_batched(logits, spans, sampling, 1.0)
     areas = [int(cols) * int(rows) for chunk in chunks for cols, rows in chunk]
     assert len(areas) == len(spans) - 1 and areas == sorted(areas), "each instance with pixels once, smallest first"
-    for chunk, following in itertools.pairwise(chunks):
+    for chunk in chunks:
         padded = len(chunk) * int(chunk[:, 0].max()) * int(chunk[:, 1].max())
         assert len(chunk) == 1 or padded <= bound
-        cols, rows = following[0]
+    for chunk, following in itertools.pairwise(chunks):
+        cols, rows = np.vstack([chunk, following[:1]]).max(0)
         assert (len(chunk) + 1) * int(cols) * int(rows) > bound, "the next instance did not fit"
     assert len(chunks) > 2
     offset, mask = crops[-1]
     assert offset == (int(empty[0]), int(empty[1])) and mask.shape == (0, 0) and mask.dtype == bool
-    second = [pair for chunk in chunks for pair in chunk.tolist()][1]
-    monkeypatch.setattr(decoding, "PADDED_ELEMENTS_PER_CHUNK", 2 * second[0] * second[1])
+    first, second = np.array([pair for chunk in chunks for pair in chunk.tolist()][:2])
+    cols, rows = np.maximum(first, second)
+    monkeypatch.setattr(decoding, "PADDED_ELEMENTS_PER_CHUNK", 2 * int(cols) * int(rows))
     chunks.clear()
     crop_masks_batched(logits, spans, sampling, 1.0)
     assert len(chunks[0]) >= 2, "two instances exactly at the bound share a chunk"
+
+
+def test_a_tall_and_a_wide_crop_share_a_chunk_only_when_the_padding_to_both_fits(network_outputs, monkeypatch):
+    """A chunk is padded to its widest and to its tallest crop, which may be two different crops."""
+    import fastsam_ros.core.mask_decoding as decoding
+
+    logits, _, sampling = _decoder_inputs(network_outputs, "bus")
+    tall_and_wide = np.array([[100, 100, 110, 200], [100, 100, 200, 110]], dtype=np.int64)  # 10 x 100, 100 x 10
+    chunks: list[int] = []
+    sample = decoding._sample_chunk
+
+    def recorded(chunk_logits, *args):
+        chunks.append(len(chunk_logits))
+        return sample(chunk_logits, *args)
+
+    monkeypatch.setattr(decoding, "_sample_chunk", recorded)
+    for bound, expected in ((2 * 100 * 100 - 1, [1, 1]), (2 * 100 * 100, [2])):
+        monkeypatch.setattr(decoding, "PADDED_ELEMENTS_PER_CHUNK", bound)
+        chunks.clear()
+        crop_masks_batched(torch.cat([logits[:1]] * 2), tall_and_wide, sampling, 1.0)
+        assert chunks == expected, bound
 
 
 @pytest.mark.parametrize("sample_scale", [1.0, 0.5])
