@@ -29,8 +29,12 @@ def render_table(parser: argparse.ArgumentParser) -> str:
         if isinstance(action, argparse._HelpAction):
             continue
         name = ", ".join(action.option_strings) or f"<{action.dest}>"
-        shown = action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS)
-        default = f"`{action.default!r}`" if action.default == "" else f"`{action.default}`" if shown else ""
+        if not action.option_strings or action.default in (None, argparse.SUPPRESS) or action.default is False:
+            default = ""  # a positional argument, an option without a default, a flag
+        elif action.default == "" or action.default == []:
+            default = f"`{action.default!r}`"
+        else:
+            default = f"`{action.default}`"
         rows.append(f"| `{name}` | {_cell(default)} | {_cell(action.help or '')} |")
     return "\n".join(rows)
 

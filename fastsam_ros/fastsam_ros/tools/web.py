@@ -382,12 +382,16 @@ def url_host(address: str) -> str:
 
 
 def machine_addresses() -> list[str]:
-    """Where other machines reach this one, as far as its hostname resolves; loopback first."""
+    """Where other machines reach this one, as far as its hostname resolves; loopback first, then
+    IPv4 before IPv6, each in address order."""
+    import ipaddress
+
     addresses = {"127.0.0.1"}
     with contextlib.suppress(OSError):
         for *_, sockaddr in socket.getaddrinfo(socket.gethostname(), None, proto=socket.IPPROTO_TCP):
             addresses.add(sockaddr[0].split("%")[0])
-    return sorted(addresses, key=lambda address: (address != "127.0.0.1", ":" in address, address))
+    ordered = ((address != "127.0.0.1", ipaddress.ip_address(address)) for address in addresses)
+    return [str(ip) for _, ip in sorted(ordered, key=lambda pair: (pair[0], pair[1].version, pair[1]))]
 
 
 @dataclass(frozen=True)

@@ -239,7 +239,7 @@ def test_diagnostics_name_the_node_its_device_runtime_model_and_cameras(node, ro
     node._publish_diagnostics()
     name = "frame_path: segmentation"
     ros_graph.spin_until(lambda: any(m.status[0].name == name for m in received), "the node's diagnostics")
-    [status] = next(m for m in received if m.status[0].name == name).status
+    [status] = [m for m in received if m.status[0].name == name][-1].status
     values = {kv.key: kv.value for kv in status.values}
     assert (status.hardware_id, values["device"], values["runtime"]) == ("cpu", "cpu", "torch")
     assert values["cameras"] == "2" and values["model"] == node.configured.engine.loaded.source
