@@ -268,8 +268,8 @@ class Publishing:
         stamp = 0
         while not self.stop.wait(0.05):
             stamp += 1
-            self.side.publishers["instances"].publish(_stamped(stamp))
             self.side.publishers["debug_image"].publish(_image(self.image, stamp))
+            self.side.publishers["instances"].publish(_stamped(stamp))
 
     def __enter__(self) -> Publishing:
         self.thread.start()
@@ -391,3 +391,89 @@ def test_the_edges_of_the_command_lines_ranges_are_taken(tmp_path, node_side, mo
     assert (code, err) == (0, "") and out.startswith(f"fastsam_record: wrote {tmp_path / 'run.mcap'} (")
     code, _, err = _main([str(tmp_path / "b.mcap"), "--duration", "0", "--jpeg-quality", "100"], monkeypatch, capsys)
     assert (code, err) == (0, "")
+
+
+def test_a_cameras_outputs_are_recorded_under_its_name_at_the_chosen_quality(tmp_path, monkeypatch, capsys, bus):
+    side = NodeSide("front")
+    output = tmp_path / "front.mcap"
+    try:
+        publishing = Publishing(side, bus)
+        with publishing:
+            argv = [str(output), "--node", NODE, "--camera", "front", "--frames", "3", "--jpeg-quality", "35"]
+            code, _, err = _main(argv, monkeypatch, capsys)
+    finally:
+        side.close()
+    assert (code, err) == (0, "")
+    written = _messages(output)
+    topics = record.output_topics(NODE, "front")
+    assert len(written[topics["instances"]]) == 3
+    [(_, _, image), *_] = written[topics["debug_image"] + record.DEBUG_SUFFIX]
+    assert bytes(image.data) == cv2.imencode(".jpg", bus, [cv2.IMWRITE_JPEG_QUALITY, 35])[1].tobytes()
+
+
+def test_sighup_ends_a_recording_as_the_other_stop_signals_do(tmp_path, node_side, monkeypatch, capsys):
+    """The handler main installs for SIGHUP (a closed terminal), called as the kernel would call it."""
+    before = signal.getsignal(signal.SIGHUP)
+
+    def hang_up_once_recording() -> None:
+        deadline = time.monotonic() + 20.0
+        while signal.getsignal(signal.SIGHUP) is before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        signal.getsignal(signal.SIGHUP)(signal.SIGHUP, None)
+
+    closer = threading.Thread(target=hang_up_once_recording, daemon=True)
+    closer.start()
+    start = time.monotonic()
+    code, out, _ = _main([str(tmp_path / "run.mcap"), "--node", NODE, "--duration", "30"], monkeypatch, capsys)
+    closer.join(20.0)
+    assert code == 0 and "fastsam_record: wrote" in out
+    assert time.monotonic() - start < 10.0, "ended by the hang-up, not by --duration"
+
+
+def test_an_output_that_cannot_be_created_names_the_reason(tmp_path):
+    target = tmp_path / "missing" / "run.mcap"
+    with pytest.raises(record.RecordError) as refused:
+        record.OutputFile(target, force=False)
+    assert str(refused.value).startswith(f"cannot lock '{target}' ({record.HIDDEN_PREFIX}")
+    assert str(refused.value).endswith(".lock): No such file or directory"), "the reason, not the whole OSError"
+
+
+def test_discarding_removes_what_this_run_created_and_never_another_programs_file(tmp_path):
+    target = tmp_path / "run.mcap"
+    output = record.OutputFile(target, force=False)
+    try:
+        output.close_descriptor()
+        output.discard()
+        assert not target.exists()
+        output.discard()  # nothing left to remove: no error
+    finally:
+        output.release()
+    output = record.OutputFile(target, force=False)
+    try:
+        output.close_descriptor()
+        (tmp_path / "theirs").write_bytes(b"another program's file\n")
+        os.replace(tmp_path / "theirs", target)
+        output.discard()
+        assert target.read_bytes() == b"another program's file\n"
+    finally:
+        output.release()
+
+
+def test_a_video_that_could_not_be_moved_onto_its_output_is_kept_and_named(tmp_path):
+    output = record.OutputFile(tmp_path / "run.mp4", force=False)
+    video = record.VideoFile(output)
+    try:
+        assert video.kept() is None, "nothing written yet"
+        with open(video.path, "wb") as stream:
+            stream.write(b"frames")
+        (tmp_path / "run.mp4").unlink()  # another program removed the output reserved for it
+        with pytest.raises(record.RecordError, match="was removed or replaced by another program") as failed:
+            video.finish()
+        assert video.kept() == video.folder / record.VIDEO_NAME
+        assert str(failed.value).endswith(f"; the video is kept in '{video.kept()}'")
+        assert video.kept().read_bytes() == b"frames"
+        video.discard()
+        assert video.kept() is None and not video.folder.exists()
+    finally:
+        output.release()
