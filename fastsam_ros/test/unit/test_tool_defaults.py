@@ -285,3 +285,49 @@ def test_number_arguments_name_their_range():
     for text in ("1", "2.01", "x"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse(text)
+
+
+def test_the_node_log_is_created_at_once_or_refused_with_the_reason(tmp_path, refused):
+    log = tmp_path / "node.log"
+    assert play.parse_args(["x", "--node-log", str(log)]).node_log == str(log)
+    assert log.is_file(), "created while the command line is read"
+    missing = tmp_path / "missing" / "node.log"
+    message = refused(play.parse_args, ["x", "--node-log", str(missing)])
+    assert message.endswith(f"argument --node-log: cannot write '{missing}': No such file or directory (see --help)\n")
+    assert f"cannot write '{tmp_path}': " in refused(play.parse_args, ["x", "--node-log", str(tmp_path)]), "a folder"
+
+
+def test_subscribers_must_be_a_whole_number_of_none_or_more(refused):
+    message = refused(play.parse_args, ["x", "--subscribers", "two"])
+    assert message.endswith("argument --subscribers: expected an integer, got 'two' (see --help)\n")
+    message = refused(play.parse_args, ["x", "--subscribers", "-1"])
+    assert message.endswith("argument --subscribers: must not be negative, got '-1' (see --help)\n")
+
+
+def test_the_players_warnings_go_to_stderr_above_the_progress_bar(capsys):
+    play.warn("frame 3 skipped")
+    assert capsys.readouterr() == ("", "fastsam_play: frame 3 skipped\n")
+
+
+class ClosedPipe:
+    """A stream whose reader has gone: every write and flush fails as a closed pipe does."""
+
+    encoding = "utf-8"
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_stream_whose_reader_has_gone_swallows_what_is_written():
+    stream = play.UnbreakableStream(ClosedPipe())
+    assert stream.encoding == "utf-8", "anything else is the stream's own"
+    assert stream.write("frame 1\n") == len("frame 1\n")
+    assert stream.stream.name == os.devnull and stream.write("frame 2\n") == len("frame 2\n")
+    flushing = play.UnbreakableStream(ClosedPipe())
+    flushing.flush()
+    assert flushing.stream.name == os.devnull
+    assert play.UnbreakableStream(None).stream.name == os.devnull, "no stream at all (a process without stderr)"
+    assert play.UnbreakableStream(None).write("x") == 1
