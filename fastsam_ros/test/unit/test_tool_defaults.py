@@ -177,6 +177,21 @@ def test_a_box_that_is_not_one_says_why(box, message):
     assert (error.value.status, str(error.value)) == (400, message)
 
 
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"text": ""}', "'text' must be a non-empty string, e.g. \"bus\""),
+        (b'{"text": "   "}', "'text' must be a non-empty string, e.g. \"bus\""),
+        (b'{"text": 5}', "'text' must be a non-empty string, e.g. \"bus\""),
+        (b'{"text": "bus \\ud800"}', "'text' holds an unpaired surrogate (\\ud800-\\udfff): not a character"),
+    ],
+)
+def test_a_text_that_is_not_one_says_why(raw, message):
+    with pytest.raises(web.RequestError) as error:
+        web.service_request("text", raw)
+    assert (error.value.status, str(error.value)) == (400, message)
+
+
 def test_web_values_in_messages_are_checked_as_numbers():
     for value in (True, "1", None, float("inf"), 10**400):
         with pytest.raises(web.RequestError):
