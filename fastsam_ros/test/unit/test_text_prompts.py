@@ -47,6 +47,16 @@ def test_several_texts_are_answered_in_order(class_backend, bus_masks, bus):
     assert [bus_masks[m.instance_index].class_name for m in matches] == ["stop sign", "bus"]
 
 
+def test_a_frame_of_one_instance_is_ranked_and_one_of_none_gives_no_match(class_backend, bus_masks, bus):
+    import dataclasses
+
+    [bus_index] = [i for i, instance in enumerate(bus_masks.instances) if instance.class_name == "bus"]
+    alone = dataclasses.replace(bus_masks, instances=(bus_masks[bus_index],))
+    [match] = class_backend.rank(alone, bus, ["bus"], top_k=1)
+    assert (match.text_index, match.instance_index) == (0, 0)
+    assert class_backend.rank(dataclasses.replace(bus_masks, instances=()), bus, ["bus"], top_k=1) == []
+
+
 def test_class_backend_needs_classes():
     with pytest.raises(TextPromptError, match="class-agnostic"):
         ClassNameBackend({0: "object"}, encoder=object())
