@@ -310,10 +310,9 @@ def test_a_run_of_the_program_writes_both_files_and_says_what_it_wrote(tmp_path,
         f"{topic} {counts.get(topic, 0)}"
         for topic in (topics["instances"], topics["selection"], topics["obstacles"], record.DIAGNOSTICS)
     )
-    wrote = (
-        f"fastsam_record: wrote {output} ({output.stat().st_size} bytes): {listed}, {topics['debug_image']}/compressed"
-    )
-    assert wrote in out, out
+    debug = topics["debug_image"] + record.DEBUG_SUFFIX
+    size = output.stat().st_size
+    assert f"fastsam_record: wrote {output} ({size} bytes): {listed}, {debug} {counts[debug]}\n" in out, out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.mcap", "run.mp4"], "no lock or hidden file left"
 
 
