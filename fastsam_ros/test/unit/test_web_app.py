@@ -42,6 +42,7 @@ from fastsam_ros.ros.prompt_service import PromptService, SegmentedFrame
 from fastsam_ros.ros.qos import SERVICE_QOS
 from fastsam_ros.tools import web
 from fastsam_ros.tools.node_client import wait_until
+from test_support.node_driver import free_port
 
 NODE = f"web_test_{os.getpid()}"
 """The node name the web tool is pointed at: this process's own, so parallel test processes never meet."""
@@ -149,17 +150,11 @@ def view(live_view, node_side) -> web.LiveView:
     return live_view
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def served(view: web.LiveView, talk: Callable[[TestClient, int], Awaitable[Any]], service_timeout: float = 10.0) -> Any:
     """Serve view's WebApp on loopback and run talk(client, port) against it."""
 
     async def run() -> Any:
-        port = _free_port()
+        port = free_port()
         app = web.WebApp(view, service_timeout, web.Served.of("127.0.0.1", port))
         async with TestClient(TestServer(app.app, host="127.0.0.1", port=port)) as client:
             return await asyncio.wait_for(talk(client, port), 60.0)
@@ -481,7 +476,7 @@ def serving(view: web.LiveView, talk: Callable[[int], Awaitable[Any]], port: int
     """web.serve on loopback until talk(port) has run and SIGTERM came: its exit code and talk's result."""
 
     async def run() -> tuple[int, Any]:
-        listen_on = port or _free_port()
+        listen_on = port or free_port()
         app = web.WebApp(view, 10.0, web.Served.of("127.0.0.1", listen_on))
         server = asyncio.create_task(web.serve(app, "127.0.0.1", listen_on, stop))
         while not server.done():
@@ -641,7 +636,7 @@ def test_event_loop_errors_are_one_throttled_line(monkeypatch, capsys):
 
 
 def test_the_program_serves_until_a_stop_signal_and_ends_normally(node_side, capsys, stop_requests):
-    port = _free_port()
+    port = free_port()
 
     def stop_once_listening() -> None:
         deadline = time.monotonic() + 30.0
