@@ -21,17 +21,16 @@ from typing import ClassVar
 
 import cv2
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 
 from fastsam_msgs.msg import InstanceArray
 from fastsam_ros.ros.convert import array_to_image, stamp_from_ns
-from fastsam_ros.ros.graph_exit import leave_graph
 from fastsam_ros.tools.node_client import installed_command
 from fastsam_ros.tools.record import DEBUG_SUFFIX, DIAGNOSTICS, output_topics
 from fastsam_ros.tools.sample_frames import asset_image
 from test_support.node_driver import catches
+from test_support.own_context import NodeInOwnContext
 
 SEED = 20261205
 SCALE = int(os.environ.get("FASTSAM_FUZZ_SCALE", "1"))
@@ -42,16 +41,12 @@ HEARD = [
 PRECIOUS = b"a recording the user wants to keep\n"
 
 
-class FakeNode:
+class FakeNode(NodeInOwnContext):
     """Publishes what fastsam_node publishes, in its own rclpy context: instances, diagnostics
     and the debug image (a real photo)."""
 
     def __init__(self) -> None:
-        self.context = rclpy.Context()
-        self.context.init(args=[])
-        self.node = rclpy.create_node("fake_fastsam", context=self.context)
-        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__("fake_fastsam")
         self.instances = self.node.create_publisher(InstanceArray, TOPICS["instances"], 10)
         self.debug = self.node.create_publisher(Image, TOPICS["debug_image"], 5)
         self.diagnostics = self.node.create_publisher(DiagnosticArray, DIAGNOSTICS, 10)
@@ -76,10 +71,6 @@ class FakeNode:
             self.debug.publish(image)
             self.diagnostics.publish(DiagnosticArray())
             self.executor.spin_once(timeout_sec=0.05)
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        leave_graph(self.node, self.context)
 
 
 @pytest.fixture(scope="module")

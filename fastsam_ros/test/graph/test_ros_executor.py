@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import Executor, MultiThreadedExecutor
 from std_msgs.msg import String
@@ -19,8 +18,8 @@ from std_msgs.msg import String
 from fastsam_ros.core.compat import RCLPY_EXECUTOR_REQUEUE
 from fastsam_ros.ros import executor as executor_module
 from fastsam_ros.ros.executor import CallbackPoolExecutor, node_executor
-from fastsam_ros.ros.graph_exit import leave_graph
 from fastsam_ros.tools.node_client import wait_until
+from test_support.own_context import NodeInOwnContext
 
 SLOW_S = 0.5
 
@@ -35,15 +34,11 @@ class CountingExecutor(CallbackPoolExecutor):
         return super().wait_for_ready_callbacks(*args, **kwargs)
 
 
-class Graph:
+class Graph(NodeInOwnContext):
     """A node with a slow and a fast subscription, a publisher to each, and when each callback ran."""
 
     def __init__(self, threads: int, make_executor: Callable[..., Executor] = CountingExecutor) -> None:
-        self.context = rclpy.Context()
-        self.context.init()
-        self.node = rclpy.create_node("executor_test", context=self.context)
-        self.executor = make_executor(threads, context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__("executor_test", lambda context: make_executor(threads, context=context))
         self.started: dict[str, float] = {}
         self.ran: dict[str, tuple[float, float]] = {}
         self.threads: dict[str, str] = {}
@@ -69,10 +64,6 @@ class Graph:
 
     def matched(self) -> None:
         self.spin_until(lambda: self.slow.get_subscription_count() and self.fast.get_subscription_count())
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        leave_graph(self.node, self.context)
 
 
 @pytest.fixture

@@ -18,44 +18,32 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from fastsam_ros.core.signal_flag import SignalFlag
 from fastsam_ros.ros.convert import image_to_bgr, stamp_to_ns
-from fastsam_ros.ros.graph_exit import leave_graph
 from fastsam_ros.tools import play
 from fastsam_ros.tools.frame_sources import SourceError
+from test_support.own_context import NodeInOwnContext
 
 TOPIC = f"/play_test_{os.getpid()}/image"
 """This process's own topic, so parallel test processes never meet."""
 
 
-class Camera:
+class Camera(NodeInOwnContext):
     """The node's side: a subscription to the player's topic with the node's QoS, spun in a thread."""
 
     def __init__(self, topic: str) -> None:
-        self.context = rclpy.Context()
-        self.context.init()
-        self.node = rclpy.create_node("play_test_camera", context=self.context)
+        super().__init__("play_test_camera")
         self.received: list[Image] = []
         self.last_arrival = 0.0
         self.node.create_subscription(Image, topic, self._on_image, qos_profile_sensor_data)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spin_in_thread()
 
     def _on_image(self, msg: Image) -> None:
         self.received.append(msg)
         self.last_arrival = time.monotonic()
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.thread.join(5.0)
-        leave_graph(self.node, self.context)
 
 
 @pytest.fixture(scope="module")

@@ -21,19 +21,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from fastsam_msgs.msg import InstanceArray, ObstacleArray
 from fastsam_ros.ros.convert import array_to_image
-from fastsam_ros.ros.graph_exit import leave_graph
 from fastsam_ros.ros.process import Shutdown
 from fastsam_ros.tools import record
 from fastsam_ros.tools.node_client import wait_until
+from test_support.own_context import NodeInOwnContext
 
 NODE = f"record_test_{os.getpid()}"
 """The node name the recorder is pointed at: this process's own, so parallel test processes never meet."""
@@ -41,13 +39,11 @@ DIAGNOSTIC = f"diagnostics of {NODE}"
 """Only this process's diagnostics are counted: /diagnostics is one topic for every process."""
 
 
-class NodeSide:
+class NodeSide(NodeInOwnContext):
     """What a fastsam node publishes, in a context of its own."""
 
     def __init__(self, camera: str) -> None:
-        self.context = rclpy.Context()
-        self.context.init()
-        self.node = rclpy.create_node(NODE, context=self.context)
+        super().__init__(NODE)
         topics = record.output_topics(NODE, camera)
         self.publishers = {
             "instances": self.node.create_publisher(InstanceArray, topics["instances"], 10),
@@ -56,8 +52,6 @@ class NodeSide:
             "debug_image": self.node.create_publisher(Image, topics["debug_image"], 5),
             "diagnostics": self.node.create_publisher(DiagnosticArray, record.DIAGNOSTICS, 10),
         }
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
 
     def wait_for(self, recording: record.NodeRecording) -> None:
         wait_until(
@@ -66,10 +60,6 @@ class NodeSide:
             lambda: recording.executor.spin_once(timeout_sec=0.02),
             "the recorder's subscriptions",
         )
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        leave_graph(self.node, self.context)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,6 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-import rclpy
 from aiohttp.test_utils import TestClient, TestServer
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point
@@ -37,12 +36,12 @@ from fastsam_ros.core.follow import Follower
 from fastsam_ros.core.prompts import PromptLimits
 from fastsam_ros.core.text_prompts import TextBackends
 from fastsam_ros.ros.convert import array_to_image, mask_set_to_msg, msg_to_instance, stamp_from_ns, stamp_to_ns
-from fastsam_ros.ros.graph_exit import leave_graph
 from fastsam_ros.ros.prompt_service import PromptService, SegmentedFrame
 from fastsam_ros.ros.qos import SERVICE_QOS
 from fastsam_ros.tools import web
 from fastsam_ros.tools.node_client import wait_until
 from test_support.node_driver import free_port
+from test_support.own_context import NodeInOwnContext
 
 NODE = f"web_test_{os.getpid()}"
 """The node name the web tool is pointed at: this process's own, so parallel test processes never meet."""
@@ -53,15 +52,13 @@ SERVICES = {"point": PointPrompt, "box": BoxPrompt, "text": TextPrompt}
 REFUSED_ORIGIN = "refused: prompts come only from this server's page"
 
 
-class NodeSide:
+class NodeSide(NodeInOwnContext):
     """What a fastsam node offers the web tool, in a context of its own: the debug image and
     instances it publishes and its prompt services, answered on the bus frame after `delay` s."""
 
     def __init__(self, frame: SegmentedFrame, backends: TextBackends, bus: np.ndarray) -> None:
+        super().__init__(NODE, MultiThreadedExecutor)
         self.frame, self.bus = frame, bus
-        self.context = rclpy.Context()
-        self.context.init()
-        self.node = rclpy.create_node(NODE, context=self.context)
         self.images = self.node.create_publisher(Image, web.private_name(NODE, "", "debug_image"), 2)
         self.instances = self.node.create_publisher(InstanceArray, web.private_name(NODE, "", "instances"), 5)
         selection = self.node.create_publisher(InstanceArray, web.private_name(NODE, "", "selection"), 5)
@@ -73,10 +70,7 @@ class NodeSide:
             self.node.create_service(
                 srv, web.private_name(NODE, "", f"prompt_{kind}"), self._handler(kind), qos_profile=SERVICE_QOS
             )
-        self.executor = MultiThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spin_in_thread()
 
     def _handler(self, kind: str) -> Callable[[Any, Any], Any]:
         def answer(request: Any, response: Any) -> Any:
@@ -103,10 +97,6 @@ class NodeSide:
             lambda: time.sleep(0.01),
             "the debug image taken",
         )
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        leave_graph(self.node, self.context)
 
 
 @pytest.fixture(scope="module")
