@@ -1,11 +1,14 @@
-"""A node process for tests and benchmarks: started with a client, its memory sampled; and free ports."""
+"""A node process for tests and benchmarks (its client, its memory); free ports; signal handlers kept."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from fastsam_ros.tools.node_client import NodeClient, isolated_ros_env, start_node, stop_node
@@ -24,6 +27,17 @@ def catches(pid: int, signum: int) -> bool:
         if line.startswith("SigCgt:"):
             return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
     return False
+
+
+@contextlib.contextmanager
+def signal_handlers_kept(numbers: Iterable[int]) -> Iterator[None]:
+    """Put this process's handlers of these signals back afterwards, for code that installs its own."""
+    saved = {number: signal.getsignal(number) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
 
 
 class NodeProcess:

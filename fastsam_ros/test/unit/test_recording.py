@@ -31,6 +31,7 @@ from fastsam_ros.ros.convert import array_to_image
 from fastsam_ros.ros.process import Shutdown
 from fastsam_ros.tools import record
 from fastsam_ros.tools.node_client import wait_until
+from test_support.node_driver import signal_handlers_kept
 from test_support.own_context import NodeInOwnContext
 
 NODE = f"record_test_{os.getpid()}"
@@ -274,13 +275,8 @@ def _main(argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
     """record.main(argv): exit code, stdout, stderr; this process's signal handlers and streams kept."""
     for name in ("stdout", "stderr"):
         monkeypatch.setattr(sys, name, getattr(sys, name))
-    saved = {number: signal.getsignal(number) for number in record.STOP_SIGNALS}
-    try:
-        with pytest.raises(SystemExit) as ended:
-            record.main(argv)
-    finally:
-        for number, handler in saved.items():
-            signal.signal(number, handler)
+    with signal_handlers_kept(record.STOP_SIGNALS), pytest.raises(SystemExit) as ended:
+        record.main(argv)
     out, err = capsys.readouterr()
     return ended.value.code, out, err
 

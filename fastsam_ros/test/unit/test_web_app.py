@@ -40,7 +40,7 @@ from fastsam_ros.ros.prompt_service import PromptService, SegmentedFrame
 from fastsam_ros.ros.qos import SERVICE_QOS
 from fastsam_ros.tools import web
 from fastsam_ros.tools.node_client import wait_until
-from test_support.node_driver import free_port
+from test_support.node_driver import free_port, signal_handlers_kept
 from test_support.own_context import NodeInOwnContext
 
 NODE = f"web_test_{os.getpid()}"
@@ -452,14 +452,10 @@ def _signal(number: int) -> None:
 @pytest.fixture
 def stop_requests(monkeypatch) -> Iterator[list[web.StopRequest]]:
     """StopRequest installs its handlers in this process: pytest's are put back after the test."""
-    saved = {number: signal.getsignal(number) for number in web.STOP_SIGNALS}
     monkeypatch.setattr(web, "StopRequest", RecordedStopRequest)
     STOPS.clear()
-    try:
+    with signal_handlers_kept(web.STOP_SIGNALS):
         yield STOPS
-    finally:
-        for number, handler in saved.items():
-            signal.signal(number, handler)
 
 
 def serving(view: web.LiveView, talk: Callable[[int], Awaitable[Any]], port: int | None = None) -> tuple[int, Any]:
