@@ -1,0 +1,68 @@
+"""`make demo` (fastsam_demo) run in this process against a real fastsam_node process: the table
+it prints, the overlays it writes, and what it says when the node cannot start."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import cv2
+import numpy as np
+import pytest
+
+from fastsam_msgs.msg import Instance, InstanceArray
+from fastsam_ros.tools import demo
+from fastsam_ros.tools.node_client import isolated_ros_env
+from fastsam_ros.tools.sample_frames import demo_sequence
+
+ROW = re.compile(r"^\s*(\d+)  (\S+)\s+(\d+)x(\d+)\s+(\d+)\s+(\d+\.\d)\s+(\d+\.\d)  (.*)$")
+"""A row of the demo's table: frame, source, size, instances, node ms, end-to-end ms, top instances."""
+
+
+@pytest.fixture
+def demo_environment(monkeypatch) -> None:
+    """The demo sets its graph's variables in os.environ: this process's environment is put back after the test."""
+    for key in isolated_ros_env():
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
+        else:
+            monkeypatch.delenv(key, raising=False)
+
+
+def test_the_demo_segments_its_twelve_frames_and_writes_each_overlay(tmp_path, demo_environment, capsys):
+    output = tmp_path / "demo"
+    code = demo.main(["--output", str(output), "--timeout", "120"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    frames = demo_sequence()
+    rows = [match for line in out.splitlines() if (match := ROW.match(line))]
+    assert [int(row[1]) for row in rows] == list(range(len(frames))), out
+    for row, (source, frame) in zip(rows, frames, strict=True):
+        height, width = frame.shape[:2]
+        assert (row[2], int(row[3]), int(row[4])) == (source, width, height), row[0]
+        assert int(row[5]) >= 1, row[0]
+        overlay = cv2.imread(str(output / f"frame_{int(row[1]):02d}.png"))
+        assert overlay is not None and overlay.shape == frame.shape, row[0]
+        assert np.abs(overlay.astype(int) - frame).mean() > 1.0, "the overlay is the frame as sent"
+    assert all("bus" in row[8] for row in rows[:6]) and all("person" in row[8] for row in rows[6:]), out
+    assert sorted(path.name for path in output.glob("frame_*.png")) == [f"frame_{i:02d}.png" for i in range(12)]
+    assert f"[demo] {len(frames)}/{len(frames)} frames; median node processing" in out
+    assert f"[demo] overlays written to {output.resolve()}/frame_*.png" in out
+    assert "loading model 'yolo11n-seg.pt'" in (output / "node.log").read_text()
+
+
+def test_the_demo_says_why_when_the_node_cannot_start(tmp_path, demo_environment, capsys):
+    output = tmp_path / "demo"
+    code = demo.main(["--output", str(output), "--model", str(tmp_path / "missing.pt"), "--timeout", "60"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert err == "[demo] error: node process exited with code 2\n", out + err
+    assert "model weights not found" in (output / "node.log").read_text()
+    assert not list(output.glob("frame_*.png"))
+
+
+def test_the_summary_names_the_three_highest_scores_first():
+    scores = {"bus": 0.5, "person": 0.91, "": 0.7, "tie": 0.2, "dog": 0.655}
+    message = InstanceArray(instances=[Instance(class_name=name, score=score) for name, score in scores.items()])
+    assert demo.summarise(message) == "person 0.91, object 0.70, dog 0.66"
+    assert demo.summarise(InstanceArray()) == ""
