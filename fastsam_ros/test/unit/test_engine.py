@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from fastsam_ros.core.backends.model_loading import load_model
 from fastsam_ros.core.engine import SegmentationEngine
 
 
@@ -176,3 +177,13 @@ def test_conf_drops_exactly_the_less_confident_detections(engine, bus):
     threshold = (scores[1] + scores[2]) / 2
     strict = SegmentationEngine(engine.loaded, dataclasses.replace(engine.settings, conf=threshold)).segment(bus)
     assert [i.box for i in strict.instances] == [i.box for i in everything.instances if i.score > threshold]
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+def test_a_released_engine_refuses_frames_and_says_why(runtime, loaded_model, bus):
+    """A released engine (the node's cleanup) must not run a network it no longer holds."""
+    released = SegmentationEngine(load_model(loaded_model.source, "cpu", runtime=runtime))
+    assert len(released.segment(bus)) > 0
+    released.release()
+    with pytest.raises(RuntimeError, match=r"^the network was released$"):
+        released.segment(bus)
