@@ -1,8 +1,8 @@
 """Leaving the ROS graph is bounded in time (fastsam_ros.ros.graph_exit).
 
-Each case runs in a child process, since the bound ends the process: a real node in a private
-context, whose deletion is made to hang in C code that holds the GIL, as a DDS participant
-deletion that spins does.
+The bound's cases run in a child process, since the bound ends the process: a real node in a
+private context, whose deletion is made to hang in C code that holds the GIL, as a DDS
+participant deletion that spins does. What a leave does runs in this process.
 """
 
 from __future__ import annotations
@@ -11,6 +11,10 @@ import subprocess
 import sys
 import textwrap
 import time
+
+import rclpy
+
+from fastsam_ros.ros.graph_exit import leave_graph
 
 CHILD = textwrap.dedent(
     """
@@ -57,3 +61,17 @@ def test_a_leave_in_time_shuts_the_context_down_and_disarms_the_bound():
     assert child.returncode == 0, child.stderr
     assert child.stdout.split() == ["left", "False", "done"]
     assert "Timeout" not in child.stderr
+
+
+def test_leaving_destroys_the_node_given_and_shuts_down_its_context_not_another():
+    contexts = [rclpy.Context(), rclpy.Context()]
+    for context in contexts:
+        context.init(args=[])
+    node = rclpy.create_node("graph_exit_in_process", context=contexts[0])
+    destroyed = []
+    node.destroy_node = lambda: destroyed.append(contexts[0].ok())
+    leave_graph(node, contexts[0])
+    assert destroyed[:1] == [True], "the node is destroyed, before its context is shut down"
+    assert [context.ok() for context in contexts] == [False, True]
+    leave_graph(None, contexts[1])
+    assert not contexts[1].ok()
