@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ from fastsam_ros.core.signal_flag import SignalFlag
 from fastsam_ros.ros.convert import image_to_bgr, stamp_to_ns
 from fastsam_ros.tools import play
 from fastsam_ros.tools.frame_sources import SourceError
+from test_support.node_driver import signal_handlers_kept
 from test_support.own_context import NodeInOwnContext
 
 TOPIC = f"/play_test_{os.getpid()}/image"
@@ -74,11 +77,16 @@ def _play(camera: Camera, *argv: str, stop: SignalFlag | None = None) -> tuple[i
     return published, list(camera.received), time.monotonic() - camera.last_arrival
 
 
+def _which(received: list[Image], images: list[np.ndarray]) -> list[int]:
+    """The index of the image each received frame is."""
+    return [next(i for i, image in enumerate(images) if np.array_equal(image_to_bgr(m), image)) for m in received]
+
+
 def _played(received: list[Image], images: list[np.ndarray], expected: list[int]) -> list[int]:
     """Which image each received frame is, checked against the images expected in that order. The
     first frame may be lost: the player's frames are best effort, and a subscriber can match it a
     moment after the player saw the match."""
-    order = [next(i for i, image in enumerate(images) if np.array_equal(image_to_bgr(m), image)) for m in received]
+    order = _which(received, images)
     assert len(order) >= len(expected) - 1 and order == expected[len(expected) - len(order) :], order
     return order
 
@@ -167,3 +175,56 @@ def test_a_bag_topic_for_a_source_that_is_no_bag_is_refused(camera, frames):
     folder, _ = frames
     with pytest.raises(play.ParameterError, match=r"--bag-topic applies to bags only; '.*' is not a bag"):
         _play(camera, str(folder), "--bag-topic", "/camera/image_raw")
+
+
+def _main(argv: list[str], monkeypatch, capsys) -> tuple[int | str | None, str]:
+    """play.main(argv) with --no-node --quiet on this file's topic: its exit code (None when it
+    returned) and stderr; this process's signal handlers and stderr kept."""
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
+    code = None
+    with signal_handlers_kept((signal.SIGINT, signal.SIGTERM)):
+        try:
+            play.main(["--no-node", "--quiet", "--topic", TOPIC, "--wait", "10", "--linger", "0", *argv])
+        except SystemExit as ended:
+            code = ended.code
+        assert isinstance(sys.stderr, play.UnbreakableStream), "a closed terminal cannot end playback"
+    return code, capsys.readouterr().err
+
+
+def test_the_program_plays_until_sigint_or_sigterm_as_play_does(camera, frames, monkeypatch, capsys):
+    """Each stop signal's handler, called as the kernel would call it, ends a looping playback
+    (bounded by --limit, should the handler not be the program's)."""
+    folder, images = frames
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        before = signal.getsignal(signum)
+        stopped_at: list[float] = []
+
+        def stop_once_playing(signum: int = signum, before: object = before, stopped_at: list = stopped_at) -> None:
+            deadline = time.monotonic() + 10.0
+            while time.monotonic() < deadline:
+                handler = signal.getsignal(signum)
+                if handler is not before and camera.received:
+                    stopped_at.append(time.monotonic())
+                    handler(signum, None)
+                    return
+                time.sleep(0.01)
+
+        camera.received.clear()
+        stopper = threading.Thread(target=stop_once_playing, daemon=True)
+        stopper.start()
+        code, err = _main([str(folder), "--loop", "--rate", "50", "--limit", "600"], monkeypatch, capsys)
+        stopper.join(10.0)
+        assert (code, err) == (None, ""), signum
+        assert stopped_at and time.monotonic() - stopped_at[0] < 1.0, f"signal {signum} did not end playback"
+        order = _which(camera.received, images)
+        assert order and all((later - earlier) % 3 == 1 for earlier, later in itertools.pairwise(order)), order
+
+
+def test_the_program_says_why_a_source_or_a_parameter_cannot_be_played(camera, frames, monkeypatch, capsys):
+    folder, _ = frames
+    code, err = _main([str(folder / "missing")], monkeypatch, capsys)
+    assert isinstance(code, str) and code.startswith(f"fastsam_play: '{folder / 'missing'}'"), code
+    code, err = _main([str(folder), "--param", "max_pixels:=many"], monkeypatch, capsys)
+    assert (code, err) == (2, "fastsam_play: error: --param max_pixels: expected an integer, got 'many'\n")
+    code, err = _main([str(folder), "--limit", "0"], monkeypatch, capsys)
+    assert (code, err) == (2, "fastsam_play: error: --limit must be positive (see --help)\n")
