@@ -22,7 +22,7 @@ from fastsam_ros.tools.frame_sources import (
     open_source,
 )
 from fastsam_ros.tools.play import paced, passes
-from fastsam_ros.tools.sample_videos import sample_video
+from fastsam_ros.tools.sample_videos import sample_video, video_frames, videos_dir
 from fastsam_ros.tools.web import (
     RequestError,
     mask_overlay,
@@ -40,6 +40,27 @@ def test_sample_video_is_the_real_pedestrian_clip():
     assert video.length == 795 and video.fps == pytest.approx(10.0)
     with pytest.raises(FileNotFoundError, match="make setup"):
         sample_video("missing.avi")
+
+
+def test_the_sample_videos_folder_can_be_moved_with_fastsam_ros_videos(monkeypatch, tmp_path):
+    installed = sample_video("vtest.avi")
+    monkeypatch.setenv("FASTSAM_ROS_VIDEOS", str(tmp_path))
+    assert videos_dir() == tmp_path
+    with pytest.raises(FileNotFoundError, match=rf"^sample video 'vtest.avi' not found in {tmp_path}: run"):
+        sample_video("vtest.avi")
+    (tmp_path / "vtest.avi").symlink_to(installed)
+    assert sample_video("vtest.avi") == tmp_path / "vtest.avi"
+
+
+def test_video_frames_are_the_consecutive_frames_from_start_and_stop_at_the_end(tmp_path):
+    video = sample_video("vtest.avi")
+    every = list(itertools.islice(VideoSource(str(video)).frames(), 6))
+    taken = video_frames(video, 3, start=2)
+    assert len(taken) == 3 and all(np.array_equal(a, b.image) for a, b in zip(taken, every[2:5], strict=True))
+    assert len(video_frames(video, 5, start=793)) == 2, "the video has 795 frames"
+    (tmp_path / "broken.avi").write_bytes(b"not a video")
+    with pytest.raises(FileNotFoundError, match=rf"^cannot open video '{tmp_path / 'broken.avi'}'$"):
+        video_frames(tmp_path / "broken.avi", 1)
 
 
 def test_video_offsets_follow_its_frame_rate():
