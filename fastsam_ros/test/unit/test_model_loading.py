@@ -105,8 +105,15 @@ def test_auto_tries_the_runtimes_that_can_run_here_fastest_first_and_says_why_it
     assert runtime_plan("onnxruntime", _request(loaded_model.source)) == (["onnxruntime"], {})
     with pytest.raises(ModelLoadError, match="runs on the CPU only"):
         runtime_plan("openvino", _request(loaded_model.source, "cuda:0"))
-    with pytest.raises(ModelLoadError, match="no runtime can run"):
+    cpu_only = "runs on the CPU only; use runtime 'torch' on cuda:0"
+    with pytest.raises(ModelLoadError) as nowhere:
         runtime_plan("auto", _request("weights.onnx", "cuda:0"))
+    assert str(nowhere.value) == (
+        f"no runtime can run 'weights.onnx' here: runtime 'openvino' {cpu_only}; runtime 'onnxruntime' {cpu_only}; "
+        "'weights.onnx' is an ONNX file: use runtime 'openvino', 'onnxruntime' or 'auto'"
+    )
+    with pytest.raises(ModelLoadError, match=r"^runtime 'tensorrt' is not one of auto, openvino, onnxruntime, torch$"):
+        runtime_plan("tensorrt", _request(loaded_model.source))
 
 
 def test_what_was_chosen_is_one_frozen_record(loaded_model):

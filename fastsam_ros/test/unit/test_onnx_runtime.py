@@ -70,7 +70,7 @@ def test_impossible_runtime_choices_are_refused(runtime, device, weights, reason
 def test_corrupt_weights_are_refused_before_any_export(tmp_path):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint" * 100)
-    with pytest.raises(ModelLoadError, match="could not load model"):
+    with pytest.raises(ModelLoadError, match=rf"^could not load model '{corrupt}' \({corrupt}\): "):
         load_model(str(corrupt), "cpu", runtime="onnxruntime")
     assert not list(cache_dir().glob("corrupt-*"))
 
