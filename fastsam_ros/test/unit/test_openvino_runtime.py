@@ -20,8 +20,14 @@ from fastsam_ros.core.backends.precision import PRECISION_TIMINGS, cpu_capabilit
 from fastsam_ros.core.backends.runtime_quality import box_iou
 from fastsam_ros.core.engine import SegmentationEngine
 from fastsam_ros.core.int8_calibration import calibrate_int8, calibration_frames_in_guard, precision_quality
-from fastsam_ros.tools.int8_frames import CALIBRATION_VIDEO, calibration_sources, guard_sources, picked_frames
-from fastsam_ros.tools.sample_frames import camera_frames
+from fastsam_ros.tools.int8_frames import (
+    CALIBRATION_VIDEO,
+    CAMERA_SIZES,
+    calibration_sources,
+    guard_sources,
+    picked_frames,
+)
+from fastsam_ros.tools.sample_frames import asset_image, camera_frames, mosaic
 
 pytest.importorskip("openvino")
 HAS_BF16 = "BF16" in cpu_capabilities()
@@ -97,6 +103,22 @@ def test_int8_calibration_and_guard_frames_are_disjoint_and_of_several_kinds():
     calibration_frames = [frame for frames in calibration.values() for frame in frames]
     for source, frames in guard.items():
         assert not calibration_frames_in_guard(calibration_frames, frames), source
+
+
+def test_int8_photo_frames_are_the_photos_a_mosaic_and_camera_windows_and_the_guard_their_mirrors():
+    """The photo part of both sets as PERFORMANCE.md's int8 figures were measured on."""
+    bus, zidane = asset_image("bus.jpg"), asset_image("zidane.jpg")
+    windows = {size: camera_frames(*size, 6) for size in CAMERA_SIZES}
+    calibration = [bus, zidane, mosaic(4, 3, 1280, 720), *(frame for size in CAMERA_SIZES for frame in windows[size])]
+    guard = [bus, zidane, *(frame for size in CAMERA_SIZES[:2] for frame in windows[size])]
+    assert CAMERA_SIZES == ((1280, 720), (1920, 1080), (640, 480))
+    for taken, expected, mirror in (
+        (calibration_sources()["photos"], calibration, False),
+        (guard_sources()["photos"], guard, True),
+    ):
+        assert len(taken) == len(expected)
+        for index, (frame, original) in enumerate(zip(taken, expected, strict=True)):
+            assert np.array_equal(frame, original[:, ::-1] if mirror else original), index
 
 
 def test_int8_guard_refuses_calibration_frames(private_cache, weights, bus, zidane):
