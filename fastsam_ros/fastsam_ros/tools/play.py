@@ -20,10 +20,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
 
 from fastsam_ros.core.signal_flag import SignalFlag
 from fastsam_ros.ros.process import PARENT_PID_VARIABLE, Shutdown
+from fastsam_ros.tools.command_line import OneLineParser
 from fastsam_ros.tools.frame_sources import (
     FOLDER_RATE,
     BagSource,
@@ -264,13 +264,6 @@ class UnbreakableStream:
 
     def __getattr__(self, name: str):
         return getattr(self.stream, name)
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Usage errors as one line, exit code 2: the usage block would bury the reason."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def command_line() -> OneLineParser:

@@ -31,9 +31,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import BinaryIO
 
 from fastsam_ros.ros.process import Shutdown
+from fastsam_ros.tools.command_line import OneLineParser
 
 DIAGNOSTICS = "/diagnostics"
 DEBUG_SUFFIX = "/compressed"
@@ -434,14 +435,7 @@ def _typename(kind: type) -> str:
     return f"{kind.__module__.split('.')[0]}/msg/{kind.__name__}"
 
 
-class _Parser(argparse.ArgumentParser):
-    """Command-line errors in one line, exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _check_paths(parser: _Parser, output: Path, video: Path | None, force: bool) -> None:
+def _check_paths(parser: OneLineParser, output: Path, video: Path | None, force: bool) -> None:
     """Refuse, before anything is created, paths that cannot become a recording."""
     for path, what in ((output, "output"), (video, "--video")):
         if path is None:
@@ -456,7 +450,7 @@ def _check_paths(parser: _Parser, output: Path, video: Path | None, force: bool)
         parser.error("--video must be another file than the output")
 
 
-def _check_topics(parser: _Parser, node: str, camera: str) -> None:
+def _check_topics(parser: OneLineParser, node: str, camera: str) -> None:
     from rclpy.exceptions import NameValidationException
     from rclpy.validate_full_topic_name import validate_full_topic_name
 
@@ -478,9 +472,9 @@ def _check_video_writer(video: VideoFile, fps: float) -> None:
         raise RecordError(f"cannot write '{video.output.target}': OpenCV cannot open an MP4 writer for it")
 
 
-def command_line() -> _Parser:
+def command_line() -> OneLineParser:
     """fastsam_record's options (docs/USAGE.md lists them from here)."""
-    parser = _Parser(prog="fastsam_record", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="fastsam_record", description=__doc__.split("\n\n")[0])
     parser.add_argument("output", type=Path, help="MCAP file to write, e.g. run.mcap")
     parser.add_argument("--node", default="fastsam", help="name of the node to record (default fastsam)")
     parser.add_argument("--camera", default="", help="camera name of a multi-camera node")

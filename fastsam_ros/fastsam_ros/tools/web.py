@@ -34,10 +34,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from fastsam_ros.core.parameters import default_of
 from fastsam_ros.core.signal_flag import SignalFlag
+from fastsam_ros.tools.command_line import OneLineParser
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -559,13 +560,6 @@ class WebApp:
             "mask": mask,
             "mask_pixels": pixels,
         }
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """A bad command line is one line on stderr and exit code 2, as for an unusable address."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
 def command_line() -> OneLineParser:

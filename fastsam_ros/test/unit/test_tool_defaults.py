@@ -204,7 +204,7 @@ def test_web_values_in_messages_are_checked_as_numbers():
 
 
 def _check_paths(output, video=None, force=False) -> None:
-    record._check_paths(record._Parser(prog="fastsam_record"), output, video, force)
+    record._check_paths(record.OneLineParser(prog="fastsam_record"), output, video, force)
 
 
 def test_a_recording_never_replaces_an_existing_file_without_force(tmp_path, refused):
