@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 
-from fastsam_ros.tools import play, record, web
+from fastsam_ros.tools import export, play, record, web
 from test_support.checkout import REPOSITORY
 
 USAGE_PATH = REPOSITORY / "docs" / "USAGE.md"
 TABLES_START = "<!-- options tables: rendered from the tools' command_line() -->"
 TABLES_END = "<!-- end of options tables -->"
-TOOLS = (web.command_line, record.command_line, play.command_line)
+TOOLS = (web.command_line, record.command_line, play.command_line, export.command_line)
 
 
 def _cell(text: str) -> str:

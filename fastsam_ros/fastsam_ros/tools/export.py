@@ -1,4 +1,4 @@
-"""`fastsam_export`: prepare the CPU runtimes' cached networks ahead of the first start.
+"""fastsam_export: prepare the CPU runtimes' cached networks ahead of the first start.
 
 int8 is calibrated on real photos and video frames (tools/int8_frames) and checked by the
 quality guard on other frames of them; `runtime: auto` uses int8 only when that check passed.
@@ -10,22 +10,60 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fastsam_ros.core.backends.model_errors import ModelLoadError
 from fastsam_ros.core.backends.model_loading import load_model, resolve_weights
 from fastsam_ros.core.int8_calibration import calibrate_int8
+from fastsam_ros.core.parameters import SPECS
+from fastsam_ros.tools.command_line import OneLineParser
 from fastsam_ros.tools.int8_frames import calibration_frames, guard_frames
+
+PRECISIONS = tuple(choice for choice in SPECS["precision"].choices if choice != "auto")
+
+
+def thread_count(text: str) -> int:
+    """--threads as the node's inference_threads takes it: an integer in that parameter's range."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+    problem = SPECS["inference_threads"].problem(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
+def command_line() -> OneLineParser:
+    """fastsam_export's options (docs/USAGE.md lists them from here)."""
+    parser = OneLineParser(prog="fastsam_export", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--model", default=SPECS["model"].default, help="weights path or model name, as the node's `model`"
+    )
+    parser.add_argument(
+        "--precision",
+        default="int8",
+        choices=PRECISIONS,
+        help="int8: calibrate, then run the quality guard (exit code 1 when it fails); f32, bf16: export and compile",
+    )
+    parser.add_argument(
+        "--threads",
+        type=thread_count,
+        default=SPECS["inference_threads"].default,
+        help="CPU threads of the compiled network, in the range of `inference_threads` (0: OpenVINO chooses)",
+    )
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="yolo11n-seg.pt")
-    parser.add_argument("--precision", default="int8", choices=("f32", "bf16", "int8"))
-    parser.add_argument("--threads", type=int, default=0)
-    args = parser.parse_args(argv)
-    weights = resolve_weights(args.model)
-    if args.precision == "int8":
-        report = calibrate_int8(weights, calibration_frames(), guard_frames(), threads=args.threads)
-        return 0 if report.passed else 1
-    loaded = load_model(weights, "cpu", runtime="openvino", precision=args.precision, threads=(args.threads,))
+    args = command_line().parse_args(argv)
+    try:
+        weights = resolve_weights(args.model)
+        if args.precision == "int8":
+            report = calibrate_int8(weights, calibration_frames(), guard_frames(), threads=args.threads)
+            return 0 if report.passed else 1
+        loaded = load_model(weights, "cpu", runtime="openvino", precision=args.precision, threads=(args.threads,))
+    except ModelLoadError as error:
+        print(f"fastsam_export: error: {error}", file=sys.stderr)
+        return 2
     print(f"compiled {weights} for OpenVINO {loaded.precision}: {loaded.choice}")
     return 0
 

@@ -20,6 +20,7 @@ from fastsam_ros.core.backends.precision import PRECISION_TIMINGS, cpu_capabilit
 from fastsam_ros.core.backends.runtime_quality import box_iou
 from fastsam_ros.core.engine import SegmentationEngine
 from fastsam_ros.core.int8_calibration import calibrate_int8, calibration_frames_in_guard, precision_quality
+from fastsam_ros.tools import export
 from fastsam_ros.tools.int8_frames import (
     CALIBRATION_VIDEO,
     CAMERA_SIZES,
@@ -128,7 +129,7 @@ def test_int8_guard_refuses_calibration_frames(private_cache, weights, bus, zida
         calibrate_int8(weights, [bus, zidane], [mirrored, zidane], log=lambda line: None)
 
 
-def test_int8_is_calibrated_once_and_guarded(private_cache, weights, guard_frames, tmp_path):
+def test_int8_is_calibrated_once_and_guarded(private_cache, weights, guard_frames, tmp_path, monkeypatch, capsys):
     """int8 keeps most instances; whether it meets the guard is stored, and 'auto' follows that verdict.
 
     In a private cache: the one-frame guard below stores a verdict that would make every later
@@ -157,8 +158,20 @@ def test_int8_is_calibrated_once_and_guarded(private_cache, weights, guard_frame
     assert (resolve_precision("auto", copy, int8_fastest)[0] == "int8") == report.passed
     network = folder / INT8_MODEL
     before = network.stat().st_mtime_ns
-    calibrate_int8(weights, calibration[:1], guard_frames[:1], log=lambda line: None)
+    threads: list[int] = []
+
+    def calibrating(*args, threads_given: list[int] = threads, **kwargs):
+        threads_given.append(kwargs["threads"])
+        return calibrate_int8(*args, **kwargs)
+
+    monkeypatch.setattr(export, "calibration_frames", lambda: calibration[:1])
+    monkeypatch.setattr(export, "guard_frames", lambda: guard_frames[:1])
+    monkeypatch.setattr(export, "calibrate_int8", calibrating)
+    code = export.main(["--model", weights, "--threads", "3"])
     assert network.stat().st_mtime_ns == before, "the int8 network is cached"
+    passed = json.loads((folder / INT8_VERDICT).read_text())["passed"]
+    assert (code, threads) == (0 if passed else 1, [3]), "fastsam_export calibrates int8 unless told otherwise"
+    assert f"int8 quality guard {'passed' if passed else 'FAILED'}: " in capsys.readouterr().out
 
 
 class Timer:

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from fastsam_ros.core.parameters import default_of
-from fastsam_ros.tools import play, record, web
+from fastsam_ros.tools import export, play, record, web
 
 
 @pytest.fixture
@@ -346,3 +346,36 @@ def test_a_stream_whose_reader_has_gone_swallows_what_is_written():
     assert flushing.stream.name == os.devnull
     assert play.UnbreakableStream(None).stream.name == os.devnull, "no stream at all (a process without stderr)"
     assert play.UnbreakableStream(None).write("x") == 1
+
+
+# fastsam_export
+
+
+def test_the_exporter_defaults_are_the_nodes():
+    args = export.command_line().parse_args([])
+    assert (args.model, args.precision, args.threads) == (default_of("model"), "int8", default_of("inference_threads"))
+    assert export.PRECISIONS == ("f32", "bf16", "int8")
+    edges = export.command_line().parse_args(["--threads", "256", "--precision", "bf16", "--model", "x.pt"])
+    assert (edges.threads, edges.precision, edges.model) == (256, "bf16", "x.pt")
+
+
+@pytest.mark.parametrize(
+    ("argv", "reason"),
+    [
+        (["--threads", "-1"], "argument --threads: inference_threads: must be in [0, 256], got -1"),
+        (["--threads", "257"], "argument --threads: inference_threads: must be in [0, 256], got 257"),
+        (["--threads", "two"], "argument --threads: expected an integer, got 'two'"),
+        (["--precision", "auto"], "argument --precision: invalid choice: 'auto' (choose from "),
+    ],
+)
+def test_exporter_command_lines_out_of_range_are_refused(argv, reason, refused):
+    error = refused(export.command_line().parse_args, argv)
+    assert error.startswith(f"fastsam_export: error: {reason}") and error.endswith(" (see --help)\n"), error
+
+
+def test_the_exporter_says_why_weights_cannot_be_exported(tmp_path, capsys):
+    missing = tmp_path / "missing.pt"
+    assert export.main(["--model", str(missing), "--precision", "f32"]) == 2
+    assert capsys.readouterr().err == (
+        f"fastsam_export: error: model weights not found: '{missing}' is not a readable file\n"
+    )
