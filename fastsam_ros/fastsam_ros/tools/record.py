@@ -150,11 +150,16 @@ class OutputFile:
 
     def open(self) -> BinaryIO:
         """The created file for writing (takes over its descriptor)."""
-        return os.fdopen(self.fd, "wb")
+        fd, self.fd = self.fd, None
+        return os.fdopen(fd, "wb")
 
     def close_descriptor(self) -> None:
-        """For a file that is written elsewhere and renamed onto this one (the video)."""
-        os.close(self.fd)
+        """Close the descriptor, unless open() took it over. A file written elsewhere and renamed
+        onto this one (the video) keeps it open until release(): while it is open no other file can
+        be given this file's inode, so a file put in its place is never taken for this one."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
     def check_ours(self) -> None:
         """RecordError unless the file is still the one this run created."""
@@ -181,7 +186,8 @@ class OutputFile:
             self.path.unlink(missing_ok=True)
 
     def release(self) -> None:
-        """The lock on the output's name, given up at the end of the run."""
+        """The descriptor and the lock on the output's name, given up at the end of the run."""
+        self.close_descriptor()
         self.lock.release()
 
 
@@ -527,7 +533,6 @@ def _record_into(args: argparse.Namespace, shutdown: Shutdown, created: list[Out
         created.append(OutputFile(args.output, args.force))
         if args.video is not None:
             created.append(OutputFile(args.video, args.force))
-            created[-1].close_descriptor()
             video = VideoFile(created[-1])
             _check_video_writer(video, args.video_fps)
     except RecordError as error:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -302,6 +303,33 @@ def test_a_run_of_the_program_writes_both_files_and_says_what_it_wrote(tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.mcap", "run.mp4"], "no lock or hidden file left"
 
 
+def test_when_both_outputs_are_replaced_the_error_names_the_recording_and_where_the_video_is(
+    tmp_path, node_side, monkeypatch, capsys
+):
+    output, video = tmp_path / "run.mcap", tmp_path / "run.mp4"
+    run = record.NodeRecording.run
+
+    def run_then_replace_both(recording: record.NodeRecording, *args: object) -> None:
+        run(recording, *args)
+        for path in (recording.recorder.output.path, recording.video_file.output.path):
+            path.unlink()
+            path.write_bytes(b"another program's file\n")
+
+    monkeypatch.setattr(record.NodeRecording, "run", run_then_replace_both)
+    with Publishing(node_side, np.zeros((48, 64, 3), np.uint8)):
+        code, _, err = _main([str(output), "--node", NODE, "--frames", "5", "--video", str(video)], monkeypatch, capsys)
+    kept = re.fullmatch(
+        rf"fastsam_record: error: '{re.escape(str(output))}' was removed or replaced by another program during "
+        rf"the recording; the video is kept in '({re.escape(str(tmp_path))}/[^/']+/{record.VIDEO_NAME})'\n",
+        err,
+    )
+    assert code == 1 and kept is not None, err
+    capture = cv2.VideoCapture(kept[1])
+    assert capture.isOpened() and capture.get(cv2.CAP_PROP_FRAME_COUNT) >= 1, "the recorded video"
+    capture.release()
+    assert video.read_bytes() == b"another program's file\n", "the other program's file is left alone"
+
+
 def test_a_run_without_debug_images_says_that_no_video_was_written(tmp_path, node_side, monkeypatch, capsys):
     output, video = tmp_path / "run.mcap", tmp_path / "run.mp4"
     argv = [str(output), "--node", f"{NODE}_silent", "--duration", "0.2", "--video", str(video)]
@@ -342,10 +370,18 @@ def test_an_output_replaced_during_the_recording_is_an_error_not_a_success(
     argv = [str(output), "--node", NODE, "--duration", "0.2", *(["--force"] if force else [])]
     code, out, err = _main(argv, monkeypatch, capsys)
     assert code == 1 and "fastsam_record: wrote" not in out
-    assert "was removed or replaced by another program during the recording" in err, err
+    replaced = "was removed or replaced by another program during the recording"
     if force:
         assert output.read_bytes() == b"an older recording\n", "the older recording is left as it was"
-        assert "; unfinished recording kept in '" in err
+        unfinished = re.fullmatch(
+            rf"fastsam_record: error: '({re.escape(str(tmp_path))}/[^/']+)' {replaced}; "
+            r"unfinished recording kept in '\1'\n",
+            err,
+        )
+        assert unfinished is not None, err
+        assert Path(unfinished[1]).read_bytes() == b"another program's file\n"
+    else:
+        assert err == f"fastsam_record: error: '{output}' {replaced}\n"
 
 
 @pytest.mark.parametrize(
