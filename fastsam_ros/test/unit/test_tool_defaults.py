@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 import pytest
 
@@ -240,9 +241,18 @@ def test_a_forced_recording_replaces_the_file_only_when_complete(tmp_path):
 
 
 def test_recording_paths_that_cannot_be_written_are_refused_first(tmp_path, refused):
-    assert "folder" in refused(_check_paths, tmp_path / "missing" / "run.mcap")
-    assert "is a folder" in refused(_check_paths, tmp_path)
-    assert "another file than the output" in refused(_check_paths, tmp_path / "a.mcap", tmp_path / "a.mcap")
+    def refusal(*paths: Path) -> str:
+        return refused(_check_paths, *paths).removeprefix("fastsam_record: error: ").removesuffix(" (see --help)\n")
+
+    assert refusal(tmp_path / "missing" / "run.mcap") == f"output: folder '{tmp_path / 'missing'}' does not exist"
+    assert refusal(tmp_path) == f"output: '{tmp_path}' is a folder"
+    assert refusal(tmp_path / "a.mcap", tmp_path / "missing" / "a.mp4") == (
+        f"--video: folder '{tmp_path / 'missing'}' does not exist"
+    )
+    assert refusal(tmp_path / "a.mcap", tmp_path) == f"--video: '{tmp_path}' is a folder"
+    (tmp_path / "sub").mkdir()
+    same = tmp_path / "sub" / ".." / "a.mcap"
+    assert refusal(tmp_path / "a.mcap", same) == "--video must be another file than the output"
 
 
 def test_recorded_topics_are_the_cameras_outputs():
