@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
 
-from fastsam_ros.core.backends.int8_quantisation import INT8_MODEL, INT8_VERDICT, write_int8_verdict
+from fastsam_ros.core.backends.int8_quantisation import INT8_MODEL, INT8_VERDICT, quantize_int8, write_int8_verdict
 from fastsam_ros.core.backends.model_errors import ModelLoadError
 from fastsam_ros.core.backends.model_loading import load_model
 from fastsam_ros.core.backends.onnx_runtime import cache_dir, exported_onnx
@@ -122,11 +123,37 @@ def test_int8_photo_frames_are_the_photos_a_mosaic_and_camera_windows_and_the_gu
             assert np.array_equal(frame, original[:, ::-1] if mirror else original), index
 
 
+def test_int8_without_nncf_says_what_to_install(monkeypatch, tmp_path, weights):
+    monkeypatch.setitem(sys.modules, "nncf", None)  # the package cannot be found
+    with pytest.raises(ModelLoadError) as refused:
+        quantize_int8(exported_onnx(weights), tmp_path, [], log=lambda line: None)
+    assert str(refused.value) == "precision 'int8' needs the package nncf to calibrate once: pip install it"
+    assert not list(tmp_path.iterdir())
+
+
 def test_int8_guard_refuses_calibration_frames(private_cache, weights, bus, zidane):
     mirrored = np.ascontiguousarray(bus[:, ::-1])
     assert calibration_frames_in_guard([bus, zidane], [mirrored, zidane.copy(), bus[:, ::-1]]) == [1]
     with pytest.raises(ValueError, match=r"guard frames \[1\]"):
         calibrate_int8(weights, [bus, zidane], [mirrored, zidane], log=lambda line: None)
+
+
+def assert_int8_scheme(network: Path) -> None:
+    """The int8 network quantises convolution and matrix product inputs only (not the SiLUs'
+    multiplies, as NNCF's CNN scheme would), activations asymmetric (preset MIXED), and leaves the
+    box decoding (DFL) in float."""
+    import openvino as ov
+
+    quantisers = [
+        op for op in ov.Core().read_model(str(network)).get_ordered_ops() if op.get_type_name() == "FakeQuantize"
+    ]
+    fed = [target.get_node() for op in quantisers for target in op.output(0).get_target_inputs()]
+    kinds = {node.get_type_name() for node in fed}
+    assert {"Convolution", "MatMul"} <= kinds and "Multiply" not in kinds, kinds
+    assert not [node.get_friendly_name() for node in fed if "/dfl/" in node.get_friendly_name()]
+    activations = [op for op in quantisers if op.input_value(0).get_node().get_type_name() != "Constant"]
+    ranges = [(op.input_value(1).get_node().get_data(), op.input_value(2).get_node().get_data()) for op in activations]
+    assert any(not np.allclose(low, -high, rtol=0.02) for low, high in ranges), "asymmetric activations (MIXED)"
 
 
 def test_int8_is_calibrated_once_and_guarded(private_cache, weights, guard_frames, tmp_path, monkeypatch, capsys):
@@ -147,9 +174,13 @@ def test_int8_is_calibrated_once_and_guarded(private_cache, weights, guard_frame
         *videos["vtest.avi"],
         *videos["Megamind.avi"],
     ]
-    report = calibrate_int8(weights, calibration, guard_frames, log=lambda line: None)
+    said: list[str] = []
+    report = calibrate_int8(weights, calibration, guard_frames, log=said.append)
     assert report.kept_share >= 0.7 and np.median(report.mask_ious) >= 0.95, report.summary()
+    assert said[0] == "calibrating int8 on 4 real frames (once per weights)"
+    assert said[-1] == f"int8 quality guard {'passed' if report.passed else 'FAILED'}: {report.summary()}"
     folder = model_dir(exported_onnx(weights), cache_dir())
+    assert_int8_scheme(folder / INT8_MODEL)
     copy = tmp_path / "verdict"
     copy.mkdir()
     for name in (INT8_MODEL, INT8_VERDICT):
