@@ -239,6 +239,27 @@ def test_auto_takes_the_fastest_precision_here_timed_once_and_never_an_int8_that
         resolve_precision("fp8", tmp_path, bf16_faster)
 
 
+def test_stored_timings_are_of_this_cpu_and_a_store_that_cannot_be_read_is_timed_again(tmp_path):
+    import openvino as ov
+
+    (tmp_path / INT8_MODEL).write_text("<net/>")
+    write_int8_verdict(tmp_path, True, "10/10 kept")
+    candidates = ["f32", "bf16", "int8"] if HAS_BF16 else ["f32", "int8"]
+    timer = Timer(f32=30.0, bf16=20.0, int8=10.0)
+    assert resolve_precision("auto", tmp_path, timer)[0] == "int8" and timer.timed == candidates
+    stored = json.loads((tmp_path / PRECISION_TIMINGS).read_text())
+    cpu = str(ov.Core().get_property("CPU", "FULL_DEVICE_NAME"))
+    assert stored == {"cpu": cpu, "ms": {name: timer.ms[name] for name in candidates}}
+    for broken in ("{not json", "[1, 2]", "null", json.dumps({"cpu": cpu}), json.dumps({"cpu": cpu, "ms": candidates})):
+        (tmp_path / PRECISION_TIMINGS).write_text(broken)
+        again = Timer(f32=30.0, bf16=20.0, int8=10.0)
+        assert resolve_precision("auto", tmp_path, again)[0] == "int8" and again.timed == candidates, broken
+    for broken in ("[true]", "null", "{not json"):
+        (tmp_path / INT8_VERDICT).write_text(broken)
+        chosen, why = resolve_precision("auto", tmp_path, Timer(f32=30.0, bf16=20.0, int8=10.0))
+        assert chosen != "int8" and "int8 not calibrated yet" in why, broken
+
+
 def test_a_precision_that_fails_to_compile_is_not_taken_and_its_timing_not_stored(tmp_path):
     def broken_int8(precision: str) -> float:
         if precision == "int8":

@@ -30,9 +30,10 @@ def int8_verdict(folder: Path) -> dict | None:
     if not (path.is_file() and (folder / INT8_MODEL).is_file()):
         return None
     try:
-        return json.loads(path.read_text())
+        verdict = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return verdict if isinstance(verdict, dict) else None
 
 
 def write_int8_verdict(folder: Path, passed: bool, summary: str) -> None:

@@ -59,10 +59,11 @@ def _precision_timings(folder: Path, candidates: list[str], forward_ms: Callable
 
     cpu = str(ov.Core().get_property("CPU", "FULL_DEVICE_NAME"))
     path = folder / PRECISION_TIMINGS
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError, TypeError):  # unreadable or not what this function wrote
         stored = json.loads(path.read_text())
-        if stored.get("cpu") == cpu and sorted(stored.get("ms", {})) == sorted(candidates):
-            return {name: float(ms) for name, ms in stored["ms"].items()}
+        timed = stored.get("ms") if isinstance(stored, dict) else None
+        if isinstance(timed, dict) and stored.get("cpu") == cpu and sorted(timed) == sorted(candidates):
+            return {name: float(ms) for name, ms in timed.items()}
     timings = {}
     for name in candidates:
         with contextlib.suppress(RuntimeError, ModelLoadError):
