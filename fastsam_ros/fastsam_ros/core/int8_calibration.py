@@ -97,9 +97,9 @@ def calibrate_int8(
     if not (folder / INT8_MODEL).is_file():
         quantize_int8(onnx_path, folder, network_inputs(reference, calibration_frames), log)
     candidate = load_model(weights, "cpu", runtime="openvino", precision="int8", threads=(threads,))
+    expected, found = SegmentationEngine(reference), SegmentationEngine(candidate)
     report = compare_frames(
-        [SegmentationEngine(reference).segment(frame) for frame in guard_frames],
-        [SegmentationEngine(candidate).segment(frame) for frame in guard_frames],
+        [expected.segment(frame) for frame in guard_frames], [found.segment(frame) for frame in guard_frames]
     )
     write_int8_verdict(folder, report.passed, report.summary())
     log(f"int8 quality guard {'passed' if report.passed else 'FAILED'}: {report.summary()}")

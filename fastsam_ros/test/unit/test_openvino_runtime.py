@@ -12,6 +12,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from fastsam_ros.core import int8_calibration
 from fastsam_ros.core.backends.int8_quantisation import INT8_MODEL, INT8_VERDICT, quantize_int8, write_int8_verdict
 from fastsam_ros.core.backends.model_errors import ModelLoadError
 from fastsam_ros.core.backends.model_loading import load_model
@@ -174,8 +175,19 @@ def test_int8_is_calibrated_once_and_guarded(private_cache, weights, guard_frame
         *videos["vtest.avi"],
         *videos["Megamind.avi"],
     ]
+    compared: list[tuple[str, str, str, int | None]] = []
+    engine_class = int8_calibration.SegmentationEngine
+
+    def engine(loaded, *args, **kwargs) -> SegmentationEngine:
+        """The engine the calibration builds, noting the network it runs: runtime, precision, device, threads."""
+        compared.append((loaded.runtime, loaded.precision, loaded.device.type, loaded.backend.inference_threads))
+        return engine_class(loaded, *args, **kwargs)
+
+    monkeypatch.setattr(int8_calibration, "SegmentationEngine", engine)
     said: list[str] = []
     report = calibrate_int8(weights, calibration, guard_frames, log=said.append)
+    f32, int8 = ("openvino", "f32", "cpu"), ("openvino", "int8", "cpu")
+    assert compared == [(*f32, 0), (*f32, 0), (*int8, 0)], "inputs recorded on f32, then f32 against int8"
     assert report.kept_share >= 0.7 and np.median(report.mask_ious) >= 0.95, report.summary()
     assert said[0] == "calibrating int8 on 4 real frames (once per weights)"
     assert said[-1] == f"int8 quality guard {'passed' if report.passed else 'FAILED'}: {report.summary()}"
@@ -189,20 +201,18 @@ def test_int8_is_calibrated_once_and_guarded(private_cache, weights, guard_frame
     assert (resolve_precision("auto", copy, int8_fastest)[0] == "int8") == report.passed
     network = folder / INT8_MODEL
     before = network.stat().st_mtime_ns
-    threads: list[int] = []
-
-    def calibrating(*args, threads_given: list[int] = threads, **kwargs):
-        threads_given.append(kwargs["threads"])
-        return calibrate_int8(*args, **kwargs)
-
+    compared.clear()
     monkeypatch.setattr(export, "calibration_frames", lambda: calibration[:1])
     monkeypatch.setattr(export, "guard_frames", lambda: guard_frames[:1])
-    monkeypatch.setattr(export, "calibrate_int8", calibrating)
     code = export.main(["--model", weights, "--threads", "3"])
     assert network.stat().st_mtime_ns == before, "the int8 network is cached"
     passed = json.loads((folder / INT8_VERDICT).read_text())["passed"]
-    assert (code, threads) == (0 if passed else 1, [3]), "fastsam_export calibrates int8 unless told otherwise"
+    assert code == (0 if passed else 1), "fastsam_export calibrates int8 unless told otherwise"
+    assert compared == [(*f32, 3), (*int8, 3)], "no calibration inputs: the network is cached"
     assert f"int8 quality guard {'passed' if passed else 'FAILED'}: " in capsys.readouterr().out
+    compared.clear()
+    quality = precision_quality(weights, "int8", guard_frames[:1], threads=2)
+    assert compared == [(*f32, 2), (*int8, 2)] and quality.reference_instances > 0
 
 
 class Timer:

@@ -22,6 +22,7 @@ from fastsam_ros.core.backends.model_loading import load_model
 from fastsam_ros.core.backends.openvino_graph import gathers_instead_of_slices
 from fastsam_ros.core.backends.torch_runtime import END_TO_END_TOP_K
 from fastsam_ros.core.engine import EngineSettings, SegmentationEngine, anchor_count, split_network_outputs
+from fastsam_ros.core.int8_calibration import network_inputs
 from fastsam_ros.core.letterbox import letterbox_cpu, letterbox_geometry
 from fastsam_ros.core.mask_set import MaskSet
 from fastsam_ros.core.prompts import select_by_box, select_by_points
@@ -275,3 +276,10 @@ def test_yoloe26_runs_the_vocabulary_stored_in_its_checkpoint(tmp_path, bus):
     assert len(found) == len(reference.boxes) >= 10
     assert torch.allclose(_boxes(found), reference.boxes.xyxy, atol=1e-3)
     assert [i.class_name for i in found.instances] == [reference.names[int(c)] for c in reference.boxes.cls]
+
+
+def test_int8_calibration_records_the_inputs_of_the_nms_free_head(torch_engine, bus, zidane):
+    """The recording the calibration runs the engine through keeps the head's kind (no NMS after it)."""
+    inputs = network_inputs(torch_engine.loaded, [bus, zidane])
+    assert [batch.shape[:2] for batch in inputs] == [(1, 3), (1, 3)] and inputs[0].shape != inputs[1].shape
+    assert np.array_equal(inputs[0], network_inputs(torch_engine.loaded, [bus])[0]), "the same frame, the same input"
