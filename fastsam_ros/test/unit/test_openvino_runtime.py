@@ -213,6 +213,9 @@ def test_int8_is_calibrated_once_and_guarded(private_cache, weights, guard_frame
     compared.clear()
     quality = precision_quality(weights, "int8", guard_frames[:1], threads=2)
     assert compared == [(*f32, 2), (*int8, 2)] and quality.reference_instances > 0
+    compared.clear()
+    precision_quality(weights, "int8", [])
+    assert compared == [(*f32, 0), (*int8, 0)], "OpenVINO chooses the threads unless told"
 
 
 class Timer:
