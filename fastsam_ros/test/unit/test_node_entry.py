@@ -1,0 +1,137 @@
+"""The node processes' entry points (fastsam_ros.ros.process) run in this process: what they
+return and print for each way a start can end, the stop request, the parent tie and the log
+folder without HOME.
+
+Real signals delivered to a node process, and a node that ends with the process that started
+it, are tested in test/graph/test_node_process.py and test_play_hostile.py; these tests are fast
+enough to run under every mutant of ros/process.py.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from fastsam_ros.ros import process
+from fastsam_ros.tools.node_client import wait_until
+from test_support.node_driver import signal_handlers_kept
+from test_support.own_context import NodeInOwnContext
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+NODE = f"entry_test_{os.getpid()}"
+"""The node's name: this process's own, so parallel test processes never meet."""
+
+
+def _run(main, *ros_args: str) -> int:
+    """main(argv) with this process's stop-signal handlers kept (the entry ignores both as it ends)."""
+    with signal_handlers_kept(STOP_SIGNALS):
+        return main(["fastsam_node", "--ros-args", "-r", f"__node:={NODE}", *ros_args])
+
+
+def _stop_once_running(signum: int) -> threading.Thread:
+    """Calls the entry's handler of signum, as the kernel would, once its node is in the graph."""
+    watcher = NodeInOwnContext(f"entry_watcher_{os.getpid()}")
+    before = signal.getsignal(signum)
+
+    def stop() -> None:
+        try:
+            wait_until(
+                lambda: NODE in watcher.node.get_node_names() and signal.getsignal(signum) is not before,
+                60.0,
+                lambda: watcher.executor.spin_once(timeout_sec=0.05),
+                "the node in the graph",
+            )
+            signal.getsignal(signum)(signum, None)
+        finally:
+            watcher.close()
+
+    thread = threading.Thread(target=stop, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("signum", STOP_SIGNALS)
+def test_a_lifecycle_node_waits_unconfigured_until_a_stop_signal(signum, capsys):
+    """autostart false whatever the parameters say: weights that do not exist are not loaded yet."""
+    stopper = _stop_once_running(signum)
+    code = _run(process.lifecycle_main, "-p", "model:=/no/such/weights.pt", "-p", "autostart:=true")
+    stopper.join(10.0)
+    assert code == 0 and "error" not in capsys.readouterr().err
+    assert not stopper.is_alive()
+
+
+def test_a_node_that_cannot_start_says_why_in_one_line_and_returns_2(capsys):
+    assert _run(process.node_main, "-p", "model:=/no/such/weights.pt") == 2
+    err = capsys.readouterr().err
+    assert err.endswith(
+        "fastsam_node: error: model weights not found: '/no/such/weights.pt' is not a readable file\n"
+    ), err
+    assert err.count("fastsam_node: error:") == 1
+    assert _run(process.node_main, "-p", "conf:=2.0") == 2
+    assert capsys.readouterr().err.endswith("fastsam_node: error: conf: must be in [0.0, 1.0], got 2.0\n")
+
+
+def test_invalid_ros_arguments_return_2_with_rcls_reason(capsys):
+    assert _run(process.node_main, "-r") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastsam_node: error: invalid ROS arguments: ") and err.count("\n") == 1, err
+    assert ", at " not in err, "rcl's source location is cut off"
+
+
+def test_the_entry_ignores_stop_signals_once_it_has_ended():
+    with signal_handlers_kept(STOP_SIGNALS):
+        process.node_main(["fastsam_node", "--ros-args", "-p", "conf:=2.0"])
+        assert [signal.getsignal(signum) for signum in STOP_SIGNALS] == [signal.SIG_IGN, signal.SIG_IGN]
+
+
+def test_a_stop_request_only_sets_the_flag():
+    shutdown = process.Shutdown()
+    with signal_handlers_kept(STOP_SIGNALS):
+        shutdown.install()
+        for signum in STOP_SIGNALS:
+            assert signal.getsignal(signum) == shutdown._on_signal
+        assert not shutdown.requested.is_set()
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+    assert shutdown.requested.is_set()
+
+
+@pytest.fixture
+def no_parent_tie():
+    """The kernel's parent-death signal that _parent_gone asks for, taken back from this process."""
+    yield
+    ctypes.CDLL(None).prctl(process.PR_SET_PDEATHSIG, 0, 0, 0, 0)
+
+
+def test_a_node_whose_parent_has_gone_does_not_start(monkeypatch, capsys, no_parent_tie):
+    monkeypatch.setenv(process.PARENT_PID_VARIABLE, str(os.getppid() + 1_000_000))
+    assert _run(process.node_main, "-p", "conf:=2.0") == 0, "ends before reading its parameters"
+    assert capsys.readouterr().err == ""
+    assert process.PARENT_PID_VARIABLE not in os.environ, "not handed on to what the node starts"
+
+
+@pytest.mark.parametrize(("value", "gone"), [("", False), ("12ab", False), ("parent", False), ("other", True)])
+def test_the_parent_variable_ties_the_node_to_that_process(monkeypatch, no_parent_tie, value, gone):
+    numbers = {"parent": str(os.getppid()), "other": str(os.getppid() + 1_000_000)}
+    monkeypatch.setenv(process.PARENT_PID_VARIABLE, numbers.get(value, value))
+    assert process._parent_gone("fastsam_node") is gone
+    asked = ctypes.c_int(-1)
+    ctypes.CDLL(None).prctl(2, ctypes.byref(asked), 0, 0, 0)  # PR_GET_PDEATHSIG
+    assert asked.value == (signal.SIGTERM if value in numbers else 0)
+
+
+def test_without_home_ros_logs_go_to_a_folder_of_this_user(monkeypatch):
+    for name in ("HOME", "ROS_LOG_DIR", "ROS_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    folder = process._log_dir_without_home()
+    expected = Path(tempfile.gettempdir()) / f"fastsam_ros-{os.getuid()}" / "log"
+    assert folder == str(expected) == os.environ["ROS_LOG_DIR"] and expected.is_dir()
+    for name in ("HOME", "ROS_HOME", "ROS_LOG_DIR"):
+        monkeypatch.setenv(name, "/somewhere")
+        assert process._log_dir_without_home() is None, name
+        monkeypatch.delenv(name)
