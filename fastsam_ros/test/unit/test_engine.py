@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from fastsam_ros.core.backends.model_loading import load_model
+from fastsam_ros.core.backends.torch_runtime import TorchNetwork
 from fastsam_ros.core.engine import SegmentationEngine
 
 
@@ -187,3 +188,26 @@ def test_a_released_engine_refuses_frames_and_says_why(runtime, loaded_model, bu
     released.release()
     with pytest.raises(RuntimeError, match=r"^the network was released$"):
         released.segment(bus)
+
+
+def test_half_precision_is_taken_on_cuda_only(loaded_model, bus):
+    on_cpu = load_model(loaded_model.source, "cpu", half=True, runtime="torch")
+    assert (on_cpu.precision, on_cpu.half) == ("f32", False)
+    assert len(SegmentationEngine(on_cpu).segment(bus)) == len(SegmentationEngine(loaded_model).segment(bus))
+
+
+def test_the_torch_network_forgets_its_anchor_grids_when_asked(bus):
+    """What CUDA graph capture relies on (core/backends/cuda_graphs.py), runnable on the CPU."""
+    engine = SegmentationEngine(load_model("yolo11n-seg.pt", "cpu", runtime="torch"))
+    engine.segment(bus)
+    network = engine.loaded.backend.module.backend.model  # where ultralytics 8.4's AutoBackend keeps it
+    heads = [layer for layer in network.modules() if hasattr(layer, "anchors")]
+    assert heads and all(head.shape is not None for head in heads), "a run caches its grid"
+    engine.loaded.backend.forget_shape_caches()
+    assert all(head.shape is None for head in heads)
+    engine.release()
+    engine.loaded.backend.forget_shape_caches()  # nothing left to forget
+
+
+def test_a_network_that_does_not_say_is_not_end_to_end():
+    assert TorchNetwork(torch.nn.Identity()).end2end is False

@@ -98,8 +98,12 @@ def forget_anchor_caches(module: torch.nn.Module) -> None:
 
     ultralytics' heads cache anchors per input shape in tensors they replace when the
     shape changes. Recomputed inside the capture, the anchors live in the graph's own
-    memory, so another shape's call cannot free memory the graph still reads.
+    memory, so another shape's call cannot free memory the graph still reads. AutoBackend
+    (ultralytics 8.4) keeps the network in a PyTorch backend that is not a module itself,
+    so its layers are not among AutoBackend's own: the walk goes into that network too.
     """
-    for layer in module.modules():
+    network = getattr(getattr(module, "backend", None), "model", None)
+    roots = [module, network] if isinstance(network, torch.nn.Module) else [module]
+    for layer in (layer for root in roots for layer in root.modules()):
         if hasattr(layer, "anchors") and hasattr(layer, "shape"):
             layer.shape = None
