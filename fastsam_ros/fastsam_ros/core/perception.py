@@ -66,7 +66,7 @@ class Perception:
     def _make_tracker(kind: str, config_path: str) -> InstanceTracker | None:
         return None if kind == "none" else InstanceTracker(kind, config_path)
 
-    def set_tracker(self, kind: str, config_path: str = "") -> None:
+    def set_tracker(self, kind: str, config_path: str) -> None:
         """Switch trackers from the next frame on; raises TrackerConfigError, keeping the old one."""
         if (kind, config_path) == self._tracker_spec:
             return

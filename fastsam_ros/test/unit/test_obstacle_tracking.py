@@ -15,6 +15,7 @@ from fastsam_ros.core.obstacle_tracking import (
 )
 from fastsam_ros.core.obstacles import ObstacleSettings, obstacle_cloud
 from fastsam_ros.core.perception import Perception
+from fastsam_ros.core.tracking import TrackerConfigError
 from fastsam_ros.ros.convert import obstacles_to_msg, points_to_cloud
 from fastsam_ros.ros.markers import obstacle_markers
 from test_support.moving_object import moving_object_scene
@@ -243,6 +244,20 @@ def test_cloud_message_fields_for_costmaps(walk):
     assert np.array_equal(np.frombuffer(bytes(msg.data), dtype="<f4").reshape(-1, 3), cloud)
     empty = points_to_cloud(np.zeros((0, 3), np.float32), header)
     assert (empty.width, empty.row_step, len(empty.data)) == (0, 0, 0)
+
+
+def test_a_tracker_switch_reads_its_settings_file_and_a_bad_one_keeps_the_tracker(engine, walk, tmp_path):
+    scene, _ = walk
+    perception = Perception(engine, "bytetrack", obstacles=ObstacleSettings(roi=WHOLE_IMAGE))
+    (tmp_path / "short.yaml").write_text("track_buffer: 5\n")
+    perception.set_tracker("bytetrack", str(tmp_path / "short.yaml"))
+    assert perception._tracker.settings["track_buffer"] == 5
+    (tmp_path / "bad.yaml").write_text("track_bufer: 5\n")
+    with pytest.raises(TrackerConfigError):
+        perception.set_tracker("botsort", str(tmp_path / "bad.yaml"))
+    assert (perception._tracker.kind, perception._tracker.settings["track_buffer"]) == ("bytetrack", 5), "kept"
+    masks = engine.segment(scene.frames[0], scene.stamps_ns[0])
+    assert any(i.track_id >= 0 for i in perception.process_masks(masks, scene.frames[0], None, None).masks.instances)
 
 
 def test_no_depth_or_no_intrinsics_gives_2d_obstacles_and_no_cloud(engine, walk):
