@@ -141,12 +141,11 @@ def bench_tracking_and_obstacles(loaded, report: Report, frames_per_res: int) ->
         depth = np.full((height, width), 3.0, np.float32)
         intrinsics = Intrinsics(width * 0.8, width * 0.8, width / 2, height / 2)
         for tracker in ("bytetrack", "botsort"):
-            perception = Perception(engine, tracker)
+            perception = Perception(tracker)
             tracking, obstacles, cloud, plain, points = [], [], [], [], []
             for index, frame in enumerate(frames * 2):
-                output = perception.process(
-                    frame, stamp_ns=index * 33_000_000, depth=depth, intrinsics=intrinsics, want_cloud=True
-                )
+                masks = engine.segment(frame, index * 33_000_000)
+                output = perception.process_masks(masks, frame, depth, intrinsics, want_cloud=True)
                 tracking.append(output.tracking_ms)
                 obstacles.append(output.obstacles_ms)
                 cloud.append(output.cloud_ms)

@@ -178,7 +178,7 @@ def follow_people(
     return scores
 
 
-def tracked_frames(perception, path: Path, period_ns: int, segment_ms: list[float]):
+def tracked_frames(engine, perception, path: Path, period_ns: int, segment_ms: list[float]):
     """The node's pipeline on every frame of a video in order (engine, then tracker), timing the segmentation.
 
     Frames are read as they are needed: a whole clip held in memory would take a gigabyte.
@@ -193,7 +193,7 @@ def tracked_frames(perception, path: Path, period_ns: int, segment_ms: list[floa
             if not ok:
                 return
             start = time.perf_counter()
-            masks = perception.engine.segment(image, number * period_ns, "camera")
+            masks = engine.segment(image, number * period_ns, "camera")
             segment_ms.append((time.perf_counter() - start) * 1e3)
             yield perception.process_masks(masks, image, want_obstacles=False).masks, image
             number += 1
@@ -213,9 +213,10 @@ def follow_rows(loaded, videos: list[str] | None = None) -> tuple[list[list[str]
     for video in videos:
         chosen = [p for p in people if p.video == video]
         period = FRAME_PERIOD_NS[video]
-        perception = Perception(SegmentationEngine(loaded), "bytetrack")
+        engine, perception = SegmentationEngine(loaded), Perception("bytetrack")
         segment_ms: list[float] = []
-        scores = follow_people(tracked_frames(perception, sample_video(video), period, segment_ms), chosen, period)
+        tracked = tracked_frames(engine, perception, sample_video(video), period, segment_ms)
+        scores = follow_people(tracked, chosen, period)
         for (description, variant), score in scores.items():
             rows.append([video, description, variant, *score.row()])
             if score.wrong:

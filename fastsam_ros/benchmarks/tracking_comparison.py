@@ -104,10 +104,10 @@ def node_tracks(
     """What the node publishes per frame: its Perception pipeline, in process."""
     from fastsam_ros.core.perception import Perception
 
-    perception = Perception(engine, tracker)
+    perception = Perception(tracker)
     out = []
     for frame in frames:
-        masks = perception.process(frame, want_obstacles=False).masks
+        masks = perception.process_masks(engine.segment(frame), frame, want_obstacles=False).masks
         out.append([TrackedBox(i.box, i.score, i.class_id, i.track_id, i.tracked_low_score) for i in masks.instances])
     return out
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastsam_ros.core.engine import SegmentationEngine
 from fastsam_ros.core.mask_set import MaskSet
 from fastsam_ros.core.obstacle_tracking import ObstacleMotionTracker, ObstacleTrack
 from fastsam_ros.core.obstacles import (
@@ -45,16 +44,12 @@ class PerceptionResult:
 
 
 class Perception:
-    """The per-camera pipeline: the engine may be shared, the tracker's state is not."""
+    """One camera's pipeline after segmentation (segmented alone or in a batch with other
+    cameras' frames): tracking, obstacles, their motion and cloud. Its state is that camera's."""
 
     def __init__(
-        self,
-        engine: SegmentationEngine,
-        tracker: str = "none",
-        tracker_config: str = "",
-        obstacles: ObstacleSettings | None = None,
+        self, tracker: str = "none", tracker_config: str = "", obstacles: ObstacleSettings | None = None
     ) -> None:
-        self.engine = engine
         self.obstacle_settings = obstacles or ObstacleSettings()
         self._lock = threading.Lock()
         self._tracker = self._make_tracker(tracker, tracker_config)
@@ -84,20 +79,6 @@ class Perception:
         if self._roi_cache is None or self._roi_cache[0] != key:
             self._roi_cache = (key, roi_mask(self.obstacle_settings.roi, width, height))
         return self._roi_cache[1]
-
-    def process(
-        self,
-        image: np.ndarray,
-        stamp_ns: int = 0,
-        frame_id: str = "",
-        depth: np.ndarray | None = None,
-        intrinsics: Intrinsics | None = None,
-        want_obstacles: bool = True,
-        want_cloud: bool = False,
-    ) -> PerceptionResult:
-        """Segment and track; obstacles and their cloud only when wanted (nobody listening, no cost)."""
-        masks = self.engine.segment(image, stamp_ns, frame_id)
-        return self.process_masks(masks, image, depth, intrinsics, want_obstacles, want_cloud)
 
     def process_masks(
         self,

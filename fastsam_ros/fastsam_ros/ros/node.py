@@ -232,7 +232,7 @@ class FastSamNode(LifecycleNode):
             channels = {}
             for camera in settings.cameras:
                 tracker = (settings.tracker.kind, settings.tracker.config_path)
-                perception = Perception(engine, *tracker, settings.obstacles)
+                perception = Perception(*tracker, settings.obstacles)
                 channel = CameraChannel(
                     self,
                     camera,

@@ -83,13 +83,13 @@ class Rig:
             "front",
             False,
             self.health,
-            Perception(None, "bytetrack"),
+            Perception("bytetrack"),
             text_backends,
             SETTINGS,
             ("bytetrack", ""),
         )
         self.rear = CameraChannel(
-            self.node, "rear", False, self.health, Perception(None), text_backends, SETTINGS, ("none", "")
+            self.node, "rear", False, self.health, Perception(), text_backends, SETTINGS, ("none", "")
         )
         self.node.trigger_configure()
         self.node.trigger_activate()
@@ -398,7 +398,7 @@ def _own_channel(
         yield (
             node,
             CameraChannel(
-                node, camera, compressed, HealthMonitor(), Perception(None), text_backends, SETTINGS, ("none", "")
+                node, camera, compressed, HealthMonitor(), Perception(), text_backends, SETTINGS, ("none", "")
             ),
         )
     finally:

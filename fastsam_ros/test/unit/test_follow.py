@@ -420,12 +420,12 @@ def clip():
 
 def test_a_person_is_followed_through_a_track_switch_on_real_video(engine, clip):
     person, frames = clip
-    perception = Perception(engine, "bytetrack")
+    perception = Perception("bytetrack")
     follower, by_id_only = Follower(), Follower(FollowSettings(window_s=0.0))
     selection, held, held_by_id, visible, track_ids = None, 0, 0, 0, set()
     for offset, image in enumerate(frames):
         number = 462 + offset
-        masks = perception.process(image, number * FRAME, want_obstacles=False).masks
+        masks = perception.process_masks(engine.segment(image, number * FRAME), image, want_obstacles=False).masks
         if offset == 2:  # the tracker confirms a track on its second frame
             x1, y1, x2, y2 = person.boxes[number]
             index = instance_to_follow(masks, [((x1 + x2) / 2, (y1 + y2) / 2)], [1])

@@ -121,7 +121,7 @@ def test_tracks_are_forgotten_after_a_gap_and_repeats_are_ignored():
 def walk(engine):
     """The pipeline over the walking-person sequence: the scene and each frame's output."""
     scene = moving_object_scene(engine)
-    perception = Perception(engine, "bytetrack", obstacles=ObstacleSettings(roi=WHOLE_IMAGE, cloud_decimation=3))
+    perception = Perception("bytetrack", obstacles=ObstacleSettings(roi=WHOLE_IMAGE, cloud_decimation=3))
     outputs = []
     for frame, depth, stamp in zip(scene.frames, scene.depths, scene.stamps_ns, strict=True):
         masks = engine.segment(frame, stamp, "camera_optical")
@@ -248,7 +248,7 @@ def test_cloud_message_fields_for_costmaps(walk):
 
 def test_a_tracker_switch_reads_its_settings_file_and_a_bad_one_keeps_the_tracker(engine, walk, tmp_path):
     scene, _ = walk
-    perception = Perception(engine, "bytetrack", obstacles=ObstacleSettings(roi=WHOLE_IMAGE))
+    perception = Perception("bytetrack", obstacles=ObstacleSettings(roi=WHOLE_IMAGE))
     (tmp_path / "short.yaml").write_text("track_buffer: 5\n")
     perception.set_tracker("bytetrack", str(tmp_path / "short.yaml"))
     assert perception._tracker.settings["track_buffer"] == 5
@@ -262,7 +262,7 @@ def test_a_tracker_switch_reads_its_settings_file_and_a_bad_one_keeps_the_tracke
 
 def test_no_depth_or_no_intrinsics_gives_2d_obstacles_and_no_cloud(engine, walk):
     scene, _ = walk
-    perception = Perception(engine, "bytetrack", obstacles=ObstacleSettings(roi=WHOLE_IMAGE))
+    perception = Perception("bytetrack", obstacles=ObstacleSettings(roi=WHOLE_IMAGE))
     masks = engine.segment(scene.frames[0], scene.stamps_ns[0])
     for depth, intrinsics in ((None, scene.intrinsics), (scene.depths[0], None), (None, None)):
         output = perception.process_masks(masks, scene.frames[0], depth, intrinsics, want_cloud=True)
@@ -272,7 +272,7 @@ def test_no_depth_or_no_intrinsics_gives_2d_obstacles_and_no_cloud(engine, walk)
 
 def test_nothing_is_computed_when_nobody_listens(engine, walk):
     scene, _ = walk
-    perception = Perception(engine, "bytetrack", obstacles=ObstacleSettings(roi=WHOLE_IMAGE))
+    perception = Perception("bytetrack", obstacles=ObstacleSettings(roi=WHOLE_IMAGE))
     masks = engine.segment(scene.frames[0], scene.stamps_ns[0])
     output = perception.process_masks(masks, scene.frames[0], scene.depths[0], scene.intrinsics, want_obstacles=False)
     assert output.obstacles == [] and output.tracks == {} and output.cloud is None
@@ -282,7 +282,7 @@ def test_a_followed_track_is_located_outside_the_region_of_interest(engine, walk
     scene, outputs = walk
     walker_id = outputs[-1].masks[_walker(outputs[-1], scene.positions[-1][2]).index].track_id
     nowhere = (0.0, 0.0, 0.01, 0.0, 0.01, 0.01, 0.0, 0.01)
-    perception = Perception(engine, "bytetrack", obstacles=ObstacleSettings(roi=nowhere))
+    perception = Perception("bytetrack", obstacles=ObstacleSettings(roi=nowhere))
     for frame, depth, stamp in zip(scene.frames, scene.depths, scene.stamps_ns, strict=True):
         masks = engine.segment(frame, stamp, "camera_optical")
         output = perception.process_masks(masks, frame, depth, scene.intrinsics, locate_tracks={walker_id})
