@@ -68,7 +68,7 @@ class Perception:
         tracker = self._make_tracker(kind, config_path)
         with self._lock:
             self._tracker, self._tracker_spec = tracker, (kind, config_path)
-            self._motion = ObstacleMotionTracker(self._motion.settings)
+            self._motion = ObstacleMotionTracker()
 
     def set_obstacle_settings(self, **changes: object) -> None:
         with self._lock:
