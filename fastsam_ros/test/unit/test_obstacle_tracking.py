@@ -13,7 +13,7 @@ from fastsam_ros.core.obstacle_tracking import (
     ObstacleMotionTracker,
     time_to_contact,
 )
-from fastsam_ros.core.obstacles import ObstacleSettings, obstacle_cloud
+from fastsam_ros.core.obstacles import ObstacleSettings, obstacle_cloud, roi_mask
 from fastsam_ros.core.perception import Perception
 from fastsam_ros.core.tracking import TrackerConfigError
 from fastsam_ros.ros.convert import obstacles_to_msg, points_to_cloud
@@ -258,6 +258,15 @@ def test_a_tracker_switch_reads_its_settings_file_and_a_bad_one_keeps_the_tracke
     assert (perception._tracker.kind, perception._tracker.settings["track_buffer"]) == ("bytetrack", 5), "kept"
     masks = engine.segment(scene.frames[0], scene.stamps_ns[0])
     assert any(i.track_id >= 0 for i in perception.process_masks(masks, scene.frames[0], None, None).masks.instances)
+
+
+def test_the_region_of_interest_follows_the_frame_size_and_the_setting():
+    perception = Perception(obstacles=ObstacleSettings(roi=WHOLE_IMAGE))
+    assert perception.roi(64, 48).shape == (48, 64) and perception.roi(64, 48).all()
+    assert perception.roi(32, 24).shape == (24, 32), "another frame size"
+    left_half = (0.0, 0.0, 0.5, 0.0, 0.5, 1.0, 0.0, 1.0)
+    perception.set_obstacle_settings(roi=left_half)
+    assert np.array_equal(perception.roi(32, 24), roi_mask(left_half, 32, 24)), "another region"
 
 
 def test_no_depth_or_no_intrinsics_gives_2d_obstacles_and_no_cloud(engine, walk):
