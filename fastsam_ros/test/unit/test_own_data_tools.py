@@ -58,6 +58,7 @@ def test_video_frames_are_the_consecutive_frames_from_start_and_stop_at_the_end(
     taken = video_frames(video, 3, start=2)
     assert len(taken) == 3 and all(np.array_equal(a, b.image) for a, b in zip(taken, every[2:5], strict=True))
     assert len(video_frames(video, 5, start=793)) == 2, "the video has 795 frames"
+    assert all(np.array_equal(a, b.image) for a, b in zip(video_frames(video, 2), every[:2], strict=True)), "from 0"
     (tmp_path / "broken.avi").write_bytes(b"not a video")
     with pytest.raises(FileNotFoundError, match=rf"^cannot open video '{tmp_path / 'broken.avi'}'$"):
         video_frames(tmp_path / "broken.avi", 1)
