@@ -14,7 +14,6 @@ import os
 import signal
 import tempfile
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -34,10 +33,13 @@ def _run(main, *ros_args: str) -> int:
         return main(["fastsam_node", "--ros-args", "-r", f"__node:={NODE}", *ros_args])
 
 
-def _stop_once_running(signum: int) -> threading.Thread:
-    """Calls the entry's handler of signum, as the kernel would, once its node is in the graph."""
+def _stop_once_running(signum: int) -> tuple[threading.Thread, list[bool]]:
+    """Calls the entry's handler of signum, as the kernel would, once its node is in the graph, or
+    after 60 s in any case (so that a node that never appears cannot hang the test): the thread, and
+    whether the node was seen."""
     watcher = NodeInOwnContext(f"entry_watcher_{os.getpid()}")
     before = signal.getsignal(signum)
+    seen: list[bool] = []
 
     def stop() -> None:
         try:
@@ -47,23 +49,26 @@ def _stop_once_running(signum: int) -> threading.Thread:
                 lambda: watcher.executor.spin_once(timeout_sec=0.05),
                 "the node in the graph",
             )
-            signal.getsignal(signum)(signum, None)
+            seen.append(True)
+        except TimeoutError:
+            seen.append(False)
         finally:
             watcher.close()
+            signal.getsignal(signum)(signum, None)
 
     thread = threading.Thread(target=stop, daemon=True)
     thread.start()
-    return thread
+    return thread, seen
 
 
 @pytest.mark.parametrize("signum", STOP_SIGNALS)
 def test_a_lifecycle_node_waits_unconfigured_until_a_stop_signal(signum, capsys):
     """autostart false whatever the parameters say: weights that do not exist are not loaded yet."""
-    stopper = _stop_once_running(signum)
+    stopper, seen = _stop_once_running(signum)
     code = _run(process.lifecycle_main, "-p", "model:=/no/such/weights.pt", "-p", "autostart:=true")
     stopper.join(10.0)
+    assert seen == [True], "the node was in the graph until the signal"
     assert code == 0 and "error" not in capsys.readouterr().err
-    assert not stopper.is_alive()
 
 
 def test_a_node_that_cannot_start_says_why_in_one_line_and_returns_2(capsys):
@@ -101,11 +106,22 @@ def test_a_stop_request_only_sets_the_flag():
     assert shutdown.requested.is_set()
 
 
+PR_GET_PDEATHSIG = 2
+
+
+def _parent_death_signal() -> int:
+    asked = ctypes.c_int(-1)
+    ctypes.CDLL(None).prctl(PR_GET_PDEATHSIG, ctypes.byref(asked), 0, 0, 0)
+    return asked.value
+
+
 @pytest.fixture
 def no_parent_tie():
-    """The kernel's parent-death signal that _parent_gone asks for, taken back from this process."""
-    yield
+    """This process's parent-death signal as it was before the test, with none during it."""
+    before = _parent_death_signal()
     ctypes.CDLL(None).prctl(process.PR_SET_PDEATHSIG, 0, 0, 0, 0)
+    yield
+    ctypes.CDLL(None).prctl(process.PR_SET_PDEATHSIG, before, 0, 0, 0)
 
 
 def test_a_node_whose_parent_has_gone_does_not_start(monkeypatch, capsys, no_parent_tie):
@@ -120,16 +136,15 @@ def test_the_parent_variable_ties_the_node_to_that_process(monkeypatch, no_paren
     numbers = {"parent": str(os.getppid()), "other": str(os.getppid() + 1_000_000)}
     monkeypatch.setenv(process.PARENT_PID_VARIABLE, numbers.get(value, value))
     assert process._parent_gone("fastsam_node") is gone
-    asked = ctypes.c_int(-1)
-    ctypes.CDLL(None).prctl(2, ctypes.byref(asked), 0, 0, 0)  # PR_GET_PDEATHSIG
-    assert asked.value == (signal.SIGTERM if value in numbers else 0)
+    assert _parent_death_signal() == (signal.SIGTERM if value in numbers else 0)
 
 
-def test_without_home_ros_logs_go_to_a_folder_of_this_user(monkeypatch):
+def test_without_home_ros_logs_go_to_a_folder_of_this_user(monkeypatch, tmp_path):
     for name in ("HOME", "ROS_LOG_DIR", "ROS_HOME"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     folder = process._log_dir_without_home()
-    expected = Path(tempfile.gettempdir()) / f"fastsam_ros-{os.getuid()}" / "log"
+    expected = tmp_path / f"fastsam_ros-{os.getuid()}" / "log"
     assert folder == str(expected) == os.environ["ROS_LOG_DIR"] and expected.is_dir()
     for name in ("HOME", "ROS_HOME", "ROS_LOG_DIR"):
         monkeypatch.setenv(name, "/somewhere")
