@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             report = calibrate_int8(weights, calibration_frames(), guard_frames(), threads=args.threads)
             return 0 if report.passed else 1
         loaded = load_model(weights, "cpu", runtime="openvino", precision=args.precision, threads=(args.threads,))
-    except ModelLoadError as error:
+    except (ModelLoadError, FileNotFoundError) as error:  # FileNotFoundError: the sample videos are missing
         print(f"fastsam_export: error: {error}", file=sys.stderr)
         return 2
     print(f"compiled {weights} for OpenVINO {loaded.precision}: {loaded.choice}")

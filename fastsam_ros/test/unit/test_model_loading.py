@@ -25,6 +25,17 @@ def test_missing_weights_file(tmp_path):
         load_model(str(tmp_path / "nowhere" / "weights.pt"), "cpu")
 
 
+@pytest.mark.parametrize(
+    ("model", "reason"),
+    [("x" * 300 + ".pt", "File name too long"), ("~no_such_user_here/weights.pt", "Could not determine home")],
+)
+def test_weights_that_cannot_be_looked_up_are_a_clear_error(model, reason):
+    with pytest.raises(ModelLoadError) as refused:
+        load_model(model, "cpu")
+    assert str(refused.value).startswith(f"model weights not found: '{model}' cannot be looked up: ")
+    assert reason in str(refused.value)
+
+
 def test_corrupt_weights_file(tmp_path):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"this is not a checkpoint" * 100)

@@ -389,3 +389,11 @@ def test_the_exporter_says_why_weights_cannot_be_exported(tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"fastsam_export: error: model weights not found: '{missing}' is not a readable file\n"
     )
+
+
+def test_the_exporter_says_which_sample_video_int8_needs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FASTSAM_ROS_VIDEOS", str(tmp_path))
+    assert export.main([]) == 2, "int8 by default, calibrated on the sample videos"
+    assert capsys.readouterr().err == (
+        f"fastsam_export: error: sample video 'vtest.avi' not found in {tmp_path}: run `make setup` to fetch it\n"
+    )

@@ -125,13 +125,17 @@ def resolve_weights(model: str) -> str:
     """A local file path for ``model``, or the name itself for ultralytics to download."""
     if not model:
         raise ModelLoadError("parameter 'model' is empty: give a weights path or a model name")
-    path = Path(model).expanduser()
-    if path.is_file():
-        return str(path)
-    bundled = bundled_weights_path(model)
-    if bundled is not None:
-        return str(bundled)
-    if path.parent != Path(".") or path.exists():
+    try:
+        path = Path(model).expanduser()
+        if path.is_file():
+            return str(path)
+        bundled = bundled_weights_path(model)
+        if bundled is not None:
+            return str(bundled)
+        found = path.exists()
+    except (OSError, RuntimeError) as error:  # a name too long, a folder not searchable, ~user unknown
+        raise ModelLoadError(f"model weights not found: '{model}' cannot be looked up: {error}") from None
+    if path.parent != Path(".") or found:
         raise ModelLoadError(f"model weights not found: '{model}' is not a readable file")
     if path.suffix != ".pt":
         raise ModelLoadError(f"model '{model}' is neither a file nor a .pt model name ultralytics can download")

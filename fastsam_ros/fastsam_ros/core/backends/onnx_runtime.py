@@ -107,6 +107,19 @@ def load(onnx_path: Path) -> LoadedNetwork:
     )
 
 
+def export_fields(metadata: dict[str, str], path: Path) -> tuple[dict[int, str], int, bool]:
+    """Class names, stride and whether the head is NMS-free, from an ONNX export's metadata as
+    ultralytics writes it; ModelLoadError for a file that is not a segmentation export of it."""
+    if metadata.get("task", "segment") != "segment":
+        raise ModelLoadError(f"'{path}' is a '{metadata['task']}' model; a segmentation model is required")
+    try:
+        names = ast.literal_eval(metadata.get("names", "{0: 'object'}"))
+        fields = {int(k): str(v) for k, v in names.items()}, int(metadata.get("stride", 32))
+    except (ValueError, TypeError, SyntaxError, AttributeError, MemoryError, RecursionError) as error:
+        raise ModelLoadError(f"'{path}' has metadata that is not an ultralytics export's: {error}") from None
+    return (*fields, metadata.get("end2end", "False") == "True")
+
+
 class OnnxNetwork:
     """The network on ONNX Runtime (a ``Backend``); its threads are ONNX Runtime's own choice."""
 
@@ -121,12 +134,7 @@ class OnnxNetwork:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own exception types
             raise ModelLoadError(f"ONNX Runtime could not load '{path}': {error}") from error
-        metadata = self.session.get_modelmeta().custom_metadata_map
-        if metadata.get("task", "segment") != "segment":
-            raise ModelLoadError(f"'{path}' is a '{metadata['task']}' model; a segmentation model is required")
-        self.names = {int(k): str(v) for k, v in ast.literal_eval(metadata.get("names", "{0: 'object'}")).items()}
-        self.stride = int(metadata.get("stride", 32))
-        self.end2end = metadata.get("end2end", "False") == "True"
+        self.names, self.stride, self.end2end = export_fields(self.session.get_modelmeta().custom_metadata_map, path)
         self._input = self.session.get_inputs()[0].name
         self.dynamic = isinstance(self.session.get_inputs()[0].shape[2], str)
 

@@ -15,7 +15,6 @@ another of 8; the spread within each run (0.36-1.05 s) is larger than the differ
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import hashlib
 import importlib.util
@@ -31,7 +30,7 @@ import torch
 from fastsam_ros.core.backends.backend import LoadedNetwork, released_error
 from fastsam_ros.core.backends.int8_quantisation import INT8_MODEL
 from fastsam_ros.core.backends.model_errors import ModelLoadError
-from fastsam_ros.core.backends.onnx_runtime import EXPORT_PACKAGES, cache_dir, export_available
+from fastsam_ros.core.backends.onnx_runtime import EXPORT_PACKAGES, cache_dir, export_available, export_fields
 from fastsam_ros.core.backends.openvino_graph import gathers_instead_of_slices
 from fastsam_ros.core.backends.precision import resolve_precision
 from fastsam_ros.core.backends.torch_runtime import END_TO_END_TOP_K
@@ -125,14 +124,17 @@ def onnx_metadata(onnx_path: Path, folder: Path) -> dict[str, str]:
     """The export's metadata (task, class names, stride), kept beside the compiled models: parsing
     the ONNX file again would cost a warm start seconds."""
     stored = folder / METADATA
-    if stored.is_file():
-        try:
-            return json.loads(stored.read_text())
-        except (OSError, ValueError):
-            pass  # parsed again below and rewritten
+    with contextlib.suppress(OSError, ValueError, RecursionError):  # else parsed again below and rewritten
+        kept = json.loads(stored.read_text())
+        if isinstance(kept, dict) and all(isinstance(value, str) for value in kept.values()):
+            return kept
     import onnx
 
-    metadata = {prop.key: prop.value for prop in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as error:  # protobuf's and onnx's own kinds
+        raise ModelLoadError(f"'{onnx_path}' is not a readable ONNX file: {error}") from None
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
     with contextlib.suppress(OSError):  # a read-only cache only costs the next start the parse
         folder.mkdir(parents=True, exist_ok=True)
         stored.write_text(json.dumps(metadata))
@@ -156,12 +158,7 @@ class OpenVinoNetwork:
         self.precision = precision
         self.thread_counts = tuple(sorted(set(threads)))
         self._threads = self.thread_counts[-1]
-        metadata = onnx_metadata(onnx_path, self.folder)
-        if metadata.get("task", "segment") != "segment":
-            raise ModelLoadError(f"'{onnx_path}' is a '{metadata['task']}' model; a segmentation model is required")
-        self.names = {int(k): str(v) for k, v in ast.literal_eval(metadata.get("names", "{0: 'object'}")).items()}
-        self.stride = int(metadata.get("stride", 32))
-        self.end2end = metadata.get("end2end", "False") == "True"
+        self.names, self.stride, self.end2end = export_fields(onnx_metadata(onnx_path, self.folder), onnx_path)
         self._core = ov.Core()
         compiled_cache = self.folder / COMPILED
         with contextlib.suppress(OSError):
