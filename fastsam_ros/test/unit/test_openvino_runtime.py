@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from fastsam_ros.core.backends.int8_quantisation import INT8_MODEL, INT8_VERDICT
 from fastsam_ros.core.backends.model_errors import ModelLoadError
 from fastsam_ros.core.backends.model_loading import load_model
 from fastsam_ros.core.backends.onnx_runtime import cache_dir, exported_onnx
-from fastsam_ros.core.backends.openvino_runtime import COMPILED, OpenVinoNetwork, model_dir
+from fastsam_ros.core.backends.openvino_runtime import COMPILED, METADATA, OpenVinoNetwork, model_dir
 from fastsam_ros.core.backends.precision import PRECISION_TIMINGS, cpu_capabilities, resolve_precision
 from fastsam_ros.core.backends.runtime_quality import box_iou
 from fastsam_ros.core.engine import SegmentationEngine
@@ -122,6 +123,34 @@ def test_int8_photo_frames_are_the_photos_a_mosaic_and_camera_windows_and_the_gu
         assert len(taken) == len(expected)
         for index, (frame, original) in enumerate(zip(taken, expected, strict=True)):
             assert np.array_equal(frame, original[:, ::-1] if mirror else original), index
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"names": 5}', '{"names": {"0": "person"}}'])
+def test_a_cached_export_metadata_that_is_not_what_was_written_is_read_again(private_cache, weights, content):
+    folder = model_dir(private_cache, cache_dir())
+    expected = load_model(weights, "cpu", runtime="openvino", precision="f32").class_names
+    (folder / METADATA).write_text(content)
+    assert load_model(weights, "cpu", runtime="openvino", precision="f32").class_names == expected
+    assert json.loads((folder / METADATA).read_text())["names"] == str(expected), "written again"
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
+def test_an_onnx_file_that_is_not_an_ultralytics_export_is_a_clear_error(tmp_path, weights, runtime):
+    precision = {"precision": "f32"} if runtime == "openvino" else {}
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not a protobuf message" * 10)
+    unreadable = rf"^'{re.escape(str(corrupt))}' is not a readable ONNX file: |^ONNX Runtime could not load "
+    with pytest.raises(ModelLoadError, match=unreadable):
+        load_model(str(corrupt), "cpu", runtime=runtime, **precision)
+    renamed = onnx.load(str(exported_onnx(weights)))
+    for prop in renamed.metadata_props:
+        if prop.key == "names":
+            prop.value = "not a dictionary of names"
+    odd = tmp_path / "odd.onnx"
+    onnx.save(renamed, str(odd))
+    not_ours = rf"^'{re.escape(str(odd))}' has metadata that is not an ultralytics export's: "
+    with pytest.raises(ModelLoadError, match=not_ours):
+        load_model(str(odd), "cpu", runtime=runtime, **precision)
 
 
 def test_int8_without_nncf_says_what_to_install(monkeypatch, tmp_path, weights):
@@ -276,14 +305,27 @@ def test_stored_timings_are_of_this_cpu_and_a_store_that_cannot_be_read_is_timed
     stored = json.loads((tmp_path / PRECISION_TIMINGS).read_text())
     cpu = str(ov.Core().get_property("CPU", "FULL_DEVICE_NAME"))
     assert stored == {"cpu": cpu, "ms": {name: timer.ms[name] for name in candidates}}
-    for broken in ("{not json", "[1, 2]", "null", json.dumps({"cpu": cpu}), json.dumps({"cpu": cpu, "ms": candidates})):
+    nested = "[" * 100_000 + "]" * 100_000
+    odd_times = ({name: value for name in candidates} for value in (10**400, float("nan"), -1.0, 0))
+    for broken in (
+        "{not json",
+        "[1, 2]",
+        "null",
+        nested,
+        json.dumps({"cpu": cpu}),
+        json.dumps({"cpu": cpu, "ms": candidates}),
+        *(json.dumps({"cpu": cpu, "ms": times}) for times in odd_times),
+    ):
         (tmp_path / PRECISION_TIMINGS).write_text(broken)
         again = Timer(f32=30.0, bf16=20.0, int8=10.0)
         assert resolve_precision("auto", tmp_path, again)[0] == "int8" and again.timed == candidates, broken
-    for broken in ("[true]", "null", "{not json"):
+    for broken, said in (
+        *((content, "int8 not calibrated yet") for content in ("[true]", "null", "{not json", nested)),
+        *((content, "int8 failed the guard") for content in ('{"passed": "true"}', '{"passed": 1}')),
+    ):
         (tmp_path / INT8_VERDICT).write_text(broken)
         chosen, why = resolve_precision("auto", tmp_path, Timer(f32=30.0, bf16=20.0, int8=10.0))
-        assert chosen != "int8" and "int8 not calibrated yet" in why, broken
+        assert chosen != "int8" and why.startswith(said), broken
 
 
 def test_a_precision_that_fails_to_compile_is_not_taken_and_its_timing_not_stored(tmp_path):

@@ -31,7 +31,7 @@ def int8_verdict(folder: Path) -> dict | None:
         return None
     try:
         verdict = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return verdict if isinstance(verdict, dict) else None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def resolve_precision(precision: str, folder: Path, forward_ms: Callable[[str], 
     if precision != "auto":
         return precision, "requested"
     verdict = int8_verdict(folder)
-    int8_passed = verdict is not None and verdict.get("passed") and "INT8" in capabilities
+    int8_passed = verdict is not None and verdict.get("passed") is True and "INT8" in capabilities
     int8 = "int8 not calibrated yet (fastsam_export --precision int8)" if verdict is None else "int8 failed the guard"
     if int8_passed:
         int8 = f"int8 passed the quality guard here ({verdict.get('summary', '')})"
@@ -59,11 +60,14 @@ def _precision_timings(folder: Path, candidates: list[str], forward_ms: Callable
 
     cpu = str(ov.Core().get_property("CPU", "FULL_DEVICE_NAME"))
     path = folder / PRECISION_TIMINGS
-    with contextlib.suppress(OSError, ValueError, TypeError):  # unreadable or not what this function wrote
+    # Unreadable, or not what this function wrote: timed again.
+    with contextlib.suppress(OSError, ValueError, TypeError, OverflowError, RecursionError):
         stored = json.loads(path.read_text())
         timed = stored.get("ms") if isinstance(stored, dict) else None
         if isinstance(timed, dict) and stored.get("cpu") == cpu and sorted(timed) == sorted(candidates):
-            return {name: float(ms) for name, ms in timed.items()}
+            kept = {name: float(ms) for name, ms in timed.items()}
+            if all(math.isfinite(ms) and ms > 0 for ms in kept.values()):
+                return kept
     timings = {}
     for name in candidates:
         with contextlib.suppress(RuntimeError, ModelLoadError):
