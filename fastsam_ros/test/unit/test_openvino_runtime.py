@@ -61,10 +61,10 @@ def guard_frames(bus, zidane) -> list[np.ndarray]:
 @pytest.fixture
 def private_cache(monkeypatch, tmp_path, weights):
     """An empty cache of compiled models that already holds this session's ONNX export."""
-    export = exported_onnx(weights)
+    exported = exported_onnx(weights)
     monkeypatch.setenv("FASTSAM_ROS_CACHE", str(tmp_path))
-    shutil.copyfile(export, tmp_path / export.name)
-    return tmp_path / export.name
+    shutil.copyfile(exported, tmp_path / exported.name)
+    return tmp_path / exported.name
 
 
 def test_f32_openvino_equals_onnxruntime(f32_engine, onnx_engine, guard_frames):

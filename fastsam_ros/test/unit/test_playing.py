@@ -215,7 +215,7 @@ def test_the_program_plays_until_sigint_or_sigterm_as_play_does(camera, frames, 
         code, err = _main([str(folder), "--loop", "--rate", "50", "--limit", "600"], monkeypatch, capsys)
         stopper.join(10.0)
         assert (code, err) == (None, ""), signum
-        assert stopped_at and time.monotonic() - stopped_at[0] < 1.0, f"signal {signum} did not end playback"
+        assert stopped_at and time.monotonic() - stopped_at[0] < 5.0, f"signal {signum} did not end playback"
         order = _which(camera.received, images)
         assert order and all((later - earlier) % 3 == 1 for earlier, later in itertools.pairwise(order)), order
 
