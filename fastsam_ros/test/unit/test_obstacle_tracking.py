@@ -260,6 +260,17 @@ def test_a_tracker_switch_reads_its_settings_file_and_a_bad_one_keeps_the_tracke
     assert any(i.track_id >= 0 for i in perception.process_masks(masks, scene.frames[0], None, None).masks.instances)
 
 
+def test_bot_sort_sees_each_frame_it_tracks(engine, walk):
+    """BoT-SORT compensates the camera's motion from the image itself (unlike ByteTrack)."""
+    scene, _ = walk
+    perception = Perception("botsort", obstacles=ObstacleSettings(roi=WHOLE_IMAGE))
+    for frame, stamp in zip(scene.frames[:3], scene.stamps_ns[:3], strict=True):
+        output = perception.process_masks(engine.segment(frame, stamp), frame, want_obstacles=False)
+    assert any(instance.track_id >= 0 for instance in output.masks.instances)
+    motion = perception._tracker._tracker.gmc  # ultralytics' camera motion estimate, fed the frames
+    assert motion.initializedFirstFrame and motion.prevFrame is not None
+
+
 def test_the_region_of_interest_follows_the_frame_size_and_the_setting():
     perception = Perception(obstacles=ObstacleSettings(roi=WHOLE_IMAGE))
     assert perception.roi(64, 48).shape == (48, 64) and perception.roi(64, 48).all()

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fastsam_ros.core.backends.runtime_quality import KEPT_SHARE, box_iou, compare_frames, mask_iou
+from fastsam_ros.core.backends.runtime_quality import KEPT_SHARE, QualityReport, box_iou, compare_frames, mask_iou
 
 
 def test_identical_frames_keep_every_instance(bus_masks):
@@ -50,3 +50,10 @@ def test_mask_iou_accounts_for_the_crop_offsets(bus_masks):
 def test_frame_counts_must_match(bus_masks):
     with pytest.raises(ValueError, match="frames"):
         compare_frames([bus_masks], [])
+
+
+def test_the_summary_gives_the_kept_share_of_the_larger_side_and_the_median_mask_iou():
+    assert QualityReport(18, 20, 17, (0.9, 0.99, 0.95)).summary() == (
+        "17/20 instances kept (85.0%), median mask IoU 0.950"
+    )
+    assert QualityReport(0, 0, 0, ()).summary() == "0/0 instances kept (100.0%), median mask IoU nan"
