@@ -21,12 +21,15 @@ ROW = re.compile(r"^\s*(\d+)  (\S+)\s+(\d+)x(\d+)\s+(\d+)\s+(\d+\.\d)\s+(\d+\.\d
 
 @pytest.fixture
 def demo_environment(monkeypatch) -> None:
-    """The demo sets its graph's variables in os.environ: this process's environment is put back after the test."""
+    """The demo sets its graph's variables in os.environ: this process's environment is put back
+    after the test. Its camera topic is this process's own, so that two test processes that draw
+    the same ROS domain (a mutation run's) never feed each other's node."""
     for key in isolated_ros_env():
         if key in os.environ:
             monkeypatch.setenv(key, os.environ[key])
         else:
             monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(demo, "CAMERA_TOPIC", f"/demo_test_{os.getpid()}/camera/image_raw")
 
 
 def test_the_demo_segments_its_twelve_frames_and_writes_each_overlay(tmp_path, demo_environment, capsys):
