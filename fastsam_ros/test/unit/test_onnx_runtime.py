@@ -21,6 +21,7 @@ def onnx_engine():
 
 def test_onnx_engine_finds_what_the_torch_engine_finds(onnx_engine, engine, bus, zidane):
     assert onnx_engine.loaded.runtime == "onnxruntime" and engine.loaded.runtime == "torch"
+    assert onnx_engine.loaded.precision == "f32", "ONNX Runtime runs the export as exported"
     assert onnx_engine.class_names == engine.class_names
     for image in (bus, zidane):
         ours, reference = onnx_engine.segment(image), engine.segment(image)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -49,3 +51,8 @@ def test_export_is_cached(encoders):
 
 def test_torch_is_used_when_asked(encoders):
     assert isinstance(load_sentence_encoder(prefer_onnx=False), TorchSentenceEncoder)
+
+
+def test_without_the_exporter_sentence_transformers_answers(monkeypatch, encoders):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # onnxruntime installed, its exporter not
+    assert isinstance(load_sentence_encoder(prefer_onnx=True), TorchSentenceEncoder)
