@@ -63,6 +63,7 @@ def test_auto_picks_a_cpu_runtime_on_the_cpu_and_torch_on_a_gpu(loaded_model):
         ("openvino", "cuda:0", "weights.pt", "CPU only"),
         ("torch", "cpu", "weights.onnx", "ONNX file"),
         ("tensorrt", "cpu", "weights.pt", "not one of"),
+        ("openvino", "cpu", "FastSAM-s.pt", "^model 'FastSAM-s.pt' is not a local file; runtime 'openvino' exports"),
     ],
 )
 def test_impossible_runtime_choices_are_refused(runtime, device, weights, reason):
