@@ -8,6 +8,7 @@ The other precisions only export and compile.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from fastsam_ros.core.backends.model_errors import ModelLoadError
@@ -22,10 +23,9 @@ PRECISIONS = tuple(choice for choice in SPECS["precision"].choices if choice != 
 
 def thread_count(text: str) -> int:
     """--threads as the node's inference_threads takes it: an integer in that parameter's range."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+    if not re.fullmatch(r"[+-]?[0-9]+", text.strip()):  # int() would also take '1_0' and other scripts' digits
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'")
+    value = int(text)
     problem = SPECS["inference_threads"].problem(value)
     if problem is not None:
         raise argparse.ArgumentTypeError(problem)
@@ -48,7 +48,7 @@ def command_line() -> OneLineParser:
         "--threads",
         type=thread_count,
         default=SPECS["inference_threads"].default,
-        help="CPU threads of the compiled network, in the range of `inference_threads` (0: OpenVINO chooses)",
+        help="CPU threads for this run's compiling and checking (0: OpenVINO chooses), as `inference_threads` allows",
     )
     return parser
 
@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelLoadError, FileNotFoundError) as error:  # FileNotFoundError: the sample videos are missing
         print(f"fastsam_export: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the cache is written by renames: an interrupted run leaves nothing half-written
+        print("fastsam_export: interrupted", file=sys.stderr)
+        return 130
     print(f"compiled {weights} for OpenVINO {loaded.precision}: {loaded.choice}")
     return 0
 

@@ -375,6 +375,8 @@ def test_the_exporter_defaults_are_the_nodes():
         (["--threads", "-1"], "argument --threads: inference_threads: must be in [0, 256], got -1"),
         (["--threads", "257"], "argument --threads: inference_threads: must be in [0, 256], got 257"),
         (["--threads", "two"], "argument --threads: expected an integer, got 'two'"),
+        (["--threads", "1_0"], "argument --threads: expected an integer, got '1_0'"),
+        (["--threads", "\u0663"], "argument --threads: expected an integer, got '\u0663'"),
         (["--precision", "auto"], "argument --precision: invalid choice: 'auto' (choose from "),
     ],
 )
