@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from fastsam_ros.core.parameters import default_of
-from fastsam_ros.tools import export, play, record, web
+from fastsam_ros.tools import export, node_client, play, record, web
 
 
 @pytest.fixture
@@ -399,3 +400,30 @@ def test_the_exporter_says_which_sample_video_int8_needs(tmp_path, monkeypatch, 
     assert capsys.readouterr().err == (
         f"fastsam_export: error: sample video 'vtest.avi' not found in {tmp_path}: run `make setup` to fetch it\n"
     )
+
+
+# the node client the tools and tests share
+
+
+def test_an_isolated_graph_stays_on_this_host_and_keeps_a_private_domain(monkeypatch):
+    for name in ("PYTHONUNBUFFERED", "RCUTILS_LOGGING_BUFFERED_STREAM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ROS_DOMAIN_ID", "37")
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env = node_client.isolated_ros_env()
+    assert (env["ROS_DOMAIN_ID"], env["ROS_AUTOMATIC_DISCOVERY_RANGE"]) == ("37", "LOCALHOST"), "kept"
+    assert (env["PYTHONUNBUFFERED"], env["RCUTILS_LOGGING_BUFFERED_STREAM"]) == ("1", "0")
+    assert "PYTHONUNBUFFERED" not in os.environ, "a copy: this process's environment is left alone"
+    assert node_client.isolated_ros_env(5)["ROS_DOMAIN_ID"] == "5", "a domain asked for"
+    monkeypatch.setenv("PYTHONUNBUFFERED", "0")
+    assert node_client.isolated_ros_env()["PYTHONUNBUFFERED"] == "0", "a setting of the user's is kept"
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "SUBNET")  # a shared graph: a domain of its own
+    domains = {int(node_client.isolated_ros_env()["ROS_DOMAIN_ID"]) for _ in range(50)}
+    assert len(domains) > 1 and min(domains) >= 1 and max(domains) <= 100, domains
+
+
+def test_a_wait_that_times_out_names_what_it_waited_for():
+    spins = []
+    with pytest.raises(TimeoutError) as waited:
+        node_client.wait_until(lambda: False, 0.05, lambda: spins.append(time.sleep(0.01)), "the answer")
+    assert str(waited.value) == "timed out after 0 s waiting for the answer" and spins
