@@ -418,8 +418,10 @@ def test_an_isolated_graph_stays_on_this_host_and_keeps_a_private_domain(monkeyp
     monkeypatch.setenv("PYTHONUNBUFFERED", "0")
     assert node_client.isolated_ros_env()["PYTHONUNBUFFERED"] == "0", "a setting of the user's is kept"
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "SUBNET")  # a shared graph: a domain of its own
-    domains = {int(node_client.isolated_ros_env()["ROS_DOMAIN_ID"]) for _ in range(50)}
-    assert len(domains) > 1 and min(domains) >= 1 and max(domains) <= 100, domains
+    drawn: list[tuple[int, int]] = []
+    monkeypatch.setattr(node_client.random, "randint", lambda low, high: drawn.append((low, high)) or 64)
+    env = node_client.isolated_ros_env()
+    assert (env["ROS_DOMAIN_ID"], env["ROS_AUTOMATIC_DISCOVERY_RANGE"], drawn) == ("64", "LOCALHOST", [(1, 100)])
 
 
 def test_a_wait_that_times_out_names_what_it_waited_for():
