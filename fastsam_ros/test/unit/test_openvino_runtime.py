@@ -18,7 +18,7 @@ from fastsam_ros.core.backends.int8_quantisation import INT8_MODEL, INT8_VERDICT
 from fastsam_ros.core.backends.model_errors import ModelLoadError
 from fastsam_ros.core.backends.model_loading import load_model
 from fastsam_ros.core.backends.onnx_runtime import cache_dir, exported_onnx
-from fastsam_ros.core.backends.openvino_runtime import COMPILED, METADATA, OpenVinoNetwork, model_dir
+from fastsam_ros.core.backends.openvino_runtime import COMPILED, METADATA, OpenVinoNetwork, forward_ms, model_dir
 from fastsam_ros.core.backends.precision import PRECISION_TIMINGS, cpu_capabilities, resolve_precision
 from fastsam_ros.core.backends.runtime_quality import box_iou
 from fastsam_ros.core.engine import SegmentationEngine
@@ -408,6 +408,20 @@ def test_the_thread_count_follows_the_load_on_one_compile_per_shape(private_cach
     assert [i.box for i in narrow.instances] == [i.box for i in wide.instances]
     engine.follow_load(False)
     assert network.compiled(shape) is wide_model
+
+
+def test_the_thread_counts_are_the_fewest_while_frames_queue_and_the_most_otherwise(private_cache):
+    network = OpenVinoNetwork(private_cache, "f32", (4, 1, 2, 2), cache_dir())
+    assert network.thread_counts == (1, 2, 4) and network.inference_threads == 4
+    network.follow_load(True)
+    assert network.inference_threads == 1
+    network.follow_load(False)
+    assert network.inference_threads == 4
+
+
+def test_a_forward_pass_is_timed_in_milliseconds(private_cache):
+    """What precision 'auto' compares (a yolo11n forward at 640 x 640 takes tens of ms here)."""
+    assert 1.0 < forward_ms(private_cache, "f32", (0,), cache_dir(), runs=2) < 5000.0
 
 
 def test_a_corrupt_compiled_model_is_compiled_again(private_cache, weights, bus, f32_engine):
