@@ -14,6 +14,7 @@ import pytest
 from onnx import numpy_helper
 
 from fastsam_ros.core import int8_calibration
+from fastsam_ros.core.backends import openvino_runtime
 from fastsam_ros.core.backends.int8_quantisation import INT8_MODEL, INT8_VERDICT, quantize_int8, write_int8_verdict
 from fastsam_ros.core.backends.model_errors import ModelLoadError
 from fastsam_ros.core.backends.model_loading import load_model
@@ -419,9 +420,18 @@ def test_the_thread_counts_are_the_fewest_while_frames_queue_and_the_most_otherw
     assert network.inference_threads == 4
 
 
-def test_a_forward_pass_is_timed_in_milliseconds(private_cache):
+def test_a_forward_pass_is_timed_in_milliseconds_at_the_precision_asked(private_cache, monkeypatch):
     """What precision 'auto' compares (a yolo11n forward at 640 x 640 takes tens of ms here)."""
+    made: list[str] = []
+
+    class Noting(OpenVinoNetwork):
+        def __init__(self, onnx_path, precision, *args) -> None:
+            made.append(precision)
+            super().__init__(onnx_path, precision, *args)
+
+    monkeypatch.setattr(openvino_runtime, "OpenVinoNetwork", Noting)
     assert 1.0 < forward_ms(private_cache, "f32", (0,), cache_dir(), runs=2) < 5000.0
+    assert made == ["f32"]
 
 
 def test_a_corrupt_compiled_model_is_compiled_again(private_cache, weights, bus, f32_engine):
