@@ -39,6 +39,8 @@ def test_a_resized_photo_fills_the_frame_and_keeps_its_centre():
     assert wide[:, :98].max() == 0 and wide[:, 102:298].min() == 255 and wide[:, 302:].max() == 0, "not cropped"
     tall = resized(photo, 20, 40)
     assert tall.shape == (40, 20, 3) and tall.min() == 255
+    upright = np.ascontiguousarray(photo.transpose(1, 0, 2))  # the middle half of the rows
+    assert resized(upright, 50, 50).min() == 255, "scaled to the width, top and bottom cropped equally"
 
 
 def test_pans_slide_from_the_top_left_to_the_bottom_right_corner():
