@@ -33,10 +33,11 @@ def demo_environment(monkeypatch) -> None:
 
 
 def test_the_demo_segments_its_twelve_frames_and_writes_each_overlay(tmp_path, demo_environment, capsys):
-    output = tmp_path / "demo"
+    output = tmp_path / "runs" / "demo"  # its folder is made, parents included
     code = demo.main(["--output", str(output), "--timeout", "120"])
     out, err = capsys.readouterr()
     assert code == 0, out + err
+    assert out.startswith(f"[demo] starting fastsam_node (model yolo11n-seg.pt); its log: {output / 'node.log'}\n")
     frames = demo_sequence()
     rows = [match for line in out.splitlines() if (match := ROW.match(line))]
     assert [int(row[1]) for row in rows] == list(range(len(frames))), out
@@ -56,6 +57,7 @@ def test_the_demo_segments_its_twelve_frames_and_writes_each_overlay(tmp_path, d
 
 def test_the_demo_says_why_when_the_node_cannot_start(tmp_path, demo_environment, capsys):
     output = tmp_path / "demo"
+    output.mkdir()  # an earlier run's folder is used again
     code = demo.main(["--output", str(output), "--model", str(tmp_path / "missing.pt"), "--timeout", "60"])
     out, err = capsys.readouterr()
     assert code == 1
