@@ -239,9 +239,12 @@ def test_diagnostics_name_the_node_its_device_runtime_model_and_cameras(node, ro
     node._publish_diagnostics()
     name = "frame_path: segmentation"
     ros_graph.spin_until(lambda: any(m.status[0].name == name for m in received), "the node's diagnostics")
-    [status] = [m for m in received if m.status[0].name == name][-1].status
+    message = [m for m in received if m.status[0].name == name][-1]
+    [status] = message.status
+    assert message.header.stamp.sec > 0, "stamped now"
     values = {kv.key: kv.value for kv in status.values}
     assert (status.hardware_id, values["device"], values["runtime"]) == ("cpu", "cpu", "torch")
+    assert "inference threads" not in values, "torch chooses its own threads: nothing to report"
     assert values["cameras"] == "2" and values["model"] == node.configured.engine.loaded.source
     report = node.health.report(extra={})
     assert status.level == bytes([report.level]) and status.message == report.message
