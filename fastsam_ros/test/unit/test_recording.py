@@ -310,6 +310,14 @@ def test_when_both_outputs_are_replaced_the_error_names_the_recording_and_where_
     run = record.NodeRecording.run
 
     def run_then_replace_both(recording: record.NodeRecording, *args: object) -> None:
+        """Once a debug image has started the video (the instances may be heard first), the recording
+        runs its course; then another program replaces both outputs."""
+        wait_until(
+            lambda: recording.video is not None,
+            10.0,
+            lambda: recording.executor.spin_once(timeout_sec=0.02),
+            "the first debug image",
+        )
         run(recording, *args)
         for path in (recording.recorder.output.path, recording.video_file.output.path):
             path.unlink()
