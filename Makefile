@@ -21,10 +21,12 @@ demo: setup
 
 # Lint (style and layer contracts), then every test: unit, graph (real node over DDS), system,
 # in TEST_WORKERS processes; each test file stays in one (its module fixtures start one node).
+# Files are handed out in their folders' order, the slow graph and system files first: xdist's
+# default (most tests first) left the one-test colcon build, a minute long, to run alone at the end.
 TEST_WORKERS ?= 2
 test: setup
 	@$(ACTIVATE) && ruff check . && ruff format --check . && cd $(PACKAGE) && lint-imports && \
-		pytest -ra -n $(TEST_WORKERS) --dist loadfile test
+		pytest -ra -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder test
 
 # The in-process tests only (no node process, no DDS): seconds to a minute.
 test-unit: setup
