@@ -105,12 +105,28 @@ def test_every_camera_of_a_batch_is_segmented_in_one_pass_and_published_on_its_o
     assert all(i.track_id >= 1 for i in left.masks.instances), "the default tracker numbers instances"
 
 
-def test_a_frame_that_cannot_be_decoded_is_refused_and_the_other_camera_goes_on(node, photos, totals):
+def _calls(monkeypatch, owner: object, name: str) -> list[tuple]:
+    """The arguments of every call of owner.name from now on; each call still reaches it."""
+    calls: list[tuple] = []
+    real = getattr(owner, name)
+
+    def recorded(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(owner, name, recorded)
+    return calls
+
+
+def test_a_frame_that_cannot_be_decoded_is_refused_and_the_other_camera_goes_on(node, photos, totals, monkeypatch):
+    refused = _calls(monkeypatch, node.configured.channels["left"], "refuse")
     frames = _frames(photos, 2_000)
     broken = frames["left"].msg
     broken.data = bytes(broken.data)[: len(broken.data) // 2]
     node._process(frames, queued=False)
     assert totals() == {"rejected": 1, "processed": 1, "passes": 1}
+    [(error,)] = refused
+    assert isinstance(error, ImageDecodeError) and "data" in str(error), "the channel says why"
     assert _latest_stamps(node)["right"] == (2_000, "right_optical")
     assert _latest_stamps(node).get("left", (None,))[0] != 2_000
 
@@ -122,8 +138,11 @@ def test_a_decoder_bug_fails_that_frame_only(node, photos, totals, monkeypatch):
         raise ZeroDivisionError("a decoder bug")
 
     monkeypatch.setattr(left, "decode", buggy)
+    failures = _calls(monkeypatch, node, "_frames_failed")
     node._process(_frames(photos, 3_000), queued=False)
     assert totals() == {"failed": 1, "processed": 1, "passes": 1}
+    [(error, cameras)] = failures
+    assert (repr(error), cameras) == ("ZeroDivisionError('a decoder bug')", ["left"])
     assert _latest_stamps(node)["right"] == (3_000, "right_optical")
 
 
@@ -141,10 +160,15 @@ def test_a_failed_forward_pass_fails_every_frame_of_the_batch_and_the_next_batch
         return segment_batch(*args, **kwargs)
 
     monkeypatch.setattr(engine, "segment_batch", fails_once)
+    loads = _calls(monkeypatch, engine, "follow_load")
+    failures = _calls(monkeypatch, node, "_frames_failed")
     node._process(_frames(photos, 4_000), queued=False)
     assert totals() == {"failed": 2}
+    [(error, cameras)] = failures
+    assert (repr(error), cameras) == ("RuntimeError('out of memory')", ["left", "right"])
     node._process(_frames(photos, 4_001), queued=True)
     assert totals() == {"failed": 2, "processed": 2, "passes": 1}
+    assert loads == [(False,), (True,)], "whether frames queue, before each forward pass"
     images, stamps, frame_ids = calls[1]
     assert [image.shape[:2] for image in images] == [(540, 405), (360, 640)]
     assert (stamps, frame_ids) == ([4_001, 4_001], ["left_optical", "right_optical"])
@@ -233,14 +257,20 @@ def test_a_whole_number_for_a_double_parameter_is_taken(node):
         node.set_parameters([Parameter("depth_slop", value=0.05)])
 
 
-def test_diagnostics_name_the_node_its_device_runtime_model_and_cameras(node, ros_graph, photos):
+def _diagnostics(node: FastSamNode, ros_graph) -> DiagnosticArray:
+    """The diagnostics the node publishes when its timer calls, as a monitor receives them."""
     received = ros_graph.listen(DiagnosticArray, "/diagnostics", node.configured.diagnostics_pub.get_subscription_count)
-    node._process(_frames(photos, 7_000), queued=False)
     node._publish_diagnostics()
-    name = "frame_path: segmentation"
+    name = f"{node.get_name()}: segmentation"
     ros_graph.spin_until(lambda: any(m.status[0].name == name for m in received), "the node's diagnostics")
-    message = [m for m in received if m.status[0].name == name][-1]
+    return [m for m in received if m.status[0].name == name][-1]
+
+
+def test_diagnostics_name_the_node_its_device_runtime_model_and_cameras(node, ros_graph, photos):
+    node._process(_frames(photos, 7_000), queued=False)
+    message = _diagnostics(node, ros_graph)
     [status] = message.status
+    assert status.name == "frame_path: segmentation"
     assert message.header.stamp.sec > 0, "stamped now"
     values = {kv.key: kv.value for kv in status.values}
     assert (status.hardware_id, values["device"], values["runtime"]) == ("cpu", "cpu", "torch")
@@ -248,6 +278,73 @@ def test_diagnostics_name_the_node_its_device_runtime_model_and_cameras(node, ro
     assert values["cameras"] == "2" and values["model"] == node.configured.engine.loaded.source
     report = node.health.report(extra={})
     assert status.level == bytes([report.level]) and status.message == report.message
+
+
+@pytest.mark.parametrize(("threads", "reported"), [(3, "3"), (0, "auto")])
+def test_diagnostics_report_the_thread_count_of_a_runtime_that_sets_its_own(
+    node, ros_graph, monkeypatch, threads, reported
+):
+    """OpenVINO's count (0: its own choice) stands in on the torch network: the report is under test."""
+    backend = node.configured.engine.loaded.backend
+    monkeypatch.setattr(type(backend), "inference_threads", property(lambda self: threads))
+    [status] = _diagnostics(node, ros_graph).status
+    assert {kv.key: kv.value for kv in status.values}["inference threads"] == reported
+
+
+def test_a_dead_worker_is_restarted_by_the_diagnostics_and_the_report_says_why(node, photos, ros_graph, capfd):
+    worker = node.running.worker
+    restarts = node.health.totals["worker restarts"]
+
+    def bug(*args):
+        raise LookupError("a bug in the reporting")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(worker, "_process", bug)
+        patch.setattr(worker, "_on_error", bug)
+        node.running.mailbox.put(_frames(photos, 8_000)["left"], slot="left")
+        deadline = time.monotonic() + 10.0
+        while worker.alive and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not worker.alive, "an error from the error report ends the thread"
+    capfd.readouterr()
+    [status] = _diagnostics(node, ros_graph).status
+    assert worker.alive and node.health.totals["worker restarts"] == restarts + 1
+    assert status.level == bytes([2])
+    assert status.message.startswith("inference worker died and was restarted: LookupError('a bug in the reporting')")
+    logged = capfd.readouterr().err
+    assert "the inference worker died (LookupError('a bug in the reporting')); restarted it" in logged
+    node._process(_frames(photos, 8_001), queued=False)
+    assert not node.health.report().message.startswith("inference worker died"), "a processed frame clears it"
+
+
+def test_failed_frames_are_counted_and_logged_with_their_cameras_once_per_burst(ros_graph, capfd):
+    """A node of its own: its logger has not logged a failure yet, which the throttle would hold back."""
+    fresh = _node(ros_graph, "failures")
+    try:
+        capfd.readouterr()
+        fresh._frames_failed(RuntimeError("out of memory"), ["left", "right"])
+        fresh._frames_failed(ZeroDivisionError("a decoder bug"), ["left"])
+        fresh._batch_failed(LookupError("a worker bug"))
+        fresh._batch_failed(LookupError("another worker bug"))
+        assert fresh.health.totals["failed"] == 5
+        logged = [line.split("]: ")[-1] for line in capfd.readouterr().err.splitlines() if "failed" in line]
+        assert logged == [
+            "frame failed (camera 'left', 'right'): RuntimeError('out of memory')",
+            "inference batch failed: LookupError('a worker bug')",
+        ], "a burst logs its first failure of each kind"
+    finally:
+        fresh.destroy_node()
+
+
+def test_a_failed_frame_of_the_one_unnamed_camera_names_no_camera(ros_graph, capfd):
+    fresh = _node(ros_graph, "unnamed_failure")
+    try:
+        capfd.readouterr()
+        fresh._frames_failed(RuntimeError("out of memory"), [""])
+        logged = [line.split("]: ")[-1] for line in capfd.readouterr().err.splitlines() if "failed" in line]
+        assert logged == ["frame failed: RuntimeError('out of memory')"]
+    finally:
+        fresh.destroy_node()
 
 
 def test_dropped_frames_are_logged_once_per_period_with_the_new_and_total_counts(node, capfd):
@@ -284,7 +381,13 @@ def test_a_second_node_of_the_same_name_is_warned_about_once(node, ros_graph, ca
         node._warn_if_name_taken()
         assert node._duplicate_check not in node.timers, "warned once: no more checks"
         warned = capfd.readouterr().err
-        assert warned.count(f"another node named '{ros_graph.namespace}/frame_path' is on this ROS domain") == 1
+        assert (
+            warned.count(
+                f"another node named '{ros_graph.namespace}/frame_path' is on this ROS domain: both answer the same "
+                "topics and services (every frame gives two results); give one another name (-r __node:=...)"
+            )
+            == 1
+        )
         assert node._duplicate_checks_left == 2
     finally:
         twin.destroy_node()
@@ -294,8 +397,10 @@ def test_without_a_twin_the_name_is_checked_a_fixed_number_of_times_then_no_more
     alone = _node(ros_graph, "alone_in_the_graph")
     try:
         assert alone._duplicate_checks_left == DUPLICATE_CHECKS
-        for _ in range(DUPLICATE_CHECKS):
+        for _ in range(DUPLICATE_CHECKS - 1):
             alone._warn_if_name_taken()
+        assert alone._duplicate_check in alone.timers, "checked until the last period"
+        alone._warn_if_name_taken()
         assert alone._duplicate_checks_left == 0
         assert alone._duplicate_check not in alone.timers, "the check's timer is gone after its last check"
         assert "another node named" not in capfd.readouterr().err
@@ -319,6 +424,7 @@ def test_the_lifecycle_in_one_process_takes_frames_only_while_active_and_repairs
         assert made.running is not None and [s.topic_name for s in made.subscriptions if s.topic_name == image_topic]
         assert made.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
         assert made.running is None and not [s for s in made.subscriptions if s.topic_name == image_topic]
+        made._publish_diagnostics()  # the timer is gone, a call already under way finds nothing to report
         assert made.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
         assert made.configured is None
         assert made.trigger_configure() == TransitionCallbackReturn.SUCCESS
