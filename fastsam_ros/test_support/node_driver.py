@@ -8,7 +8,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from fastsam_ros.tools.node_client import NodeClient, isolated_ros_env, start_node, stop_node
@@ -38,6 +38,38 @@ def signal_handlers_kept(numbers: Iterable[int]) -> Iterator[None]:
     finally:
         for number, handler in saved.items():
             signal.signal(number, handler)
+
+
+class SignalWhenReady:
+    """Calls the handler a program's main() installs for signum, as the kernel would, once ready()
+    holds: for tests that run main() in this process. After timeout_s the handler is called all the
+    same, if the program installed one, so that a program that misses its cue cannot hang the test."""
+
+    def __init__(self, signum: int, ready: Callable[[], bool] = lambda: True, timeout_s: float = 20.0) -> None:
+        self.signum = signum
+        self.ready_in_time = False
+        self.handler: Callable | None = None
+        self.called_at: float | None = None
+        self._before = signal.getsignal(signum)
+        self._ready = ready
+        self._timeout_s = timeout_s
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _installed(self) -> bool:
+        return signal.getsignal(self.signum) is not self._before
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self._timeout_s
+        while time.monotonic() < deadline and not self.ready_in_time:
+            self.ready_in_time = self._installed() and self._ready()
+            time.sleep(0.01)
+        if self._installed():
+            self.handler, self.called_at = signal.getsignal(self.signum), time.monotonic()
+            self.handler(self.signum, None)
+
+    def join(self) -> None:
+        self._thread.join(self._timeout_s)
 
 
 class NodeProcess:

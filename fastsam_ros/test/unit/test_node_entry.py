@@ -14,13 +14,11 @@ import os
 import signal
 import sys
 import tempfile
-import threading
 
 import pytest
 
 from fastsam_ros.ros import process
-from fastsam_ros.tools.node_client import wait_until
-from test_support.node_driver import signal_handlers_kept
+from test_support.node_driver import SignalWhenReady, signal_handlers_kept
 from test_support.own_context import NodeInOwnContext
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -34,42 +32,23 @@ def _run(main, *ros_args: str) -> int:
         return main(["fastsam_node", "--ros-args", "-r", f"__node:={NODE}", *ros_args])
 
 
-def _stop_once_running(signum: int) -> tuple[threading.Thread, list[bool]]:
-    """Calls the entry's handler of signum, as the kernel would, once its node is in the graph, or
-    after 60 s in any case (so that a node that never appears cannot hang the test): the thread, and
-    whether the node was seen."""
-    watcher = NodeInOwnContext(f"entry_watcher_{os.getpid()}")
-    before = signal.getsignal(signum)
-    seen: list[bool] = []
-
-    def stop() -> None:
-        try:
-            wait_until(
-                lambda: NODE in watcher.node.get_node_names() and signal.getsignal(signum) is not before,
-                60.0,
-                lambda: watcher.executor.spin_once(timeout_sec=0.05),
-                "the node in the graph",
-            )
-            handler = signal.getsignal(signum)
-            seen.append(isinstance(getattr(handler, "__self__", None), process.Shutdown))  # not rclpy's
-        except TimeoutError:
-            seen.append(False)
-        finally:
-            watcher.close()
-            signal.getsignal(signum)(signum, None)
-
-    thread = threading.Thread(target=stop, daemon=True)
-    thread.start()
-    return thread, seen
-
-
 @pytest.mark.parametrize("signum", STOP_SIGNALS)
 def test_a_lifecycle_node_waits_unconfigured_until_a_stop_signal(signum, capsys):
     """autostart false whatever the parameters say: weights that do not exist are not loaded yet."""
-    stopper, seen = _stop_once_running(signum)
-    code = _run(process.lifecycle_main, "-p", "model:=/no/such/weights.pt", "-p", "autostart:=true")
-    stopper.join(10.0)
-    assert seen == [True], "the node was in the graph until the signal, which only the entry handles"
+    watcher = NodeInOwnContext(f"entry_watcher_{os.getpid()}")
+
+    def in_graph() -> bool:
+        watcher.executor.spin_once(timeout_sec=0.05)
+        return NODE in watcher.node.get_node_names()
+
+    try:
+        stopper = SignalWhenReady(signum, in_graph, timeout_s=60.0)
+        code = _run(process.lifecycle_main, "-p", "model:=/no/such/weights.pt", "-p", "autostart:=true")
+        stopper.join()
+    finally:
+        watcher.close()
+    assert stopper.ready_in_time, "the node was in the graph until the signal"
+    assert isinstance(stopper.handler.__self__, process.Shutdown), "which only the entry handles, not rclpy"
     assert code == 0 and "error" not in capsys.readouterr().err
 
 

@@ -27,7 +27,7 @@ from fastsam_ros.core.signal_flag import SignalFlag
 from fastsam_ros.ros.convert import image_to_bgr, stamp_to_ns
 from fastsam_ros.tools import play
 from fastsam_ros.tools.frame_sources import SourceError
-from test_support.node_driver import signal_handlers_kept
+from test_support.node_driver import SignalWhenReady, signal_handlers_kept
 from test_support.own_context import NodeInOwnContext
 
 TOPIC = f"/play_test_{os.getpid()}/image"
@@ -196,26 +196,13 @@ def test_the_program_plays_until_sigint_or_sigterm_as_play_does(camera, frames, 
     (bounded by --limit, should the handler not be the program's)."""
     folder, images = frames
     for signum in (signal.SIGINT, signal.SIGTERM):
-        before = signal.getsignal(signum)
-        stopped_at: list[float] = []
-
-        def stop_once_playing(signum: int = signum, before: object = before, stopped_at: list = stopped_at) -> None:
-            deadline = time.monotonic() + 10.0
-            while time.monotonic() < deadline:
-                handler = signal.getsignal(signum)
-                if handler is not before and camera.received:
-                    stopped_at.append(time.monotonic())
-                    handler(signum, None)
-                    return
-                time.sleep(0.01)
-
         camera.received.clear()
-        stopper = threading.Thread(target=stop_once_playing, daemon=True)
-        stopper.start()
+        stopper = SignalWhenReady(signum, lambda: bool(camera.received), timeout_s=10.0)
         code, err = _main([str(folder), "--loop", "--rate", "50", "--limit", "600"], monkeypatch, capsys)
-        stopper.join(10.0)
+        stopper.join()
         assert (code, err) == (None, ""), signum
-        assert stopped_at and time.monotonic() - stopped_at[0] < 5.0, f"signal {signum} did not end playback"
+        assert stopper.ready_in_time, "stopped while playing"
+        assert time.monotonic() - stopper.called_at < 5.0, f"signal {signum} did not end playback"
         order = _which(camera.received, images)
         assert order and all((later - earlier) % 3 == 1 for earlier, later in itertools.pairwise(order)), order
 

@@ -32,7 +32,7 @@ from fastsam_ros.ros.convert import array_to_image
 from fastsam_ros.ros.process import Shutdown
 from fastsam_ros.tools import record
 from fastsam_ros.tools.node_client import wait_until
-from test_support.node_driver import signal_handlers_kept
+from test_support.node_driver import SignalWhenReady, signal_handlers_kept
 from test_support.own_context import NodeInOwnContext
 
 NODE = f"record_test_{os.getpid()}"
@@ -442,21 +442,12 @@ def test_a_cameras_outputs_are_recorded_under_its_name_at_the_chosen_quality(tmp
 
 def test_sighup_ends_a_recording_as_the_other_stop_signals_do(tmp_path, node_side, monkeypatch, capsys):
     """The handler main installs for SIGHUP (a closed terminal), called as the kernel would call it."""
-    before = signal.getsignal(signal.SIGHUP)
-
-    def hang_up_once_recording() -> None:
-        deadline = time.monotonic() + 20.0
-        while signal.getsignal(signal.SIGHUP) is before and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.2)
-        signal.getsignal(signal.SIGHUP)(signal.SIGHUP, None)
-
-    closer = threading.Thread(target=hang_up_once_recording, daemon=True)
-    closer.start()
+    closer = SignalWhenReady(signal.SIGHUP)
     start = time.monotonic()
     code, out, _ = _main([str(tmp_path / "run.mcap"), "--node", NODE, "--duration", "30"], monkeypatch, capsys)
-    closer.join(20.0)
+    closer.join()
     assert code == 0 and "fastsam_record: wrote" in out
+    assert closer.ready_in_time, "the recording's own handler"
     assert time.monotonic() - start < 10.0, "ended by the hang-up, not by --duration"
 
 
