@@ -136,8 +136,9 @@ class OutputFile:
         try:
             if force:
                 self.fd, name = tempfile.mkstemp(dir=target.parent, prefix=HIDDEN_PREFIX, suffix=".tmp")
-                os.fchmod(self.fd, 0o666 & ~_umask())
                 self.path = Path(name)
+                with contextlib.suppress(OSError):  # a file system without modes (FAT): they are not kept anyway
+                    os.fchmod(self.fd, 0o666 & ~_umask())
             else:
                 self.fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
                 self.path = target

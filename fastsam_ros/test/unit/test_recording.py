@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import signal
+import stat
 import sys
 import threading
 import time
@@ -457,6 +458,34 @@ def test_an_output_that_cannot_be_created_names_the_reason(tmp_path):
         record.OutputFile(target, force=False)
     assert str(refused.value).startswith(f"cannot lock '{target}' ({record.HIDDEN_PREFIX}")
     assert str(refused.value).endswith(".lock): No such file or directory"), "the reason, not the whole OSError"
+
+
+def test_a_forced_output_gets_the_usual_permissions_where_the_file_system_keeps_them(tmp_path, monkeypatch):
+    mask = os.umask(0o027)
+    try:
+        output = record.OutputFile(tmp_path / "run.mcap", force=True)
+    finally:
+        os.umask(mask)
+    try:
+        assert stat.S_IMODE(os.fstat(output.fd).st_mode) == 0o640, "as a file created by open() would get"
+    finally:
+        output.close_descriptor()
+        output.discard()
+        output.release()
+
+    def no_modes(fd: int, mode: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "fchmod", no_modes)  # as on a FAT drive
+    target = tmp_path / "fat.mcap"
+    output = record.OutputFile(target, force=True)
+    try:
+        with output.open() as stream:
+            stream.write(b"a recording")
+        output.commit()
+        assert target.read_bytes() == b"a recording"
+    finally:
+        output.release()
 
 
 def test_discarding_removes_what_this_run_created_and_never_another_programs_file(tmp_path):
