@@ -18,6 +18,7 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from rclpy.qos import ReliabilityPolicy
 from std_msgs.msg import Header
 
 from fastsam_ros.core.image_codec import ImageDecodeError
@@ -49,6 +50,7 @@ def node(ros_graph):
         "text_backend": "clip",
         "clip_model": TINY_CLIP,
         "clip_pretrained": "",
+        "image_qos": "reliable",
     }
     made = _node(ros_graph, "frame_path", **overrides)
     made.trigger_configure()
@@ -87,6 +89,11 @@ def _latest_stamps(node: FastSamNode) -> dict[str, tuple[int, str]]:
     }
 
 
+def _logged(capfd) -> list[str]:
+    """The messages the nodes of this process logged since the last call, without their prefixes."""
+    return [line.split("]: ", 1)[-1] for line in capfd.readouterr().err.splitlines()]
+
+
 @pytest.fixture
 def totals(node):
     """The health counters' changes during a test."""
@@ -116,6 +123,15 @@ def _calls(monkeypatch, owner: object, name: str) -> list[tuple]:
 
     monkeypatch.setattr(owner, name, recorded)
     return calls
+
+
+def test_reliable_images_are_taken_reliably_one_at_a_time(node):
+    """image_qos reliable (this module's node); the default, sensor data, in the lifecycle test."""
+    for channel in node.configured.channels.values():
+        [subscription] = [
+            s for s in node.subscriptions if s.topic_name == f"{node.get_namespace()}/{channel.image_topic}"
+        ]
+        assert (subscription.qos_profile.depth, subscription.qos_profile.reliability) == (1, ReliabilityPolicy.RELIABLE)
 
 
 def test_a_frame_that_cannot_be_decoded_is_refused_and_the_other_camera_goes_on(node, photos, totals, monkeypatch):
@@ -181,10 +197,25 @@ def test_a_publish_that_fails_for_one_camera_leaves_the_other_published(node, ph
         raise KeyError("a publisher bug")
 
     monkeypatch.setattr(left, "publish", buggy)
+    failures = _calls(monkeypatch, node, "_frames_failed")
+    published = _calls(monkeypatch, node.configured.channels["right"], "publish")
     node._process(_frames(photos, 5_000), queued=False)
     assert totals() == {"failed": 1, "processed": 1, "passes": 1}
+    [(error, cameras)] = failures
+    assert (repr(error), cameras) == ("KeyError('a publisher bug')", ["left"])
+    [(frame, image, masks)] = published
+    assert np.array_equal(image, photos["right"]), "the decoded frame, for the overlay and the obstacles"
+    assert masks.stamp_ns == 5_000 and frame.msg.header.frame_id == "right_optical"
     assert _latest_stamps(node)["right"] == (5_000, "right_optical"), "the camera after the failed one"
     assert _latest_stamps(node).get("left", (None,))[0] != 5_000
+
+
+def test_a_forward_pass_that_returns_fewer_results_than_frames_is_an_error_not_a_lost_camera(node, photos, monkeypatch):
+    engine = node.configured.engine
+    segment_batch = engine.segment_batch
+    monkeypatch.setattr(engine, "segment_batch", lambda *args: segment_batch(*args)[:1])
+    with pytest.raises(ValueError, match="shorter"):
+        node._process(_frames(photos, 5_500), queued=False)
 
 
 def test_nothing_to_decode_runs_no_forward_pass(node, photos, totals, monkeypatch):
@@ -327,7 +358,7 @@ def test_failed_frames_are_counted_and_logged_with_their_cameras_once_per_burst(
         fresh._batch_failed(LookupError("a worker bug"))
         fresh._batch_failed(LookupError("another worker bug"))
         assert fresh.health.totals["failed"] == 5
-        logged = [line.split("]: ")[-1] for line in capfd.readouterr().err.splitlines() if "failed" in line]
+        logged = [message for message in _logged(capfd) if "failed" in message]
         assert logged == [
             "frame failed (camera 'left', 'right'): RuntimeError('out of memory')",
             "inference batch failed: LookupError('a worker bug')",
@@ -341,7 +372,7 @@ def test_a_failed_frame_of_the_one_unnamed_camera_names_no_camera(ros_graph, cap
     try:
         capfd.readouterr()
         fresh._frames_failed(RuntimeError("out of memory"), [""])
-        logged = [line.split("]: ")[-1] for line in capfd.readouterr().err.splitlines() if "failed" in line]
+        logged = [message for message in _logged(capfd) if "failed" in message]
         assert logged == ["frame failed: RuntimeError('out of memory')"]
     finally:
         fresh.destroy_node()
@@ -361,7 +392,7 @@ def test_dropped_frames_are_logged_once_per_period_with_the_new_and_total_counts
         running.mailbox.dropped = before
         node._drops_logged = before
     period = f"{running.drop_log_period_s:.0f} s"
-    logged = [line.split("]: ")[-1] for line in capfd.readouterr().err.splitlines() if "dropped" in line]
+    logged = [message for message in _logged(capfd) if "dropped" in message]
     tail = "frames arrive faster than inference, the newest one is kept"
     assert logged == [
         f"dropped 3 frame(s) in the last {period} ({before + 3} in total): {tail}",
@@ -408,6 +439,28 @@ def test_without_a_twin_the_name_is_checked_a_fixed_number_of_times_then_no_more
         alone.destroy_node()
 
 
+def _activated(made: FastSamNode, image_topic: str, stamp: int) -> tuple[int, bool]:
+    """Checks what activation sets up: the image subscription's QoS (depth, and whether reliable),
+    the timers (diagnostics once a second) and the callback groups (prompts answered side by side,
+    the timers never behind them); a frame handed to the subscription reaches the channel's latest."""
+    running = made.running
+    [subscription] = [s for s in made.subscriptions if s.topic_name == image_topic]
+    periods = {timer.timer_period_ns: timer.callback for timer in running.timers}
+    assert periods == {int(running.drop_log_period_s * 1e9): made._log_drops, 1_000_000_000: made._publish_diagnostics}
+    assert all(timer.callback_group is made._timer_group for timer in running.timers)
+    prompts = [s for s in made.services if s.srv_name.endswith(("/prompt_point", "/prompt_text", "/follow_box"))]
+    assert len(prompts) == 3 and all(s.callback_group is made._prompt_group for s in prompts)
+    header = Header(stamp=stamp_from_ns(stamp), frame_id="camera")
+    subscription.callback(array_to_image(np.zeros((48, 64, 3), np.uint8), "bgr8", header))
+    channel = made.configured.channels[""]
+    deadline = time.monotonic() + 20.0
+    while (channel.latest is None or channel.latest.masks.stamp_ns != stamp) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert channel.latest.masks.stamp_ns == stamp, "the subscription feeds the worker's mailbox"
+    qos = subscription.qos_profile
+    return qos.depth, qos.reliability == ReliabilityPolicy.RELIABLE
+
+
 def test_the_lifecycle_in_one_process_takes_frames_only_while_active_and_repairs_a_failed_configure(ros_graph, capfd):
     made = _node(ros_graph, "lifecycle_path", runtime="torch", device="cpu", imgsz=160, conf="high")
     image_topic = f"{ros_graph.namespace}/image"
@@ -421,12 +474,22 @@ def test_the_lifecycle_in_one_process_takes_frames_only_while_active_and_repairs
         assert made.configured is not None and made._configure_error is None and made.running is None
         assert not [s for s in made.subscriptions if s.topic_name == image_topic], "no frame taken before activate"
         assert made.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        assert made.running is not None and [s.topic_name for s in made.subscriptions if s.topic_name == image_topic]
+        assert _activated(made, image_topic, 9_000) == (5, False), "sensor data: best effort, the newest 5"
+        made.running.mailbox.dropped = 3
+        made._log_drops()
         assert made.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
         assert made.running is None and not [s for s in made.subscriptions if s.topic_name == image_topic]
         made._publish_diagnostics()  # the timer is gone, a call already under way finds nothing to report
+        assert "inactive: not taking frames" in _logged(capfd)
+        assert made.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert _activated(made, image_topic, 9_001) == (5, False)
+        made.running.mailbox.dropped = 2
+        made._log_drops()
+        assert "dropped 2 frame(s) in the last" in capfd.readouterr().err, "counted afresh after a new activation"
+        assert made.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
         assert made.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
         assert made.configured is None
+        assert "unconfigured: model released" in _logged(capfd)
         assert made.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert made.trigger_activate() == TransitionCallbackReturn.SUCCESS
         made.close()
