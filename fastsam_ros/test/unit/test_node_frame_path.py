@@ -9,6 +9,7 @@ runs for real.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from rclpy.qos import ReliabilityPolicy
 from std_msgs.msg import Header
 
 from fastsam_ros.core.image_codec import ImageDecodeError
+from fastsam_ros.core.settings import node_settings
+from fastsam_ros.ros import node as node_module
 from fastsam_ros.ros.camera_channel import ReceivedFrame
 from fastsam_ros.ros.convert import array_to_image, stamp_from_ns
 from fastsam_ros.ros.node import DUPLICATE_CHECKS, FastSamNode
@@ -278,6 +281,56 @@ def test_a_refused_change_applies_nothing_and_says_why(node):
     assert not result.successful, "read-only"
 
 
+def test_every_refusal_of_a_change_is_given_and_a_value_of_another_type_is_refused_not_raised(node):
+    results = node.set_parameters_atomically([Parameter("conf", value=1.5), Parameter("obstacle_min_area", value=-1)])
+    assert results.successful is False
+    assert [reason.split(":")[0] for reason in results.reason.split("; ")] == ["conf", "obstacle_min_area"]
+    [result] = node.set_parameters([Parameter("conf", value="high")])
+    assert result.successful is False, "the node leaves a value it cannot convert to the type check"
+    assert node.get_parameter("conf").value == 0.25
+
+
+def test_a_tracker_settings_file_is_checked_against_the_tracker_in_use(node, tmp_path):
+    settings_file = tmp_path / "bytetrack.yaml"
+    settings_file.write_text("tracker_type: bytetrack\ntrack_buffer: 60\n")
+    [result] = node.set_parameters([Parameter("tracker", value="botsort")])
+    try:
+        assert result.successful, result.reason
+        [result] = node.set_parameters([Parameter("tracker_config", value=str(settings_file))])
+        assert result.successful is False
+        assert result.reason == f"tracker_config: '{settings_file}' is for another tracker type, not 'botsort'"
+    finally:
+        node.set_parameters([Parameter("tracker", value="bytetrack")])
+
+
+def test_a_change_that_cannot_be_applied_is_refused_and_logged(node, monkeypatch, capfd):
+    def bug(settings):
+        raise LookupError("an apply bug")
+
+    monkeypatch.setattr(node.configured.channels["left"], "apply", bug)
+    capfd.readouterr()
+    [result] = node.set_parameters([Parameter("max_prompt_points", value=4)])
+    assert (result.successful, result.reason) == (False, "could not apply: an apply bug")
+    assert "parameter change failed: LookupError('an apply bug')" in _logged(capfd)
+    assert node.get_parameter("max_prompt_points").value != 4, "refused: the value stays as it was"
+
+
+def test_a_bug_while_configuring_fails_configure_and_is_what_start_up_raises(ros_graph, capfd, monkeypatch):
+    def bug(*args):
+        raise LookupError("a loader bug")
+
+    monkeypatch.setattr(node_module, "load_model", bug)
+    made = _node(ros_graph, "buggy_configure", runtime="torch", device="cpu")
+    try:
+        capfd.readouterr()
+        with pytest.raises(LookupError, match="a loader bug"):
+            made._start_up()
+        assert made.configured is None
+        assert "configure failed: LookupError('a loader bug')" in _logged(capfd)
+    finally:
+        made.destroy_node()
+
+
 def test_a_whole_number_for_a_double_parameter_is_taken(node):
     [result] = node.set_parameters([Parameter("depth_slop", value=1)])
     try:
@@ -461,16 +514,23 @@ def _activated(made: FastSamNode, image_topic: str, stamp: int) -> tuple[int, bo
     return qos.depth, qos.reliability == ReliabilityPolicy.RELIABLE
 
 
-def test_the_lifecycle_in_one_process_takes_frames_only_while_active_and_repairs_a_failed_configure(ros_graph, capfd):
-    made = _node(ros_graph, "lifecycle_path", runtime="torch", device="cpu", imgsz=160, conf="high")
+def test_the_lifecycle_in_one_process_takes_frames_only_while_active_and_repairs_a_failed_configure(
+    ros_graph, capfd, monkeypatch
+):
+    made = _node(ros_graph, "lifecycle_path", runtime="torch", device="cpu", imgsz=160, conf="high", iou=2.0)
+    loads = _calls(monkeypatch, node_module, "load_model")
     image_topic = f"{ros_graph.namespace}/image"
     try:
         assert made.trigger_configure() == TransitionCallbackReturn.FAILURE
-        assert made.configured is None and made._configure_error is not None
-        assert "configure failed: conf: " in capfd.readouterr().err
-        [result] = made.set_parameters([Parameter("conf", value=0.3)])
-        assert result.successful, result.reason
+        assert made.configured is None and made._configure_error is not None and not loads
+        [failed] = [message for message in _logged(capfd) if message.startswith("configure failed")]
+        assert re.fullmatch(r"configure failed: conf: [^;]+; iou: [^;]+", failed), "every reason, the unusable first"
+        results = made.set_parameters([Parameter("conf", value=0.3), Parameter("iou", value=0.7)])
+        assert all(result.successful for result in results), [result.reason for result in results]
         assert made.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        model = node_settings(made.values()).model
+        assert loads == [(model.model, "cpu", False, "torch", "auto", model.inference_threads)]
+        assert f"loading model '{model.model}' (device cpu) ..." in _logged(capfd)
         assert made.configured is not None and made._configure_error is None and made.running is None
         assert not [s for s in made.subscriptions if s.topic_name == image_topic], "no frame taken before activate"
         assert made.trigger_activate() == TransitionCallbackReturn.SUCCESS
