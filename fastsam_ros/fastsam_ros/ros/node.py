@@ -64,7 +64,6 @@ class Configured:
     """What configure builds and cleanup releases: the model and everything made around it."""
 
     engine: SegmentationEngine
-    text_backends: TextBackends
     channels: dict[str, CameraChannel]
     diagnostics_pub: LifecyclePublisher
     release: contextlib.ExitStack
@@ -248,7 +247,7 @@ class FastSamNode(LifecycleNode):
             if len(channels) > 1:
                 topics = ", ".join(channel.image_topic for channel in channels.values())
                 log.info(f"serving {len(channels)} cameras in one batch: {topics}")
-            configured = Configured(engine, text_backends, channels, diagnostics_pub, undo.pop_all())
+            configured = Configured(engine, channels, diagnostics_pub, undo.pop_all())
         self.health.limits = settings.health
         return configured
 

@@ -315,6 +315,72 @@ def test_a_change_that_cannot_be_applied_is_refused_and_logged(node, monkeypatch
     assert node.get_parameter("max_prompt_points").value != 4, "refused: the value stays as it was"
 
 
+def test_configure_builds_every_camera_and_the_engine_from_the_parameters(ros_graph, capfd, monkeypatch):
+    made = _node(
+        ros_graph,
+        "built_path",
+        runtime="torch",
+        device="cpu",
+        imgsz=160,
+        cameras=["front", "back"],
+        input="compressed",
+        obstacle_min_area=999,
+        cuda_graphs="on",
+        text_backend="class_names",
+    )
+    try:
+        capfd.readouterr()
+        assert made.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        configured = made.configured
+        assert configured.engine.settings.imgsz == 160
+        assert configured.diagnostics_pub.qos_profile.depth == 10
+        for camera, channel in configured.channels.items():
+            assert (channel.camera, channel.image_topic) == (camera, f"{camera}/image/compressed")
+            assert channel.perception.obstacle_settings.min_area == 999
+        configured.engine.segment_batch([np.zeros((48, 64, 3), np.uint8)], [1], ["front"])
+        channel._prompts.text_backends.wait_loaded(60.0)
+        logged = _logged(capfd)
+        ready = [message for message in logged if message.startswith("model ready in ")]
+        assert len(ready) == 1 and re.fullmatch(
+            r"model ready in \d{1,2}\.\d s: \S+ on cpu \(torch f32\), 80 classes", ready[0]
+        )
+        assert "serving 2 cameras in one batch: front/image/compressed, back/image/compressed" in logged
+        assert any(
+            message.startswith("cuda_graphs 'on' needs the torch runtime on a CUDA device") for message in logged
+        )
+        assert any(message.startswith("text prompts ready (class_names backend") for message in logged)
+        forgotten = [
+            _calls(monkeypatch, channel.follower, "forget_track_ids") for channel in configured.channels.values()
+        ]
+        [result] = made.set_parameters([Parameter("conf", value=0.3)])
+        assert result.successful and forgotten == [[], []], "the tracker in use is kept, and the followed ids with it"
+    finally:
+        made.close()
+        made.destroy_node()
+
+
+def test_a_configure_that_fails_half_way_releases_what_it_built(ros_graph, capfd, monkeypatch):
+    built = []
+    camera_channel = node_module.CameraChannel
+
+    def second_camera_fails(*args):
+        if built:
+            raise LookupError("a camera bug")
+        built.append(camera_channel(*args))
+        return built[-1]
+
+    monkeypatch.setattr(node_module, "CameraChannel", second_camera_fails)
+    made = _node(ros_graph, "half_built", runtime="torch", device="cpu", imgsz=160, cameras=["front", "back"])
+    try:
+        assert made.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert len(built) == 1 and made.configured is None
+        left = [p.topic_name for p in made.publishers if p.topic_name.endswith(("/diagnostics", "/front/instances"))]
+        assert not left, "released"
+        assert "configure failed: LookupError('a camera bug')" in _logged(capfd)
+    finally:
+        made.destroy_node()
+
+
 def test_a_bug_while_configuring_fails_configure_and_is_what_start_up_raises(ros_graph, capfd, monkeypatch):
     def bug(*args):
         raise LookupError("a loader bug")
@@ -530,7 +596,9 @@ def test_the_lifecycle_in_one_process_takes_frames_only_while_active_and_repairs
         assert made.trigger_configure() == TransitionCallbackReturn.SUCCESS
         model = node_settings(made.values()).model
         assert loads == [(model.model, "cpu", False, "torch", "auto", model.inference_threads)]
-        assert f"loading model '{model.model}' (device cpu) ..." in _logged(capfd)
+        logged = _logged(capfd)
+        assert f"loading model '{model.model}' (device cpu) ..." in logged
+        assert not [message for message in logged if message.startswith("serving")], "one camera: no batch to name"
         assert made.configured is not None and made._configure_error is None and made.running is None
         assert not [s for s in made.subscriptions if s.topic_name == image_topic], "no frame taken before activate"
         assert made.trigger_activate() == TransitionCallbackReturn.SUCCESS
