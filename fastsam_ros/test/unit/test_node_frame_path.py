@@ -315,6 +315,18 @@ def test_a_change_that_cannot_be_applied_is_refused_and_logged(node, monkeypatch
     assert node.get_parameter("max_prompt_points").value != 4, "refused: the value stays as it was"
 
 
+def test_a_node_made_without_a_name_is_fastsam(ros_graph):
+    made = FastSamNode(
+        namespace=ros_graph.namespace,
+        context=ros_graph.context,
+        parameter_overrides=[Parameter("autostart", value=False)],
+    )
+    try:
+        assert made.get_name() == "fastsam"
+    finally:
+        made.destroy_node()
+
+
 def test_configure_builds_every_camera_and_the_engine_from_the_parameters(ros_graph, capfd, monkeypatch):
     made = _node(
         ros_graph,
@@ -467,6 +479,17 @@ def test_a_dead_worker_is_restarted_by_the_diagnostics_and_the_report_says_why(n
     assert not node.health.report().message.startswith("inference worker died"), "a processed frame clears it"
 
 
+def test_an_error_from_the_frame_path_is_counted_and_the_worker_goes_on(node, photos, totals):
+    worker = node.running.worker
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(worker, "_process", lambda frames, queued: (_ for _ in ()).throw(LookupError("a worker bug")))
+        node.running.mailbox.put(_frames(photos, 8_500)["left"], slot="left")
+        deadline = time.monotonic() + 10.0
+        while not totals() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert totals() == {"failed": 1} and worker.alive, "the node's error handler, then the next frames"
+
+
 def test_failed_frames_are_counted_and_logged_with_their_cameras_once_per_burst(ros_graph, capfd):
     """A node of its own: its logger has not logged a failure yet, which the throttle would hold back."""
     fresh = _node(ros_graph, "failures")
@@ -602,11 +625,14 @@ def test_the_lifecycle_in_one_process_takes_frames_only_while_active_and_repairs
         assert made.configured is not None and made._configure_error is None and made.running is None
         assert not [s for s in made.subscriptions if s.topic_name == image_topic], "no frame taken before activate"
         assert made.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert "active: segmenting frames" in _logged(capfd)
         assert _activated(made, image_topic, 9_000) == (5, False), "sensor data: best effort, the newest 5"
         made.running.mailbox.dropped = 3
         made._log_drops()
+        timers = made.running.timers
         assert made.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
         assert made.running is None and not [s for s in made.subscriptions if s.topic_name == image_topic]
+        assert not [timer for timer in timers if timer in made.timers], "no diagnostics or drop log while inactive"
         made._publish_diagnostics()  # the timer is gone, a call already under way finds nothing to report
         assert "inactive: not taking frames" in _logged(capfd)
         assert made.trigger_activate() == TransitionCallbackReturn.SUCCESS
