@@ -195,6 +195,7 @@ def test_followed_objects_get_a_yellow_sphere_and_their_label_above_it():
         x, y, z = track.position
         assert _xyz(label.pose.position) == pytest.approx((x, y - FOLLOWED_SIZE, z))
         assert sphere.header.frame_id == label.header.frame_id == "camera_optical"
+        assert sphere.pose.orientation.w == label.pose.orientation.w == 1.0, "a zero quaternion is refused by rviz"
     assert len(markers) == 1 + 2 * len(followed)
 
 
