@@ -29,9 +29,9 @@ def test_masks_are_tinted_with_the_object_in_front(bus_masks, bus):
     assert np.array_equal(overlay[labels == 0][:1000], bus[labels == 0][:1000]), "background is left alone"
 
 
-@pytest.mark.parametrize("count", [3, 300])
+@pytest.mark.parametrize("count", [3, 255, 256, 300])
 def test_many_instances_are_all_tinted(count):
-    """More than 255 instances leave the 8-bit lookup path; both give the same pixels."""
+    """More than 255 instances (label 256 and up) leave the 8-bit lookup path; both give the same pixels."""
     image = np.full((40, 8 * count, 3), 200, np.uint8)
     instances = tuple(
         Instance((8.0 * i, 0.0, 8.0 * i + 4, 4.0), 0.9, 0, "", (8 * i, 30), np.ones((4, 4), bool)) for i in range(count)
@@ -40,6 +40,19 @@ def test_many_instances_are_all_tinted(count):
     tinted = tint_masks(image, masks, 0.45)
     assert np.array_equal(tinted, _expected_tint(image, masks.label_image()))
     assert not np.array_equal(tinted[30:34, :4], image[30:34, :4])
+
+
+def test_an_instance_takes_the_colour_of_its_track_id_zero_included_else_of_its_index():
+    image = np.full((20, 40, 3), 200, np.uint8)
+    instances = tuple(
+        Instance((10.0 * i, 0.0, 10.0 * i + 4, 4.0), 0.9, 0, "", (10 * i, 10), np.ones((4, 4), bool), track_id)
+        for i, track_id in enumerate((7, 0, -1))
+    )
+    tinted = tint_masks(image, MaskSet(height=20, width=40, instances=instances), 0.45)
+    for i, key in enumerate((7, 0, 2)):
+        colour = np.full((1, 1, 3), colour_for(key), np.uint8)
+        expected = cv2.addWeighted(image[:1, :1], 0.55, colour, 0.45, 0.0)
+        assert tuple(tinted[10, 10 * i]) == tuple(expected[0, 0]), i
 
 
 GREY = 90
@@ -130,6 +143,7 @@ def test_followed_objects_get_a_yellow_outline_along_the_mask_and_their_label_ab
     assert tuple(drawn[100, 340]) != YELLOW, "not inside"
     assert tuple(drawn[100, 41]) != YELLOW, "only the followed object"
     assert _label_width(drawn, 300, 25, YELLOW) == _text_width("follow alice")
+    assert tuple(drawn[40, 300]) == YELLOW and tuple(drawn[41, 300]) != YELLOW, "its box ends 20 rows above the box"
 
 
 def test_a_label_is_its_text_in_white_on_a_box_of_its_colour_with_a_one_pixel_margin():
