@@ -52,7 +52,7 @@ class FakeNode(NodeInOwnContext):
         self.diagnostics = self.node.create_publisher(DiagnosticArray, DIAGNOSTICS, 10)
         self.photo = asset_image("bus.jpg")
 
-    def wait_for_subscriber(self, process: subprocess.Popen | None = None, timeout: float = 20.0) -> None:
+    def wait_for_subscriber(self, process: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while self.instances.get_subscription_count() == 0 or self.debug.get_subscription_count() == 0:
             assert time.monotonic() < deadline, "fastsam_record did not subscribe"
@@ -465,6 +465,7 @@ def test_closed_stdout_does_not_end_the_recording(tmp_path, fake_node):
                                    stderr=stderr)  # fmt: skip
     process.stdout.close()
     try:
+        fake_node.wait_for_subscriber(process)  # its start alone can take 20 s on a loaded machine
         deadline = time.monotonic() + 20
         while not path.exists() or path.stat().st_size < 6000:  # the first frames, flushed within a second
             assert time.monotonic() < deadline and process.poll() is None, err.read_text()
