@@ -38,7 +38,7 @@ test-own-data: setup
 	@$(IN_PACKAGE) && FASTSAM_ROS_SCREENSHOT=$(CURDIR)/docs/web_view.jpg pytest -ra test/unit/test_own_data_tools.py test/graph/test_own_data.py test/graph/test_web_page.py
 
 # The seeded fuzz of the node over DDS and of the tools around it (web API, player, recorder)
-# at length: make test runs 4 batches of the node's and one scale of the tools'.
+# at length: make test runs 2 batches of the node's and one scale of the tools'.
 fuzz: setup
 	@$(IN_PACKAGE) && FASTSAM_FUZZ_BATCHES=$${FASTSAM_FUZZ_BATCHES:-40} FASTSAM_FUZZ_SCALE=$${FASTSAM_FUZZ_SCALE:-20} \
 		pytest -ra -k fuzz test/graph/test_node_hostile_input.py test/graph/test_web_hostile.py \
