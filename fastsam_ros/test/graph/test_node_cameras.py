@@ -112,10 +112,15 @@ def test_prompts_answer_from_their_own_camera(cameras, bus, zidane):
 
 
 def test_frames_from_both_cameras_share_forward_passes(cameras, bus, zidane):
-    """At 30 Hz per camera the CPU model is overloaded, so passes should take both cameras' frames."""
+    """At 30 Hz per camera the CPU model is overloaded, so passes should take both cameras' frames.
+    Frames are sent for at least a second and until each camera has 8 results, so that a pass with
+    one frame at either end (or a machine slowed by other work) cannot decide the ratio."""
     before = cameras.totals()
+    answered = {camera: len(cameras.received[camera]) + 8 for camera in CAMERAS}
     sent = {camera: [] for camera in CAMERAS}
-    for _ in range(30):
+    deadline = time.monotonic() + 60
+    while len(sent["front"]) < 30 or any(len(cameras.received[c]) < answered[c] for c in CAMERAS):
+        assert time.monotonic() < deadline, {camera: len(cameras.received[camera]) for camera in CAMERAS}
         sent["front"].append(cameras.send("front", bus))
         sent["rear"].append(cameras.send("rear", zidane))
         end = time.monotonic() + 1 / 30
@@ -127,7 +132,7 @@ def test_frames_from_both_cameras_share_forward_passes(cameras, bus, zidane):
     assert after["cameras"] == "2"
     frames = int(after["frames processed"]) - int(before["frames processed"])
     passes = int(after["forward passes"]) - int(before["forward passes"])
-    assert frames >= 4 and frames / passes > 1.5, (frames, passes)
+    assert frames >= 16 and frames / passes > 1.5, (frames, passes)
 
 
 def test_a_bad_frame_from_one_camera_does_not_hold_up_the_other(cameras, bus, zidane):

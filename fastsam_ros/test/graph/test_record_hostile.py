@@ -111,7 +111,7 @@ class Recorder:
         out = self.out.read_text()
         return all(line in out for line in HEARD)
 
-    def record(self, node: FakeNode, frames: int = 4, timeout: float = 20.0) -> None:
+    def record(self, node: FakeNode, frames: int = 4, timeout: float = 60.0) -> None:
         """Publish until the recorder has recorded instances and a debug image, then `frames` more frames."""
         node.wait_for_subscriber(self.process)
         deadline = time.monotonic() + timeout
