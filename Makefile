@@ -23,7 +23,9 @@ demo: setup
 # in TEST_WORKERS processes; each test file stays in one (its module fixtures start one node).
 # Files are handed out in their folders' order, the slow graph and system files first: xdist's
 # default (most tests first) left the one-test colcon build, a minute long, to run alone at the end.
-TEST_WORKERS ?= 2
+# Three workers on two cores: the graph tests spend much of their time waiting on node processes,
+# DDS and timers, so a third keeps both cores busy (docs/TESTING.md).
+TEST_WORKERS ?= 3
 test: setup
 	@$(ACTIVATE) && ruff check . && ruff format --check . && cd $(PACKAGE) && lint-imports && \
 		pytest -ra -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder test
