@@ -7,29 +7,16 @@ The other precisions only export and compile.
 
 from __future__ import annotations
 
-import argparse
-import re
 import sys
 
 from fastsam_ros.core.backends.model_errors import ModelLoadError
 from fastsam_ros.core.backends.model_loading import load_model, resolve_weights
 from fastsam_ros.core.int8_calibration import calibrate_int8
 from fastsam_ros.core.parameters import SPECS
-from fastsam_ros.tools.command_line import OneLineParser
+from fastsam_ros.tools.command_line import OneLineParser, integer_where
 from fastsam_ros.tools.int8_frames import calibration_frames, guard_frames
 
 PRECISIONS = tuple(choice for choice in SPECS["precision"].choices if choice != "auto")
-
-
-def thread_count(text: str) -> int:
-    """--threads as the node's inference_threads takes it: an integer in that parameter's range."""
-    if not re.fullmatch(r"[+-]?[0-9]+", text.strip()):  # int() would also take '1_0' and other scripts' digits
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'")
-    value = int(text)
-    problem = SPECS["inference_threads"].problem(value)
-    if problem is not None:
-        raise argparse.ArgumentTypeError(problem)
-    return value
 
 
 def command_line() -> OneLineParser:
@@ -46,7 +33,7 @@ def command_line() -> OneLineParser:
     )
     parser.add_argument(
         "--threads",
-        type=thread_count,
+        type=integer_where(SPECS["inference_threads"].problem),
         default=SPECS["inference_threads"].default,
         help="CPU threads for this run's compiling and checking (0: OpenVINO chooses), as `inference_threads` allows",
     )

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from fastsam_ros.core.signal_flag import SignalFlag
 from fastsam_ros.ros.process import PARENT_PID_VARIABLE, Shutdown
-from fastsam_ros.tools.command_line import OneLineParser
+from fastsam_ros.tools.command_line import OneLineParser, integer_where
 from fastsam_ros.tools.frame_sources import (
     FOLDER_RATE,
     BagSource,
@@ -172,14 +172,9 @@ def number_in(low: float, high: float, low_allowed: bool) -> Callable[[str], flo
     return parse
 
 
-def non_negative_integer(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got '{text}'")
-    return value
+def negative(value: int) -> str | None:
+    """What is wrong with a count: only a value below zero."""
+    return f"must not be negative, got {value}" if value < 0 else None
 
 
 def topic_name(text: str) -> str:
@@ -301,7 +296,7 @@ def command_line() -> OneLineParser:
     )
     parser.add_argument(
         "--subscribers",
-        type=non_negative_integer,
+        type=integer_where(negative),
         default=1,
         help="subscribers to wait for before the first frame",
     )

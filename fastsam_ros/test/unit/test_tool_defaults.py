@@ -323,11 +323,25 @@ def test_the_node_log_is_created_at_once_or_refused_with_the_reason(tmp_path, re
     assert f"cannot write '{tmp_path}': " in refused(play.parse_args, ["x", "--node-log", str(tmp_path)]), "a folder"
 
 
-def test_subscribers_must_be_a_whole_number_of_none_or_more(refused):
-    message = refused(play.parse_args, ["x", "--subscribers", "two"])
-    assert message.endswith("argument --subscribers: expected an integer, got 'two' (see --help)\n")
-    message = refused(play.parse_args, ["x", "--subscribers", "-1"])
-    assert message.endswith("argument --subscribers: must not be negative, got '-1' (see --help)\n")
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("two", "expected an integer, got 'two'"),
+        ("-1", "must not be negative, got -1"),
+        ("1_0", "expected an integer, got '1_0'"),
+        ("\u0663", "expected an integer, got '\u0663'"),
+        ("1.0", "expected an integer, got '1.0'"),
+    ],
+)
+def test_player_subscriber_counts_that_are_not_plain_non_negative_integers_are_refused(value, reason, refused):
+    """The player's --subscribers takes integers as the exporter's --threads does, in ASCII digits only."""
+    error = refused(play.parse_args, ["x.mp4", "--subscribers", value])
+    assert error == f"fastsam_play: error: argument --subscribers: {reason} (see --help)\n", error
+
+
+def test_player_subscriber_counts_at_the_edge_are_taken():
+    assert play.parse_args(["x.mp4", "--subscribers", "0"]).subscribers == 0
+    assert play.parse_args(["x.mp4", "--subscribers", " +3 "]).subscribers == 3
 
 
 def test_the_players_warnings_go_to_stderr_above_the_progress_bar(capsys):
