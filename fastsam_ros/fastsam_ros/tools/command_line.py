@@ -1,5 +1,5 @@
-"""The tools' command-line parser: a bad command line is one line on stderr and exit code 2,
-since argparse's usage block would bury the reason."""
+"""The tools' command-line parser and their one-line messages: a bad command line is one line on
+stderr and exit code 2, since argparse's usage block would bury the reason."""
 
 from __future__ import annotations
 
@@ -8,10 +8,19 @@ import re
 from collections.abc import Callable
 from typing import NoReturn
 
+_ESCAPED = {code: ascii(chr(code))[1:-1] for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
+"""The C0 and C1 controls and Unicode's line and paragraph separators: what ends a line or drives a terminal."""
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters escaped (a newline as \\n): a file, topic or host name that
+    holds a newline would split a one-line message in two, and a terminal would obey an escape sequence."""
+    return text.translate(_ESCAPED)
+
 
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, one_line(f"{self.prog}: error: {message} (see --help)") + "\n")
 
 
 def integer_where(problem: Callable[[int], str | None]) -> Callable[[str], int]:

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from fastsam_msgs.msg import InstanceArray
+from fastsam_ros.tools.command_line import one_line
 from fastsam_ros.tools.node_client import NodeClient, isolated_ros_env, start_node, stop_node
 from fastsam_ros.tools.sample_frames import demo_sequence
 
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args.output, args.model, args.timeout)
     except (RuntimeError, TimeoutError) as error:
-        print(f"[demo] error: {error}", file=sys.stderr)
+        print(one_line(f"[demo] error: {error}"), file=sys.stderr)
         return 1
 
 

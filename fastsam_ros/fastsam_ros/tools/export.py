@@ -13,7 +13,7 @@ from fastsam_ros.core.backends.model_errors import ModelLoadError
 from fastsam_ros.core.backends.model_loading import load_model, resolve_weights
 from fastsam_ros.core.int8_calibration import calibrate_int8
 from fastsam_ros.core.parameters import SPECS
-from fastsam_ros.tools.command_line import OneLineParser, integer_where
+from fastsam_ros.tools.command_line import OneLineParser, integer_where, one_line
 from fastsam_ros.tools.int8_frames import calibration_frames, guard_frames
 
 PRECISIONS = tuple(choice for choice in SPECS["precision"].choices if choice != "auto")
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if report.passed else 1
         loaded = load_model(weights, "cpu", runtime="openvino", precision=args.precision, threads=(args.threads,))
     except (ModelLoadError, FileNotFoundError) as error:  # FileNotFoundError: the sample videos are missing
-        print(f"fastsam_export: error: {error}", file=sys.stderr)
+        print(one_line(f"fastsam_export: error: {error}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # the cache is written by renames: an interrupted run leaves nothing half-written
         print("fastsam_export: interrupted", file=sys.stderr)

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from fastsam_ros.core.image_codec import MAX_PIXELS, ImageDecodeError, decode_compressed, max_compressed_bytes
+from fastsam_ros.tools.command_line import one_line
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 BAG_SUFFIXES = (".mcap", ".db3")
@@ -95,7 +96,7 @@ class SourceFrame:
 
 
 def warn_on_stderr(message: str) -> None:
-    print(f"fastsam_play: {message}", file=sys.stderr)
+    print(one_line(f"fastsam_play: {message}"), file=sys.stderr)
 
 
 class SkippingSource:

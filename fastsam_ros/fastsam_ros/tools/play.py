@@ -23,7 +23,7 @@ from pathlib import Path
 
 from fastsam_ros.core.signal_flag import SignalFlag
 from fastsam_ros.ros.process import PARENT_PID_VARIABLE, Shutdown
-from fastsam_ros.tools.command_line import OneLineParser, integer_where
+from fastsam_ros.tools.command_line import OneLineParser, integer_where, one_line
 from fastsam_ros.tools.frame_sources import (
     FOLDER_RATE,
     BagSource,
@@ -234,7 +234,7 @@ def warn(message: str) -> None:
     """A warning on its own line, above the progress bar."""
     from tqdm import tqdm
 
-    tqdm.write(f"fastsam_play: {message}", file=sys.stderr)
+    tqdm.write(one_line(f"fastsam_play: {message}"), file=sys.stderr)
 
 
 class UnbreakableStream:
@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         play(args, shutdown.requested)
     except (SourceError, RuntimeError) as error:
-        sys.exit(f"fastsam_play: {error}")
+        sys.exit(one_line(f"fastsam_play: {error}"))
     except ParameterError as error:
-        print(f"fastsam_play: error: {error}", file=sys.stderr)
+        print(one_line(f"fastsam_play: error: {error}"), file=sys.stderr)
         sys.exit(2)

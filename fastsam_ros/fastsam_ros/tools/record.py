@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from fastsam_ros.ros.process import Shutdown
-from fastsam_ros.tools.command_line import OneLineParser
+from fastsam_ros.tools.command_line import OneLineParser, one_line
 
 DIAGNOSTICS = "/diagnostics"
 DEBUG_SUFFIX = "/compressed"
@@ -538,13 +538,13 @@ def _record_into(args: argparse.Namespace, shutdown: Shutdown, created: list[Out
             _check_video_writer(video, args.video_fps)
     except RecordError as error:
         _discard(video, created)
-        print(f"fastsam_record: error: {error}", file=sys.stderr)
+        print(one_line(f"fastsam_record: error: {error}"), file=sys.stderr)
         return 2
     try:
         recording = NodeRecording(created[0], args.node, args.camera, args.jpeg_quality, video, args.video_fps)
     except RecordError as error:
         _discard(video, created)
-        print(f"fastsam_record: error: {error}", file=sys.stderr)
+        print(one_line(f"fastsam_record: error: {error}"), file=sys.stderr)
         return 1
     try:
         recording.run(args.duration, args.frames, shutdown)
@@ -560,7 +560,7 @@ def _record_into(args: argparse.Namespace, shutdown: Shutdown, created: list[Out
         kept_video = video.kept() if video is not None else None
         if kept_video is not None and str(kept_video) not in str(recording.error):
             kept += f"; the video is kept in '{kept_video}'"
-        print(f"fastsam_record: error: {recording.error}{kept}", file=sys.stderr)
+        print(one_line(f"fastsam_record: error: {recording.error}{kept}"), file=sys.stderr)
         return 1
     counts = ", ".join(f"{topic} {count}" for topic, count in recording.recorder.counts.items())
     skipped = f"; {recording.skipped_images} undecodable debug images skipped" if recording.skipped_images else ""

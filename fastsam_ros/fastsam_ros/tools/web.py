@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from fastsam_ros.core.parameters import default_of
 from fastsam_ros.core.signal_flag import SignalFlag
-from fastsam_ros.tools.command_line import OneLineParser
+from fastsam_ros.tools.command_line import OneLineParser, one_line
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -118,7 +118,7 @@ class ThrottledWarning:
                 return
             more = f" ({self.left_out} more like it left out)" if self.left_out else ""
             self.next_at, self.left_out = now + WARNING_INTERVAL_S, 0
-        print(f"fastsam_web: {message}{more}", file=sys.stderr)
+        print(one_line(f"fastsam_web: {message}{more}"), file=sys.stderr)
 
 
 def mask_overlay(instances, width: int, height: int) -> tuple[str | None, int]:
@@ -730,7 +730,7 @@ async def serve(app: WebApp, host: str, port: int, stop: StopRequest) -> int:
         try:
             listener = await loop.create_server(ConnectionGuard(runner.server), host or None, port, reuse_address=True)
         except (OSError, UnicodeError) as error:  # in use, not this machine's, no such name
-            print(f"fastsam_web: cannot listen on {host}:{port}: {error}", file=sys.stderr)
+            print(one_line(f"fastsam_web: cannot listen on {host}:{port}: {error}"), file=sys.stderr)
             return 2
         announce(app.served, host, app.view.image_topic)
         await stop.wait()

@@ -211,6 +211,8 @@ def test_the_program_says_why_a_source_or_a_parameter_cannot_be_played(camera, f
     folder, _ = frames
     code, err = _main([str(folder / "missing")], monkeypatch, capsys)
     assert isinstance(code, str) and code.startswith(f"fastsam_play: '{folder / 'missing'}'"), code
+    code, err = _main([str(folder / "missing\n\x1b[2J")], monkeypatch, capsys)
+    assert code == f"fastsam_play: '{folder}/missing\\n\\x1b[2J' does not exist", "one line, the escape shown"
     code, err = _main([str(folder), "--param", "max_pixels:=many"], monkeypatch, capsys)
     assert (code, err) == (2, "fastsam_play: error: --param max_pixels: expected an integer, got 'many'\n")
     code, err = _main([str(folder), "--limit", "0"], monkeypatch, capsys)

@@ -7,12 +7,13 @@ from __future__ import annotations
 import argparse
 import os
 import time
+import unicodedata
 from pathlib import Path
 
 import pytest
 
 from fastsam_ros.core.parameters import default_of
-from fastsam_ros.tools import export, node_client, play, record, web
+from fastsam_ros.tools import command_line, export, node_client, play, record, web
 
 
 @pytest.fixture
@@ -443,3 +444,35 @@ def test_a_wait_that_times_out_names_what_it_waited_for():
     with pytest.raises(TimeoutError) as waited:
         node_client.wait_until(lambda: False, 0.05, lambda: spins.append(time.sleep(0.01)), "the answer")
     assert str(waited.value) == "timed out after 0 s waiting for the answer" and spins
+
+
+# names that hold a newline or a terminal escape, in every tool's messages
+
+
+def test_a_message_keeps_to_one_line_whatever_a_name_holds():
+    """Every character that ends a line (str.splitlines) or is a control is escaped; all others are kept."""
+    for code in range(0x3000):  # every line break and control character is below U+3000
+        char = chr(code)
+        if 0xD800 <= code < 0xE000:
+            continue
+        shown = command_line.one_line(f"a{char}b")
+        if len(f"a{char}b".splitlines()) > 1 or unicodedata.category(char) == "Cc":
+            assert shown == f"a{ascii(char)[1:-1]}b", hex(code)
+        else:
+            assert shown == f"a{char}b", hex(code)
+
+
+def test_the_tools_refusals_show_a_newline_in_a_name_as_an_escape(tmp_path, refused, capsys):
+    folder = tmp_path / "a\nb"
+    error = refused(_check_paths, folder / "run.mcap")
+    assert error == f"fastsam_record: error: output: folder '{tmp_path}/a\\nb' does not exist (see --help)\n", error
+    error = refused(play.parse_args, ["x.mp4", "--topic", "/a\u2028b"])
+    assert "'/a\\u2028b' is not a valid ROS topic name" in error
+    assert export.main(["--model", str(folder / "x.pt"), "--precision", "f32"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"'{tmp_path}/a\\nb/x.pt'" in error, error
+
+
+def test_the_web_tools_warnings_show_a_control_character_as_an_escape(capsys):
+    web.ThrottledWarning().warn("camera\rframe\x9b2J")
+    assert capsys.readouterr().err == "fastsam_web: camera\\rframe\\x9b2J\n"
