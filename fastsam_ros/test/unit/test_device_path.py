@@ -7,6 +7,7 @@ without a GPU.
 from __future__ import annotations
 
 import itertools
+import logging
 
 import numpy as np
 import pytest
@@ -384,6 +385,34 @@ def test_cuda_graphs_on_without_cuda_logs_once_and_runs_eagerly(loaded_model, en
     assert len(messages) == 1 and "cuda_graphs" in messages[0]
     reference = engine.segment(zidane)
     assert [i.box for i in first.instances] == [i.box for i in second.instances] == [i.box for i in reference.instances]
+
+
+def test_without_a_log_the_engine_warns_on_its_own_logger(loaded_model, zidane, caplog):
+    """A caller that passes no log (a script, a benchmark) gets the warning from the module's logger."""
+    with caplog.at_level(logging.WARNING):
+        SegmentationEngine(loaded_model, EngineSettings(cuda_graphs="on")).segment(zidane)
+    assert [record.name for record in caplog.records] == ["fastsam_ros.core.engine"]
+    assert "cuda_graphs 'on' needs the torch runtime on a CUDA device" in caplog.records[0].getMessage()
+
+
+@pytest.mark.parametrize(("pipeline", "path"), [("torch", "torch"), ("opencv", "opencv"), ("auto", "opencv")])
+def test_the_pipeline_picks_where_letterbox_and_mask_decoding_run(loaded_model, bus, monkeypatch, pipeline, path):
+    """torch runs both as tensor ops (a GPU's path, here on the CPU); opencv, and auto on a CPU, run OpenCV's.
+    Their results agree (above), so only the functions called tell an ignored setting."""
+    import fastsam_ros.core.engine as engine_module
+
+    called: set[str] = set()
+    for name in ("letterbox_cpu", "letterbox_torch", "crop_masks_warp", "crop_masks_batched"):
+        real = getattr(engine_module, name)
+
+        def recorded(*args, real=real, name=name, **kwargs):
+            called.add(name)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(engine_module, name, recorded)
+    assert len(SegmentationEngine(loaded_model, pipeline=pipeline).segment(bus)) > 0
+    expected = {"torch": {"letterbox_torch", "crop_masks_batched"}, "opencv": {"letterbox_cpu", "crop_masks_warp"}}
+    assert called == expected[path]
 
 
 def test_bad_modes_are_refused(loaded_model, zidane):

@@ -11,7 +11,7 @@ import torch
 
 from fastsam_ros.core.backends.model_loading import load_model
 from fastsam_ros.core.backends.torch_runtime import TorchNetwork
-from fastsam_ros.core.engine import SegmentationEngine
+from fastsam_ros.core.engine import SegmentationEngine, StageTimes
 
 
 def _ultralytics_result(loaded_model, image, retina_masks=False):
@@ -211,3 +211,24 @@ def test_the_torch_network_forgets_its_anchor_grids_when_asked(bus):
 
 def test_a_network_that_does_not_say_is_not_end_to_end():
     assert TorchNetwork(torch.nn.Identity()).end2end is False
+
+
+def test_warm_up_runs_one_small_blank_frame_without_graphs_and_each_named_shape_and_batch_size(loaded_model):
+    """Without CUDA graphs only lazy initialisation is warmed, which one 64x64 frame does; named shapes
+    and batch sizes run once each, so a graph would be captured for every one the node will use."""
+    engine = SegmentationEngine(loaded_model)
+    assert engine.last_times == StageTimes(), "diagnostics before the first frame read zeros"
+    batches: list[list[tuple[int, ...]]] = []
+    real_segment_batch = engine.segment_batch
+
+    def recorded(images, *args):
+        batches.append([image.shape for image in images])
+        return real_segment_batch(images, *args)
+
+    engine.segment_batch = recorded
+    engine.warm_up()
+    assert batches == [[(64, 64, 3)]]
+    batches.clear()
+    engine.warm_up([(48, 80), (32, 32)], batch_sizes=(1, 3))
+    assert batches == [[(48, 80, 3)], [(32, 32, 3)], [(48, 80, 3)] * 3, [(32, 32, 3)] * 3]
+    assert engine.last_times.forward_ms > 0
