@@ -11,7 +11,7 @@ import torch
 
 from fastsam_ros.core.backends.model_loading import load_model
 from fastsam_ros.core.backends.torch_runtime import TorchNetwork
-from fastsam_ros.core.engine import SegmentationEngine, StageTimes
+from fastsam_ros.core.engine import SegmentationEngine, StageTimes, anchor_count
 
 
 def _ultralytics_result(loaded_model, image, retina_masks=False):
@@ -232,3 +232,16 @@ def test_warm_up_runs_one_small_blank_frame_without_graphs_and_each_named_shape_
     engine.warm_up([(48, 80), (32, 32)], batch_sizes=(1, 3))
     assert batches == [[(48, 80, 3)], [(32, 32, 3)], [(48, 80, 3)] * 3, [(32, 32, 3)] * 3]
     assert engine.last_times.forward_ms > 0
+
+
+def test_a_frame_carries_its_stamp_and_frame_id_and_none_by_default(engine, bus):
+    named = engine.segment(bus, 1_700_000_000_123, "front_optical")
+    assert (named.stamp_ns, named.frame_id) == (1_700_000_000_123, "front_optical")
+    unnamed = engine.segment(bus)
+    assert (unnamed.stamp_ns, unnamed.frame_id) == (0, "")
+
+
+def test_anchors_are_whole_cells_of_each_level():
+    """A level's partial cells hold no anchor: 100 px is 12 cells of 8, 6 of 16 and 3 of 32."""
+    assert anchor_count((100, 100)) == 12 * 12 + 6 * 6 + 3 * 3
+    assert anchor_count((64, 96)) == 8 * 12 + 4 * 6 + 2 * 3
