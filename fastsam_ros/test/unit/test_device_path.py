@@ -416,7 +416,7 @@ def test_the_pipeline_picks_where_letterbox_and_mask_decoding_run(loaded_model, 
 
 
 def test_bad_modes_are_refused(loaded_model, zidane):
-    with pytest.raises(ValueError, match="pipeline"):
+    with pytest.raises(ValueError, match=r"^pipeline 'gpu' is not one of auto, opencv, torch$"):
         SegmentationEngine(loaded_model, pipeline="gpu")
     with pytest.raises(ValueError, match="cuda_graphs"):
         SegmentationEngine(loaded_model, EngineSettings(cuda_graphs="yes")).segment(zidane)
