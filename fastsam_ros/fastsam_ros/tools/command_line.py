@@ -23,8 +23,8 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, one_line(f"{self.prog}: error: {message} (see --help)") + "\n")
 
 
-def integer_where(problem: Callable[[int], str | None]) -> Callable[[str], int]:
-    """An argparse type for an integer in ASCII digits that `problem` finds nothing wrong with (it
+def integer_unless(problem: Callable[[int], str | None]) -> Callable[[str], int]:
+    """An argparse type for an integer in ASCII digits, unless `problem` finds something wrong with it (it
     returns the reason or None): int() alone would also take '1_0' and other scripts' digits."""
 
     def parse(text: str) -> int:

@@ -13,7 +13,7 @@ from fastsam_ros.core.backends.model_errors import ModelLoadError
 from fastsam_ros.core.backends.model_loading import load_model, resolve_weights
 from fastsam_ros.core.int8_calibration import calibrate_int8
 from fastsam_ros.core.parameters import SPECS
-from fastsam_ros.tools.command_line import OneLineParser, integer_where, one_line
+from fastsam_ros.tools.command_line import OneLineParser, integer_unless, one_line
 from fastsam_ros.tools.int8_frames import calibration_frames, guard_frames
 
 PRECISIONS = tuple(choice for choice in SPECS["precision"].choices if choice != "auto")
@@ -33,7 +33,7 @@ def command_line() -> OneLineParser:
     )
     parser.add_argument(
         "--threads",
-        type=integer_where(SPECS["inference_threads"].problem),
+        type=integer_unless(SPECS["inference_threads"].problem),
         default=SPECS["inference_threads"].default,
         help="CPU threads for this run's compiling and checking (0: OpenVINO chooses), as `inference_threads` allows",
     )

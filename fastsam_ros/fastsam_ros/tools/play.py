@@ -23,7 +23,7 @@ from pathlib import Path
 
 from fastsam_ros.core.signal_flag import SignalFlag
 from fastsam_ros.ros.process import PARENT_PID_VARIABLE, Shutdown
-from fastsam_ros.tools.command_line import OneLineParser, integer_where, one_line
+from fastsam_ros.tools.command_line import OneLineParser, integer_unless, one_line
 from fastsam_ros.tools.frame_sources import (
     FOLDER_RATE,
     BagSource,
@@ -296,7 +296,7 @@ def command_line() -> OneLineParser:
     )
     parser.add_argument(
         "--subscribers",
-        type=integer_where(negative),
+        type=integer_unless(negative),
         default=1,
         help="subscribers to wait for before the first frame",
     )

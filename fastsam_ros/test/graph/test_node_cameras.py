@@ -116,10 +116,10 @@ def test_frames_from_both_cameras_share_forward_passes(cameras, bus, zidane):
     Frames are sent for at least a second and until each camera has 8 results, so that a pass with
     one frame at either end (or a machine slowed by other work) cannot decide the ratio."""
     before = cameras.totals()
-    answered = {camera: len(cameras.received[camera]) + 8 for camera in CAMERAS}
+    enough = {camera: len(cameras.received[camera]) + 8 for camera in CAMERAS}
     sent = {camera: [] for camera in CAMERAS}
     deadline = time.monotonic() + 60
-    while len(sent["front"]) < 30 or any(len(cameras.received[c]) < answered[c] for c in CAMERAS):
+    while len(sent["front"]) < 30 or any(len(cameras.received[c]) < enough[c] for c in CAMERAS):
         assert time.monotonic() < deadline, {camera: len(cameras.received[camera]) for camera in CAMERAS}
         sent["front"].append(cameras.send("front", bus))
         sent["rear"].append(cameras.send("rear", zidane))
