@@ -4,12 +4,17 @@ stderr and exit code 2, since argparse's usage block would bury the reason."""
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Callable
 from typing import NoReturn
 
 _ESCAPED = {code: ascii(chr(code))[1:-1] for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
 """The C0 and C1 controls and Unicode's line and paragraph separators: what ends a line or drives a terminal."""
+
+
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+"""A number as people write it: float() would also take '1_0' and other scripts' digits."""
 
 
 def one_line(text: str) -> str:
@@ -21,6 +26,32 @@ def one_line(text: str) -> str:
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, one_line(f"{self.prog}: error: {message} (see --help)") + "\n")
+
+
+def finite(text: str) -> float:
+    """A finite number in ASCII digits: nan would never come due and inf never end a wait."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got '{text}'")
+    if not _DECIMAL.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(f"expected a number in ASCII digits, got '{text}'")
+    return value
+
+
+def number_in(low: float, high: float, low_allowed: bool) -> Callable[[str], float]:
+    """An argparse type for a finite number from low (if allowed) to high."""
+
+    def parse(text: str) -> float:
+        value = finite(text)
+        if not (low <= value if low_allowed else low < value) or value > high:
+            opening = "[" if low_allowed else "("
+            raise argparse.ArgumentTypeError(f"must be in {opening}{low:g}, {high:g}], got '{text}'")
+        return value
+
+    return parse
 
 
 def integer_unless(problem: Callable[[int], str | None]) -> Callable[[str], int]:
@@ -37,3 +68,14 @@ def integer_unless(problem: Callable[[int], str | None]) -> Callable[[str], int]
         return value
 
     return parse
+
+
+def integer_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type for an integer from low to high, both allowed (no upper end when high is None)."""
+
+    def problem(value: int) -> str | None:
+        if high is None:
+            return f"must be {low} or more, got {value}" if value < low else None
+        return f"must be within {low}..{high}, got {value}" if not low <= value <= high else None
+
+    return integer_unless(problem)

@@ -14,16 +14,15 @@ one line. The started node ends with this process, even when this one is killed.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from fastsam_ros.core.signal_flag import SignalFlag
 from fastsam_ros.ros.process import PARENT_PID_VARIABLE, Shutdown
-from fastsam_ros.tools.command_line import OneLineParser, integer_unless, one_line
+from fastsam_ros.tools.command_line import OneLineParser, integer_in, number_in, one_line
 from fastsam_ros.tools.frame_sources import (
     FOLDER_RATE,
     BagSource,
@@ -148,35 +147,6 @@ class Player:
         leave_graph(self.node, self.context)
 
 
-def finite(text: str) -> float:
-    """A finite number: nan would never come due and inf never end a wait."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got '{text}'")
-    return value
-
-
-def number_in(low: float, high: float, low_allowed: bool) -> Callable[[str], float]:
-    """An argparse type for a finite number from low (if allowed) to high."""
-
-    def parse(text: str) -> float:
-        value = finite(text)
-        if not (low <= value if low_allowed else low < value) or value > high:
-            opening = "[" if low_allowed else "("
-            raise argparse.ArgumentTypeError(f"must be in {opening}{low:g}, {high:g}], got '{text}'")
-        return value
-
-    return parse
-
-
-def negative(value: int) -> str | None:
-    """What is wrong with a count: only a value below zero."""
-    return f"must not be negative, got {value}" if value < 0 else None
-
-
 def topic_name(text: str) -> str:
     """A valid ROS topic name: rclpy refuses any other only once the publisher is made, after the node started."""
     from rclpy.exceptions import InvalidTopicNameException
@@ -276,7 +246,7 @@ def command_line() -> OneLineParser:
     )
     parser.add_argument("--frame-id", type=utf8_text, default="camera", help="header.frame_id of every frame")
     parser.add_argument("--bag-topic", help="image topic to play from a bag (needed when it has several)")
-    parser.add_argument("--limit", type=int, help="stop after this many frames")
+    parser.add_argument("--limit", type=integer_in(1), help="stop after this many frames")
     parser.add_argument("--no-node", action="store_true", help="drive a running node instead of starting one")
     parser.add_argument(
         "--param",
@@ -296,7 +266,7 @@ def command_line() -> OneLineParser:
     )
     parser.add_argument(
         "--subscribers",
-        type=integer_unless(negative),
+        type=integer_in(0),
         default=1,
         help="subscribers to wait for before the first frame",
     )
@@ -308,14 +278,6 @@ def command_line() -> OneLineParser:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = command_line()
-    args = parser.parse_args(argv)
-    if args.limit is not None and args.limit <= 0:
-        parser.error("--limit must be positive")
-    return args
 
 
 def play(args: argparse.Namespace, stop: SignalFlag) -> int:
@@ -371,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     shutdown = Shutdown()
     shutdown.install()
     sys.stderr = UnbreakableStream(sys.stderr)
-    args = parse_args(argv)
+    args = command_line().parse_args(argv)
     try:
         play(args, shutdown.requested)
     except (SourceError, RuntimeError) as error:

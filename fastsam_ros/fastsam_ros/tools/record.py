@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from fastsam_ros.ros.process import Shutdown
-from fastsam_ros.tools.command_line import OneLineParser, one_line
+from fastsam_ros.tools.command_line import OneLineParser, integer_in, number_in, one_line
 
 DIAGNOSTICS = "/diagnostics"
 DEBUG_SUFFIX = "/compressed"
@@ -485,11 +485,20 @@ def command_line() -> OneLineParser:
     parser.add_argument("output", type=Path, help="MCAP file to write, e.g. run.mcap")
     parser.add_argument("--node", default="fastsam", help="name of the node to record (default fastsam)")
     parser.add_argument("--camera", default="", help="camera name of a multi-camera node")
-    parser.add_argument("--duration", type=float, help="seconds to record (default: until Ctrl-C)")
-    parser.add_argument("--frames", type=int, help="stop after this many ~/instances messages")
-    parser.add_argument("--jpeg-quality", type=int, default=80, help="JPEG quality of the debug image (1-100)")
+    parser.add_argument(
+        "--duration", type=number_in(0.0, math.inf, low_allowed=True), help="seconds to record (default: until Ctrl-C)"
+    )
+    parser.add_argument("--frames", type=integer_in(1), help="stop after this many ~/instances messages")
+    parser.add_argument(
+        "--jpeg-quality", type=integer_in(1, 100), default=80, help="JPEG quality of the debug image (1-100)"
+    )
     parser.add_argument("--video", type=Path, help="also write the debug images to this MP4 file")
-    parser.add_argument("--video-fps", type=float, default=10.0, help="frame rate written into the MP4")
+    parser.add_argument(
+        "--video-fps",
+        type=number_in(0.0, MAX_VIDEO_FPS, low_allowed=False),
+        default=10.0,
+        help="frame rate written into the MP4",
+    )
     parser.add_argument("--force", action="store_true", help="replace existing output files once the recording ends")
     return parser
 
@@ -500,14 +509,6 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGHUP, lambda signum, frame: shutdown.requested.set())
     parser = command_line()
     args = parser.parse_args(argv)
-    if not 1 <= args.jpeg_quality <= 100:
-        parser.error("--jpeg-quality must be within 1..100")
-    if args.duration is not None and not (math.isfinite(args.duration) and args.duration >= 0):
-        parser.error("--duration must be a number of seconds, 0 or more")
-    if args.frames is not None and args.frames < 1:
-        parser.error("--frames must be 1 or more")
-    if not (math.isfinite(args.video_fps) and 0 < args.video_fps <= MAX_VIDEO_FPS):
-        parser.error(f"--video-fps must be above 0 and at most {MAX_VIDEO_FPS:g}")
     _check_paths(parser, args.output, args.video, args.force)
     _check_topics(parser, args.node, args.camera)
     sys.exit(_record(args, shutdown))

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from fastsam_ros.core.parameters import default_of
 from fastsam_ros.core.signal_flag import SignalFlag
-from fastsam_ros.tools.command_line import OneLineParser, one_line
+from fastsam_ros.tools.command_line import OneLineParser, integer_in, number_in, one_line
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -568,23 +568,24 @@ def command_line() -> OneLineParser:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
     )
-    parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    parser.add_argument("--port", type=integer_in(1, 65535), default=8080, help="port (default 8080)")
     parser.add_argument("--node", default="fastsam", help="name of the fastsam node (default fastsam)")
     parser.add_argument("--camera", default="", help="camera name of a multi-camera node")
-    parser.add_argument("--jpeg-quality", type=int, default=80, help="JPEG quality of the frames sent (1-100)")
-    parser.add_argument("--service-timeout", type=float, default=30.0, help="seconds to wait for a prompt's answer")
+    parser.add_argument(
+        "--jpeg-quality", type=integer_in(1, 100), default=80, help="JPEG quality of the frames sent (1-100)"
+    )
+    parser.add_argument(
+        "--service-timeout",
+        type=number_in(0.0, math.inf, low_allowed=False),
+        default=30.0,
+        help="seconds to wait for a prompt's answer",
+    )
     return parser
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = command_line()
     args = parser.parse_args(argv)
-    if not 1 <= args.port <= 65535:
-        parser.error(f"--port must be within 1..65535, got {args.port}")
-    if not 1 <= args.jpeg_quality <= 100:
-        parser.error("--jpeg-quality must be within 1..100")
-    if not 0 < args.service_timeout < math.inf:
-        parser.error("--service-timeout must be a positive number of seconds")
     from rclpy.exceptions import NameValidationException
     from rclpy.validate_full_topic_name import validate_full_topic_name
 

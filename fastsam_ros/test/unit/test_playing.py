@@ -71,7 +71,9 @@ def frames(tmp_path) -> tuple[Path, list[np.ndarray]]:
 def _play(camera: Camera, *argv: str, stop: SignalFlag | None = None) -> tuple[int, list[Image], float]:
     """play() as `fastsam_play --no-node --quiet --topic TOPIC argv...`: frames published, frames
     received, seconds from the last frame's arrival to play's return."""
-    args = play.parse_args(["--no-node", "--quiet", "--topic", TOPIC, "--wait", "10", "--linger", "0", *argv])
+    args = play.command_line().parse_args(
+        ["--no-node", "--quiet", "--topic", TOPIC, "--wait", "10", "--linger", "0", *argv]
+    )
     camera.received.clear()
     published = play.play(args, stop or SignalFlag())
     return published, list(camera.received), time.monotonic() - camera.last_arrival
@@ -216,4 +218,4 @@ def test_the_program_says_why_a_source_or_a_parameter_cannot_be_played(camera, f
     code, err = _main([str(folder), "--param", "max_pixels:=many"], monkeypatch, capsys)
     assert (code, err) == (2, "fastsam_play: error: --param max_pixels: expected an integer, got 'many'\n")
     code, err = _main([str(folder), "--limit", "0"], monkeypatch, capsys)
-    assert (code, err) == (2, "fastsam_play: error: --limit must be positive (see --help)\n")
+    assert (code, err) == (2, "fastsam_play: error: argument --limit: must be 1 or more, got 0 (see --help)\n")

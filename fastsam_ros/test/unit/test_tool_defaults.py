@@ -100,12 +100,12 @@ def test_a_served_port_80_also_answers_a_host_without_port():
 @pytest.mark.parametrize(
     ("argv", "reason"),
     [
-        (["--port", "0"], "--port must be within 1..65535"),
-        (["--port", "65536"], "--port must be within 1..65535"),
-        (["--jpeg-quality", "0"], "--jpeg-quality must be within 1..100"),
-        (["--jpeg-quality", "101"], "--jpeg-quality must be within 1..100"),
-        (["--service-timeout", "0"], "--service-timeout must be a positive number"),
-        (["--service-timeout", "inf"], "--service-timeout must be a positive number"),
+        (["--port", "0"], "argument --port: must be within 1..65535, got 0"),
+        (["--port", "65536"], "argument --port: must be within 1..65535, got 65536"),
+        (["--jpeg-quality", "0"], "argument --jpeg-quality: must be within 1..100, got 0"),
+        (["--jpeg-quality", "101"], "argument --jpeg-quality: must be within 1..100, got 101"),
+        (["--service-timeout", "0"], "argument --service-timeout: must be in (0, inf], got '0'"),
+        (["--service-timeout", "inf"], "argument --service-timeout: must be a finite number, got 'inf'"),
         (["--node", "a b"], "not a valid ROS name"),
     ],
 )
@@ -267,7 +267,7 @@ def test_recorded_topics_are_the_cameras_outputs():
 
 
 def test_the_player_defaults():
-    args = play.parse_args(["clip.mp4"])
+    args = play.command_line().parse_args(["clip.mp4"])
     assert (args.source, args.topic, args.frame_id) == ("clip.mp4", "/camera/image_raw", "camera")
     assert (args.rate, args.limit, args.loop, args.no_node) == (None, None, False, False)
     assert (args.wait, args.subscribers, args.linger, args.param) == (180.0, 1, 2.0, [])
@@ -282,19 +282,21 @@ def test_the_player_defaults():
         (["--wait", "0"], "--wait: must be in (0, 86400]"),
         (["--wait", "86401"], "--wait: must be in (0, 86400]"),
         (["--linger", "-1"], "--linger: must be in [0, 86400]"),
-        (["--subscribers", "-1"], "must not be negative"),
-        (["--limit", "0"], "--limit must be positive"),
+        (["--subscribers", "-1"], "argument --subscribers: must be 0 or more, got -1"),
+        (["--limit", "0"], "argument --limit: must be 1 or more, got 0"),
         (["--topic", "a b"], "not a valid ROS topic name"),
     ],
 )
 def test_player_command_lines_out_of_range_arerefused(argv, reason, refused):
-    assert reason in refused(play.parse_args, ["clip.mp4", *argv])
+    assert reason in refused(play.command_line().parse_args, ["clip.mp4", *argv])
 
 
 def test_player_limits_edges_are_taken():
-    args = play.parse_args(["x", "--rate", "0.001", "--wait", "86400", "--linger", "0", "--subscribers", "0"])
+    args = play.command_line().parse_args(
+        ["x", "--rate", "0.001", "--wait", "86400", "--linger", "0", "--subscribers", "0"]
+    )
     assert (args.rate, args.wait, args.linger, args.subscribers) == (0.001, 86400.0, 0.0, 0)
-    assert play.parse_args(["x", "--rate", "1000", "--limit", "1"]).limit == 1
+    assert play.command_line().parse_args(["x", "--rate", "1000", "--limit", "1"]).limit == 1
 
 
 def test_the_player_skips_frames_over_the_nodes_pixel_limit():
@@ -307,7 +309,7 @@ def test_the_player_skips_frames_over_the_nodes_pixel_limit():
 
 
 def test_number_arguments_name_their_range():
-    parse = play.number_in(1.0, 2.0, low_allowed=False)
+    parse = command_line.number_in(1.0, 2.0, low_allowed=False)
     assert parse("2") == 2.0 and parse("1.5") == 1.5
     for text in ("1", "2.01", "x"):
         with pytest.raises(argparse.ArgumentTypeError):
@@ -316,19 +318,21 @@ def test_number_arguments_name_their_range():
 
 def test_the_node_log_is_created_at_once_or_refused_with_the_reason(tmp_path, refused):
     log = tmp_path / "node.log"
-    assert play.parse_args(["x", "--node-log", str(log)]).node_log == str(log)
+    assert play.command_line().parse_args(["x", "--node-log", str(log)]).node_log == str(log)
     assert log.is_file(), "created while the command line is read"
     missing = tmp_path / "missing" / "node.log"
-    message = refused(play.parse_args, ["x", "--node-log", str(missing)])
+    message = refused(play.command_line().parse_args, ["x", "--node-log", str(missing)])
     assert message.endswith(f"argument --node-log: cannot write '{missing}': No such file or directory (see --help)\n")
-    assert f"cannot write '{tmp_path}': " in refused(play.parse_args, ["x", "--node-log", str(tmp_path)]), "a folder"
+    assert f"cannot write '{tmp_path}': " in refused(
+        play.command_line().parse_args, ["x", "--node-log", str(tmp_path)]
+    ), "a folder"
 
 
 @pytest.mark.parametrize(
     ("value", "reason"),
     [
         ("two", "expected an integer, got 'two'"),
-        ("-1", "must not be negative, got -1"),
+        ("-1", "must be 0 or more, got -1"),
         ("1_0", "expected an integer, got '1_0'"),
         ("\u0663", "expected an integer, got '\u0663'"),
         ("1.0", "expected an integer, got '1.0'"),
@@ -336,13 +340,13 @@ def test_the_node_log_is_created_at_once_or_refused_with_the_reason(tmp_path, re
 )
 def test_player_subscriber_counts_that_are_not_plain_non_negative_integers_are_refused(value, reason, refused):
     """The player's --subscribers takes integers as the exporter's --threads does, in ASCII digits only."""
-    error = refused(play.parse_args, ["x.mp4", "--subscribers", value])
+    error = refused(play.command_line().parse_args, ["x.mp4", "--subscribers", value])
     assert error == f"fastsam_play: error: argument --subscribers: {reason} (see --help)\n", error
 
 
 def test_player_subscriber_counts_at_the_edge_are_taken():
-    assert play.parse_args(["x.mp4", "--subscribers", "0"]).subscribers == 0
-    assert play.parse_args(["x.mp4", "--subscribers", " +3 "]).subscribers == 3
+    assert play.command_line().parse_args(["x.mp4", "--subscribers", "0"]).subscribers == 0
+    assert play.command_line().parse_args(["x.mp4", "--subscribers", " +3 "]).subscribers == 3
 
 
 def test_the_players_warnings_go_to_stderr_above_the_progress_bar(capsys):
@@ -466,7 +470,7 @@ def test_the_tools_refusals_show_a_newline_in_a_name_as_an_escape(tmp_path, refu
     folder = tmp_path / "a\nb"
     error = refused(_check_paths, folder / "run.mcap")
     assert error == f"fastsam_record: error: output: folder '{tmp_path}/a\\nb' does not exist (see --help)\n", error
-    error = refused(play.parse_args, ["x.mp4", "--topic", "/a\u2028b"])
+    error = refused(play.command_line().parse_args, ["x.mp4", "--topic", "/a\u2028b"])
     assert "'/a\\u2028b' is not a valid ROS topic name" in error
     assert export.main(["--model", str(folder / "x.pt"), "--precision", "f32"]) == 2
     error = capsys.readouterr().err
@@ -476,3 +480,60 @@ def test_the_tools_refusals_show_a_newline_in_a_name_as_an_escape(tmp_path, refu
 def test_the_web_tools_warnings_show_a_control_character_as_an_escape(capsys):
     web.ThrottledWarning().warn("camera\rframe\x9b2J")
     assert capsys.readouterr().err == "fastsam_web: camera\\rframe\\x9b2J\n"
+
+
+# counts and numbers, read by the same types in every tool
+
+
+@pytest.mark.parametrize(
+    ("parse", "argv", "option"),
+    [
+        (lambda argv: play.command_line().parse_args(["x.mp4", *argv]), [], "--limit"),
+        (lambda argv: record.command_line().parse_args(["run.mcap", *argv]), [], "--frames"),
+        (lambda argv: record.command_line().parse_args(["run.mcap", *argv]), [], "--jpeg-quality"),
+        (web.arguments, [], "--port"),
+        (web.arguments, [], "--jpeg-quality"),
+    ],
+)
+def test_every_tools_counts_are_plain_integers(parse, argv, option, refused):
+    """int() alone would take '1_0' as 10 and Arabic-Indic digits; no count of any tool does."""
+    for text in ("1_0", "\u0661\u0660", "10.0", "ten"):
+        assert refused(parse, [*argv, option, text]).endswith(
+            f"{option}: expected an integer, got '{text}' (see --help)\n"
+        )
+    assert getattr(parse([*argv, option, " 10 "]), option[2:].replace("-", "_")) == 10
+
+
+def test_integer_ranges_include_both_ends_and_name_the_value():
+    quality, count = command_line.integer_in(1, 100), command_line.integer_in(2)
+    assert (quality("1"), quality("100"), count("2"), count("9" * 30)) == (1, 100, 2, int("9" * 30))
+    for parse, text, reason in (
+        (quality, "0", "must be within 1..100, got 0"),
+        (quality, "101", "must be within 1..100, got 101"),
+        (count, "1", "must be 2 or more, got 1"),
+    ):
+        with pytest.raises(argparse.ArgumentTypeError) as refusal:
+            parse(text)
+        assert str(refusal.value) == reason
+
+
+def test_every_tools_numbers_are_written_in_ascii_digits(refused):
+    """float() alone would take '1_0' as 10 and Arabic-Indic digits; the options that take seconds or
+    rates take numbers as people write them, exponent and leading point included."""
+    parsers = [
+        (lambda argv: play.command_line().parse_args(["x.mp4", *argv]), "--rate"),
+        (lambda argv: record.command_line().parse_args(["run.mcap", *argv]), "--duration"),
+        (lambda argv: record.command_line().parse_args(["run.mcap", *argv]), "--video-fps"),
+        (web.arguments, "--service-timeout"),
+    ]
+    for parse, option in parsers:
+        for text, reason in (
+            ("1_0", "expected a number in ASCII digits"),
+            ("\u0661\u0660", "expected a number in ASCII digits"),
+            ("0x10", "expected a number"),
+        ):
+            error = refused(parse, [option, text])
+            assert error.endswith(f"argument {option}: {reason}, got '{text}' (see --help)\n"), error
+        name = option[2:].replace("-", "_")
+        for text, value in ((" 2.5 ", 2.5), (".5", 0.5), ("5.", 5.0), ("+1e1", 10.0), ("2E-1", 0.2)):
+            assert getattr(parse([option, text]), name) == value, (option, text)
