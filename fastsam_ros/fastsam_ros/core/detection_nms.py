@@ -42,13 +42,7 @@ def select_detections(
     """
     if not 0 <= conf <= 1 or not 0 <= iou <= 1:
         raise ValueError(f"conf {conf} and iou {iou} must lie in [0, 1]")
-    class_end = 4 + num_classes
-    candidates = prediction[:, 4:class_end].amax(1) > conf
-    results = []
-    for image_prediction, image_candidates in zip(prediction, candidates, strict=True):
-        rows = image_prediction.transpose(0, 1)[image_candidates]
-        results.append(_suppress(rows, conf, iou, max_det, num_classes))
-    return results
+    return [_suppress(rows.transpose(0, 1), conf, iou, max_det, num_classes) for rows in prediction]
 
 
 def select_end_to_end(prediction: torch.Tensor, conf: float, max_det: int) -> list[torch.Tensor]:
@@ -64,13 +58,12 @@ def select_end_to_end(prediction: torch.Tensor, conf: float, max_det: int) -> li
 
 
 def _suppress(rows: torch.Tensor, conf: float, iou: float, max_det: int, num_classes: int) -> torch.Tensor:
-    if rows.shape[0] == 0:
-        return torch.zeros((0, rows.shape[1] + 2 - num_classes), device=rows.device)
+    rows = rows[rows[:, 4 : 4 + num_classes].amax(1) > conf]
+    scores, classes = rows[:, 4 : 4 + num_classes].max(1, keepdim=True)
     centres, half_sizes = rows[:, :2], rows[:, 2:4] / 2
     boxes = torch.cat((centres - half_sizes, centres + half_sizes), 1)
-    scores, classes = rows[:, 4 : 4 + num_classes].max(1, keepdim=True)
     # float32 classes promote fp16 rows to float32, as in ultralytics: 79 x 7680 overflows fp16.
-    kept = torch.cat((boxes, scores, classes.float(), rows[:, 4 + num_classes :]), 1)[scores.view(-1) > conf]
+    kept = torch.cat((boxes, scores, classes.float(), rows[:, 4 + num_classes :]), 1)
     if kept.shape[0] > MAX_NMS_CANDIDATES:
         kept = kept[kept[:, 4].argsort(descending=True)[:MAX_NMS_CANDIDATES]]
     shifted = kept[:, :4] + kept[:, 5:6] * CLASS_OFFSET

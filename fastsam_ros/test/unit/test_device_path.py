@@ -193,6 +193,69 @@ def test_nms_takes_conf_and_iou_from_0_to_1_and_refuses_each_outside():
             select_detections(prediction, conf, iou, 300, 2)
 
 
+def _prediction(anchors: list[tuple[tuple[float, float, float, float], int, float, float]], classes: int = 80):
+    """A (1, 4 + classes + 2, anchors) network output: per anchor an xywh box, its class, that class's score
+    and one value for both mask coefficients; every other class scores 0."""
+    prediction = torch.zeros((1, 4 + classes + 2, len(anchors)))
+    for anchor, (box, class_id, score, coefficient) in enumerate(anchors):
+        prediction[0, :4, anchor] = torch.tensor(box)
+        prediction[0, 4 + class_id, anchor] = score
+        prediction[0, 4 + classes :, anchor] = coefficient
+    return prediction
+
+
+def test_nms_keeps_a_detection_exactly_when_its_best_class_scores_above_conf():
+    apart = [(x, 50.0, 20.0, 10.0) for x in (20.0, 60.0, 100.0, 140.0)]
+    prediction = _prediction(
+        [(apart[0], 3, 0.25, 0.0), (apart[1], 79, 0.2501, -1.5), (apart[2], 0, 0.1, 0.9), (apart[3], 5, 0.24, 0.3)]
+    )
+    [rows] = select_detections(prediction, 0.25, 0.7, 300, 80)
+    assert rows.shape == (1, 8), "at conf, below it, and high mask coefficients with a low class score: dropped"
+    assert rows[0, :4].tolist() == [50.0, 45.0, 70.0, 55.0], "xywh becomes x1, y1, x2, y2"
+    assert rows[0, 4:].tolist() == pytest.approx([0.2501, 79.0, -1.5, -1.5]), "score, the last class, coefficients"
+
+
+def test_nms_suppresses_overlaps_within_a_class_only():
+    box = (100.0, 100.0, 40.0, 40.0)
+    shifted = (104.0, 100.0, 40.0, 40.0)  # IoU 36/44 = 0.82 with box
+    prediction = _prediction([(box, 2, 0.6, 0.0), (shifted, 2, 0.9, 1.0), (box, 7, 0.5, 2.0), (shifted, 7, 0.4, 3.0)])
+    [rows] = select_detections(prediction, 0.25, 0.7, 300, 80)
+    assert torch.allclose(rows[:, 4:6], torch.tensor([[0.9, 2.0], [0.5, 7.0]])), "the better of each class, best first"
+    [rows] = select_detections(prediction, 0.25, 0.85, 300, 80)
+    assert len(rows) == 4, "IoU 0.82 suppresses nothing at a threshold of 0.85"
+
+
+def test_nms_selects_each_images_rows_from_its_own_anchors():
+    first = _prediction([((50.0, 50.0, 10.0, 10.0), 1, 0.9, 0.0), ((90.0, 50.0, 10.0, 10.0), 1, 0.1, 0.0)])
+    second = _prediction([((50.0, 50.0, 10.0, 10.0), 4, 0.1, 0.0), ((90.0, 50.0, 10.0, 10.0), 4, 0.8, 0.0)])
+    one, two = select_detections(torch.cat((first, second)), 0.25, 0.7, 300, 80)
+    assert torch.allclose(one[:, :6], torch.tensor([[45.0, 45.0, 55.0, 55.0, 0.9, 1.0]]))
+    assert torch.allclose(two[:, :6], torch.tensor([[85.0, 45.0, 95.0, 55.0, 0.8, 4.0]]))
+
+
+def test_nms_of_half_precision_rows_keeps_the_last_classes_apart():
+    """79 x 7680 px of class offset overflows float16: the rows become float32 before the offset."""
+    apart = [((x, 50.0, 20.0, 20.0), 79, 0.9 - x / 1000, 0.5) for x in (50.0, 150.0, 250.0)]
+    [rows] = select_detections(_prediction(apart).half(), 0.25, 0.7, 300, 80)
+    assert rows.dtype == torch.float32 and rows[:, 0].tolist() == [40.0, 140.0, 240.0]
+
+
+def test_nms_never_sees_candidates_beyond_the_30000_best():
+    """ultralytics' bound on the candidates: the 30,001st best is dropped even where nothing overlaps it."""
+    from fastsam_ros.core.detection_nms import MAX_NMS_CANDIDATES
+
+    crowd = MAX_NMS_CANDIDATES
+    prediction = torch.zeros((1, 4 + 1 + 1, crowd + 1))
+    prediction[0, :4, :crowd] = torch.tensor([[100.0], [100.0], [20.0], [20.0]])  # one box, 30,000 times
+    prediction[0, :4, crowd] = torch.tensor([500.0, 500.0, 20.0, 20.0])  # apart from them all
+    prediction[0, 4, :crowd] = 0.9
+    prediction[0, 4, crowd] = 0.5
+    [rows] = select_detections(prediction, 0.25, 0.7, 300, 1)
+    assert rows[:, 4].tolist() == pytest.approx([0.9]), "the lone box was the 30,001st candidate"
+    [rows] = select_detections(prediction[..., 1:], 0.25, 0.7, 300, 1)
+    assert rows[:, 4].tolist() == pytest.approx([0.9, 0.5]), "30,000 candidates: all of them reach it"
+
+
 def test_nms_does_not_import_torchvision():
     """Its import pulls in torch._dynamo, about 2 s of every start; only its compiled NMS is needed."""
     import subprocess
