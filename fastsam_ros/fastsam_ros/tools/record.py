@@ -564,7 +564,11 @@ def _record_into(args: argparse.Namespace, shutdown: Shutdown, created: list[Out
         print(one_line(f"fastsam_record: error: {recording.error}{kept}"), file=sys.stderr)
         return 1
     counts = ", ".join(f"{topic} {count}" for topic, count in recording.recorder.counts.items())
-    skipped = f"; {recording.skipped_images} undecodable debug images skipped" if recording.skipped_images else ""
+    skipped = (
+        f"; {recording.skipped_images} debug images skipped (undecodable, or too large for JPEG)"
+        if recording.skipped_images
+        else ""
+    )
     print(f"fastsam_record: wrote {args.output} ({recording.recorder.size} bytes): {counts}{skipped}")
     if args.video is not None and recording.video is None:
         print(f"fastsam_record: no debug image arrived, so no {args.video} was written")

@@ -138,9 +138,11 @@ def test_every_output_is_recorded_with_its_schema_and_the_debug_image_as_jpeg(tm
     node_side.publishers["debug_image"].publish(_image(bus, 4))
     broken = _image(bus, 5)
     broken.data = broken.data[:-1]
-    node_side.publishers["debug_image"].publish(broken)
+    too_wide = _image(np.zeros((1, 65501, 3), np.uint8), 5)  # decodes, but JPEG ends at 65,500 pixels a side
+    for skipped in (broken, too_wide, broken, too_wide):
+        node_side.publishers["debug_image"].publish(skipped)
     wait_until(
-        lambda: recording.skipped_images == 1 and all(recording.recorder.counts[t] for t in recording.recorder.counts),
+        lambda: recording.skipped_images == 4 and all(recording.recorder.counts[t] for t in recording.recorder.counts),
         10.0,
         lambda: recording.executor.spin_once(timeout_sec=0.02),
         "one message on every topic",
@@ -150,7 +152,7 @@ def test_every_output_is_recorded_with_its_schema_and_the_debug_image_as_jpeg(tm
     assert recording.recorder.counts[topics["instances"]] == 2, "run ends at `frames` instance messages"
     _close(recording)
     after = time.time_ns()
-    assert recording.error is None and recording.skipped_images == 1
+    assert recording.error is None and recording.skipped_images == 4
     out = capsys.readouterr().out
     for topic in recording.recorder.counts:
         assert out.count(f"fastsam_record: first message on {topic}\n") == 1, out
@@ -248,16 +250,22 @@ def test_a_recording_without_debug_images_leaves_no_video_and_no_empty_file(tmp_
 class Publishing:
     """The node side publishing a frame's outputs every 50 ms in a thread, until stopped."""
 
-    def __init__(self, side: NodeSide, image: np.ndarray) -> None:
+    def __init__(self, side: NodeSide, image: np.ndarray, undecodable: int = 0) -> None:
         self.side, self.image, self.stop = side, image, threading.Event()
+        self.undecodable = undecodable
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        """Once the recorder hears both topics: what it records before then depends on discovery's order."""
+        """Once the recorder hears both topics: what it records before then depends on discovery's order.
+        The undecodable debug images go first, before any instance message."""
         publishers = (self.side.publishers["instances"], self.side.publishers["debug_image"])
         while not all(p.get_subscription_count() for p in publishers):
             if self.stop.wait(0.01):
                 return
+        for _ in range(self.undecodable):
+            broken = _image(self.image, 0)
+            broken.encoding = "no-such-encoding"
+            self.side.publishers["debug_image"].publish(broken)
         stamp = 0
         while not self.stop.wait(0.05):
             stamp += 1
@@ -419,8 +427,9 @@ def test_the_edges_of_the_command_lines_ranges_are_taken(tmp_path, node_side, mo
     argv = [str(tmp_path / "run.mcap"), "--node", f"{NODE}_silent", "--duration", "0", "--jpeg-quality", "1"]
     code, out, err = _main([*argv, "--frames", "1", "--video-fps", "1000"], monkeypatch, capsys)
     assert (code, err) == (0, "") and out.startswith(f"fastsam_record: wrote {tmp_path / 'run.mcap'} (")
-    code, _, err = _main([str(tmp_path / "b.mcap"), "--duration", "0", "--jpeg-quality", "100"], monkeypatch, capsys)
+    code, out, err = _main([str(tmp_path / "b.mcap"), "--duration", "0", "--jpeg-quality", "100"], monkeypatch, capsys)
     assert (code, err) == (0, "")
+    assert "no debug image arrived" not in out and "skipped" not in out, "no video was asked for, none skipped"
 
 
 def test_a_cameras_outputs_are_recorded_under_its_name_at_the_chosen_quality(tmp_path, monkeypatch, capsys, bus):
@@ -526,3 +535,161 @@ def test_a_video_that_could_not_be_moved_onto_its_output_is_kept_and_named(tmp_p
         assert video.kept() is None and not video.folder.exists()
     finally:
         output.release()
+
+
+def test_a_videos_private_folder_is_hidden_beside_its_output_and_goes_with_it(tmp_path):
+    output = record.OutputFile(tmp_path / "run.mp4", force=False)
+    video = record.VideoFile(output)
+    try:
+        assert video.folder.parent == tmp_path and video.folder.name.startswith(record.HIDDEN_PREFIX)
+        assert video.path == f"/proc/self/fd/{video.folder_fd}/{record.VIDEO_NAME}"
+        (video.folder / "theirs").write_bytes(b"another program's file\n")
+        video.discard()
+        assert (video.folder / "theirs").exists(), "a folder holding another file is left, without an error"
+        video.discard()  # a second time: nothing to do
+        (video.folder / "theirs").unlink()
+    finally:
+        output.release()
+
+
+def test_a_video_that_was_never_written_or_has_no_folder_is_an_error_naming_its_output(tmp_path):
+    output = record.OutputFile(tmp_path / "run.mp4", force=False)
+    video = record.VideoFile(output)
+    try:
+        with pytest.raises(record.RecordError) as failed:
+            video.finish()
+        assert str(failed.value) == f"cannot write '{tmp_path / 'run.mp4'}': No such file or directory"
+    finally:
+        video.discard()
+        output.release()
+    folder = tmp_path / "outputs"
+    folder.mkdir()
+    output = record.OutputFile(folder / "run.mp4", force=False)
+    try:
+        folder.rename(tmp_path / "moved")  # the output's folder went away before the video's was made
+        with pytest.raises(record.RecordError) as failed:
+            record.VideoFile(output)
+        assert str(failed.value) == f"cannot create a folder beside '{folder / 'run.mp4'}': No such file or directory"
+    finally:
+        (tmp_path / "moved").rename(folder)
+        output.release()
+
+
+def test_an_oserror_without_an_errno_is_named_by_its_text():
+    assert record._reason(OSError(2, "No such file or directory")) == "No such file or directory"
+    assert record._reason(OSError("the disk went away")) == "the disk went away"
+
+
+def test_an_mp4_writer_that_cannot_open_ends_with_exit_code_2_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """OpenCV cannot write into a folder that does not exist: the probe finds out before any recording."""
+    monkeypatch.setattr(record, "VIDEO_NAME", "missing/video.mp4")
+    video = tmp_path / "run.mp4"
+    code, _, err = _main([str(tmp_path / "run.mcap"), "--video", str(video)], monkeypatch, capsys)
+    assert (code, err) == (
+        2,
+        f"fastsam_record: error: cannot write '{video}': OpenCV cannot open an MP4 writer for it\n",
+    )
+    assert list(tmp_path.iterdir()) == [], "no output, private folder or lock left"
+
+
+def test_forced_outputs_replace_the_files_there_once_the_recording_ends(tmp_path, node_side, monkeypatch, capsys):
+    output, video = tmp_path / "run.mcap", tmp_path / "run.mp4"
+    output.write_bytes(b"an older recording\n")
+    video.write_bytes(b"an older video\n")
+    with Publishing(node_side, np.zeros((48, 64, 3), np.uint8)):
+        argv = [str(output), "--node", NODE, "--frames", "2", "--video", str(video), "--force"]
+        code, _, err = _main(argv, monkeypatch, capsys)
+    assert (code, err) == (0, "")
+    assert len(_messages(output)[record.output_topics(NODE, "")["instances"]]) == 2
+    capture = cv2.VideoCapture(str(video))
+    assert capture.isOpened() and capture.get(cv2.CAP_PROP_FRAME_COUNT) >= 1, "the new video"
+    capture.release()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.mcap", "run.mp4"]
+
+
+def test_a_flush_with_nothing_new_writes_nothing(tmp_path, node_side):
+    recording = _recording(tmp_path)
+    node_side.wait_for(recording)
+    node_side.publishers["instances"].publish(_stamped(1))
+    wait_until(
+        lambda: recording.recorder.counts[recording.instances_topic] == 1,
+        10.0,
+        lambda: recording.executor.spin_once(timeout_sec=0.02),
+        "one instance message",
+    )
+    recording.recorder.flush()
+    size = (tmp_path / "run.mcap").stat().st_size
+    assert size > 0 and not recording.recorder.unflushed
+    recording.recorder.flush()
+    assert (tmp_path / "run.mcap").stat().st_size == size
+
+
+def test_skipped_debug_images_are_counted_in_the_programs_last_line(tmp_path, node_side, monkeypatch, capsys):
+    with Publishing(node_side, np.zeros((48, 64, 3), np.uint8), undecodable=2):
+        code, out, err = _main([str(tmp_path / "run.mcap"), "--node", NODE, "--frames", "3"], monkeypatch, capsys)
+    assert (code, err) == (0, "")
+    assert out.endswith("; 2 debug images skipped (undecodable, or too large for JPEG)\n"), out
+
+
+def test_paths_that_cannot_become_a_recording_are_refused_before_anything_is_created(tmp_path, monkeypatch, capsys):
+    video = tmp_path / "run.mp4"
+    video.write_bytes(b"an older video\n")
+    for argv, reason in (
+        ([str(tmp_path / "missing" / "run.mcap")], f"output: folder '{tmp_path / 'missing'}' does not exist"),
+        ([str(tmp_path / "run.mcap"), "--video", str(video)], f"--video: '{video}' already exists; use --force"),
+    ):
+        code, _, err = _main(argv, monkeypatch, capsys)
+        assert code == 2 and err.startswith(f"fastsam_record: error: {reason}"), err
+        assert [p.name for p in tmp_path.iterdir()] == ["run.mp4"]
+
+
+def _run_then_replace(outputs: list[str]):
+    """NodeRecording.run, after which another program replaces the named outputs ('mcap', 'video')."""
+    run = record.NodeRecording.run
+
+    def run_then_replace(recording: record.NodeRecording, *args: object) -> None:
+        wait_until(
+            lambda: recording.video is not None,
+            10.0,
+            lambda: recording.executor.spin_once(timeout_sec=0.02),
+            "the first debug image",
+        )
+        run(recording, *args)
+        files = {"mcap": recording.recorder.output.path, "video": recording.video_file.output.path}
+        for name in outputs:
+            files[name].unlink()
+            files[name].write_bytes(b"another program's file\n")
+
+    return run_then_replace
+
+
+def test_a_replaced_video_alone_is_named_once_with_where_the_video_is(tmp_path, node_side, monkeypatch, capsys):
+    output, video = tmp_path / "run.mcap", tmp_path / "run.mp4"
+    monkeypatch.setattr(record.NodeRecording, "run", _run_then_replace(["video"]))
+    with Publishing(node_side, np.zeros((48, 64, 3), np.uint8)):
+        code, _, err = _main([str(output), "--node", NODE, "--frames", "3", "--video", str(video)], monkeypatch, capsys)
+    kept = re.fullmatch(
+        rf"fastsam_record: error: '{re.escape(str(video))}' was removed or replaced by another program during "
+        rf"the recording; the video is kept in '({re.escape(str(tmp_path))}/[^/']+/{record.VIDEO_NAME})'\n",
+        err,
+    )
+    assert code == 1 and kept is not None, err
+    assert len(_messages(output)[record.output_topics(NODE, "")["instances"]]) == 3, "the MCAP is complete"
+
+
+def test_forced_outputs_replaced_are_each_named_where_they_are_kept(tmp_path, node_side, monkeypatch, capsys):
+    output, video = tmp_path / "run.mcap", tmp_path / "run.mp4"
+    monkeypatch.setattr(record.NodeRecording, "run", _run_then_replace(["mcap", "video"]))
+    argv = [str(output), "--node", NODE, "--frames", "3", "--video", str(video), "--force"]
+    with Publishing(node_side, np.zeros((48, 64, 3), np.uint8)):
+        code, _, err = _main(argv, monkeypatch, capsys)
+    hidden = rf"{re.escape(str(tmp_path))}/{re.escape(record.HIDDEN_PREFIX)}[^/']+"
+    kept = re.fullmatch(
+        rf"fastsam_record: error: '({hidden})' was removed or replaced by another program during the recording"
+        rf"; unfinished recording kept in '\1'; unfinished recording kept in '({hidden})'"
+        rf"; the video is kept in '({hidden}/{record.VIDEO_NAME})'\n",
+        err,
+    )
+    assert code == 1 and kept is not None, err
+    assert Path(kept[2]).read_bytes() == b"another program's file\n"
+    assert not output.exists() and not video.exists(), "nothing replaced the (absent) targets"
