@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import resource
 import signal
 import stat
 import sys
@@ -135,18 +136,19 @@ def test_every_output_is_recorded_with_its_schema_and_the_debug_image_as_jpeg(tm
     node_side.publishers["selection"].publish(_stamped(2))
     node_side.publishers["obstacles"].publish(ObstacleArray(header=Header(stamp=Time(sec=3))))
     node_side.publishers["diagnostics"].publish(DiagnosticArray(status=[DiagnosticStatus(name=DIAGNOSTIC)]))
-    node_side.publishers["debug_image"].publish(_image(bus, 4))
     broken = _image(bus, 5)
     broken.data = broken.data[:-1]
     too_wide = _image(np.zeros((1, 65501, 3), np.uint8), 5)  # decodes, but JPEG ends at 65,500 pixels a side
     for skipped in (broken, too_wide, broken, too_wide):
         node_side.publishers["debug_image"].publish(skipped)
+    node_side.publishers["debug_image"].publish(_image(bus, 4))  # heard after the four before it
     wait_until(
-        lambda: recording.skipped_images == 4 and all(recording.recorder.counts[t] for t in recording.recorder.counts),
+        lambda: all(recording.recorder.counts[t] for t in recording.recorder.counts),
         10.0,
         lambda: recording.executor.spin_once(timeout_sec=0.02),
         "one message on every topic",
     )
+    assert recording.skipped_images == 4, "each of the four counted once"
     node_side.publishers["instances"].publish(_stamped(6))
     recording.run(duration=10.0, frames=2, shutdown=Shutdown())
     assert recording.recorder.counts[topics["instances"]] == 2, "run ends at `frames` instance messages"
@@ -592,21 +594,6 @@ def test_an_mp4_writer_that_cannot_open_ends_with_exit_code_2_and_leaves_nothing
     assert list(tmp_path.iterdir()) == [], "no output, private folder or lock left"
 
 
-def test_forced_outputs_replace_the_files_there_once_the_recording_ends(tmp_path, node_side, monkeypatch, capsys):
-    output, video = tmp_path / "run.mcap", tmp_path / "run.mp4"
-    output.write_bytes(b"an older recording\n")
-    video.write_bytes(b"an older video\n")
-    with Publishing(node_side, np.zeros((48, 64, 3), np.uint8)):
-        argv = [str(output), "--node", NODE, "--frames", "2", "--video", str(video), "--force"]
-        code, _, err = _main(argv, monkeypatch, capsys)
-    assert (code, err) == (0, "")
-    assert len(_messages(output)[record.output_topics(NODE, "")["instances"]]) == 2
-    capture = cv2.VideoCapture(str(video))
-    assert capture.isOpened() and capture.get(cv2.CAP_PROP_FRAME_COUNT) >= 1, "the new video"
-    capture.release()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.mcap", "run.mp4"]
-
-
 def test_a_flush_with_nothing_new_writes_nothing(tmp_path, node_side):
     recording = _recording(tmp_path)
     node_side.wait_for(recording)
@@ -644,7 +631,8 @@ def test_paths_that_cannot_become_a_recording_are_refused_before_anything_is_cre
 
 
 def _run_then_replace(outputs: list[str]):
-    """NodeRecording.run, after which another program replaces the named outputs ('mcap', 'video')."""
+    """NodeRecording.run once the video has started, after which another program replaces the named
+    outputs ('mcap', 'video'): the instance messages may be heard before the first debug image."""
     run = record.NodeRecording.run
 
     def run_then_replace(recording: record.NodeRecording, *args: object) -> None:
@@ -677,6 +665,22 @@ def test_a_replaced_video_alone_is_named_once_with_where_the_video_is(tmp_path, 
     assert len(_messages(output)[record.output_topics(NODE, "")["instances"]]) == 3, "the MCAP is complete"
 
 
+def test_forced_outputs_replace_the_files_there_once_the_recording_ends(tmp_path, node_side, monkeypatch, capsys):
+    output, video = tmp_path / "run.mcap", tmp_path / "run.mp4"
+    output.write_bytes(b"an older recording\n")
+    video.write_bytes(b"an older video\n")
+    monkeypatch.setattr(record.NodeRecording, "run", _run_then_replace([]))
+    with Publishing(node_side, np.zeros((48, 64, 3), np.uint8)):
+        argv = [str(output), "--node", NODE, "--frames", "2", "--video", str(video), "--force"]
+        code, _, err = _main(argv, monkeypatch, capsys)
+    assert (code, err) == (0, "")
+    assert len(_messages(output)[record.output_topics(NODE, "")["instances"]]) == 2
+    capture = cv2.VideoCapture(str(video))
+    assert capture.isOpened() and capture.get(cv2.CAP_PROP_FRAME_COUNT) >= 1, "the new video"
+    capture.release()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.mcap", "run.mp4"]
+
+
 def test_forced_outputs_replaced_are_each_named_where_they_are_kept(tmp_path, node_side, monkeypatch, capsys):
     output, video = tmp_path / "run.mcap", tmp_path / "run.mp4"
     monkeypatch.setattr(record.NodeRecording, "run", _run_then_replace(["mcap", "video"]))
@@ -693,3 +697,98 @@ def test_forced_outputs_replaced_are_each_named_where_they_are_kept(tmp_path, no
     assert code == 1 and kept is not None, err
     assert Path(kept[2]).read_bytes() == b"another program's file\n"
     assert not output.exists() and not video.exists(), "nothing replaced the (absent) targets"
+
+
+@contextlib.contextmanager
+def _file_size_limit(size: int) -> Iterator[None]:
+    """Writes that would take a file of this process past `size` bytes fail with EFBIG, as on a full
+    disk (Python ignores the SIGXFSZ that comes with them). Every file of the process is held to it,
+    pytest's capture file too: what is printed inside must stay within a line or two."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+@pytest.mark.parametrize(
+    ("step", "written", "limit"),
+    [("write", 0, 65536), ("flush", 524288, 65536), ("close", 524288, 65536), ("close", 16, 0)],
+    ids=["a message larger than a chunk", "the flush of a chunk", "the close of a chunk", "the last buffered bytes"],
+)
+def test_a_write_the_file_system_refuses_is_an_error_naming_the_output(tmp_path, step, written, limit):
+    """A message larger than a chunk is written at once, a smaller one at the next flush or at the close;
+    the last few bytes go when the file is closed (a limit of 0: the size the file has now)."""
+    path = tmp_path / "run.mcap"
+    output = record.OutputFile(path, force=False)
+    recorder = record.McapRecorder(output, {"/instances": "fastsam_msgs/msg/InstanceArray"})
+    try:
+        if written:
+            recorder.write("/instances", os.urandom(written), 1)
+        with _file_size_limit(limit or path.stat().st_size), pytest.raises(record.RecordError) as failed:
+            if step == "write":
+                recorder.write("/instances", os.urandom(3 * 1024 * 1024), 1)
+            else:
+                getattr(recorder, step)()
+        assert str(failed.value) == f"cannot write '{path}': File too large"
+        if step == "close":
+            assert recorder.file.closed, "closed even though the summary could not be written"
+    finally:
+        recorder.file.close()
+        output.release()
+
+
+def test_the_schemas_are_ros_2_message_definitions_as_rosbag2_writes_them(tmp_path):
+    """ROS 2's form: each nested type spelled with /msg/ and defined after a separator line; ROS 1's
+    (`time stamp`, no separate definitions) would still decode here, but not in every reader."""
+    from mcap.reader import make_reader
+
+    output = record.OutputFile(tmp_path / "run.mcap", force=False)
+    recorder = record.McapRecorder(output, {"/instances": "fastsam_msgs/msg/InstanceArray"})
+    recorder.close()
+    output.release()
+    with (tmp_path / "run.mcap").open("rb") as stream:
+        [schema] = make_reader(stream).get_summary().schemas.values()
+    text = schema.data.decode()
+    assert (schema.name, schema.encoding) == ("fastsam_msgs/msg/InstanceArray", "ros2msg")
+    assert text.startswith("std_msgs/Header header\n")
+    assert "\nMSG: builtin_interfaces/Time\nint32 sec\nuint32 nanosec\n" in text
+    assert "\nMSG: fastsam_msgs/Instance\n" in text
+
+
+def test_messages_heard_within_one_flush_interval_share_a_chunk(tmp_path, node_side, monkeypatch):
+    """A chunk per flush interval, not per message: each chunk costs an index entry and compresses alone.
+    Three messages before the first flush, three more at once after it: at most one flush falls among those."""
+    from mcap.reader import StreamReader
+    from mcap.records import Chunk
+
+    def publish_three(first: int) -> None:
+        for stamp in range(first, first + 3):
+            node_side.publishers["instances"].publish(_stamped(stamp))
+
+    monkeypatch.setattr(record, "FLUSH_INTERVAL_S", 0.3)
+    recording = _recording(tmp_path)
+    node_side.wait_for(recording)
+    publish_three(0)
+    later = threading.Timer(0.6, publish_three, args=(3,))
+    later.start()
+    try:
+        recording.run(duration=10.0, frames=6, shutdown=Shutdown())
+    finally:
+        later.join()
+    _close(recording)
+    with (tmp_path / "run.mcap").open("rb") as stream:
+        chunks = sum(isinstance(r, Chunk) for r in StreamReader(stream, emit_chunks=True).records)
+    assert 2 <= chunks <= 3, f"{chunks} chunks for two bursts of three messages"
+
+
+def test_a_write_that_fails_during_the_recording_ends_it_and_is_kept(tmp_path, node_side, monkeypatch):
+    monkeypatch.setattr(record, "FLUSH_INTERVAL_S", 0.1)
+    recording = _recording(tmp_path)
+    recording.recorder.write(recording.instances_topic, os.urandom(512 * 1024), 1)
+    start = time.monotonic()
+    with _file_size_limit(64 * 1024):
+        recording.run(duration=30.0, frames=None, shutdown=Shutdown())
+    assert time.monotonic() - start < 10.0, "ended by the failed flush, not by the duration"
+    assert str(recording.error) == f"cannot write '{tmp_path / 'run.mcap'}': File too large"
