@@ -303,6 +303,15 @@ def test_after_a_tracker_change_selections_are_found_by_motion_and_appearance():
     assert followed.track_id == 6 and followed.instance.box[0] == 100
 
 
+def test_a_selection_unseen_since_a_tracker_change_is_attached_to_no_track():
+    follower = Follower()
+    start(follower, person_at(100, 5))
+    follower.forget_track_ids()
+    assert follower.track_ids() == frozenset()
+    (followed,) = step(follower, FRAME)
+    assert (followed.status, followed.track_id) == (FollowStatus.OCCLUDED, -1), "-1: no track, as unconfirmed"
+
+
 def test_an_id_not_seen_beside_the_person_for_a_window_may_be_them_again():
     """Across a restarted clock too: the companions' times move with it."""
     follower = Follower()
