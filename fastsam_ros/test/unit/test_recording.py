@@ -296,6 +296,7 @@ def _main(argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
 def test_a_run_of_the_program_writes_both_files_and_says_what_it_wrote(tmp_path, node_side, monkeypatch, capsys):
     output, video = tmp_path / "run.mcap", tmp_path / "run.mp4"
     small = np.zeros((48, 64, 3), np.uint8)
+    monkeypatch.setattr(record.NodeRecording, "run", _run_then_replace([]))
     with Publishing(node_side, small):
         code, out, err = _main(
             [str(output), "--node", NODE, "--frames", "3", "--video", str(video)], monkeypatch, capsys
