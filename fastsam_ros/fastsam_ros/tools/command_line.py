@@ -11,10 +11,10 @@ from typing import NoReturn
 
 _ESCAPED = {code: ascii(chr(code))[1:-1] for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
 """The C0 and C1 controls and Unicode's line and paragraph separators: what ends a line or drives a terminal."""
-
-
 _DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 """A number as people write it: float() would also take '1_0' and other scripts' digits."""
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+"""An integer in ASCII digits: int() would also take '1_0' and other scripts' digits."""
 
 
 def one_line(text: str) -> str:
@@ -56,10 +56,10 @@ def number_in(low: float, high: float, low_allowed: bool) -> Callable[[str], flo
 
 def integer_unless(problem: Callable[[int], str | None]) -> Callable[[str], int]:
     """An argparse type for an integer in ASCII digits, unless `problem` finds something wrong with it (it
-    returns the reason or None): int() alone would also take '1_0' and other scripts' digits."""
+    returns the reason or None)."""
 
     def parse(text: str) -> int:
-        if not re.fullmatch(r"[+-]?[0-9]+", text.strip()):
+        if not _INTEGER.fullmatch(text.strip()):
             raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'")
         value = int(text)
         reason = problem(value)

@@ -521,50 +521,44 @@ def test_discarding_removes_what_this_run_created_and_never_another_programs_fil
         output.release()
 
 
-def test_a_video_that_could_not_be_moved_onto_its_output_is_kept_and_named(tmp_path):
+@pytest.fixture
+def video(tmp_path) -> Iterator[record.VideoFile]:
+    """The video reserved for tmp_path/run.mp4; its folder and the lock on the output's name go after the test."""
     output = record.OutputFile(tmp_path / "run.mp4", force=False)
     video = record.VideoFile(output)
-    try:
-        assert video.kept() is None, "nothing written yet"
-        with open(video.path, "wb") as stream:
-            stream.write(b"frames")
-        (tmp_path / "run.mp4").unlink()  # another program removed the output reserved for it
-        with pytest.raises(record.RecordError, match="was removed or replaced by another program") as failed:
-            video.finish()
-        assert video.kept() == video.folder / record.VIDEO_NAME
-        assert str(failed.value).endswith(f"; the video is kept in '{video.kept()}'")
-        assert video.kept().read_bytes() == b"frames"
-        video.discard()
-        assert video.kept() is None and not video.folder.exists()
-    finally:
-        output.release()
+    yield video
+    video.discard()
+    output.release()
 
 
-def test_a_videos_private_folder_is_hidden_beside_its_output_and_goes_with_it(tmp_path):
-    output = record.OutputFile(tmp_path / "run.mp4", force=False)
-    video = record.VideoFile(output)
-    try:
-        assert video.folder.parent == tmp_path and video.folder.name.startswith(record.HIDDEN_PREFIX)
-        assert video.path == f"/proc/self/fd/{video.folder_fd}/{record.VIDEO_NAME}"
-        (video.folder / "theirs").write_bytes(b"another program's file\n")
-        video.discard()
-        assert (video.folder / "theirs").exists(), "a folder holding another file is left, without an error"
-        video.discard()  # a second time: nothing to do
-        (video.folder / "theirs").unlink()
-    finally:
-        output.release()
+def test_a_video_that_could_not_be_moved_onto_its_output_is_kept_and_named(tmp_path, video):
+    assert video.kept() is None, "nothing written yet"
+    with open(video.path, "wb") as stream:
+        stream.write(b"frames")
+    (tmp_path / "run.mp4").unlink()  # another program removed the output reserved for it
+    with pytest.raises(record.RecordError, match="was removed or replaced by another program") as failed:
+        video.finish()
+    assert video.kept() == video.folder / record.VIDEO_NAME
+    assert str(failed.value).endswith(f"; the video is kept in '{video.kept()}'")
+    assert video.kept().read_bytes() == b"frames"
+    video.discard()
+    assert video.kept() is None and not video.folder.exists()
 
 
-def test_a_video_that_was_never_written_or_has_no_folder_is_an_error_naming_its_output(tmp_path):
-    output = record.OutputFile(tmp_path / "run.mp4", force=False)
-    video = record.VideoFile(output)
-    try:
-        with pytest.raises(record.RecordError) as failed:
-            video.finish()
-        assert str(failed.value) == f"cannot write '{tmp_path / 'run.mp4'}': No such file or directory"
-    finally:
-        video.discard()
-        output.release()
+def test_a_videos_private_folder_is_hidden_beside_its_output_and_goes_with_it(tmp_path, video):
+    assert video.folder.parent == tmp_path and video.folder.name.startswith(record.HIDDEN_PREFIX)
+    assert video.path == f"/proc/self/fd/{video.folder_fd}/{record.VIDEO_NAME}"
+    (video.folder / "theirs").write_bytes(b"another program's file\n")
+    video.discard()
+    assert (video.folder / "theirs").exists(), "a folder holding another file is left, without an error"
+    video.discard()  # a second time: nothing to do
+    (video.folder / "theirs").unlink()
+
+
+def test_a_video_that_was_never_written_or_has_no_folder_is_an_error_naming_its_output(tmp_path, video):
+    with pytest.raises(record.RecordError) as failed:
+        video.finish()
+    assert str(failed.value) == f"cannot write '{tmp_path / 'run.mp4'}': No such file or directory"
     folder = tmp_path / "outputs"
     folder.mkdir()
     output = record.OutputFile(folder / "run.mp4", force=False)

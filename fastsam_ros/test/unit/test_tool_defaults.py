@@ -485,23 +485,29 @@ def test_the_web_tools_warnings_show_a_control_character_as_an_escape(capsys):
 # counts and numbers, read by the same types in every tool
 
 
+def _player(argv: list[str]) -> argparse.Namespace:
+    return play.command_line().parse_args(["x.mp4", *argv])
+
+
+def _recorder(argv: list[str]) -> argparse.Namespace:
+    return record.command_line().parse_args(["run.mcap", *argv])
+
+
 @pytest.mark.parametrize(
-    ("parse", "argv", "option"),
+    ("parse", "option"),
     [
-        (lambda argv: play.command_line().parse_args(["x.mp4", *argv]), [], "--limit"),
-        (lambda argv: record.command_line().parse_args(["run.mcap", *argv]), [], "--frames"),
-        (lambda argv: record.command_line().parse_args(["run.mcap", *argv]), [], "--jpeg-quality"),
-        (web.arguments, [], "--port"),
-        (web.arguments, [], "--jpeg-quality"),
+        (_player, "--limit"),
+        (_recorder, "--frames"),
+        (_recorder, "--jpeg-quality"),
+        (web.arguments, "--port"),
+        (web.arguments, "--jpeg-quality"),
     ],
 )
-def test_every_tools_counts_are_plain_integers(parse, argv, option, refused):
+def test_every_tools_counts_are_plain_integers(parse, option, refused):
     """int() alone would take '1_0' as 10 and Arabic-Indic digits; no count of any tool does."""
     for text in ("1_0", "\u0661\u0660", "10.0", "ten"):
-        assert refused(parse, [*argv, option, text]).endswith(
-            f"{option}: expected an integer, got '{text}' (see --help)\n"
-        )
-    assert getattr(parse([*argv, option, " 10 "]), option[2:].replace("-", "_")) == 10
+        assert refused(parse, [option, text]).endswith(f"{option}: expected an integer, got '{text}' (see --help)\n")
+    assert getattr(parse([option, " 10 "]), option[2:].replace("-", "_")) == 10
 
 
 def test_integer_ranges_include_both_ends_and_name_the_value():
@@ -521,9 +527,9 @@ def test_every_tools_numbers_are_written_in_ascii_digits(refused):
     """float() alone would take '1_0' as 10 and Arabic-Indic digits; the options that take seconds or
     rates take numbers as people write them, exponent and leading point included."""
     parsers = [
-        (lambda argv: play.command_line().parse_args(["x.mp4", *argv]), "--rate"),
-        (lambda argv: record.command_line().parse_args(["run.mcap", *argv]), "--duration"),
-        (lambda argv: record.command_line().parse_args(["run.mcap", *argv]), "--video-fps"),
+        (_player, "--rate"),
+        (_recorder, "--duration"),
+        (_recorder, "--video-fps"),
         (web.arguments, "--service-timeout"),
     ]
     for parse, option in parsers:
