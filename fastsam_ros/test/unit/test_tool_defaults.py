@@ -71,11 +71,17 @@ def test_on_every_interface_the_urls_are_loopback_first_then_the_hostnames_addre
 
 
 def test_the_machines_addresses_are_ordered_loopback_then_ipv4_then_ipv6_and_scopes_dropped(monkeypatch):
-    """A resolver answer this machine does not give (several families, a scoped link-local address)."""
+    """A resolver answer this machine does not give (several families, a scoped link-local address),
+    for the machine's own host name only."""
     import socket
 
     answer = [("fe80::1%eth0", 0, 0, 2), ("10.0.0.9",), ("::1", 0, 0, 0), ("10.0.0.10",), ("10.0.0.9",)]
-    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, proto=0: [(0, 0, proto, "", a) for a in answer])
+    hostname = socket.gethostname()
+
+    def resolve(host, port, proto=0):
+        return [(0, 0, proto, "", a) for a in answer] if host == hostname else []
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
     assert web.machine_addresses() == ["127.0.0.1", "10.0.0.9", "10.0.0.10", "::1", "fe80::1"]
 
     def unresolvable(host, port, proto=0):
@@ -177,6 +183,31 @@ def test_web_requests_become_the_prompt_services_requests():
 def test_a_box_that_is_not_one_says_why(box, message):
     with pytest.raises(web.RequestError) as error:
         web.parse_box_request({"box": box})
+    assert (error.value.status, str(error.value)) == (400, message)
+
+
+POINTS_MUST = "'points' must be a non-empty list of [x, y] pairs"
+LABELS_MUST = "'labels' must be a list with one label (1 foreground, 0 background) per point"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"labels": [1]}, POINTS_MUST),
+        ({"points": [], "labels": []}, POINTS_MUST),
+        ({"points": [1, 2], "labels": [1, 1]}, "point 0 must be an [x, y] pair, got 1"),
+        ({"points": [[1, 2]], "labels": 1}, LABELS_MUST),
+        ({"points": [[1, 2]], "labels": [1, 0]}, LABELS_MUST),
+        ({"points": [[1, 2], [3, 4, 5]], "labels": [1, 1]}, "point 1 must be an [x, y] pair, got [3, 4, 5]"),
+        ({"points": [[1, 2], [3, "4"]], "labels": [1, 1]}, "point 1 y must be a finite number, got '4'"),
+        ({"points": [[1e9, 2]], "labels": [1]}, "point 0 x 1000000000.0 is outside -1e+06..1e+06 pixels"),
+        ({"points": [[1, 2]], "labels": [2]}, "labels must be the integers 1 (foreground) or 0 (background)"),
+        ({"points": [[1, 2]], "labels": [True]}, "labels must be the integers 1 (foreground) or 0 (background)"),
+    ],
+)
+def test_points_that_are_not_a_prompt_say_why(body, message):
+    with pytest.raises(web.RequestError) as error:
+        web.parse_point_request(body)
     assert (error.value.status, str(error.value)) == (400, message)
 
 

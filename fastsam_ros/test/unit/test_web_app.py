@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import os
 import signal
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -259,7 +262,9 @@ def test_a_frame_is_the_latest_debug_image_as_jpeg_at_the_chosen_quality(view, n
         return response.status, dict(response.headers), await response.read()
 
     async def none_yet(client: TestClient, port: int) -> None:
+        start = time.monotonic()
         assert (await frame(client, "-1"))[0] == 204, "no frame within FRAME_WAIT_S"
+        assert time.monotonic() - start >= web.FRAME_WAIT_S, "the request waits for a frame"
 
     served(view, none_yet)
     node_side.publish_image(view, 7_000_000_003)
@@ -273,6 +278,8 @@ def test_a_frame_is_the_latest_debug_image_as_jpeg_at_the_chosen_quality(view, n
         assert headers["Cache-Control"] == "no-store"
         assert jpeg == cv2.imencode(".jpg", bus, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
         assert (await frame(client, "0"))[0] == 200, "newer than frame 0"
+        latest = await client.get("/api/frame")
+        assert (latest.status, await latest.read()) == (200, jpeg), "without 'after', the latest frame"
         assert (await frame(client, "1"))[0] == 204, "nothing newer than frame 1"
         status, body = await _json(await client.get("/api/frame?after=one"))
         assert (status, body) == (400, {"success": False, "message": "'after' must be an integer frame number"})
@@ -621,26 +628,73 @@ def test_event_loop_errors_are_one_throttled_line(monkeypatch, capsys):
     ]
 
 
-def test_the_program_serves_until_a_stop_signal_and_ends_normally(node_side, capsys, stop_requests):
-    port = free_port()
-
-    def stop_once_listening() -> None:
-        deadline = time.monotonic() + 30.0
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                _signal(signal.SIGTERM)
-                return
-            time.sleep(0.05)
-
-    stopper = threading.Thread(target=stop_once_listening, daemon=True)
-    stopper.start()
+def _http(url: str, body: dict | None = None) -> tuple[int, bytes]:
+    """Status and body of one request to the web tool (a prompt, from its own page, when body is
+    given); status 0 when nothing answers."""
+    origin = "/".join(url.split("/")[:3])
+    headers = {"Content-Type": "application/json", "Origin": origin} if body is not None else {}
+    data = None if body is None else json.dumps(body).encode()
     try:
-        web.main(["--port", str(port), "--node", NODE])
+        with urllib.request.urlopen(urllib.request.Request(url, data, headers), timeout=15.0) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except OSError:
+        return 0, b""
+
+
+def test_the_program_serves_its_camera_with_its_settings_until_a_stop_signal(node_side, bus, capsys, stop_requests):
+    """The command line's camera, JPEG quality and service timeout reach the page's answers."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    camera_images = node_side.node.create_publisher(Image, web.private_name(NODE, "front", "debug_image"), 2)
+
+    answered = threading.Event()
+
+    def slow_answer(request: Any, response: Any) -> Any:
+        time.sleep(2.0)
+        answered.set()
+        return response
+
+    slow_service = node_side.node.create_service(
+        PointPrompt, web.private_name(NODE, "front", "prompt_point"), slow_answer, qos_profile=SERVICE_QOS
+    )
+    answers: list[tuple[int, bytes]] = []
+
+    def talk_then_stop() -> None:
+        """A frame (the bus photo, published until it is served), then a point prompt, then SIGTERM."""
+        image = array_to_image(bus, "bgr8", HEADER)
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and not answers:
+            camera_images.publish(image)
+            if (answer := _http(f"{url}api/frame?after=-1"))[0] == 200:
+                answers.append(answer)
+            time.sleep(0.05)
+        while time.monotonic() < deadline and len(answers) < 2:
+            answer = _http(f"{url}api/prompt/point", {"points": [[1, 1]], "labels": [1]})
+            if answer[0] != 503:  # until the tool has found the service
+                answers.append(answer)
+            time.sleep(0.1)
+        _signal(signal.SIGTERM)
+
+    talker = threading.Thread(target=talk_then_stop, daemon=True)
+    talker.start()
+    try:
+        web.main(
+            ["--port", str(port), "--node", NODE, "--camera", "front", "--jpeg-quality", "35", "--service-timeout", "1"]
+        )
     finally:
-        stopper.join(35.0)
+        talker.join(35.0)
+        node_side.node.destroy_publisher(camera_images)
+        answered.wait(5.0)
+        time.sleep(0.2)  # the executor sends the answer after the handler returns
+        node_side.node.destroy_service(slow_service)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN, "a late signal cannot end the finished process"
     out = capsys.readouterr().out
-    assert out == f"fastsam_web: open http://127.0.0.1:{port}/ (camera image from /{NODE}/debug_image)\n"
+    assert out == f"fastsam_web: open {url} (camera image from /{NODE}/front/debug_image)\n"
+    frame, prompt = answers
+    assert frame == (200, cv2.imencode(".jpg", bus, [cv2.IMWRITE_JPEG_QUALITY, 35])[1].tobytes())
+    assert (prompt[0], json.loads(prompt[1])["message"]) == (504, "the node did not answer the point prompt within 1 s")
 
 
 def test_the_program_on_an_address_in_use_exits_with_code_2(node_side, capsys, stop_requests):
