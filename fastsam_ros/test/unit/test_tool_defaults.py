@@ -201,6 +201,8 @@ LABELS_MUST = "'labels' must be a list with one label (1 foreground, 0 backgroun
         ({"points": [[1, 2], [3, 4, 5]], "labels": [1, 1]}, "point 1 must be an [x, y] pair, got [3, 4, 5]"),
         ({"points": [[1, 2], [3, "4"]], "labels": [1, 1]}, "point 1 y must be a finite number, got '4'"),
         ({"points": [[1e9, 2]], "labels": [1]}, "point 0 x 1000000000.0 is outside -1e+06..1e+06 pixels"),
+        ({"points": [[10**400, 2]], "labels": [1]}, "point 0 x is too large: 100000000000000000...0000000000000000000"),
+        ({"points": [[1, float("-inf")]], "labels": [1]}, "point 0 y must be a finite number, got -inf"),
         ({"points": [[1, 2]], "labels": [2]}, "labels must be the integers 1 (foreground) or 0 (background)"),
         ({"points": [[1, 2]], "labels": [True]}, "labels must be the integers 1 (foreground) or 0 (background)"),
     ],

@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import urllib.error
@@ -643,12 +644,16 @@ def _http(url: str, body: dict | None = None) -> tuple[int, bytes]:
         return 0, b""
 
 
-def test_the_program_serves_its_camera_with_its_settings_until_a_stop_signal(node_side, bus, capsys, stop_requests):
-    """The command line's camera, JPEG quality and service timeout reach the page's answers."""
+def test_the_program_serves_its_camera_with_its_settings_until_a_stop_signal(
+    node_side, bus, capsys, stop_requests, monkeypatch
+):
+    """The command line's camera, JPEG quality and service timeout reach the page's answers, from a
+    node named fastsam_web whatever ROS arguments the process itself was started with."""
+    monkeypatch.setattr(sys, "argv", ["fastsam_web", "--ros-args", "-r", "__node:=renamed"])
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     camera_images = node_side.node.create_publisher(Image, web.private_name(NODE, "front", "debug_image"), 2)
-
+    camera_instances = node_side.node.create_publisher(InstanceArray, web.private_name(NODE, "front", "instances"), 2)
     answered = threading.Event()
 
     def slow_answer(request: Any, response: Any) -> Any:
@@ -659,22 +664,30 @@ def test_the_program_serves_its_camera_with_its_settings_until_a_stop_signal(nod
     slow_service = node_side.node.create_service(
         PointPrompt, web.private_name(NODE, "front", "prompt_point"), slow_answer, qos_profile=SERVICE_QOS
     )
-    answers: list[tuple[int, bytes]] = []
+    answers: dict[str, tuple[int, bytes]] = {}
+    deadline = time.monotonic() + 30.0
+
+    def ask(name: str, publish: Callable[[], None], path: str, taken: Callable[[int, bytes], bool], body=None) -> None:
+        """Publish and request until the answer is taken (the tool discovers topics and services late)."""
+        while time.monotonic() < deadline:
+            publish()
+            if taken(*(answer := _http(url + path, body))):
+                answers[name] = answer
+                return
+            time.sleep(0.05)
 
     def talk_then_stop() -> None:
-        """A frame (the bus photo, published until it is served), then a point prompt, then SIGTERM."""
-        image = array_to_image(bus, "bgr8", HEADER)
-        deadline = time.monotonic() + 30.0
-        while time.monotonic() < deadline and not answers:
-            camera_images.publish(image)
-            if (answer := _http(f"{url}api/frame?after=-1"))[0] == 200:
-                answers.append(answer)
-            time.sleep(0.05)
-        while time.monotonic() < deadline and len(answers) < 2:
-            answer = _http(f"{url}api/prompt/point", {"points": [[1, 1]], "labels": [1]})
-            if answer[0] != 503:  # until the tool has found the service
-                answers.append(answer)
-            time.sleep(0.1)
+        image, instances = array_to_image(bus, "bgr8", HEADER), _instance_array(node_side, 21_000_000_000, [BUS])
+        ask("frame", lambda: camera_images.publish(image), "api/frame?after=-1", lambda status, _: status == 200)
+        answers["nodes"] = (0, " ".join(node_side.node.get_node_names()).encode())
+        ask(
+            "instances",
+            lambda: camera_instances.publish(instances),
+            "api/instances",
+            lambda status, body: json.loads(body)["stamp"] == 21_000_000_000,
+        )
+        point = {"points": [[1, 1]], "labels": [1]}
+        ask("prompt", lambda: None, "api/prompt/point", lambda status, _: status != 503, point)
         _signal(signal.SIGTERM)
 
     talker = threading.Thread(target=talk_then_stop, daemon=True)
@@ -686,15 +699,19 @@ def test_the_program_serves_its_camera_with_its_settings_until_a_stop_signal(nod
     finally:
         talker.join(35.0)
         node_side.node.destroy_publisher(camera_images)
+        node_side.node.destroy_publisher(camera_instances)
         answered.wait(5.0)
         time.sleep(0.2)  # the executor sends the answer after the handler returns
         node_side.node.destroy_service(slow_service)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN, "a late signal cannot end the finished process"
     out = capsys.readouterr().out
     assert out == f"fastsam_web: open {url} (camera image from /{NODE}/front/debug_image)\n"
-    frame, prompt = answers
-    assert frame == (200, cv2.imencode(".jpg", bus, [cv2.IMWRITE_JPEG_QUALITY, 35])[1].tobytes())
-    assert (prompt[0], json.loads(prompt[1])["message"]) == (504, "the node did not answer the point prompt within 1 s")
+    assert answers["frame"] == (200, cv2.imencode(".jpg", bus, [cv2.IMWRITE_JPEG_QUALITY, 35])[1].tobytes())
+    nodes = answers["nodes"][1].decode().split()
+    assert "fastsam_web" in nodes and "renamed" not in nodes
+    assert [i["id"] for i in json.loads(answers["instances"][1])["instances"]] == [BUS]
+    status, body = answers["prompt"]
+    assert (status, json.loads(body)["message"]) == (504, "the node did not answer the point prompt within 1 s")
 
 
 def test_the_program_on_an_address_in_use_exits_with_code_2(node_side, capsys, stop_requests):
