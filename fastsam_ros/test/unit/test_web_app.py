@@ -70,6 +70,7 @@ class NodeSide(NodeInOwnContext):
             self.node, lambda: frame, PromptLimits, backends, selection, "camera/image", Follower()
         )
         self.delay = 0.0
+        self.answered = 0
         for kind, srv in SERVICES.items():
             self.node.create_service(
                 srv, web.private_name(NODE, "", f"prompt_{kind}"), self._handler(kind), qos_profile=SERVICE_QOS
@@ -79,6 +80,7 @@ class NodeSide(NodeInOwnContext):
     def _handler(self, kind: str) -> Callable[[Any, Any], Any]:
         def answer(request: Any, response: Any) -> Any:
             time.sleep(self.delay)
+            self.answered += 1
             return getattr(self.service, kind)(request, response)
 
         return answer
@@ -134,12 +136,13 @@ def live_view(node_side) -> Iterator[web.LiveView]:
 
 @pytest.fixture
 def view(live_view, node_side) -> web.LiveView:
-    """The LiveView of the node as a new one starts: no frame, no instances, nothing skipped.
+    """The LiveView of the node as a new one starts: no frame, no instances, nothing skipped or warned.
     (One view for the module: discovering the node's services takes a new view seconds.)"""
     with live_view.lock:
         live_view.frame = None
         live_view.instances.clear()
     live_view.skipped_images = 0
+    live_view.image_warning, live_view.callback_warning = web.ThrottledWarning(), web.ThrottledWarning()
     node_side.delay = 0.0
     return live_view
 
@@ -412,9 +415,49 @@ def test_a_body_at_the_size_limit_is_read(view, node_side):
     assert served(view, talk) == 200
 
 
-def test_a_node_that_does_not_answer_in_time_or_at_all_is_named(view, node_side):
+def test_a_body_that_does_not_arrive_in_time_is_refused(view, monkeypatch):
+    monkeypatch.setattr(web, "BODY_WAIT_S", 1.0)
+
+    async def talk(client: TestClient, port: int) -> tuple[bytes, dict]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = f"POST /api/prompt/text HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        writer.write(f"{head}Content-Length: 100\r\n\r\n{{".encode())
+        await writer.drain()
+        status, *fields = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10.0)).split(b"\r\n")
+        length = next(int(f.split(b":")[1]) for f in fields if f.lower().startswith(b"content-length:"))
+        body = json.loads(await reader.readexactly(length))
+        writer.close()
+        return status, body
+
+    assert served(view, talk) == (
+        b"HTTP/1.1 408 Request Timeout",
+        {"success": False, "message": "request body did not arrive within 1 s"},
+    )
+
+
+def test_a_failing_callback_is_reported_and_the_view_goes_on(view, node_side, capfd):
+    def fail() -> None:
+        raise RuntimeError("the page's frame event failed")
+
+    capfd.readouterr()
+    view.on_frame = fail
+    try:
+        node_side.publish_image(view, 15_000_000_000)
+        logged: list[str] = []
+        warning = "fastsam_web: a message was dropped: RuntimeError: the page's frame event failed\n"
+        wait_until(
+            lambda: warning in "".join(logged), 5.0, lambda: logged.append(capfd.readouterr().err), "the warning"
+        )
+    finally:
+        view.on_frame = lambda: None
+    node_side.publish_image(view, 16_000_000_000)
+    assert view.frame.stamp_ns == 16_000_000_000
+
+
+def test_a_node_that_does_not_answer_in_time_or_at_all_is_named(view, node_side, capfd):
     node_side.publish_image(view, 14_000_000_000)
     node_side.delay = 1.5
+    answered = node_side.answered
 
     async def talk(client: TestClient, port: int) -> tuple[int, dict]:
         return await _json(await client.post("/api/prompt/point", json={"points": [[1, 1]], "labels": [1]}))
@@ -423,6 +466,9 @@ def test_a_node_that_does_not_answer_in_time_or_at_all_is_named(view, node_side)
     status, body = served(view, talk, service_timeout=1.0)
     assert (status, body["message"]) == (504, "the node did not answer the point prompt within 1 s")
     assert time.monotonic() - start < 1.5 + 1.0
+    wait_until(lambda: node_side.answered > answered, 5.0, lambda: time.sleep(0.02), "the late answer")
+    time.sleep(0.5)
+    assert "dropped" not in capfd.readouterr().err, "an answer after its server's loop closed is let go quietly"
     node_side.delay = 0.0
     elsewhere = web.LiveView(f"{NODE}_absent", "", 80)
     elsewhere.start()
