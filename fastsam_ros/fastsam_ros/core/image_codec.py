@@ -17,6 +17,9 @@ MAX_PIXELS = 7680 * 4320
 COMPRESSED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP")
 """What CompressedImage frames may hold; their size is read from the header before decoding."""
 
+JPEG_MAX_SIDE = 65500
+"""The longest image side JPEG holds (libjpeg's limit)."""
+
 _CHANNELS = {"bgr8": 3, "rgb8": 3, "mono8": 1, "bgra8": 4, "rgba8": 4, "8UC3": 3, "8UC1": 1, "8UC4": 4}
 SUPPORTED_ENCODINGS = tuple(_CHANNELS)
 
@@ -144,3 +147,14 @@ def decode_compressed(data: bytes | memoryview, max_pixels: int = MAX_PIXELS) ->
     if image.shape[:2] != (height, width):
         raise ImageDecodeError(f"decoded image is {image.shape[1]}x{image.shape[0]}, its header said {width}x{height}")
     return image
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes | None:
+    """A BGR image as JPEG at quality (0..100), or None when JPEG cannot hold it: a side over
+    JPEG_MAX_SIDE is found before OpenCV tries, which would log an error line of its own."""
+    import cv2
+
+    if max(image.shape[:2]) > JPEG_MAX_SIDE:
+        return None
+    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return jpeg.tobytes() if ok else None

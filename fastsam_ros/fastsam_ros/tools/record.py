@@ -356,11 +356,10 @@ class NodeRecording:
         return write
 
     def _on_debug_image(self, msg) -> None:
-        import cv2
         from rclpy.serialization import serialize_message
         from sensor_msgs.msg import CompressedImage
 
-        from fastsam_ros.core.image_codec import ImageDecodeError
+        from fastsam_ros.core.image_codec import ImageDecodeError, encode_jpeg
         from fastsam_ros.ros.convert import image_to_bgr
 
         try:
@@ -368,11 +367,11 @@ class NodeRecording:
         except ImageDecodeError:
             self.skipped_images += 1
             return
-        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-        if not ok:
+        jpeg = encode_jpeg(image, self.jpeg_quality)
+        if jpeg is None:
             self.skipped_images += 1
             return
-        compressed = CompressedImage(header=msg.header, format="jpeg", data=jpeg.tobytes())
+        compressed = CompressedImage(header=msg.header, format="jpeg", data=jpeg)
         self.recorder.write(self.debug_topic, serialize_message(compressed), time.time_ns())
         if self.video_file is not None:
             self._write_video_frame(image)

@@ -316,24 +316,28 @@ class LiveView:
     def _on_image(self, msg) -> None:
         import cv2
 
-        from fastsam_ros.core.image_codec import ImageDecodeError
+        from fastsam_ros.core.image_codec import JPEG_MAX_SIDE, ImageDecodeError, encode_jpeg
         from fastsam_ros.ros.convert import image_to_bgr, stamp_to_ns
 
         try:
             image = image_to_bgr(msg)
-            ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-            if not ok:
-                raise ImageDecodeError("JPEG encoding failed")
         except (ImageDecodeError, cv2.error) as error:
-            self.skipped_images += 1
-            self.image_warning.warn(
-                f"undecodable debug image skipped ({self.skipped_images} so far): {str(error).strip()}"
+            self._skip_image("undecodable debug image", str(error).strip())
+            return
+        jpeg = encode_jpeg(image, self.jpeg_quality)
+        if jpeg is None:
+            self._skip_image(
+                "debug image too large for JPEG", f"{msg.width}x{msg.height}, over {JPEG_MAX_SIDE} pixels a side"
             )
             return
         with self.lock:
             seq = 0 if self.frame is None else self.frame.seq + 1
-            self.frame = Frame(seq, jpeg.tobytes(), msg.width, msg.height, stamp_to_ns(msg.header.stamp))
+            self.frame = Frame(seq, jpeg, msg.width, msg.height, stamp_to_ns(msg.header.stamp))
         self.on_frame()
+
+    def _skip_image(self, what: str, reason: str) -> None:
+        self.skipped_images += 1
+        self.image_warning.warn(f"{what} skipped ({self.skipped_images} so far): {reason}")
 
     def _on_instances(self, msg) -> None:
         with self.lock:

@@ -11,11 +11,13 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from fastsam_ros.core.image_codec import (
+    JPEG_MAX_SIDE,
     SUPPORTED_ENCODINGS,
     ImageDecodeError,
     check_raw,
     decode_compressed,
     decode_raw,
+    encode_jpeg,
     to_bgr,
 )
 
@@ -317,3 +319,22 @@ def test_a_raw_frame_is_refused_exactly_when_it_has_more_pixels_than_the_limit_g
     else:
         decoded = decode_raw("mono8", height, width, width, data, max_pixels=max_pixels)
         assert decoded.shape == (height, width, 3) and decoded[:, :, 0].reshape(-1).tolist() == list(data)
+
+
+@pytest.mark.parametrize("shape", [(1, JPEG_MAX_SIDE, 3), (JPEG_MAX_SIDE, 1, 3)])
+def test_jpeg_holds_images_up_to_its_longest_side_and_refuses_one_pixel_more(shape, capfd):
+    gradient = (np.arange(shape[0] * shape[1], dtype=np.uint32) % 251).astype(np.uint8)
+    image = np.repeat(gradient.reshape(shape[0], shape[1], 1), 3, axis=2)
+    jpeg = encode_jpeg(image, 60)
+    assert jpeg == cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 60])[1].tobytes()
+    assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == shape
+    longer = (shape[0] + (shape[0] > 1), shape[1] + (shape[1] > 1), 3)
+    capfd.readouterr()
+    assert encode_jpeg(np.zeros(longer, np.uint8), 60) is None
+    assert capfd.readouterr().err == "", "refused before OpenCV logs an error of its own"
+
+
+def test_jpeg_is_encoded_at_the_quality_asked(bus):
+    for quality in (20, 95):
+        assert encode_jpeg(bus, quality) == cv2.imencode(".jpg", bus, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+    assert len(encode_jpeg(bus, 20)) < len(encode_jpeg(bus, 95))

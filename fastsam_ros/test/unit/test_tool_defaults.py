@@ -160,14 +160,15 @@ def test_web_requests_become_the_prompt_services_requests():
     assert [(b.x1, b.y1, b.x2, b.y2) for b in box.boxes] == [(1.0, 2.0, 30.0, 40.0)]
     text = web.service_request("text", b'{"text": "  a bus "}')
     assert (list(text.texts), text.top_k, text.backend) == (["a bus"], 1, "")
-    for raw, reason in (
-        (b"[1, 2]", "must be a JSON object"),
-        (b"\xff", "not UTF-8"),
-        (b"{", "not valid JSON"),
-        (b"[" * 100_000, "nested too deeply"),
+    for raw, message in (
+        (b"[1, 2]", "request body must be a JSON object"),
+        (b"\xff", "request body is not UTF-8"),
+        (b"{", "request body is not valid JSON"),
+        (b"[" * 100_000, "request body is nested too deeply"),
     ):
-        with pytest.raises(web.RequestError, match=reason):
+        with pytest.raises(web.RequestError) as error:
             web.service_request("box", raw)
+        assert (error.value.status, str(error.value)) == (400, message)
 
 
 @pytest.mark.parametrize(

@@ -308,18 +308,25 @@ def test_a_waiting_frame_request_is_answered_as_soon_as_a_new_frame_arrives(view
     assert 0.3 <= waited < 4.0, "answered when the frame came, not at the end of the wait"
 
 
-def test_a_debug_image_that_cannot_be_decoded_is_skipped_and_counted(view, node_side, capfd):
+def test_debug_images_that_cannot_be_shown_are_skipped_and_counted(view, node_side, capfd):
     broken = array_to_image(np.zeros((4, 4, 3), np.uint8), "bgr8", HEADER)
     broken.data = broken.data[:-1]
+    too_wide = array_to_image(np.zeros((1, 65_501, 3), np.uint8), "bgr8", HEADER)
     capfd.readouterr()
-    node_side.publish_image(view, 0, broken)
-    assert view.frame is None and view.skipped_images == 1
+    node_side.publish_image(view, 0, too_wide)
     logged: list[str] = []
-    warning = "fastsam_web: undecodable debug image skipped (1 so far): "
+    warning = "fastsam_web: debug image too large for JPEG skipped (1 so far): 65501x1, over 65500 pixels a side\n"
     # The count goes up just before the warning is printed, in the view's thread.
     wait_until(lambda: warning in "".join(logged), 5.0, lambda: logged.append(capfd.readouterr().err), "the warning")
+    view.image_warning = web.ThrottledWarning()
+    node_side.publish_image(view, 0, broken)
+    assert view.frame is None and view.skipped_images == 2
+    warning = (
+        "fastsam_web: undecodable debug image skipped (2 so far): data has 47 bytes, expected step x height = 48\n"
+    )
+    wait_until(lambda: warning in "".join(logged), 5.0, lambda: logged.append(capfd.readouterr().err), "the warning")
     node_side.publish_image(view, 10_000_000_000)
-    assert (view.frame.seq, view.frame.stamp_ns, view.skipped_images) == (0, 10_000_000_000, 1)
+    assert (view.frame.seq, view.frame.stamp_ns, view.skipped_images) == (0, 10_000_000_000, 2)
 
 
 def _mask_of(data_url: str) -> np.ndarray:
