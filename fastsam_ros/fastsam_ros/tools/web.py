@@ -30,7 +30,6 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -292,7 +291,8 @@ class LiveView:
         self.callback_warning = ThrottledWarning()
         self.lock = threading.Lock()
         self.frame: Frame | None = None
-        self.instances: deque = deque(maxlen=30)
+        self.latest = None
+        """The newest InstanceArray heard: the page shows the latest instances only."""
         self.on_frame = lambda: None
         self.thread = threading.Thread(target=self._spin, daemon=True)
 
@@ -341,13 +341,13 @@ class LiveView:
 
     def _on_instances(self, msg) -> None:
         with self.lock:
-            self.instances.append(msg)
+            self.latest = msg
 
     def latest_instances(self) -> dict:
         from fastsam_ros.ros.convert import stamp_to_ns
 
         with self.lock:
-            msg = self.instances[-1] if self.instances else None
+            msg = self.latest
         if msg is None:
             return {"stamp": None, "instances": []}
         return {"stamp": stamp_to_ns(msg.header.stamp), "instances": [instance_summary(i) for i in msg.instances]}

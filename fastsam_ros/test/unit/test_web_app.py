@@ -140,9 +140,10 @@ def view(live_view, node_side) -> web.LiveView:
     (One view for the module: discovering the node's services takes a new view seconds.)"""
     with live_view.lock:
         live_view.frame = None
-        live_view.instances.clear()
+        live_view.latest = None
     live_view.skipped_images = 0
-    live_view.image_warning, live_view.callback_warning = web.ThrottledWarning(), web.ThrottledWarning()
+    for warning in (live_view.image_warning, live_view.callback_warning):
+        warning.next_at, warning.left_out = 0.0, 0
     node_side.delay = 0.0
     return live_view
 
@@ -238,7 +239,12 @@ def test_instances_are_the_latest_arrays_summary(view, node_side):
     latest = _instance_array(node_side, 6_000_000_002, [PERSON_LEFT, BUS])
     latest.instances[0].track_id = 17
     node_side.instances.publish(latest)
-    wait_until(lambda: len(view.instances) == 3, 10.0, lambda: time.sleep(0.01), "the three arrays")
+    wait_until(
+        lambda: view.latest is not None and view.latest.header == latest.header,
+        10.0,
+        lambda: time.sleep(0.01),
+        "the newest array",
+    )
     status, body = served(view, talk)
     assert (status, body["stamp"]) == (200, 6_000_000_002)
     expected = []
@@ -420,6 +426,20 @@ def test_a_body_at_the_size_limit_is_read(view, node_side):
         return (await client.post("/api/prompt/text", data=body, headers={"Content-Type": "application/json"})).status
 
     assert served(view, talk) == 200
+
+
+def test_a_new_view_takes_frames_before_a_server_listens_and_leaves_the_graph_when_closed(node_side, capfd):
+    fresh = web.LiveView(NODE, "", 80)
+    fresh.start()
+    try:
+        assert (fresh.frame, fresh.latest, fresh.skipped_images) == (None, None, 0), "a new view has nothing"
+        capfd.readouterr()
+        node_side.publish_image(fresh, 17_000_000_000)
+    finally:
+        fresh.close()
+    assert fresh.frame.stamp_ns == 17_000_000_000
+    assert "dropped" not in capfd.readouterr().err
+    assert not fresh.context.ok(), "the view's own ROS context is shut down"
 
 
 def test_a_body_that_does_not_arrive_in_time_is_refused(view, monkeypatch):
