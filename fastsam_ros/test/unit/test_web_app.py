@@ -433,6 +433,7 @@ def test_a_new_view_takes_frames_before_a_server_listens_and_leaves_the_graph_wh
     fresh.start()
     try:
         assert (fresh.frame, fresh.latest, fresh.skipped_images) == (None, None, 0), "a new view has nothing"
+        assert all(c.qos_profile == SERVICE_QOS for c in fresh.clients.values()), "ros/qos.py: no answer pushed out"
         capfd.readouterr()
         node_side.publish_image(fresh, 17_000_000_000)
     finally:
