@@ -100,9 +100,16 @@ def test_clip_new_mask_set_is_encoded_again(clip_backend, bus_masks, bus):
     assert clip_backend.crop_encodings == before + 1
 
 
+def test_clip_texts_encoded_together_are_each_of_unit_length(clip_backend):
+    vectors = clip_backend.text_cache.vectors(["a tram in the rain", "two dogs", "a red door"])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+
+
 def test_clip_unknown_model_and_offline_weights_fail_clearly():
-    with pytest.raises(TextPromptError, match="could not load CLIP"):
+    with pytest.raises(TextPromptError, match=r"^could not load CLIP 'no-such-architecture' \(random init\): "):
         ClipBackend("no-such-architecture", "", torch.device("cpu"))
+    with pytest.raises(TextPromptError, match=r"^could not load CLIP 'tiny-clip' \(no-such-weights\): "):
+        ClipBackend(TINY_CLIP, "no-such-weights", torch.device("cpu"))
     with pytest.raises(TextPromptError, match="not found"):
         ClipBackend("/nowhere/config.json", "", torch.device("cpu"))
 
