@@ -11,7 +11,14 @@ import pytest
 import torch
 
 from fastsam_ros.core.mask_set import MaskSet
-from fastsam_ros.core.text_prompts import ClassNameBackend, ClipBackend, TextEmbeddingCache, TextPromptError
+from fastsam_ros.core.text_prompts import (
+    LOADER_THREAD,
+    ClassNameBackend,
+    ClipBackend,
+    TextBackends,
+    TextEmbeddingCache,
+    TextPromptError,
+)
 
 TINY_CLIP = str(Path(__file__).parents[1] / "data" / "tiny-clip.json")
 
@@ -57,9 +64,44 @@ def test_a_frame_of_one_instance_is_ranked_and_one_of_none_gives_no_match(class_
     assert class_backend.rank(dataclasses.replace(bus_masks, instances=()), bus, ["bus"], top_k=1) == []
 
 
-def test_class_backend_needs_classes():
-    with pytest.raises(TextPromptError, match="class-agnostic"):
+def test_class_backend_needs_classes(class_backend):
+    with pytest.raises(TextPromptError) as error:
         ClassNameBackend({0: "object"}, encoder=object())
+    assert str(error.value) == "the class_names backend needs a model with class names; this one is class-agnostic"
+    two = ClassNameBackend({0: "bus", 1: "stop sign"}, encoder=class_backend._encoder)
+    similarity = two.text_cache.vectors(["a red bus", "a stop sign"]) @ two._class_vectors.T
+    assert similarity.argmax(axis=1).tolist() == [0, 1], "two classes are enough"
+
+
+def test_auto_is_class_names_for_a_model_with_classes_and_clip_for_a_class_agnostic_one():
+    logged: list[str] = []
+    values = {"text_backend": "auto", "runtime": "onnxruntime", "clip_model": TINY_CLIP, "clip_pretrained": ""}
+    with_classes = TextBackends({0: "bus", 1: "person"}, values, torch.device("cpu"), logged.append)
+    agnostic = TextBackends({0: "object"}, values, torch.device("cpu"), logged.append)
+    named = TextBackends({0: "bus", 1: "person"}, {**values, "text_backend": "clip"}, torch.device("cpu"))
+    for backends in (with_classes, agnostic, named):
+        backends.wait_loaded()
+    assert (with_classes.default, agnostic.default, named.default) == ("class_names", "clip", "clip")
+    assert isinstance(agnostic.get("clip"), ClipBackend) and with_classes._loader.name == LOADER_THREAD
+    assert sorted(line.split(" (")[0] for line in logged) == ["text prompts ready"] * 2
+
+
+def test_a_default_backend_that_cannot_load_is_logged_once_with_its_reason():
+    logged: list[str] = []
+    values = {"text_backend": "clip", "runtime": "onnxruntime", "clip_model": "no-such-architecture"}
+    backends = TextBackends({0: "object"}, {**values, "clip_pretrained": ""}, torch.device("cpu"), logged.append)
+    backends.wait_loaded()
+    [line] = logged
+    reason = (
+        "text prompts unavailable with the clip backend: could not load CLIP 'no-such-architecture' (random init): "
+    )
+    assert line.startswith(reason)
+    with pytest.raises(TextPromptError, match="no-such-architecture"):
+        backends.get("clip")
+
+
+def test_a_new_clip_backend_has_encoded_no_crops():
+    assert ClipBackend(TINY_CLIP, "", torch.device("cpu")).crop_encodings == 0
 
 
 @pytest.mark.parametrize(
