@@ -517,8 +517,20 @@ def test_the_colour_gate_needs_both_looks_and_admits_its_edge():
 
 def test_track_id_zero_is_a_track_id():
     follower = Follower()
-    start(follower, person_at(100, 0))
+    first = start(follower, person_at(100, 0))
     assert follower.track_ids() == frozenset({0})
+    assert start(follower, person_at(100, 0), stamp_ns=FRAME) == first, "followed already"
+
+
+def test_selection_ids_count_from_one_and_a_selection_has_no_name_unless_given_one():
+    follower = Follower()
+    scene = Scene()
+    for box, colour, track_id in (person_at(100, 5), person_at(300, 6), person_at(500, 7)):
+        scene.add(box, colour, track_id, PERSON)
+    masks, image = scene.frame(0)
+    assert [follower.follow(masks, 0, image), follower.follow(masks, 1, image, "guest")] == [1, 2]
+    assert [(o.selection_id, o.name) for o in follower.update(masks, image, 0)] == [(1, ""), (2, "guest")]
+    assert follower.follow(masks, 2, image) == 3
 
 
 def test_unfollow_of_an_unknown_selection_says_none_are_followed():
