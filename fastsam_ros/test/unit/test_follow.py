@@ -531,6 +531,8 @@ def test_selection_ids_count_from_one_and_a_selection_has_no_name_unless_given_o
     assert [follower.follow(masks, 0, image), follower.follow(masks, 1, image, "guest")] == [1, 2]
     assert [(o.selection_id, o.name) for o in follower.update(masks, image, 0)] == [(1, ""), (2, "guest")]
     assert follower.follow(masks, 2, image) == 3
+    followed = step(follower, FRAME, person_at(105, 5), person_at(300, 6), person_at(500, 7))
+    assert {(o.status, o.since_ns) for o in followed} == {(FollowStatus.TRACKING, 0)}, "tracking since selected"
 
 
 def test_unfollow_of_an_unknown_selection_says_none_are_followed():
