@@ -266,6 +266,38 @@ def test_out_of_order_and_repeated_stamps():
     assert again.status is FollowStatus.TRACKING, "the same stamp twice is the same frame again"
     (followed,) = step(follower, 6 * FRAME, person_at(160, 5))
     assert followed.status is FollowStatus.TRACKING and followed.instance.box[0] == 160
+    (again,) = step(follower, 6 * FRAME, person_at(170, 5))
+    assert again.instance.box[0] == 170, "a frame of the same stamp is taken, not answered from the last"
+
+
+def test_a_frame_late_by_the_window_is_out_of_order_and_one_nanosecond_more_a_restarted_clock():
+    follower = Follower()
+    start(follower, person_at(100, 5), stamp_ns=100 * SECOND)
+    newest = step(follower, 100 * SECOND + FRAME, person_at(110, 5))
+    late = 100 * SECOND + FRAME - int(follower.settings.window_s * SECOND)
+    assert step(follower, late, person_at(400, 9)) == newest, "out of order: the last answer again"
+    (restarted,) = step(follower, late - 1, person_at(120, 5))
+    assert restarted.instance.box[0] == 120, "a restarted clock: the frame is taken"
+
+
+def test_a_track_is_followed_by_its_id_however_far_it_moves_track_zero_too():
+    for track_id in (0, 5):
+        follower = Follower()
+        start(follower, person_at(100, track_id))
+        (followed,) = step(follower, FRAME, person_at(500, track_id, colour=BLUE))
+        assert (followed.status, followed.instance.box[0]) == (FollowStatus.TRACKING, 500), track_id
+
+
+def test_who_stood_beside_the_person_when_selected_is_not_taken_for_them():
+    """The companions of the frame a selection is made on count, before any update."""
+    follower = Follower()
+    scene = Scene()
+    for box, colour, track_id in (person_at(100, 5), person_at(200, 7)):
+        scene.add(box, colour, track_id, PERSON)
+    masks, image = scene.frame(0)
+    follower.follow(masks, 0, image)
+    (followed,) = step(follower, FRAME, person_at(110, 7))
+    assert followed.status is FollowStatus.OCCLUDED
 
 
 def test_a_restarted_clock_carries_on_instead_of_freezing():
