@@ -163,7 +163,7 @@ def test_without_the_colour_cue_a_different_looking_person_is_taken():
     assert followed.status is FollowStatus.OCCLUDED
     follower.configure(use_appearance=False)
     (followed,) = step(follower, 6 * FRAME, person_at(110, 12, BLUE))
-    assert followed.status is FollowStatus.REACQUIRED and followed.track_id == 12
+    assert followed.track_id == 12 and followed.instance is not None, "found again"
 
 
 def test_a_shorter_window_set_between_frames_applies_from_the_next_frame():
@@ -220,6 +220,46 @@ def test_a_track_id_given_to_two_instances_follows_the_one_that_overlaps_the_las
     start(follower, person_at(100, 5))
     (followed,) = step(follower, FRAME, person_at(400, 5), person_at(105, 5))
     assert followed.instance is not None and followed.instance.box[0] == 105
+    (followed,) = step(follower, 2 * FRAME, person_at(110, 5), person_at(400, 5))
+    assert followed.instance is not None and followed.instance.box[0] == 110, "in either order"
+
+
+def test_a_person_unseen_for_exactly_the_window_may_still_be_found_again():
+    follower = Follower()
+    start(follower, person_at(100, 5))
+    window_ns = int(follower.settings.window_s * SECOND)
+    (followed,) = step(follower, window_ns, person_at(100, 12))
+    assert followed.track_id == 12 and followed.instance is not None, "found again"
+
+
+@pytest.mark.parametrize(
+    ("first_gone", "in_front"),
+    [
+        ("lost", ((20, 20, 60, 120), RED, 30, CAR)),
+        ("out of the picture", ((20, 20, 60, 120), RED, 30, CAR)),
+        ("lost", ((230, 60, 270, 160), RED, 7, PERSON)),
+    ],
+)
+def test_every_unseen_selection_and_every_instance_is_considered(first_gone, in_front):
+    """One selection that cannot be found again, and an instance that cannot be the other one
+    (a car; someone who stood beside them) ahead of the one that is, skip only themselves."""
+    follower = Follower(FollowSettings(window_s=1.0))
+    start(follower, person_at(580 if first_gone != "lost" else 20, 5), person_at(300, 6), person_at(230, 7), index=0)
+    start(follower, person_at(580 if first_gone != "lost" else 20, 5), person_at(300, 6), person_at(230, 7), index=1)
+    if first_gone == "lost":
+        (first, second) = step(follower, 11 * FRAME, person_at(300, 6), person_at(230, 7))
+        assert first.status is FollowStatus.LOST
+    else:
+        for number in range(1, 4):  # the first walks right, out of the 640 px frame, at 200 px/s
+            step(follower, number * FRAME, person_at(580 + 20 * number, 5), person_at(300, 6))
+        step(follower, 11 * FRAME, person_at(300, 6), person_at(230, 7))
+    box, colour, track_id, class_id = in_front
+    scene = Scene()
+    scene.add(box, colour, track_id, class_id)
+    scene.add(*person_at(300, 16), PERSON)
+    masks, image = scene.frame(12 * FRAME)
+    (_, second) = follower.update(masks, image, 12 * FRAME)
+    assert second.track_id == 16 and second.instance is not None, "found again"
 
 
 def test_unfollow_one_and_all():
