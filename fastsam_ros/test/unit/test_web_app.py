@@ -429,9 +429,17 @@ def test_a_body_at_the_size_limit_is_read(view, node_side):
 
 
 def test_a_new_view_takes_frames_before_a_server_listens_and_leaves_the_graph_when_closed(node_side, capfd):
+    heard_by = node_side.images.get_subscription_count()
     fresh = web.LiveView(NODE, "", 80)
     fresh.start()
     try:
+        # The module's own view may already listen: wait for this one's subscription to match.
+        wait_until(
+            lambda: node_side.images.get_subscription_count() > heard_by,
+            10.0,
+            lambda: time.sleep(0.02),
+            "the new view's subscription",
+        )
         assert (fresh.frame, fresh.latest, fresh.skipped_images) == (None, None, 0), "a new view has nothing"
         assert all(c.qos_profile == SERVICE_QOS for c in fresh.clients.values()), "ros/qos.py: no answer pushed out"
         capfd.readouterr()
