@@ -315,34 +315,23 @@ def test_a_run_of_the_program_writes_both_files_and_says_what_it_wrote(tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.mcap", "run.mp4"], "no lock or hidden file left"
 
 
+def _video_kept_after_replacing(replaced: Path, folder: Path, err: str) -> re.Match | None:
+    """The recorder's error for a replaced output, the kept video's path as group 1."""
+    return re.fullmatch(
+        rf"fastsam_record: error: '{re.escape(str(replaced))}' was removed or replaced by another program during "
+        rf"the recording; the video is kept in '({re.escape(str(folder))}/[^/']+/{record.VIDEO_NAME})'\n",
+        err,
+    )
+
+
 def test_when_both_outputs_are_replaced_the_error_names_the_recording_and_where_the_video_is(
     tmp_path, node_side, monkeypatch, capsys
 ):
     output, video = tmp_path / "run.mcap", tmp_path / "run.mp4"
-    run = record.NodeRecording.run
-
-    def run_then_replace_both(recording: record.NodeRecording, *args: object) -> None:
-        """Once a debug image has started the video (the instances may be heard first), the recording
-        runs its course; then another program replaces both outputs."""
-        wait_until(
-            lambda: recording.video is not None,
-            10.0,
-            lambda: recording.executor.spin_once(timeout_sec=0.02),
-            "the first debug image",
-        )
-        run(recording, *args)
-        for path in (recording.recorder.output.path, recording.video_file.output.path):
-            path.unlink()
-            path.write_bytes(b"another program's file\n")
-
-    monkeypatch.setattr(record.NodeRecording, "run", run_then_replace_both)
+    monkeypatch.setattr(record.NodeRecording, "run", _run_then_replace(["mcap", "video"]))
     with Publishing(node_side, np.zeros((48, 64, 3), np.uint8)):
         code, _, err = _main([str(output), "--node", NODE, "--frames", "5", "--video", str(video)], monkeypatch, capsys)
-    kept = re.fullmatch(
-        rf"fastsam_record: error: '{re.escape(str(output))}' was removed or replaced by another program during "
-        rf"the recording; the video is kept in '({re.escape(str(tmp_path))}/[^/']+/{record.VIDEO_NAME})'\n",
-        err,
-    )
+    kept = _video_kept_after_replacing(output, tmp_path, err)
     assert code == 1 and kept is not None, err
     capture = cv2.VideoCapture(kept[1])
     assert capture.isOpened() and capture.get(cv2.CAP_PROP_FRAME_COUNT) >= 1, "the recorded video"
@@ -651,11 +640,7 @@ def test_a_replaced_video_alone_is_named_once_with_where_the_video_is(tmp_path, 
     monkeypatch.setattr(record.NodeRecording, "run", _run_then_replace(["video"]))
     with Publishing(node_side, np.zeros((48, 64, 3), np.uint8)):
         code, _, err = _main([str(output), "--node", NODE, "--frames", "3", "--video", str(video)], monkeypatch, capsys)
-    kept = re.fullmatch(
-        rf"fastsam_record: error: '{re.escape(str(video))}' was removed or replaced by another program during "
-        rf"the recording; the video is kept in '({re.escape(str(tmp_path))}/[^/']+/{record.VIDEO_NAME})'\n",
-        err,
-    )
+    kept = _video_kept_after_replacing(video, tmp_path, err)
     assert code == 1 and kept is not None, err
     assert len(_messages(output)[record.output_topics(NODE, "")["instances"]]) == 3, "the MCAP is complete"
 
