@@ -206,6 +206,94 @@ def test_a_person_who_walked_out_of_the_picture_is_not_replaced_by_the_next_one_
     assert followed.status is FollowStatus.OCCLUDED
 
 
+@pytest.mark.parametrize(
+    ("before", "last", "looked_for"),
+    [
+        (person_at(20, 5), person_at(0, 5), True),
+        (person_at(580, 5), person_at(600, 5), False),
+        (person_at(100, 5, y=50), person_at(100, 5, y=0), True),
+        (person_at(100, 5, y=90), person_at(100, 5, y=140), False),
+    ],
+)
+def test_a_person_headed_for_the_first_column_or_row_is_looked_for_and_one_headed_past_the_last_is_not(
+    before, last, looked_for
+):
+    """With the velocity taken whole from the last step (motion memory 1), half a second unseen
+    puts the predicted centre exactly on x 0 or y 0 (in the picture), or on x 640 or y 240 (out of it)."""
+    follower = Follower(FollowSettings(motion_memory=1.0))
+    start(follower, before)
+    step(follower, SECOND // 2, last)
+    box, colour, _ = last
+    (followed,) = step(follower, SECOND, (box, colour, 9))
+    assert followed.seen is looked_for
+
+
+def test_track_zero_is_a_confirmed_candidate_and_a_selection_on_track_zero_skips_unconfirmed_ones():
+    follower = Follower()
+    start(follower, person_at(100, 5))
+    (followed,) = step(follower, FRAME, person_at(100, 0))
+    assert followed.seen and followed.track_id == 0
+    follower = Follower()
+    start(follower, person_at(100, 0))
+    (followed,) = step(follower, FRAME, person_at(100, -1))
+    assert not followed.seen, "a detection no track confirmed may be a fragment of someone"
+
+
+@pytest.mark.parametrize(
+    "others",
+    [
+        [((200, 60, 240, 80), BLUE, 30, CAR), ((242, 60, 282, 160), RED, 12, PERSON)],
+        [((242, 60, 282, 160), BLUE, 12, PERSON)],
+    ],
+    ids=["a blue patch on the one at the place", "the one farther off in blue"],
+)
+def test_place_and_looks_add_up(others):
+    """Costs are raw distances here (an appearance threshold of 1). The one at the place with a blue
+    patch on a fifth of it (looks 0.33, place 0) beats the one in red 42 px off (place 0.79), and
+    the one in red at the place beats the one in blue 42 px off."""
+    follower = Follower(FollowSettings(max_appearance_distance=1.0))
+    start(follower, person_at(200, 5))
+    walk(follower, range(1, 5), speed=0, x0=200)
+    scene = Scene().add(*person_at(200, 11), PERSON)
+    for box, colour, track_id, class_id in others:
+        scene.add(box, colour, track_id, class_id)
+    masks, image = scene.frame(5 * FRAME)
+    (followed,) = follower.update(masks, image, 5 * FRAME)
+    assert followed.seen and followed.track_id == 11
+
+
+def test_a_candidate_better_by_exactly_the_margin_is_taken():
+    """Motion alone, in a gate of 50 px: a runner-up 25 px off costs 0.5, the margin asked for."""
+    settings = FollowSettings(use_appearance=False, gate_growth=0.0, min_margin=0.5)
+    for runner_up_y, taken in ((85, True), (84, False)):
+        follower = Follower(settings)
+        start(follower, person_at(200, 5))
+        (followed,) = step(follower, FRAME, person_at(200, 11), person_at(200, 12, y=runner_up_y))
+        assert followed.seen is taken and followed.track_id == (11 if taken else 5), runner_up_y
+
+
+def test_one_instance_goes_to_the_selection_it_fits_best_and_the_other_waits():
+    follower = Follower()
+    start(follower, person_at(200, 5), person_at(280, 6), index=0)
+    start(follower, person_at(200, 5), person_at(280, 6), index=1)
+    (first, second) = step(follower, FRAME, person_at(230, 20))
+    assert first.seen and first.track_id == 20, "30 px from the first, 50 px from the second"
+    assert not second.seen and second.track_id == 6
+
+
+@pytest.mark.parametrize(("apart_ns", "excluded"), [(3 * SECOND, True), (3 * SECOND + 1, False)])
+def test_someone_seen_beside_the_person_is_excluded_for_the_window_from_the_last_frame_together(apart_ns, excluded):
+    """To the nanosecond, and on a clock far from zero."""
+    base = 100 * SECOND
+    follower = Follower()
+    start(follower, person_at(100, 5), person_at(300, 7), stamp_ns=base)
+    for number in range(1, 21):  # alone for two seconds
+        step(follower, base + number * FRAME, person_at(100, 5))
+    step(follower, base + apart_ns)
+    (followed,) = step(follower, base + apart_ns + 1, person_at(100, 7))
+    assert followed.seen is not excluded
+
+
 def test_a_selection_made_before_the_tracker_confirmed_the_object_adopts_its_id():
     follower = Follower()
     start(follower, person_at(100, -1))
@@ -238,11 +326,15 @@ def test_a_person_unseen_for_exactly_the_window_may_still_be_found_again():
         ("lost", ((20, 20, 60, 120), RED, 30, CAR)),
         ("out of the picture", ((20, 20, 60, 120), RED, 30, CAR)),
         ("lost", ((230, 60, 270, 160), RED, 7, PERSON)),
+        ("lost", ((260, 60, 300, 160), RED, -1, PERSON)),
+        ("lost", ((20, 60, 60, 160), RED, 30, PERSON)),
+        ("lost", ((260, 60, 300, 160), BLUE, 30, PERSON)),
     ],
 )
 def test_every_unseen_selection_and_every_instance_is_considered(first_gone, in_front):
     """One selection that cannot be found again, and an instance that cannot be the other one
-    (a car; someone who stood beside them) ahead of the one that is, skip only themselves."""
+    (a car; someone who stood beside them; a detection no track confirmed; someone too far
+    away, or in other colours) ahead of the one that is, skip only themselves."""
     follower = Follower(FollowSettings(window_s=1.0))
     start(follower, person_at(580 if first_gone != "lost" else 20, 5), person_at(300, 6), person_at(230, 7), index=0)
     start(follower, person_at(580 if first_gone != "lost" else 20, 5), person_at(300, 6), person_at(230, 7), index=1)
@@ -474,9 +566,13 @@ def test_colour_histogram_uses_only_the_mask_pixels_inside_the_image():
     half[:, :5] = True
     masked = Instance((0, 0, 10, 10), 0.9, 0, "person", (0, 0), half)
     outside = Instance((20, 20, 30, 30), 0.9, 0, "person", (20, 20), np.ones((10, 10), dtype=bool))
-    histograms = [colour_histogram(image, i) for i in (left, right, whole, masked)]
+    first_column = np.zeros((10, 10), dtype=bool)
+    first_column[:, 0] = True
+    edge = Instance((0, 0, 10, 10), 0.9, 0, "person", (0, 0), first_column)
+    histograms = [colour_histogram(image, i) for i in (left, right, whole, masked, edge)]
     assert all(abs(float(h.sum()) - 1.0) < 1e-6 for h in histograms)
     assert appearance_distance(histograms[0], histograms[3]) < 1e-6, "pixels outside the mask do not count"
+    assert appearance_distance(histograms[0], histograms[4]) < 1e-6, "the image's first column counts"
     assert appearance_distance(histograms[0], histograms[1]) > 0.99, "disjoint colours"
     assert 0.2 < appearance_distance(histograms[0], histograms[2]) < 0.8
     assert colour_histogram(image, outside) is None
