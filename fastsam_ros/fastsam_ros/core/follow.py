@@ -22,7 +22,7 @@ from enum import Enum
 import cv2
 import numpy as np
 
-from fastsam_ros.core.mask_set import Instance, MaskSet
+from fastsam_ros.core.mask_set import Instance, MaskSet, box_iou
 from fastsam_ros.core.obstacle_tracking import ObstacleTrack
 from fastsam_ros.core.prompts import PromptError, select_by_points
 
@@ -261,7 +261,7 @@ class Follower:
             indices = by_track.get(selection.track_id, []) if selection.track_id >= 0 else []
             indices = [i for i in indices if instances[i].class_id == selection.class_id]
             if indices:
-                found[selection.selection_id] = max(indices, key=lambda i: _iou(instances[i].box, selection.box))
+                found[selection.selection_id] = max(indices, key=lambda i: box_iou(instances[i].box, selection.box))
         claimed = set(found.values())
         missing = [s for s in self._selections.values() if s.selection_id not in found]
         found.update(self._reacquire(missing, masks, image, stamp_ns, claimed, settings))
@@ -466,7 +466,7 @@ def _others_beside(masks: MaskSet, instance: Instance) -> set[int]:
     return {
         other.track_id
         for other in masks.instances
-        if other.track_id >= 0 and other.track_id != instance.track_id and _iou(other.box, box) < DUPLICATE_IOU
+        if other.track_id >= 0 and other.track_id != instance.track_id and box_iou(other.box, box) < DUPLICATE_IOU
     }
 
 
@@ -488,11 +488,3 @@ def _distance_to_segment(point: np.ndarray, start: np.ndarray, end: np.ndarray) 
     length2 = float(along @ along)
     t = 0.0 if length2 == 0 else min(max(float((point - start) @ along) / length2, 0.0), 1.0)
     return float(np.linalg.norm(point - (start + t * along)))
-
-
-def _iou(a: tuple[float, ...], b: np.ndarray) -> float:
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(width, 0.0) * max(height, 0.0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0

@@ -505,6 +505,17 @@ def test_the_size_gate_follows_a_person_walking_away():
     assert followed.status is FollowStatus.OCCLUDED, "someone two and a half times its size now"
 
 
+def test_a_box_without_height_counts_as_one_pixel_tall():
+    """The floor that keeps the size ratio finite: a 2 px tall box around the same place may be the
+    same object, a 4 px one may not (motion alone: a box without rows has no colours)."""
+    for candidate_height, taken in ((2, True), (4, False)):
+        follower = Follower(FollowSettings(use_appearance=False))
+        start(follower, ((100, 60, 140, 60), RED, 5))
+        half = candidate_height // 2
+        (followed,) = step(follower, FRAME, ((100, 60 - half, 140, 60 + half), RED, 9))
+        assert followed.seen is taken, candidate_height
+
+
 def test_a_selection_without_pixels_takes_its_looks_from_the_first_frame_it_has_some():
     follower = Follower()
     scene = Scene().add(*person_at(100, 5))

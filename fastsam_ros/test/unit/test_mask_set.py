@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from fastsam_ros.core.mask_set import Instance, MaskSet
+from fastsam_ros.core.mask_set import Instance, MaskSet, box_iou
 
 HEIGHT, WIDTH = 12, 16
 
@@ -109,3 +109,16 @@ def test_paste_writes_the_given_value_only_on_mask_pixels():
     plane = np.full((HEIGHT, WIDTH), 9, np.uint16)
     _instance(L_SHAPE, (5, 2)).paste(plane, 3)
     assert np.count_nonzero(plane == 3) == 6 and plane[2, 6] == 9 and plane[4, 8] == 3
+
+
+def test_box_iou_is_exact_symmetric_and_zero_apart():
+    """Boxes with no two coordinates alike, so that an x read for a y (or x1 for x2) shows."""
+    wide, tall = (2, 3, 12, 8), (6, 1, 10, 11)  # areas 50 and 40, overlapping on 4 x 5
+    assert box_iou(wide, tall) == box_iou(tall, wide) == 20 / 70
+    assert box_iou(wide, wide) == 1.0
+    assert box_iou((0, 0, 0.5, 0.5), (0, 0, 0.5, 0.5)) == 1.0, "a box smaller than a pixel is still a box"
+    assert box_iou((0, 0, 10, 10), (20, 0, 30, 10)) == 0.0, "apart in x only"
+    assert box_iou((0, 0, 10, 10), (0, 20, 10, 30)) == 0.0, "apart in y only"
+    assert box_iou((0, 0, 10, 10), (10, 0, 20, 10)) == 0.0, "touching"
+    assert box_iou((5, 5, 5, 5), (5, 5, 5, 5)) == 0.0, "no area: no overlap, not a division by zero"
+    assert box_iou(np.array([2.0, 3.0, 12.0, 8.0]), tall) == 20 / 70

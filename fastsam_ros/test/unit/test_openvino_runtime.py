@@ -21,7 +21,6 @@ from fastsam_ros.core.backends.model_loading import load_model
 from fastsam_ros.core.backends.onnx_runtime import cache_dir, exported_onnx
 from fastsam_ros.core.backends.openvino_runtime import COMPILED, METADATA, OpenVinoNetwork, forward_ms, model_dir
 from fastsam_ros.core.backends.precision import PRECISION_TIMINGS, cpu_capabilities, resolve_precision
-from fastsam_ros.core.backends.runtime_quality import box_iou
 from fastsam_ros.core.engine import SegmentationEngine
 from fastsam_ros.core.int8_calibration import calibrate_int8, calibration_frames_in_guard, precision_quality
 from fastsam_ros.tools import export
@@ -468,9 +467,3 @@ def test_an_installed_openvino_without_its_exporter_says_so(monkeypatch, weights
     assert "onnxruntime is installed but its exporter needs onnx" in loaded.choice
     with pytest.raises(ModelLoadError, match="openvino is installed but its exporter needs onnx"):
         load_model(weights, "cpu", runtime="openvino")
-
-
-def test_box_iou_is_symmetric_and_exact():
-    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
-    assert box_iou((5, 0, 15, 10), (0, 0, 10, 10)) == box_iou((0, 0, 10, 10), (5, 0, 15, 10))
-    assert box_iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0

@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fastsam_ros.core.backends.runtime_quality import KEPT_SHARE, QualityReport, box_iou, compare_frames, mask_iou
+from fastsam_ros.core.backends.runtime_quality import KEPT_SHARE, QualityReport, compare_frames, mask_iou
+from fastsam_ros.core.mask_set import box_iou
 
 
 def test_identical_frames_keep_every_instance(bus_masks):

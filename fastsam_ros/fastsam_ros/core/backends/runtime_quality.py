@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastsam_ros.core.mask_set import Instance, MaskSet
+from fastsam_ros.core.mask_set import Instance, MaskSet, box_iou
 
 BOX_IOU = 0.9
 MASK_IOU = 0.95
@@ -47,14 +47,6 @@ class QualityReport:
             f"{self.kept}/{max(self.reference_instances, self.candidate_instances)} instances kept "
             f"({100 * self.kept_share:.1f}%), median mask IoU {median:.3f}"
         )
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(width, 0.0) * max(height, 0.0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def mask_iou(a: Instance, b: Instance) -> float:
