@@ -424,7 +424,7 @@ def colour_histogram(image: np.ndarray, instance: Instance) -> np.ndarray | None
     histogram = cv2.calcHist(
         [hsv], [0, 1], mask.astype(np.uint8), [HUE_BINS, SATURATION_BINS], [0, 180, 0, 256]
     ).ravel()
-    return histogram / max(float(histogram.sum()), 1e-12)
+    return histogram / float(histogram.sum())  # at least the one mask pixel found above
 
 
 def appearance_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -462,11 +462,12 @@ def _others_beside(masks: MaskSet, instance: Instance) -> set[int]:
     A box mostly over the instance's may be a second detection of the same object, which the
     tracker may keep while it drops the first one; that id must stay a candidate.
     """
-    box = np.asarray(instance.box, dtype=np.float64)
     return {
         other.track_id
         for other in masks.instances
-        if other.track_id >= 0 and other.track_id != instance.track_id and box_iou(other.box, box) < DUPLICATE_IOU
+        if other.track_id >= 0
+        and other.track_id != instance.track_id
+        and box_iou(other.box, instance.box) < DUPLICATE_IOU
     }
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 
 from benchmarks.follow_measure import load_reference
 from benchmarks.tracking_comparison import box_iou
 from fastsam_ros.core.follow import (
+    HISTOGRAM_PIXELS,
+    SATURATION_BINS,
     Follower,
     FollowError,
     FollowSettings,
@@ -176,13 +179,31 @@ def test_a_shorter_window_set_between_frames_applies_from_the_next_frame():
     assert followed.status is FollowStatus.LOST
 
 
-def test_someone_seen_beside_the_person_is_never_taken_for_them():
+@pytest.mark.parametrize("beside", [7, 0])
+def test_someone_seen_beside_the_person_is_never_taken_for_them(beside):
     follower = Follower()
-    start(follower, person_at(100, 5), person_at(200, 7))
-    walk(follower, range(1, 5), speed=0, beside=(person_at(200, 7),))
+    start(follower, person_at(100, 5), person_at(200, beside))
+    walk(follower, range(1, 5), speed=0, beside=(person_at(200, beside),))
     # The followed person vanishes; the one who stood beside them steps to their place.
-    (followed,) = step(follower, 5 * FRAME, person_at(110, 7))
+    (followed,) = step(follower, 5 * FRAME, person_at(110, beside))
     assert followed.status is FollowStatus.OCCLUDED
+
+
+def test_a_box_over_half_the_persons_may_be_a_second_detection_of_them():
+    """A second box at IoU 0.5 exactly (the left half of the person) is not someone beside them:
+    when the tracker drops the person's own id, that box is taken for them."""
+    follower = Follower()
+    start(follower, person_at(100, 5), ((100, 60, 120, 160), RED, 8))
+    (followed,) = step(follower, FRAME, ((100, 60, 120, 160), RED, 8))
+    assert followed.seen and followed.track_id == 8
+
+
+def test_unconfirmed_detections_beside_an_unconfirmed_selection_do_not_hide_it():
+    """Detections without a track id are nobody in particular: never companions."""
+    follower = Follower()
+    start(follower, person_at(100, -1), person_at(300, -1))
+    (followed,) = step(follower, FRAME, person_at(110, -1), person_at(300, -1))
+    assert followed.seen and followed.instance.box[0] == 110
 
 
 def test_two_equally_good_candidates_wait_for_one_to_stand_out():
@@ -577,16 +598,56 @@ def test_colour_histogram_uses_only_the_mask_pixels_inside_the_image():
     half[:, :5] = True
     masked = Instance((0, 0, 10, 10), 0.9, 0, "person", (0, 0), half)
     outside = Instance((20, 20, 30, 30), 0.9, 0, "person", (20, 20), np.ones((10, 10), dtype=bool))
-    first_column = np.zeros((10, 10), dtype=bool)
-    first_column[:, 0] = True
-    edge = Instance((0, 0, 10, 10), 0.9, 0, "person", (0, 0), first_column)
-    histograms = [colour_histogram(image, i) for i in (left, right, whole, masked, edge)]
+    first_column, first_row = np.zeros((10, 10), dtype=bool), np.zeros((10, 10), dtype=bool)
+    first_column[:, 0] = first_row[0, :] = True
+    column = Instance((0, 0, 10, 10), 0.9, 0, "person", (0, 0), first_column)
+    row = Instance((0, 0, 10, 10), 0.9, 0, "person", (0, 0), first_row)
+    lower = Instance((0, 5, 10, 15), 0.9, 0, "person", (0, 5), np.ones((10, 10), dtype=bool))
+    histograms = [colour_histogram(image, i) for i in (left, right, whole, masked, column, row, lower)]
     assert all(abs(float(h.sum()) - 1.0) < 1e-6 for h in histograms)
     assert appearance_distance(histograms[0], histograms[3]) < 1e-6, "pixels outside the mask do not count"
     assert appearance_distance(histograms[0], histograms[4]) < 1e-6, "the image's first column counts"
+    assert appearance_distance(histograms[2], histograms[5]) < 1e-6, "the image's first row counts"
+    assert appearance_distance(histograms[2], histograms[6]) < 1e-6, "only the rows inside the image count"
     assert appearance_distance(histograms[0], histograms[1]) > 0.99, "disjoint colours"
     assert 0.2 < appearance_distance(histograms[0], histograms[2]) < 0.8
     assert colour_histogram(image, outside) is None
+    beyond_right = Instance((20, 0, 30, 10), 0.9, 0, "person", (20, 0), np.ones((10, 10), dtype=bool))
+    assert colour_histogram(image, beyond_right) is None, "beside the image, level with it"
+
+
+def dot_histogram(bgr: tuple[int, int, int]) -> np.ndarray:
+    """The colour histogram of a single pixel of this colour."""
+    dot = Instance((0, 0, 1, 1), 0.9, 0, "person", (0, 0), np.ones((1, 1), dtype=bool))
+    return colour_histogram(np.full((1, 1, 3), bgr, dtype=np.uint8), dot)
+
+
+def test_colour_histogram_bins_hue_and_saturation_over_their_opencv_ranges():
+    """Hue 45 of 180 starts hue bin 4, saturation 32 of 256 starts saturation bin 1; value is left out."""
+    for bgr, hue_bin, saturation_bin in (((0, 200, 100), 4, 7), ((223, 255, 223), 5, 1)):
+        histogram = dot_histogram(bgr)
+        assert histogram[hue_bin * SATURATION_BINS + saturation_bin] == 1.0, bgr
+        assert histogram.sum() == 1.0
+
+
+def test_a_grey_image_has_the_histogram_of_its_colour_version():
+    grey = np.arange(100, dtype=np.uint8).reshape(10, 10)
+    whole = Instance((0, 0, 10, 10), 0.9, 0, "person", (0, 0), np.ones((10, 10), dtype=bool))
+    expected = colour_histogram(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), whole)
+    assert np.array_equal(colour_histogram(grey, whole), expected)
+
+
+@pytest.mark.parametrize(("side", "stride"), [(64, 1), (128, 2)])
+def test_a_crop_is_sampled_every_stride_pixels_from_its_corner(side, stride):
+    """A crop of HISTOGRAM_PIXELS counts every pixel; one four times larger every second row and
+    column, from its own corner (placed away from the image's, so that a sum for a difference shows)."""
+    assert side * side == HISTOGRAM_PIXELS * stride * stride
+    top, left = 64, 32
+    image = np.full((256, 256, 3), RED, dtype=np.uint8)
+    image[top : top + side : 2, left : left + side : 2] = BLUE
+    crop = Instance((left, top, left + side, top + side), 0.9, 0, "p", (left, top), np.ones((side, side), bool))
+    blue_share = colour_histogram(image, crop)[dot_histogram(BLUE).argmax()]
+    assert blue_share == {1: 0.25, 2: 1.0}[stride]
 
 
 def test_a_large_crop_is_sampled_without_changing_its_colours():
