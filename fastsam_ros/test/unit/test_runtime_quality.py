@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fastsam_ros.core.backends.runtime_quality import KEPT_SHARE, QualityReport, compare_frames, mask_iou
-from fastsam_ros.core.mask_set import Instance
+from fastsam_ros.core.mask_set import Instance, MaskSet
 
 
 def test_identical_frames_keep_every_instance(bus_masks):
@@ -46,9 +46,26 @@ def test_mask_iou_accounts_for_the_crop_offsets(bus_masks):
     first = bus_masks.instances[0]
     moved = dataclasses.replace(first, mask_offset=(first.mask_offset[0] + first.mask.shape[1], first.mask_offset[1]))
     assert mask_iou(first, moved) == 0.0
-    square = np.ones((4, 4), dtype=bool)
-    right, lower = (Instance((0, 0, 1, 1), 0.9, 0, "p", offset, square) for offset in ((8, 6), (6, 7)))
-    assert mask_iou(right, lower) == mask_iou(lower, right) == 6 / 26, "2 columns by 3 rows in common"
+    # 3 rows by 5 columns at x 8, y 6, and 5 rows by 3 columns at x 6, y 7: 1 column by 2 rows in common.
+    right = Instance((8, 6, 13, 9), 0.9, 0, "p", (8, 6), np.ones((3, 5), dtype=bool))
+    lower = Instance((6, 7, 9, 12), 0.9, 0, "p", (6, 7), np.ones((5, 3), dtype=bool))
+    assert mask_iou(right, lower) == mask_iou(lower, right) == 2 / 28
+    empty = dataclasses.replace(right, mask=np.zeros((3, 5), dtype=bool))
+    assert mask_iou(empty, empty) == 1.0, "two empty masks agree"
+
+
+def test_frames_add_up_and_the_limits_of_a_match_and_of_a_kept_mask_are_included():
+    """Frame 1: a box at IoU 0.9 exactly (one row shorter) is matched, its mask (IoU 0.9) not kept.
+    Frame 2: a mask at IoU 0.95 exactly is kept, and an extra instance counts against the candidate."""
+    full = Instance((0, 0, 10, 10), 0.9, 0, "p", (0, 0), np.ones((10, 10), dtype=bool))
+    shorter = Instance((0, 0, 10, 9), 0.9, 0, "p", (0, 0), np.ones((9, 10), dtype=bool))
+    most = dataclasses.replace(full, mask=np.ones((10, 10), dtype=bool))
+    most.mask[9, 5:] = False
+    extra = Instance((20, 20, 30, 30), 0.9, 0, "p", (20, 20), np.ones((10, 10), dtype=bool))
+    reference = [MaskSet(40, 40, (full,)), MaskSet(40, 40, (full,))]
+    report = compare_frames(reference, [MaskSet(40, 40, (shorter,)), MaskSet(40, 40, (most, extra))])
+    assert (report.reference_instances, report.candidate_instances, report.kept) == (2, 3, 1)
+    assert report.mask_ious == (0.9, 0.95)
 
 
 def test_frame_counts_must_match(bus_masks):
