@@ -775,6 +775,11 @@ def test_selection_ids_count_from_one_and_a_selection_has_no_name_unless_given_o
     assert {(o.status, o.since_ns) for o in followed} == {(FollowStatus.TRACKING, 0)}, "tracking since selected"
 
 
-def test_unfollow_of_an_unknown_selection_says_none_are_followed():
+def test_unfollow_of_an_unknown_selection_says_which_are_followed():
     with pytest.raises(FollowError, match=r"^no selection 5 \(followed now: none\)$"):
         Follower().unfollow(5)
+    follower = Follower()
+    start(follower, person_at(100, 5), person_at(300, 6), index=0)
+    start(follower, person_at(100, 5), person_at(300, 6), index=1)
+    with pytest.raises(FollowError, match=r"^no selection 9 \(followed now: 1, 2\)$"):
+        follower.unfollow(9)
