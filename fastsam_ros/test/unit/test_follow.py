@@ -524,6 +524,8 @@ def test_the_size_gate_follows_a_person_walking_away():
         step(follower, number * FRAME, ((100, 60, 116, 100), RED, 5))
     (followed,) = step(follower, 20 * FRAME, person_at(100, 9))
     assert followed.status is FollowStatus.OCCLUDED, "someone two and a half times its size now"
+    (followed,) = step(follower, 21 * FRAME, ((100, 60, 116, 100), RED, 10))
+    assert followed.seen and followed.track_id == 10, "its own size now"
 
 
 def test_a_box_without_height_counts_as_one_pixel_tall():
@@ -583,7 +585,7 @@ def test_a_point_on_a_bag_over_a_person_follows_the_bag():
     masks, _ = Scene().add(*person_at(100, 5)).add((110, 100, 125, 120), BLUE, 6).frame(0)
     assert instance_to_follow(masks, [(115, 110)], [1]) == 1
     assert instance_to_follow(masks, [(105, 70)], [1]) == 0
-    with pytest.raises(PromptError, match="no instance under"):
+    with pytest.raises(PromptError, match=r"^no instance under the foreground points$"):
         instance_to_follow(masks, [(400, 200)], [1])
 
 
