@@ -10,6 +10,7 @@ extra instances in the candidate count against it too).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,7 +43,7 @@ class QualityReport:
         return self.kept_share >= KEPT_SHARE
 
     def summary(self) -> str:
-        median = float(np.median(self.mask_ious)) if self.mask_ious else float("nan")
+        median = float(np.median(self.mask_ious)) if self.mask_ious else math.nan
         return (
             f"{self.kept}/{max(self.reference_instances, self.candidate_instances)} instances kept "
             f"({100 * self.kept_share:.1f}%), median mask IoU {median:.3f}"
@@ -55,9 +56,9 @@ def mask_iou(a: Instance, b: Instance) -> float:
     right = max(a.mask_offset[0] + a.mask.shape[1], b.mask_offset[0] + b.mask.shape[1])
     bottom = max(a.mask_offset[1] + a.mask.shape[0], b.mask_offset[1] + b.mask.shape[0])
     planes = np.zeros((2, bottom - top, right - left), dtype=bool)
-    for plane, instance in zip(planes, (a, b), strict=True):
+    for index, instance in enumerate((a, b)):
         x, y = instance.mask_offset[0] - left, instance.mask_offset[1] - top
-        plane[y : y + instance.mask.shape[0], x : x + instance.mask.shape[1]] = instance.mask
+        planes[index, y : y + instance.mask.shape[0], x : x + instance.mask.shape[1]] = instance.mask
     union = np.count_nonzero(planes[0] | planes[1])
     return float(np.count_nonzero(planes[0] & planes[1]) / union) if union else 1.0
 
@@ -73,10 +74,10 @@ def compare_frames(reference: Sequence[MaskSet], candidate: Sequence[MaskSet]) -
         unused = list(cand_set.instances)
         for ref in ref_set.instances:
             scored = [(box_iou(ref.box, c.box), index) for index, c in enumerate(unused) if c.class_id == ref.class_id]
-            best = max(scored, default=(0.0, -1))
-            if best[0] < BOX_IOU:
+            best_iou, best = max(scored, default=(0.0, None))
+            if best_iou < BOX_IOU:
                 continue
-            match = unused.pop(best[1])
+            match = unused.pop(best)
             overlap = mask_iou(ref, match)
             ious.append(overlap)
             kept += int(overlap >= MASK_IOU)
