@@ -76,12 +76,13 @@ def test_tracker_settings_are_overridable(tmp_path):
     settings = tracker_settings("bytetrack", str(custom))
     assert (settings["track_buffer"], settings["match_thresh"]) == (5, 0.6)
     assert InstanceTracker("bytetrack", str(custom)).settings["track_buffer"] == 5
+    assert tracker_settings("bytetrack")["track_buffer"] == 30, "without a file: ultralytics' own settings"
 
 
 @pytest.mark.parametrize(
     ("kind", "content", "reason"),
     [
-        ("kalman", None, "unknown tracker"),
+        ("kalman", None, r"^unknown tracker 'kalman' \(known: none, bytetrack, botsort\)$"),
         ("bytetrack", "track_bufer: 5\n", "1 key\\(s\\) that are not bytetrack settings"),
         ("bytetrack", "tracker_type: botsort\n", "is for another tracker type"),
         ("botsort", "with_reid: True\n", "ReID"),
