@@ -83,7 +83,12 @@ def test_tracker_settings_are_overridable(tmp_path):
     ("kind", "content", "reason"),
     [
         ("kalman", None, r"^unknown tracker 'kalman' \(known: none, bytetrack, botsort\)$"),
-        ("bytetrack", "track_bufer: 5\n", "1 key\\(s\\) that are not bytetrack settings"),
+        (
+            "bytetrack",
+            "track_bufer: 5\n",
+            r"1 key\(s\) that are not bytetrack settings \(known: fuse_score, match_thresh, new_track_thresh, "
+            r"track_buffer, track_high_thresh, track_low_thresh, tracker_type\)$",
+        ),
         ("bytetrack", "tracker_type: botsort\n", "is for another tracker type"),
         ("botsort", "with_reid: True\n", "ReID"),
     ],
