@@ -86,7 +86,6 @@ class InstanceTracker:
         from ultralytics.trackers.track import TRACKER_MAP
         from ultralytics.utils import IterableSimpleNamespace
 
-        self.kind = kind
         self.settings = tracker_settings(kind, config_path)
         self._tracker = TRACKER_MAP[kind](args=IterableSimpleNamespace(**self.settings))
 

@@ -255,7 +255,8 @@ def test_a_tracker_switch_reads_its_settings_file_and_a_bad_one_keeps_the_tracke
     (tmp_path / "bad.yaml").write_text("track_bufer: 5\n")
     with pytest.raises(TrackerConfigError):
         perception.set_tracker("botsort", str(tmp_path / "bad.yaml"))
-    assert (perception._tracker.kind, perception._tracker.settings["track_buffer"]) == ("bytetrack", 5), "kept"
+    kept = perception._tracker.settings
+    assert (kept["tracker_type"], kept["track_buffer"]) == ("bytetrack", 5), "kept"
     masks = engine.segment(scene.frames[0], scene.stamps_ns[0])
     assert any(i.track_id >= 0 for i in perception.process_masks(masks, scene.frames[0], None, None).masks.instances)
 

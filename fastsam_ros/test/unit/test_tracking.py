@@ -89,8 +89,12 @@ def test_tracker_settings_are_overridable(tmp_path):
             r"1 key\(s\) that are not bytetrack settings \(known: fuse_score, match_thresh, new_track_thresh, "
             r"track_buffer, track_high_thresh, track_low_thresh, tracker_type\)$",
         ),
-        ("bytetrack", "tracker_type: botsort\n", "is for another tracker type"),
-        ("botsort", "with_reid: True\n", "ReID"),
+        ("bytetrack", "tracker_type: botsort\n", r"settings\.yaml' is for another tracker type, not 'bytetrack'$"),
+        (
+            "botsort",
+            "with_reid: True\n",
+            r"^BoT-SORT ReID needs a separate model and is not supported; set with_reid: False$",
+        ),
     ],
 )
 def test_bad_tracker_settings(tmp_path, kind, content, reason):
