@@ -261,6 +261,16 @@ def test_a_tracker_switch_reads_its_settings_file_and_a_bad_one_keeps_the_tracke
     assert any(i.track_id >= 0 for i in perception.process_masks(masks, scene.frames[0], None, None).masks.instances)
 
 
+def test_a_tracker_made_with_a_settings_file_reads_it_and_setting_it_again_keeps_its_tracks(tmp_path):
+    """The node sets the tracker after every parameter change: the same one again must not start over."""
+    (tmp_path / "short.yaml").write_text("track_buffer: 5\n")
+    perception = Perception("bytetrack", str(tmp_path / "short.yaml"))
+    assert perception._tracker.settings["track_buffer"] == 5
+    tracker, motion = perception._tracker, perception._motion
+    perception.set_tracker("bytetrack", str(tmp_path / "short.yaml"))
+    assert perception._tracker is tracker and perception._motion is motion
+
+
 def test_bot_sort_sees_each_frame_it_tracks(engine, walk):
     """BoT-SORT compensates the camera's motion from the image itself (unlike ByteTrack)."""
     scene, _ = walk
