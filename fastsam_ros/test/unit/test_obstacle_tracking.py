@@ -3,6 +3,8 @@ pipeline on a real photo whose person walks with a known velocity in synthetic d
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from std_msgs.msg import Header
@@ -295,10 +297,28 @@ def test_no_depth_or_no_intrinsics_gives_2d_obstacles_and_no_cloud(engine, walk)
     scene, _ = walk
     perception = Perception("bytetrack", obstacles=ObstacleSettings(roi=WHOLE_IMAGE))
     masks = engine.segment(scene.frames[0], scene.stamps_ns[0])
+    tracked = {i.track_id for i in perception.process_masks(masks, scene.frames[0]).masks.instances}
     for depth, intrinsics in ((None, scene.intrinsics), (scene.depths[0], None), (None, None)):
-        output = perception.process_masks(masks, scene.frames[0], depth, intrinsics, want_cloud=True)
+        output = perception.process_masks(
+            masks, scene.frames[0], depth, intrinsics, want_cloud=True, locate_tracks=tracked
+        )
         assert output.obstacles and output.cloud is None and output.tracks == {}
         assert all(o.extent is None and o.centroid is None for o in output.obstacles)
+
+
+def test_an_obstacle_on_track_zero_gets_its_3d_track(engine, walk):
+    """Track ids come with the masks when no tracker runs here (tracked upstream): 0 is one of them."""
+    scene, _ = walk
+    frame, depth = scene.frames[0], scene.depths[0]
+    masks = engine.segment(frame, scene.stamps_ns[0])
+    perception = Perception(obstacles=ObstacleSettings(roi=WHOLE_IMAGE))
+    placed = next(o for o in perception.process_masks(masks, frame, depth, scene.intrinsics).obstacles if o.centroid)
+    numbered = tuple(
+        dataclasses.replace(instance, track_id=0 if index == placed.index else index + 1)
+        for index, instance in enumerate(masks.instances)
+    )
+    output = perception.process_masks(dataclasses.replace(masks, instances=numbered), frame, depth, scene.intrinsics)
+    assert 0 in output.tracks
 
 
 def test_nothing_is_computed_when_nobody_listens(engine, walk):
