@@ -4,6 +4,7 @@ pipeline on a real photo whose person walks with a known velocity in synthetic d
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 import pytest
@@ -319,6 +320,17 @@ def test_an_obstacle_on_track_zero_gets_its_3d_track(engine, walk):
     )
     output = perception.process_masks(dataclasses.replace(masks, instances=numbered), frame, depth, scene.intrinsics)
     assert 0 in output.tracks
+
+
+def test_each_stage_reports_its_own_time(engine, walk):
+    scene, _ = walk
+    perception = Perception("bytetrack", obstacles=ObstacleSettings(roi=WHOLE_IMAGE))
+    masks = engine.segment(scene.frames[0], scene.stamps_ns[0])
+    start = time.perf_counter()
+    output = perception.process_masks(masks, scene.frames[0], scene.depths[0], scene.intrinsics, want_cloud=True)
+    wall_ms = (time.perf_counter() - start) * 1e3
+    stages = (output.tracking_ms, output.obstacles_ms, output.cloud_ms)
+    assert all(ms > 0 for ms in stages) and sum(stages) <= wall_ms, (stages, wall_ms)
 
 
 def test_nothing_is_computed_when_nobody_listens(engine, walk):
