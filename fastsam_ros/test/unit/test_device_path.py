@@ -119,6 +119,21 @@ def test_a_frame_scaled_below_one_pixel_keeps_one(source_shape, resized):
     assert (rows.max() - rows.min() + 1, columns.max() - columns.min() + 1) == resized
 
 
+@pytest.mark.parametrize("source_shape", [(480, 640), (1080, 810)])
+def test_prototype_sampling_puts_each_source_pixel_centre_where_the_letterbox_put_it(source_shape):
+    """Measured on the padded image itself: where the frame's pixels landed and how wide they came out,
+    in prototype pixels (a quarter of the 640 px input), pixel centres at +0.5."""
+    geometry = letterbox_geometry(source_shape, 640, False, 32)
+    padded = letterbox_cpu(np.full((*source_shape, 3), 7, np.uint8), geometry)
+    rows, columns = np.nonzero(padded[..., 0] == 7)
+    top, left = rows.min(), columns.min()
+    scale_y, scale_x = (rows.max() - top + 1) / source_shape[0], (columns.max() - left + 1) / source_shape[1]
+    sampling = prototype_sampling(geometry, (160, 160))
+    assert sampling.step_x == pytest.approx(scale_x / 4) and sampling.step_y == pytest.approx(scale_y / 4)
+    assert sampling.origin_x == pytest.approx((0.5 * scale_x + left) / 4 - 0.5)
+    assert sampling.origin_y == pytest.approx((0.5 * scale_y + top) / 4 - 0.5)
+
+
 @pytest.mark.parametrize("name", ["bus", "zidane", "720p", "odd"])
 def test_torch_letterbox_is_within_one_grey_level_of_opencv(name, frames):
     from ultralytics.data.augment import LetterBox
