@@ -38,9 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.tracking_comparison import box_iou
 from fastsam_ros.core.follow import FollowedObject, Follower, FollowSettings, FollowStatus, instance_to_follow
-from fastsam_ros.core.mask_set import MaskSet
+from fastsam_ros.core.mask_set import MaskSet, box_iou
 from fastsam_ros.core.prompts import PromptError
 
 REFERENCE = Path(__file__).parent / "data" / "follow_reference.json"
@@ -99,7 +98,7 @@ class FollowScore:
     ) -> None:
         self.update_ms.append(ms)
         box = followed.instance.box if followed.instance is not None else None
-        right = box is not None and reference is not None and _iou(box, reference) >= MATCH_IOU
+        right = box is not None and reference is not None and box_iou(box, reference) >= MATCH_IOU
         if followed.previous_track_id is not None:
             self.reattached.append(number)
         elif followed.status is FollowStatus.REACQUIRED:
@@ -130,10 +129,6 @@ class FollowScore:
             delay,
             f"{statistics.fmean(self.update_ms):.2f} / {np.percentile(self.update_ms, 99):.2f}",
         ]
-
-
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    return float(box_iou(np.array([a]), np.array([b]))[0, 0])
 
 
 def load_reference(path: Path = REFERENCE) -> list[Person]:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from benchmarks.follow_measure import load_reference
-from benchmarks.tracking_comparison import box_iou
 from fastsam_ros.core.follow import (
     HISTOGRAM_PIXELS,
     SATURATION_BINS,
@@ -25,7 +24,7 @@ from fastsam_ros.core.follow import (
     colour_histogram,
     instance_to_follow,
 )
-from fastsam_ros.core.mask_set import Instance, MaskSet
+from fastsam_ros.core.mask_set import Instance, MaskSet, box_iou
 from fastsam_ros.core.obstacle_tracking import ObstacleTrack
 from fastsam_ros.core.perception import Perception
 from fastsam_ros.core.prompts import PromptError
@@ -703,7 +702,7 @@ def test_a_person_is_followed_through_a_track_switch_on_real_video(engine, clip)
 def _matches(followed, reference) -> bool:
     if followed.instance is None:
         return False
-    return box_iou(np.array([followed.instance.box]), np.array([reference]))[0, 0] >= 0.5
+    return box_iou(followed.instance.box, reference) >= 0.5
 
 
 def lost_selection(centre: tuple[float, float], velocity: tuple[float, float], height: float, appearance=None):
