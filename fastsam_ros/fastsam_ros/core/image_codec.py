@@ -28,6 +28,10 @@ class ImageDecodeError(ValueError):
     """A frame that cannot be segmented; the message names the reason."""
 
 
+class ImageEncodeError(ValueError):
+    """An image JPEG cannot hold or OpenCV cannot encode; the message names the reason."""
+
+
 def check_raw(encoding: str, height: int, width: int, step: int, size: int, max_pixels: int = MAX_PIXELS) -> None:
     """Refuse a raw image from its header fields alone, before any pixel is touched."""
     channels = _CHANNELS.get(encoding)
@@ -149,12 +153,19 @@ def decode_compressed(data: bytes | memoryview, max_pixels: int = MAX_PIXELS) ->
     return image
 
 
-def encode_jpeg(image: np.ndarray, quality: int) -> bytes | None:
-    """A BGR image as JPEG at quality (0..100), or None when JPEG cannot hold it: a side over
-    JPEG_MAX_SIDE is found before OpenCV tries, which would log an error line of its own."""
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """A BGR image as JPEG at quality (0..100); raises ImageEncodeError. A side over
+    JPEG_MAX_SIDE is refused before OpenCV tries, which would log an error line of its own."""
     import cv2
 
-    if max(image.shape[:2]) > JPEG_MAX_SIDE:
-        return None
-    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return jpeg.tobytes() if ok else None
+    height, width = image.shape[:2]
+    if max(height, width) > JPEG_MAX_SIDE:
+        raise ImageEncodeError(f"{width}x{height}, over {JPEG_MAX_SIDE} pixels a side")
+    array = f"a {image.dtype} array of shape {image.shape}"
+    try:
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    except cv2.error as error:
+        raise ImageEncodeError(f"OpenCV cannot encode {array}: {error.err}") from error
+    if not ok:
+        raise ImageEncodeError(f"OpenCV encoded nothing from {array}")
+    return jpeg.tobytes()

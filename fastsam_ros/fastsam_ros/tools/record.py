@@ -359,16 +359,13 @@ class NodeRecording:
         from rclpy.serialization import serialize_message
         from sensor_msgs.msg import CompressedImage
 
-        from fastsam_ros.core.image_codec import ImageDecodeError, encode_jpeg
+        from fastsam_ros.core.image_codec import ImageDecodeError, ImageEncodeError, encode_jpeg
         from fastsam_ros.ros.convert import image_to_bgr
 
         try:
             image = image_to_bgr(msg)
-        except ImageDecodeError:
-            self.skipped_images += 1
-            return
-        jpeg = encode_jpeg(image, self.jpeg_quality)
-        if jpeg is None:
+            jpeg = encode_jpeg(image, self.jpeg_quality)
+        except (ImageDecodeError, ImageEncodeError):
             self.skipped_images += 1
             return
         compressed = CompressedImage(header=msg.header, format="jpeg", data=jpeg)
@@ -564,7 +561,7 @@ def _record_into(args: argparse.Namespace, shutdown: Shutdown, created: list[Out
         return 1
     counts = ", ".join(f"{topic} {count}" for topic, count in recording.recorder.counts.items())
     skipped = (
-        f"; {recording.skipped_images} debug images skipped (undecodable, or too large for JPEG)"
+        f"; {recording.skipped_images} debug images skipped (undecodable, or not encodable as JPEG)"
         if recording.skipped_images
         else ""
     )

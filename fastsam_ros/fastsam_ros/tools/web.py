@@ -316,7 +316,7 @@ class LiveView:
     def _on_image(self, msg) -> None:
         import cv2
 
-        from fastsam_ros.core.image_codec import JPEG_MAX_SIDE, ImageDecodeError, encode_jpeg
+        from fastsam_ros.core.image_codec import ImageDecodeError, ImageEncodeError, encode_jpeg
         from fastsam_ros.ros.convert import image_to_bgr, stamp_to_ns
 
         try:
@@ -324,11 +324,10 @@ class LiveView:
         except (ImageDecodeError, cv2.error) as error:
             self._skip_image("undecodable debug image", str(error).strip())
             return
-        jpeg = encode_jpeg(image, self.jpeg_quality)
-        if jpeg is None:
-            self._skip_image(
-                "debug image too large for JPEG", f"{msg.width}x{msg.height}, over {JPEG_MAX_SIDE} pixels a side"
-            )
+        try:
+            jpeg = encode_jpeg(image, self.jpeg_quality)
+        except ImageEncodeError as error:
+            self._skip_image("debug image not encodable as JPEG", str(error))
             return
         with self.lock:
             seq = 0 if self.frame is None else self.frame.seq + 1

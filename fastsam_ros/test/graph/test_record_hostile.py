@@ -245,7 +245,8 @@ def test_undecodable_and_resized_debug_images(tmp_path, fake_node):
     time.sleep(0.5)
     recorder.process.send_signal(signal.SIGINT)
     assert recorder.wait() == 0, recorder.output()
-    assert "2 debug images skipped (undecodable, or too large for JPEG)" in recorder.out.read_text(), recorder.output()
+    summary = "2 debug images skipped (undecodable, or not encodable as JPEG)"
+    assert summary in recorder.out.read_text(), recorder.output()
     counts = assert_recorded(path, video)
     assert counts[TOPICS["debug_image"] + DEBUG_SUFFIX] >= 4, counts
 

@@ -14,6 +14,7 @@ from fastsam_ros.core.image_codec import (
     JPEG_MAX_SIDE,
     SUPPORTED_ENCODINGS,
     ImageDecodeError,
+    ImageEncodeError,
     check_raw,
     decode_compressed,
     decode_raw,
@@ -330,8 +331,18 @@ def test_jpeg_holds_images_up_to_its_longest_side_and_refuses_one_pixel_more(sha
     assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == shape
     longer = (shape[0] + (shape[0] > 1), shape[1] + (shape[1] > 1), 3)
     capfd.readouterr()
-    assert encode_jpeg(np.zeros(longer, np.uint8), 60) is None
+    with pytest.raises(ImageEncodeError) as refused:
+        encode_jpeg(np.zeros(longer, np.uint8), 60)
+    assert str(refused.value) == f"{longer[1]}x{longer[0]}, over 65500 pixels a side"
     assert capfd.readouterr().err == "", "refused before OpenCV logs an error of its own"
+
+
+def test_an_array_opencv_cannot_encode_is_refused_with_its_reason():
+    with pytest.raises(ImageEncodeError) as refused:
+        encode_jpeg(np.zeros((4, 6, 2), np.uint8), 60)
+    assert str(refused.value) == (
+        "OpenCV cannot encode a uint8 array of shape (4, 6, 2): channels == 1 || channels == 3 || channels == 4"
+    )
 
 
 def test_jpeg_is_encoded_at_the_quality_asked(bus):

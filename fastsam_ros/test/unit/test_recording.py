@@ -599,7 +599,7 @@ def test_skipped_debug_images_are_counted_in_the_programs_last_line(tmp_path, no
     with Publishing(node_side, np.zeros((48, 64, 3), np.uint8), undecodable=2):
         code, out, err = _main([str(tmp_path / "run.mcap"), "--node", NODE, "--frames", "3"], monkeypatch, capsys)
     assert (code, err) == (0, "")
-    assert out.endswith("; 2 debug images skipped (undecodable, or too large for JPEG)\n"), out
+    assert out.endswith("; 2 debug images skipped (undecodable, or not encodable as JPEG)\n"), out
 
 
 def test_paths_that_cannot_become_a_recording_are_refused_before_anything_is_created(tmp_path, monkeypatch, capsys):

@@ -321,7 +321,7 @@ def test_debug_images_that_cannot_be_shown_are_skipped_and_counted(view, node_si
     capfd.readouterr()
     node_side.publish_image(view, 0, too_wide)
     logged: list[str] = []
-    warning = "fastsam_web: debug image too large for JPEG skipped (1 so far): 65501x1, over 65500 pixels a side\n"
+    warning = "fastsam_web: debug image not encodable as JPEG skipped (1 so far): 65501x1, over 65500 pixels a side\n"
     # The count goes up just before the warning is printed, in the view's thread.
     wait_until(lambda: warning in "".join(logged), 5.0, lambda: logged.append(capfd.readouterr().err), "the warning")
     view.image_warning = web.ThrottledWarning()
