@@ -44,17 +44,19 @@ class PrototypeSampling:
 
 
 def prototype_sampling(geometry: LetterboxGeometry, proto_shape: tuple[int, int]) -> PrototypeSampling:
+    """Source pixel centres in the prototype grid, through the letterbox's own resized size and
+    padding: with odd padding the frame spans one pixel less than the input minus twice the left."""
     mh, mw = proto_shape
     in_h, in_w = geometry.input_shape
     height, width = geometry.source_shape
-    gain = min(in_h / height, in_w / width)
-    left = round((in_w - width * gain) / 2 - 0.1)
-    top = round((in_h - height * gain) / 2 - 0.1)
+    resized_h, resized_w = geometry.resized_shape
+    step_x = resized_w / width * mw / in_w
+    step_y = resized_h / height * mh / in_h
     return PrototypeSampling(
-        origin_x=(0.5 * (in_w - 2 * left) / width + left) * mw / in_w - 0.5,
-        origin_y=(0.5 * (in_h - 2 * top) / height + top) * mh / in_h - 0.5,
-        step_x=(in_w - 2 * left) / width * mw / in_w,
-        step_y=(in_h - 2 * top) / height * mh / in_h,
+        origin_x=geometry.left * mw / in_w + 0.5 * step_x - 0.5,
+        origin_y=geometry.top * mh / in_h + 0.5 * step_y - 0.5,
+        step_x=step_x,
+        step_y=step_y,
     )
 
 

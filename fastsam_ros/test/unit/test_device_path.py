@@ -119,10 +119,11 @@ def test_a_frame_scaled_below_one_pixel_keeps_one(source_shape, resized):
     assert (rows.max() - rows.min() + 1, columns.max() - columns.min() + 1) == resized
 
 
-@pytest.mark.parametrize("source_shape", [(480, 640), (1080, 810)])
+@pytest.mark.parametrize("source_shape", [(480, 640), (1080, 810), (481, 640), (640, 483)])
 def test_prototype_sampling_puts_each_source_pixel_centre_where_the_letterbox_put_it(source_shape):
     """Measured on the padded image itself: where the frame's pixels landed and how wide they came out,
-    in prototype pixels (a quarter of the 640 px input), pixel centres at +0.5."""
+    in prototype pixels (a quarter of the 640 px input), pixel centres at +0.5. The last two frames are
+    padded by an odd count of pixels, one fewer above (left) than below (right)."""
     geometry = letterbox_geometry(source_shape, 640, False, 32)
     padded = letterbox_cpu(np.full((*source_shape, 3), 7, np.uint8), geometry)
     rows, columns = np.nonzero(padded[..., 0] == 7)
