@@ -17,6 +17,7 @@ from fastsam_ros.core.detection_nms import select_detections, select_end_to_end
 from fastsam_ros.core.engine import EngineSettings, SegmentationEngine, StageTimes, split_network_outputs
 from fastsam_ros.core.letterbox import PAD_VALUE, letterbox_cpu, letterbox_geometry, letterbox_torch
 from fastsam_ros.core.mask_decoding import (
+    PrototypeSampling,
     crop_masks_batched,
     crop_masks_warp,
     decode_prototype_logits,
@@ -386,7 +387,53 @@ def test_boxes_of_one_pixel_are_decoded_and_empty_ones_never_at_any_scale(networ
     warped = crop_masks_warp(torch.cat([logits[:1]] * 3), tiny, sampling, sample_scale)
     assert [mask.shape for _, mask in crops] == [(1, 1), (40, 1), (0, 0)]
     assert [mask.shape for _, mask in warped] == [(1, 1), (40, 1), (0, 0)]
+    assert all(mask.dtype == bool for _, mask in crops + warped)
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(crops, warped, strict=True))
+
+
+def _ramp_expectation(low: int, count: int, samples: int, origin: float, step: float, zero: float) -> np.ndarray:
+    """Which of count source pixels from low a logit ramp (coordinate - zero, in prototype pixels) marks,
+    sampled at each of samples grid centres and scaled up by nearest neighbour as OpenCV does."""
+    grid = np.floor(np.arange(count) * samples / count)
+    coordinate = origin + step * (low + (grid + 0.5) * count / samples - 0.5)
+    assert np.abs(coordinate - zero).min() > 0.05, "no sample lies within OpenCV's interpolation steps of zero"
+    return coordinate > zero
+
+
+@pytest.mark.parametrize("decode", [crop_masks_warp, crop_masks_batched])
+@pytest.mark.parametrize(("sample_scale", "samples"), [(1.0, (11, 7)), (0.5, (6, 4)), (0.3, (4, 3))])
+def test_each_decoder_samples_a_known_logit_ramp_at_its_grid_centres(decode, sample_scale, samples):
+    """Planes rising along x or along y, so that each mask's edge is known, on a sampling where source
+    pixel 0 is prototype coordinate (0.7, 0.45) and a source pixel half (a fifth) of a prototype pixel
+    wide (high), on the fine grid and on two coarse grids: a box 11 x 7 pixels, and one a column wide
+    whose single sample lies at its own centre (a coarse grid keeps at least one sample, not more)."""
+    sampling = PrototypeSampling(origin_x=0.7, origin_y=0.45, step_x=0.5, step_y=0.2)
+    columns, rows = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="xy")
+    logits = torch.stack([columns - 21.45, rows - 9.3, columns - 20.64])
+    spans = np.array([[37, 41, 48, 48], [37, 41, 48, 48], [40, 41, 41, 48]], dtype=np.int64)
+    crops = decode(logits, spans, sampling, sample_scale)
+    along_x = _ramp_expectation(37, 11, samples[0], 0.7, 0.5, 21.45)
+    along_y = _ramp_expectation(41, 7, samples[1], 0.45, 0.2, 9.3)
+    assert [offset for offset, _ in crops] == [(37, 41), (37, 41), (40, 41)]
+    assert all(mask.dtype == bool for _, mask in crops)
+    assert np.array_equal(crops[0][1], np.tile(along_x, (7, 1)))
+    assert np.array_equal(crops[1][1], np.tile(along_y[:, None], (1, 11)))
+    assert np.array_equal(crops[2][1], np.tile(_ramp_expectation(40, 1, 1, 0.7, 0.5, 20.64), (7, 1)))
+    assert 0 < along_x.sum() < 11 and 0 < along_y.sum() < 7 and crops[2][1].all()
+
+
+def test_pixel_spans_start_at_the_first_pixel_centre_inside_and_are_clipped_to_the_frame():
+    """Pixel p belongs to a box from x1 when p >= x1 (ceil), up to but not including x2."""
+    boxes = np.array([[-3.2, -0.5, 10.2, 20.0], [0.4, 5.0, 700.0, 480.5], [639.5, 479.2, 640.0, 480.0]], np.float32)
+    assert pixel_spans(boxes, (480, 640)).tolist() == [[0, 0, 11, 20], [1, 5, 640, 480], [640, 480, 640, 480]]
+    assert pixel_spans(boxes, (480, 640)).dtype == np.int64
+
+
+@pytest.mark.parametrize("decode", [crop_masks_warp, crop_masks_batched])
+def test_a_frame_without_instances_decodes_to_no_crops_at_any_scale(decode):
+    sampling = PrototypeSampling(origin_x=0.0, origin_y=0.0, step_x=0.25, step_y=0.25)
+    for sample_scale in (1.0, 0.5):
+        assert decode(torch.zeros((0, 16, 16)), np.zeros((0, 4), np.int64), sampling, sample_scale) == []
 
 
 @pytest.mark.parametrize("name", ["zidane", "720p", "crowded", "bus"])
