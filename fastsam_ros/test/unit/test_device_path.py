@@ -382,11 +382,11 @@ def test_boxes_of_one_pixel_are_decoded_and_empty_ones_never_at_any_scale(networ
     also when the coarse sampling grid (sample_scale < 1) would give it one sample."""
     logits, spans, sampling = _decoder_inputs(network_outputs, "bus")
     c1, r1 = (int(v) for v in spans[0, :2])
-    tiny = np.array([[c1, r1, c1 + 1, r1 + 1], [c1, r1, c1 + 1, r1 + 40], [c1, r1, c1, r1 + 40]], dtype=spans.dtype)
+    tiny = np.array([[c1, r1, c1, r1 + 40], [c1, r1, c1 + 1, r1 + 1], [c1, r1, c1 + 1, r1 + 40]], dtype=spans.dtype)
     crops = crop_masks_batched(torch.cat([logits[:1]] * 3), tiny, sampling, sample_scale)
     warped = crop_masks_warp(torch.cat([logits[:1]] * 3), tiny, sampling, sample_scale)
-    assert [mask.shape for _, mask in crops] == [(1, 1), (40, 1), (0, 0)]
-    assert [mask.shape for _, mask in warped] == [(1, 1), (40, 1), (0, 0)]
+    assert [mask.shape for _, mask in crops] == [(0, 0), (1, 1), (40, 1)]
+    assert [mask.shape for _, mask in warped] == [(0, 0), (1, 1), (40, 1)]
     assert all(mask.dtype == bool for _, mask in crops + warped)
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(crops, warped, strict=True))
 
@@ -406,20 +406,25 @@ def test_each_decoder_samples_a_known_logit_ramp_at_its_grid_centres(decode, sam
     """Planes rising along x or along y, so that each mask's edge is known, on a sampling where source
     pixel 0 is prototype coordinate (0.7, 0.45) and a source pixel half (a fifth) of a prototype pixel
     wide (high), on the fine grid and on two coarse grids: a box 11 x 7 pixels, and one a column wide
-    whose single sample lies at its own centre (a coarse grid keeps at least one sample, not more)."""
+    whose single sample lies at its own centre (a coarse grid keeps at least one sample, not more).
+    Beyond the plane's last column and row its edge values go on; a logit of exactly 0 is outside."""
     sampling = PrototypeSampling(origin_x=0.7, origin_y=0.45, step_x=0.5, step_y=0.2)
     columns, rows = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="xy")
-    logits = torch.stack([columns - 21.45, rows - 9.3, columns - 20.64])
-    spans = np.array([[37, 41, 48, 48], [37, 41, 48, 48], [40, 41, 41, 48]], dtype=np.int64)
+    logits = torch.stack([columns - 21.45, rows - 9.3, columns - 20.64, torch.ones(32, 32), torch.zeros(32, 32)])
+    spans = np.array(
+        [[37, 41, 48, 48], [37, 41, 48, 48], [40, 41, 41, 48], [60, 150, 80, 170], [37, 41, 48, 48]], dtype=np.int64
+    )
     crops = decode(logits, spans, sampling, sample_scale)
     along_x = _ramp_expectation(37, 11, samples[0], 0.7, 0.5, 21.45)
     along_y = _ramp_expectation(41, 7, samples[1], 0.45, 0.2, 9.3)
-    assert [offset for offset, _ in crops] == [(37, 41), (37, 41), (40, 41)]
+    assert [offset for offset, _ in crops] == [(37, 41), (37, 41), (40, 41), (60, 150), (37, 41)]
     assert all(mask.dtype == bool for _, mask in crops)
     assert np.array_equal(crops[0][1], np.tile(along_x, (7, 1)))
     assert np.array_equal(crops[1][1], np.tile(along_y[:, None], (1, 11)))
     assert np.array_equal(crops[2][1], np.tile(_ramp_expectation(40, 1, 1, 0.7, 0.5, 20.64), (7, 1)))
     assert 0 < along_x.sum() < 11 and 0 < along_y.sum() < 7 and crops[2][1].all()
+    assert crops[3][1].shape == (20, 20) and crops[3][1].all()
+    assert crops[4][1].shape == (7, 11) and not crops[4][1].any()
 
 
 def test_pixel_spans_start_at_the_first_pixel_centre_inside_and_are_clipped_to_the_frame():
