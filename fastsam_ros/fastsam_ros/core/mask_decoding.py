@@ -182,16 +182,21 @@ def _sample_chunk(
     if device.type == "cpu":
         padded = inside.numpy()
         return [padded[i, :rows, :cols] for i, (cols, rows) in enumerate(sampled.tolist())]
-    columns = torch.arange(max_cols, device=device)
-    rows_index = torch.arange(max_rows, device=device)
-    valid = (rows_index[None, :, None] < torch.as_tensor(out_rows, device=device)[:, None, None]) & (
-        columns[None, None, :] < torch.as_tensor(out_cols, device=device)[:, None, None]
+    return packed_to_host(inside, sampled)
+
+
+def packed_to_host(padded: torch.Tensor, sizes: np.ndarray) -> list[np.ndarray]:
+    """The top-left (rows, cols) of each of the (N, rows, cols) padded masks on the host, from one copy
+    of their valid pixels only: on a GPU a copy per mask, or of the padding, costs more."""
+    device = padded.device
+    max_rows, max_cols = padded.shape[1:]
+    cols, rows = (torch.as_tensor(sizes[:, axis], device=device) for axis in (0, 1))
+    valid = (torch.arange(max_rows, device=device)[None, :, None] < rows[:, None, None]) & (
+        torch.arange(max_cols, device=device)[None, None, :] < cols[:, None, None]
     )
-    packed = inside[valid].cpu().numpy()
-    bounds = np.cumsum(out_cols * out_rows)[:-1]
-    return [
-        part.reshape(rows, cols) for part, (cols, rows) in zip(np.split(packed, bounds), sampled.tolist(), strict=True)
-    ]
+    packed = padded[valid].cpu().numpy()
+    bounds = np.cumsum(sizes[:, 0] * sizes[:, 1])[:-1]
+    return [part.reshape(r, c) for part, (c, r) in zip(np.split(packed, bounds), sizes.tolist(), strict=True)]
 
 
 def _grid(start: np.ndarray, step: np.ndarray, length: int, device: torch.device) -> torch.Tensor:

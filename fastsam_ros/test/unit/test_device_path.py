@@ -21,6 +21,7 @@ from fastsam_ros.core.mask_decoding import (
     crop_masks_batched,
     crop_masks_warp,
     decode_prototype_logits,
+    packed_to_host,
     pixel_spans,
     prototype_sampling,
 )
@@ -425,6 +426,16 @@ def test_each_decoder_samples_a_known_logit_ramp_at_its_grid_centres(decode, sam
     assert 0 < along_x.sum() < 11 and 0 < along_y.sum() < 7 and crops[2][1].all()
     assert crops[3][1].shape == (20, 20) and crops[3][1].all()
     assert crops[4][1].shape == (7, 11) and not crops[4][1].any()
+
+
+def test_one_copy_to_the_host_brings_each_masks_own_pixels_and_none_of_the_padding():
+    """The GPU path's packed copy, run here on the CPU: masks wider than high and higher than wide."""
+    padded = torch.rand((4, 9, 11), generator=torch.Generator().manual_seed(3)) > 0.5
+    sizes = np.array([[11, 9], [4, 7], [1, 1], [6, 2]], np.int64)
+    masks = packed_to_host(padded, sizes)
+    assert [mask.shape for mask in masks] == [(9, 11), (7, 4), (1, 1), (2, 6)]
+    for mask, plane, (cols, rows) in zip(masks, padded, sizes.tolist(), strict=True):
+        assert mask.dtype == bool and np.array_equal(mask, plane[:rows, :cols].numpy())
 
 
 def test_pixel_spans_start_at_the_first_pixel_centre_inside_and_are_clipped_to_the_frame():
