@@ -438,6 +438,19 @@ def test_one_copy_to_the_host_brings_each_masks_own_pixels_and_none_of_the_paddi
         assert mask.dtype == bool and np.array_equal(mask, plane[:rows, :cols].numpy())
 
 
+def test_on_the_cpu_the_padded_masks_are_sliced_and_never_packed(network_outputs, monkeypatch):
+    """The packed copy is for a GPU; the CPU's masks are views of the padded array, with no copy."""
+    import fastsam_ros.core.mask_decoding as decoding
+
+    def never(*_):
+        raise AssertionError("packed on the CPU")
+
+    logits, spans, sampling = _decoder_inputs(network_outputs, "bus")
+    monkeypatch.setattr(decoding, "packed_to_host", never)
+    crops = crop_masks_batched(logits, spans, sampling, 1.0)
+    assert len(crops) == len(spans) and all(mask.base is not None for _, mask in crops)
+
+
 def test_pixel_spans_start_at_the_first_pixel_centre_inside_and_are_clipped_to_the_frame():
     """Pixel p belongs to a box from x1 when p >= x1 (ceil), up to but not including x2."""
     boxes = np.array([[-3.2, -0.5, 10.2, 20.0], [0.4, 5.0, 700.0, 480.5], [639.5, 479.2, 640.0, 480.0]], np.float32)
