@@ -161,11 +161,12 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     height, width = image.shape[:2]
     if max(height, width) > JPEG_MAX_SIDE:
         raise ImageEncodeError(f"{width}x{height}, over {JPEG_MAX_SIDE} pixels a side")
-    array = f"a {image.dtype} array of shape {image.shape}"
     try:
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     except cv2.error as error:
-        raise ImageEncodeError(f"OpenCV cannot encode {array}: {error.err}") from error
+        raise ImageEncodeError(
+            f"OpenCV cannot encode a {image.dtype} array of shape {image.shape}: {error.err}"
+        ) from error
     if not ok:
-        raise ImageEncodeError(f"OpenCV encoded nothing from {array}")
+        raise ImageEncodeError(f"OpenCV encoded nothing from a {image.dtype} array of shape {image.shape}")
     return jpeg.tobytes()

@@ -186,8 +186,9 @@ def _sample_chunk(
 
 
 def packed_to_host(padded: torch.Tensor, sizes: np.ndarray) -> list[np.ndarray]:
-    """The top-left (rows, cols) of each of the (N, rows, cols) padded masks on the host, from one copy
-    of their valid pixels only: on a GPU a copy per mask, or of the padding, costs more."""
+    """The top-left (rows, cols) of each of the (N, rows, cols) padded masks on the host, sizes being
+    (N, 2) cols, rows; from one copy of their valid pixels only: on a GPU a copy per mask, or of the
+    padding, costs more."""
     device = padded.device
     max_rows, max_cols = padded.shape[1:]
     cols, rows = (torch.as_tensor(sizes[:, axis], device=device) for axis in (0, 1))

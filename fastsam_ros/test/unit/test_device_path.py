@@ -411,14 +411,15 @@ def test_each_decoder_samples_a_known_logit_ramp_at_its_grid_centres(decode, sam
     Beyond the plane's last column and row its edge values go on; a logit of exactly 0 is outside."""
     sampling = PrototypeSampling(origin_x=0.7, origin_y=0.45, step_x=0.5, step_y=0.2)
     columns, rows = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="xy")
-    logits = torch.stack([columns - 21.45, rows - 9.3, columns - 20.64, torch.ones(32, 32), torch.zeros(32, 32)])
+    corner = columns + rows - 61.5  # above 0 at the last column and row only
+    logits = torch.stack([columns - 21.45, rows - 9.3, columns - 20.64, corner, torch.zeros(32, 32)])
     spans = np.array(
-        [[37, 41, 48, 48], [37, 41, 48, 48], [40, 41, 41, 48], [60, 150, 80, 170], [37, 41, 48, 48]], dtype=np.int64
+        [[37, 41, 48, 48], [37, 41, 48, 48], [40, 41, 41, 48], [60, 155, 80, 175], [37, 41, 48, 48]], dtype=np.int64
     )
     crops = decode(logits, spans, sampling, sample_scale)
     along_x = _ramp_expectation(37, 11, samples[0], 0.7, 0.5, 21.45)
     along_y = _ramp_expectation(41, 7, samples[1], 0.45, 0.2, 9.3)
-    assert [offset for offset, _ in crops] == [(37, 41), (37, 41), (40, 41), (60, 150), (37, 41)]
+    assert [offset for offset, _ in crops] == [(37, 41), (37, 41), (40, 41), (60, 155), (37, 41)]
     assert all(mask.dtype == bool for _, mask in crops)
     assert np.array_equal(crops[0][1], np.tile(along_x, (7, 1)))
     assert np.array_equal(crops[1][1], np.tile(along_y[:, None], (1, 11)))
@@ -460,6 +461,7 @@ def test_pixel_spans_start_at_the_first_pixel_centre_inside_and_are_clipped_to_t
 
 @pytest.mark.parametrize("decode", [crop_masks_warp, crop_masks_batched])
 def test_a_frame_without_instances_decodes_to_no_crops_at_any_scale(decode):
+    """The coarse grid's sizes keep their (N, 2) shape with N = 0, which the batched decoder indexes."""
     sampling = PrototypeSampling(origin_x=0.0, origin_y=0.0, step_x=0.25, step_y=0.25)
     for sample_scale in (1.0, 0.5):
         assert decode(torch.zeros((0, 16, 16)), np.zeros((0, 4), np.int64), sampling, sample_scale) == []
