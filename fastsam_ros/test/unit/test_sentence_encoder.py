@@ -44,6 +44,12 @@ def test_onnx_encoder_matches_sentence_transformers(encoders):
     assert np.allclose(one_by_one, batch, atol=1e-5), "padding in a batch changes nothing"
 
 
+def test_onnx_threads_sleep_between_texts_instead_of_spinning(encoders):
+    """The node encodes a text now and then, beside the segmentation: threads that spin would take its CPU."""
+    options = encoders[0]._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_export_is_cached(encoders):
     [exported] = cache_dir().glob("all-minilm-l6-v2-*.onnx")
     before = exported.stat().st_mtime_ns
