@@ -59,7 +59,7 @@ class TorchSentenceEncoder:
 
 
 class OnnxSentenceEncoder:
-    """The same network on ONNX Runtime, with its mean pooling and normalisation in NumPy."""
+    """The same network on ONNX Runtime, with its pooling and normalisation in NumPy."""
 
     def __init__(self, path: Path, onnx_file: Path) -> None:
         import onnxruntime
@@ -80,8 +80,9 @@ class OnnxSentenceEncoder:
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         types = np.array([e.type_ids for e in encodings], dtype=np.int64)
         hidden = self._session.run(None, dict(zip(_INPUTS, (ids, mask, types), strict=True)))[0]
-        weights = mask[:, :, None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        # The sum of the text's token vectors: the mean's division by the token count is a scale
+        # per text, which the normalisation to unit length removes anyway.
+        pooled = (hidden * mask[:, :, None].astype(np.float32)).sum(axis=1)
         return (pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
