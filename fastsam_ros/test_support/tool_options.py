@@ -22,13 +22,14 @@ def _cell(text: str) -> str:
 
 
 def render_table(parser: argparse.ArgumentParser) -> str:
-    """One tool's options: name, default (where it has one) and help, in the order --help gives them."""
+    """One tool's options: name and value form, default (where it has one) and help, as --help gives them."""
+    formatter = parser._get_formatter()
     what = parser.description.removeprefix(f"{parser.prog}: ")
     rows = [f"**`{parser.prog}`**: {what}", "", "| option | default | what |", "|---|---|---|"]
     for action in parser._actions:
         if isinstance(action, argparse._HelpAction):
             continue
-        name = ", ".join(action.option_strings) or f"<{action.dest}>"
+        name = formatter._format_action_invocation(action) if action.option_strings else f"<{action.dest}>"
         if not action.option_strings or action.default in (None, argparse.SUPPRESS) or action.default is False:
             default = ""  # a positional argument, an option without a default, a flag
         elif action.default == "" or action.default == []:
