@@ -73,6 +73,8 @@ def test_camera_frames_are_of_one_size_half_from_each_photo():
     zidane = resized(asset_image("zidane.jpg"), 400, 300)
     assert np.array_equal(frames[0], bus[:240, :320]) and np.array_equal(frames[2], bus[60:, 80:])
     assert np.array_equal(frames[3], zidane[:240, :320]) and np.array_equal(frames[4], zidane[30:270, 40:360])
+    even = camera_frames(320, 240, 4)
+    assert np.array_equal(even[1], bus[60:, 80:]) and np.array_equal(even[2], zidane[:240, :320]), "two of each"
 
 
 def test_a_mosaic_tiles_the_two_photos_alternately():
