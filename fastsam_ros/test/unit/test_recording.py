@@ -359,6 +359,15 @@ def test_an_output_another_recorder_writes_is_refused_with_exit_code_2(tmp_path,
     assert list(tmp_path.iterdir()) == [], "nothing created"
 
 
+def test_a_lock_whose_file_another_program_removed_is_still_released(tmp_path):
+    lock = record.OutputLock(tmp_path / "run.mcap")
+    lock.path.unlink()
+    lock.release()
+    with pytest.raises(OSError):
+        os.fstat(lock.fd)
+    record.OutputLock(tmp_path / "run.mcap").release()
+
+
 @pytest.mark.parametrize("force", [False, True])
 def test_an_output_replaced_during_the_recording_is_an_error_not_a_success(
     tmp_path, node_side, monkeypatch, capsys, force
