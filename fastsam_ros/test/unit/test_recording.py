@@ -359,8 +359,20 @@ def test_an_output_another_recorder_writes_is_refused_with_exit_code_2(tmp_path,
     assert list(tmp_path.iterdir()) == [], "nothing created"
 
 
+def test_a_symlink_in_place_of_the_lock_file_is_refused_not_followed(tmp_path):
+    name = record.OutputLock(tmp_path / "run.mcap")
+    name.release()
+    name.path.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(record.RecordError) as refused:
+        record.OutputLock(tmp_path / "run.mcap")
+    reason = "Too many levels of symbolic links"
+    assert str(refused.value) == f"cannot lock '{tmp_path / 'run.mcap'}' ({name.path.name}): {reason}"
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def test_a_lock_whose_file_another_program_removed_is_still_released(tmp_path):
     lock = record.OutputLock(tmp_path / "run.mcap")
+    assert stat.S_IMODE(lock.path.stat().st_mode) == 0o644 & ~record._umask(), "readable, never executable"
     lock.path.unlink()
     lock.release()
     with pytest.raises(OSError):
@@ -677,6 +689,20 @@ def test_forced_outputs_replace_the_files_there_once_the_recording_ends(tmp_path
     assert capture.isOpened() and capture.get(cv2.CAP_PROP_FRAME_COUNT) >= 1, "the new video"
     capture.release()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.mcap", "run.mp4"]
+
+
+def test_a_forced_output_that_cannot_replace_its_target_names_the_reason(tmp_path):
+    target = tmp_path / "run.mcap"
+    output = record.OutputFile(target, force=True)
+    try:
+        (target / "inside").mkdir(parents=True)  # another program made a folder of the name meanwhile
+        with pytest.raises(record.RecordError) as refused:
+            output.commit()
+        assert str(refused.value) == f"cannot replace '{target}': Is a directory"
+        assert output.path.exists(), "the recording is kept where it was written"
+    finally:
+        output.path.unlink()
+        output.release()
 
 
 def test_forced_outputs_replaced_are_each_named_where_they_are_kept(tmp_path, node_side, monkeypatch, capsys):
