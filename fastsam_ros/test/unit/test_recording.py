@@ -482,6 +482,26 @@ def test_an_output_that_cannot_be_created_names_the_reason(tmp_path):
     assert str(refused.value).endswith(".lock): No such file or directory"), "the reason, not the whole OSError"
 
 
+def test_an_output_name_the_file_system_refuses_is_named_with_the_reason_and_leaves_no_lock(tmp_path):
+    target = tmp_path / ("x" * 256 + ".mcap")
+    with pytest.raises(record.RecordError) as refused:
+        record.OutputFile(target, force=False)
+    assert str(refused.value) == f"cannot create '{target}': File name too long"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_replaced_by_a_symlink_to_it_is_no_longer_ours(tmp_path):
+    target = tmp_path / "run.mcap"
+    output = record.OutputFile(target, force=False)
+    try:
+        target.rename(tmp_path / "moved")
+        target.symlink_to(tmp_path / "moved")
+        with pytest.raises(record.RecordError, match="was removed or replaced by another program"):
+            output.check_ours()
+    finally:
+        output.release()
+
+
 def test_a_forced_output_gets_the_usual_permissions_where_the_file_system_keeps_them(tmp_path, monkeypatch):
     mask = os.umask(0o027)
     try:
