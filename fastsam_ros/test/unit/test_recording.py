@@ -619,13 +619,14 @@ def test_an_mp4_writer_that_cannot_open_ends_with_exit_code_2_and_leaves_nothing
     assert list(tmp_path.iterdir()) == [], "no output, private folder or lock left"
 
 
-def test_the_recorder_is_the_node_fastsam_record_on_the_graph(tmp_path, node_side):
+def test_the_recorder_is_the_node_fastsam_record_on_the_graph_until_closed(tmp_path, node_side):
     recording = _recording(tmp_path)
     node_side.wait_for(recording)
     topic = record.output_topics(NODE, "")["instances"]
     subscribers = node_side.node.get_subscriptions_info_by_topic(topic)
     assert [(s.node_name, s.node_namespace) for s in subscribers] == [("fastsam_record", "/")]
     _close(recording)
+    assert not recording.context.ok(), "closing leaves the graph: the recorder's own context is shut down"
 
 
 def test_a_flush_with_nothing_new_writes_nothing(tmp_path, node_side):
