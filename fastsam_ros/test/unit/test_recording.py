@@ -623,8 +623,17 @@ def test_the_recorder_is_the_node_fastsam_record_on_the_graph_until_closed(tmp_p
     recording = _recording(tmp_path)
     node_side.wait_for(recording)
     topic = record.output_topics(NODE, "")["instances"]
-    subscribers = node_side.node.get_subscriptions_info_by_topic(topic)
-    assert [(s.node_name, s.node_namespace) for s in subscribers] == [("fastsam_record", "/")]
+
+    def subscribers() -> list[tuple[str, str]]:
+        return [(s.node_name, s.node_namespace) for s in node_side.node.get_subscriptions_info_by_topic(topic)]
+
+    # The subscription may be matched before the name of its node has been discovered.
+    wait_until(
+        lambda: subscribers() == [("fastsam_record", "/")],
+        10.0,
+        lambda: recording.executor.spin_once(timeout_sec=0.02),
+        "the subscriber's node name",
+    )
     _close(recording)
     assert not recording.context.ok(), "closing leaves the graph: the recorder's own context is shut down"
 
