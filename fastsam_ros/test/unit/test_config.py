@@ -253,11 +253,11 @@ def test_camera_and_name_messages_say_exactly_what_is_wrong():
     assert parameters.validate({"model": "  "}) == ["model: must not be empty"]
 
 
-def test_openvino_threads_default_to_following_the_load():
-    import os
-
-    cores = os.cpu_count() or 1
-    assert parameters.inference_thread_counts(0) == (max(1, cores - 1), cores)
+@pytest.mark.parametrize(("cores", "counts"), [(8, (7, 8)), (2, (1, 2)), (1, (1, 1)), (None, (1, 1))])
+def test_openvino_threads_default_to_following_the_load(monkeypatch, cores, counts):
+    """Every core, and every core but one; a machine whose core count is unknown counts as one core."""
+    monkeypatch.setattr(parameters.os, "cpu_count", lambda: cores)
+    assert parameters.inference_thread_counts(0) == counts
     assert parameters.inference_thread_counts(3) == (3,)
 
 
