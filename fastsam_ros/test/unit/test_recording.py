@@ -58,12 +58,17 @@ class NodeSide(NodeInOwnContext):
         }
 
     def wait_for(self, recording: record.NodeRecording) -> None:
+        """Until the recorder's subscriptions are matched both ways: each counted here may need a
+        moment more to match back (the player's MATCH_SETTLE_S), and a message sent before then is lost."""
         wait_until(
             lambda: all(p.get_subscription_count() > 0 for p in self.publishers.values()),
             10.0,
             lambda: recording.executor.spin_once(timeout_sec=0.02),
             "the recorder's subscriptions",
         )
+        settled = time.monotonic() + play.MATCH_SETTLE_S
+        while time.monotonic() < settled:
+            recording.executor.spin_once(timeout_sec=0.02)
 
 
 @pytest.fixture(scope="module")
