@@ -164,9 +164,12 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     try:
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     except cv2.error as error:
-        raise ImageEncodeError(
-            f"OpenCV cannot encode a {image.dtype} array of shape {image.shape}: {error.err}"
-        ) from error
+        raise ImageEncodeError(f"OpenCV cannot encode {_described(image)}: {error.err}") from error
     if not ok:
-        raise ImageEncodeError(f"OpenCV encoded nothing from a {image.dtype} array of shape {image.shape}")
+        raise ImageEncodeError(f"OpenCV encoded nothing from {_described(image)}")
     return jpeg.tobytes()
+
+
+def _described(image: np.ndarray) -> str:
+    """How an error names an array OpenCV refused: its dtype and shape, never its pixels."""
+    return f"a {image.dtype} array of shape {image.shape}"
