@@ -215,7 +215,7 @@ def followed_to_msg(
             since=stamp_from_ns(item.since_ns),
             last_seen=stamp_from_ns(item.last_seen_ns),
         )
-        index = index_of.get(id(item.instance)) if item.instance is not None else None
+        index = index_of.get(id(item.instance))
         if index is not None:
             entry.instance = instance_msgs[index]
         else:

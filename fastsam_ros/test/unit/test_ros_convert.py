@@ -26,6 +26,7 @@ from fastsam_ros.ros.convert import (
     check_depth_header,
     depth_to_metres,
     followed_pose,
+    followed_to_msg,
     image_to_bgr,
     instance_to_msg,
     intrinsics_from,
@@ -177,12 +178,14 @@ def test_an_array_becomes_an_image_of_its_size():
     score=st.floats(0.0, 1.0, width=32),
     class_id=st.integers(0, 79),
     track_id=st.integers(-1, 10_000),
+    tracked_low_score=st.booleans(),
 )
-def test_an_instance_survives_its_message_field_for_field(mask, offset, score, class_id, track_id):
+def test_an_instance_survives_its_message_field_for_field(mask, offset, score, class_id, track_id, tracked_low_score):
     box = (offset[0] + 0.25, offset[1] + 0.5, offset[0] + mask.shape[1] + 0.75, offset[1] + mask.shape[0] + 1.0)
-    instance = Instance(box, score, class_id, f"class {class_id}", offset, mask, track_id)
+    instance = Instance(box, score, class_id, f"class {class_id}", offset, mask, track_id, tracked_low_score)
     back = msg_to_instance(instance_to_msg(instance, 3))
     assert back.box == box and back.score == score and back.class_id == class_id
+    assert back.tracked_low_score == tracked_low_score
     assert back.class_name == f"class {class_id}" and back.mask_offset == offset and back.track_id == track_id
     assert back.mask.shape == mask.shape and np.array_equal(back.mask, mask) and back.area == instance.area
 
@@ -425,6 +428,62 @@ def test_the_followed_pose_sits_on_the_object_and_its_x_axis_points_at_it(positi
     norm = float(np.linalg.norm(position))
     expected = np.asarray(position) / norm if norm > 0 else x_axis
     assert rotated == pytest.approx(expected, abs=1e-6)
+
+
+def test_followed_objects_keep_their_order_and_every_field_and_a_seen_one_reuses_its_instance_message():
+    frame = _tracked_frame()
+    header = Header(stamp=stamp_from_ns(9_000_000_007), frame_id="camera")
+    instance_msgs = tuple(mask_set_to_msg(frame, header).instances)
+    motion = ObstacleTrack(17, (0.5, -1.25, 3.0), (0.25, 0.125, -2.0), (0.0,) * 3, (0.0,) * 3, 2.0, None)
+    followed = [
+        FollowedObject(
+            7,
+            "bus",
+            FollowStatus.TRACKING,
+            2_500_000_001,
+            17,
+            frame.instances[1],
+            9_000_000_007,
+            (10.0, 0.0, 15.0, 4.0),
+            motion,
+        ),
+        FollowedObject(3, "", FollowStatus.OCCLUDED, 8_000_000_003, 9, None, 7_999_999_999, (1.25, 2.5, 3.75, 5.0)),
+        FollowedObject(4, "cup", FollowStatus.LOST, 1_000_000_000, -1, None, 999_999_999, (0.0, 1.0, 2.0, 3.0)),
+        FollowedObject(
+            5,
+            "person",
+            FollowStatus.REACQUIRED,
+            9_000_000_007,
+            4,
+            frame.instances[0],
+            9_000_000_007,
+            (1.5, 2.5, 6.0, 6.5),
+        ),
+    ]
+    msg = followed_to_msg(header, frame, followed, instance_msgs)
+    assert (stamp_to_ns(msg.header.stamp), msg.header.frame_id) == (9_000_000_007, "camera")
+    assert [(o.selection_id, o.name, o.track_id, o.status) for o in msg.objects] == [
+        (7, "bus", 17, msg.objects[0].TRACKING),
+        (3, "", 9, msg.objects[0].OCCLUDED),
+        (4, "cup", -1, msg.objects[0].LOST),
+        (5, "person", 4, msg.objects[0].REACQUIRED),
+    ]
+    assert [(stamp_to_ns(o.since), stamp_to_ns(o.last_seen)) for o in msg.objects] == [
+        (2_500_000_001, 9_000_000_007),
+        (8_000_000_003, 7_999_999_999),
+        (1_000_000_000, 999_999_999),
+        (9_000_000_007, 9_000_000_007),
+    ]
+    bus, occluded, lost, person = msg.objects
+    assert bus.instance == instance_msgs[1] and person.instance == instance_msgs[0]
+    assert bus.has_position and not occluded.has_position and not person.has_position
+    assert (bus.position.x, bus.position.y, bus.position.z) == (0.5, -1.25, 3.0)
+    assert (bus.velocity.x, bus.velocity.y, bus.velocity.z) == (0.25, 0.125, -2.0)
+    for unseen, box in ((occluded, (1.25, 2.5, 3.75, 5.0)), (lost, (0.0, 1.0, 2.0, 3.0))):
+        assert unseen.instance.track_id == unseen.track_id
+        assert (unseen.instance.box.x1, unseen.instance.box.y1, unseen.instance.box.x2, unseen.instance.box.y2) == box
+        assert (unseen.instance.mask_width, unseen.instance.mask_height, len(unseen.instance.mask_runs)) == (0, 0, 0)
+    assert not followed_to_msg(header, frame, [], instance_msgs).objects
 
 
 def test_no_pose_without_a_3d_position():
