@@ -40,6 +40,8 @@ def test_area_inside_counts_a_half_open_rectangle():
     assert shape.area_inside(9, 2, 12, 5) == 0, "right of the crop"
     assert shape.area_inside(0, 0, 5, HEIGHT) == 0, "left of the crop, touching it"
     assert shape.area_inside(6, 0, WIDTH, 3) == 0, "above the foot"
+    assert shape.area_inside(0, 2, 3, 5) == 0, "left of the crop, beside its rows"
+    assert shape.area_inside(5, 0, 9, 1) == 0, "above the crop, over its columns"
 
 
 masks = arrays(bool, st.tuples(st.integers(1, 6), st.integers(1, 6)))
@@ -58,7 +60,8 @@ def test_area_inside_equals_a_count_on_the_full_plane(mask, offset, x1, y1, x2, 
     )
     assert instance.area_inside(x1, y1, x2, y2) == expected
     assert instance.area == int(plane.sum())
-    assert np.array_equal(instance.full_mask(HEIGHT, WIDTH), plane)
+    full = instance.full_mask(HEIGHT, WIDTH)
+    assert full.dtype == bool and np.array_equal(full, plane)
 
 
 @given(masks, offsets, xs, ys)
