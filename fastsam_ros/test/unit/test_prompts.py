@@ -351,10 +351,14 @@ _LIMIT_PARAMETERS = ("max_prompt_points", "max_prompt_boxes", "max_prompt_texts"
     points=st.integers(0, 5),
     boxes=st.integers(0, 5),
     texts=st.lists(st.text("ab", max_size=6), max_size=5),
+    names=st.lists(st.text("ab", max_size=6), max_size=2),
 )
-def test_a_request_is_refused_exactly_when_it_exceeds_a_limit_naming_the_first_one(limits, points, boxes, texts):
-    """Checked in the order points, boxes, texts, then the longest text; a count equal to its limit passes."""
+def test_a_request_is_refused_exactly_when_it_exceeds_a_limit_naming_the_first_one(limits, points, boxes, texts, names):
+    """Checked in the order points, boxes, texts, the longest text, then the longest follow name;
+    a count or a length equal to its limit passes."""
     longest = max((len(text) for text in texts), default=0)
+    longest_name = max((len(name) for name in names), default=0)
+    length_limit = f"exceeds the limit of {limits.max_text_length} (parameter max_text_length)"
     if points > limits.max_points:
         reason = f"{points} points exceed the limit of {limits.max_points} per request (parameter max_prompt_points)"
     elif boxes > limits.max_boxes:
@@ -362,14 +366,14 @@ def test_a_request_is_refused_exactly_when_it_exceeds_a_limit_naming_the_first_o
     elif len(texts) > limits.max_texts:
         reason = f"{len(texts)} texts exceed the limit of {limits.max_texts} per request (parameter max_prompt_texts)"
     elif longest > limits.max_text_length:
-        reason = (
-            f"a text of {longest} characters exceeds the limit of {limits.max_text_length} (parameter max_text_length)"
-        )
+        reason = f"a text of {longest} characters {length_limit}"
+    elif longest_name > limits.max_text_length:
+        reason = f"a name of {longest_name} characters {length_limit}"
     else:
-        limits.check(points=points, boxes=boxes, texts=texts)
+        limits.check(points=points, boxes=boxes, texts=texts, names=names)
         return
     with pytest.raises(PromptError) as refused:
-        limits.check(points=points, boxes=boxes, texts=texts)
+        limits.check(points=points, boxes=boxes, texts=texts, names=names)
     assert str(refused.value) == reason
 
 
