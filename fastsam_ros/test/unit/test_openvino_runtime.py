@@ -32,6 +32,7 @@ from fastsam_ros.tools.int8_frames import (
     picked_frames,
 )
 from fastsam_ros.tools.sample_frames import asset_image, camera_frames, mosaic
+from fastsam_ros.tools.sample_videos import sample_video, video_frames
 
 pytest.importorskip("openvino")
 HAS_BF16 = "BF16" in cpu_capabilities()
@@ -107,6 +108,13 @@ def test_int8_calibration_and_guard_frames_are_disjoint_and_of_several_kinds():
     calibration_frames = [frame for frames in calibration.values() for frame in frames]
     for source, frames in guard.items():
         assert not calibration_frames_in_guard(calibration_frames, frames), source
+
+
+def test_picked_frames_are_those_at_exactly_the_indices_asked():
+    picked = picked_frames({"vtest.avi": range(5, 25, 10), "Megamind.avi": range(3, 4)})
+    assert [len(frames) for frames in picked.values()] == [2, 1]
+    for name, index, frame in (("vtest.avi", 5, 0), ("vtest.avi", 15, 1), ("Megamind.avi", 3, 0)):
+        assert np.array_equal(picked[name][frame], video_frames(sample_video(name), 1, index)[0]), (name, index)
 
 
 def test_int8_photo_frames_are_the_photos_a_mosaic_and_camera_windows_and_the_guard_their_mirrors():
