@@ -131,6 +131,15 @@ def test_the_parent_variable_ties_the_node_to_that_process(monkeypatch, no_paren
     assert _parent_death_signal() == (signal.SIGTERM if value in numbers else 0)
 
 
+def test_a_parent_tie_the_kernel_refuses_is_a_warning_naming_its_reason(monkeypatch, capsys, no_parent_tie):
+    """The kernel refuses a signal number it does not know, as it would refuse the tie on a kernel without it."""
+    monkeypatch.setattr(process.signal, "SIGTERM", 1000)
+    monkeypatch.setenv(process.PARENT_PID_VARIABLE, str(os.getppid()))
+    assert process._parent_gone("fastsam_node") is False
+    assert capsys.readouterr().err == "fastsam_node: warning: cannot tie this process to its parent: Invalid argument\n"
+    assert _parent_death_signal() == 0
+
+
 def test_without_home_ros_logs_go_to_a_folder_of_this_user(monkeypatch, tmp_path):
     for name in ("HOME", "ROS_LOG_DIR", "ROS_HOME"):
         monkeypatch.delenv(name, raising=False)
@@ -138,6 +147,9 @@ def test_without_home_ros_logs_go_to_a_folder_of_this_user(monkeypatch, tmp_path
     folder = process._log_dir_without_home()
     expected = tmp_path / f"fastsam_ros-{os.getuid()}" / "log"
     assert folder == str(expected) == os.environ["ROS_LOG_DIR"] and expected.is_dir()
+    monkeypatch.delenv("ROS_LOG_DIR")
+    assert process._log_dir_without_home() == folder, "the folder of an earlier run is taken again"
+    monkeypatch.delenv("ROS_LOG_DIR")
     for name in ("HOME", "ROS_HOME", "ROS_LOG_DIR"):
         monkeypatch.setenv(name, "/somewhere")
         assert process._log_dir_without_home() is None, name
