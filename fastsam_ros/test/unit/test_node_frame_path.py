@@ -23,11 +23,12 @@ from rclpy.qos import ReliabilityPolicy
 from std_msgs.msg import Header
 
 from fastsam_ros.core.image_codec import ImageDecodeError
+from fastsam_ros.core.parameters import PARAMETERS
 from fastsam_ros.core.settings import node_settings
 from fastsam_ros.ros import node as node_module
 from fastsam_ros.ros.camera_channel import ReceivedFrame
 from fastsam_ros.ros.convert import array_to_image, stamp_from_ns
-from fastsam_ros.ros.node import DUPLICATE_CHECKS, FastSamNode
+from fastsam_ros.ros.node import DUPLICATE_CHECK_PERIOD_S, DUPLICATE_CHECKS, FastSamNode
 
 TINY_CLIP = str(Path(__file__).parents[1] / "data" / "tiny-clip.json")
 CAMERAS = ("left", "right")
@@ -339,12 +340,14 @@ def test_configure_builds_every_camera_and_the_engine_from_the_parameters(ros_gr
         obstacle_min_area=999,
         cuda_graphs="on",
         text_backend="class_names",
+        diagnostics_max_latency_ms=321.0,
     )
     try:
         capfd.readouterr()
         assert made.trigger_configure() == TransitionCallbackReturn.SUCCESS
         configured = made.configured
         assert configured.engine.settings.imgsz == 160
+        assert made.health.limits.max_latency_ms == 321.0
         assert configured.diagnostics_pub.qos_profile.depth == 10
         for camera, channel in configured.channels.items():
             assert (channel.camera, channel.image_topic) == (camera, f"{camera}/image/compressed")
@@ -542,6 +545,18 @@ def test_dropped_frames_are_logged_once_per_period_with_the_new_and_total_counts
     ]
 
 
+def test_each_parameter_is_described_as_the_table_gives_it_with_its_allowed_values(node):
+    """What `ros2 param describe` shows: the table's text, then the allowed values where there is a set or a range."""
+    described = {spec.name: (spec, node.describe_parameter(spec.name).description) for spec in PARAMETERS}
+    runtime, text = described["runtime"]
+    assert text == f"{runtime.description} Allowed: `auto`, `torch`, `onnxruntime`, `openvino`."
+    conf, text = described["conf"]
+    assert text == f"{conf.description} Allowed: 0 to 1."
+    autostart, text = described["autostart"]
+    assert text == autostart.description
+    assert all(text.startswith(spec.description) for spec, text in described.values())
+
+
 def test_a_second_node_of_the_same_name_is_warned_about_once(node, ros_graph, capfd):
     twin = _node(ros_graph, "frame_path")
     try:
@@ -570,6 +585,12 @@ def test_without_a_twin_the_name_is_checked_a_fixed_number_of_times_then_no_more
     alone = _node(ros_graph, "alone_in_the_graph")
     try:
         assert alone._duplicate_checks_left == DUPLICATE_CHECKS
+        check = alone._duplicate_check
+        assert (check.callback, check.callback_group, check.timer_period_ns) == (
+            alone._warn_if_name_taken,
+            alone._timer_group,
+            int(DUPLICATE_CHECK_PERIOD_S * 1e9),
+        )
         for _ in range(DUPLICATE_CHECKS - 1):
             alone._warn_if_name_taken()
         assert alone._duplicate_check in alone.timers, "checked until the last period"
@@ -648,6 +669,7 @@ def test_the_lifecycle_in_one_process_takes_frames_only_while_active_and_repairs
         assert made.trigger_activate() == TransitionCallbackReturn.SUCCESS
         made.close()
         assert (made.running, made.configured, made._finalized) == (None, None, True)
+        assert made._state_machine.current_state[1] == "finalized", "closed through the shutdown transition"
     finally:
         made.close()
         made.destroy_node()
