@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from fastsam_ros.core.mask_set import MaskSet
+from fastsam_ros.core.sentence_encoder import OnnxSentenceEncoder
 from fastsam_ros.core.text_prompts import (
     LOADER_THREAD,
     ClassNameBackend,
@@ -64,6 +65,11 @@ def test_a_frame_of_one_instance_is_ranked_and_one_of_none_gives_no_match(class_
     assert class_backend.rank(dataclasses.replace(bus_masks, instances=()), bus, ["bus"], top_k=1) == []
 
 
+def test_the_class_backend_encodes_through_onnx_runtime_unless_told_otherwise(class_backend):
+    """ONNX Runtime is installed here: the default, as the node's onnxruntime and openvino runtimes ask."""
+    assert isinstance(class_backend._encoder, OnnxSentenceEncoder)
+
+
 def test_class_backend_needs_classes(class_backend):
     with pytest.raises(TextPromptError) as error:
         ClassNameBackend({0: "object"}, encoder=object())
@@ -105,7 +111,12 @@ def test_a_new_clip_backend_has_encoded_no_crops():
 
 
 @pytest.mark.parametrize(
-    ("texts", "top_k", "reason"), [([], 1, "no texts"), (["  "], 1, "empty"), (["bus"], 0, "top_k")]
+    ("texts", "top_k", "reason"),
+    [
+        ([], 1, "^no texts given$"),
+        (["bus", "  "], 1, "^texts must not be empty$"),
+        (["bus"], 0, "^top_k must be at least 1, got 0$"),
+    ],
 )
 def test_bad_text_prompts(class_backend, bus_masks, bus, texts, top_k, reason):
     with pytest.raises(TextPromptError, match=reason):
