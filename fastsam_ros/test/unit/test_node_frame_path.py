@@ -545,6 +545,22 @@ def test_dropped_frames_are_logged_once_per_period_with_the_new_and_total_counts
     ]
 
 
+def test_autostart_configures_and_activates_the_node_as_it_is_made(ros_graph):
+    """The default, as `fastsam_node` starts: no lifecycle manager is needed."""
+    made = FastSamNode(
+        "autostarted",
+        namespace=ros_graph.namespace,
+        context=ros_graph.context,
+        parameter_overrides=[Parameter(key, value=value) for key, value in (("runtime", "torch"), ("imgsz", 160))],
+    )
+    try:
+        assert made.configured is not None and made.running is not None
+        assert made._state_machine.current_state[1] == "active"
+    finally:
+        made.close()
+        made.destroy_node()
+
+
 def test_each_parameter_is_described_as_the_table_gives_it_with_its_allowed_values(node):
     """What `ros2 param describe` shows: the table's text, then the allowed values where there is a set or a range."""
     described = {spec.name: (spec, node.describe_parameter(spec.name).description) for spec in PARAMETERS}
