@@ -4,16 +4,18 @@ weights can be installed offline, so its rankings carry no meaning here)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from fastsam_ros.core.mask_set import MaskSet
-from fastsam_ros.core.sentence_encoder import OnnxSentenceEncoder
+from fastsam_ros.core.mask_set import Instance, MaskSet
+from fastsam_ros.core.sentence_encoder import OnnxSentenceEncoder, TorchSentenceEncoder
 from fastsam_ros.core.text_prompts import (
     LOADER_THREAD,
+    MIN_CROP_AREA,
     ClassNameBackend,
     ClipBackend,
     TextBackends,
@@ -222,3 +224,61 @@ def test_clip_sees_each_masked_crop_in_rgb(clip_backend, bus_masks, bus):
         rgb = bus[oy : oy + rows, ox : ox + cols, ::-1] * instance.mask[:, :, None]
         assert crop.shape == (rows, cols, 3)
         assert np.array_equal(crop, rgb), "red and blue must not be swapped; outside the mask is black"
+
+
+def test_text_backends_hand_each_backend_the_runtime_and_clip_settings_and_say_when_ready():
+    """The sentence encoder follows the node's runtime (PyTorch for `torch`, ONNX Runtime otherwise)."""
+    logged: list[str] = []
+    values = {"text_backend": "class_names", "clip_model": TINY_CLIP, "clip_pretrained": "no-such-weights"}
+    on_torch = TextBackends({0: "bus", 1: "person"}, {**values, "runtime": "torch"}, torch.device("cpu"), logged.append)
+    on_openvino = TextBackends({0: "bus", 1: "person"}, {**values, "runtime": "openvino"}, torch.device("cpu"))
+    on_torch.wait_loaded()
+    on_openvino.wait_loaded()
+    assert isinstance(on_torch.get("class_names")._encoder, TorchSentenceEncoder)
+    assert isinstance(on_openvino.get("class_names")._encoder, OnnxSentenceEncoder)
+    with pytest.raises(TextPromptError, match=r"^could not load CLIP 'tiny-clip' \(no-such-weights\): "):
+        on_torch.get("clip")
+    with pytest.raises(TextPromptError) as unknown:
+        on_torch.get("words")
+    assert str(unknown.value) == "unknown text backend 'words' (known: clip, class_names)"
+    [ready] = logged
+    seconds = re.fullmatch(r"text prompts ready \(class_names backend, loaded in (\d+\.\d) s\)", ready)
+    assert seconds and float(seconds[1]) < 300.0
+
+
+def test_the_text_cache_counts_what_it_encodes_keeps_float32_and_holds_256_texts():
+    def encode(texts: list[str]) -> np.ndarray:
+        return np.array([[len(text), 0.5] for text in texts], np.float64)
+
+    cache = TextEmbeddingCache(encode)
+    assert cache.vectors(["a", "bb"]).dtype == np.float32 and cache.encoded == 2
+    cache.vectors(["bb", "ccc"])
+    assert cache.encoded == 3 and cache.vectors(["ccc"]).dtype == np.float32
+    fresh = TextEmbeddingCache(encode)
+    fresh.vectors([f"text {i}" for i in range(256)])
+    fresh.vectors(["text 0"])
+    fresh.vectors(["one more"])
+    assert fresh.encoded == 257, "256 held, the 257th new"
+    fresh.vectors(["text 1"])
+    assert fresh.encoded == 258, "the least recently used made room"
+
+
+def test_clip_encodes_the_crops_over_the_minimum_area_wherever_they_lie_and_answers_every_text(clip_backend, bus):
+    side = 12
+    exactly = np.zeros((side, side), bool)
+    exactly.flat[:MIN_CROP_AREA] = True
+    over = exactly.copy()
+    over.flat[MIN_CROP_AREA] = True
+    instances = tuple(
+        Instance((float(x), 0.0, float(x + side), float(side)), 0.9, 0, "thing", (x, 0), mask)
+        for x, mask in ((0, exactly), (20, over), (40, exactly), (60, over))
+    )
+    masks = MaskSet(side, 80, instances)
+    image = np.ascontiguousarray(bus[:side, :80])
+    kept, vectors = clip_backend.crop_embeddings(masks, image)
+    assert kept == [1, 3] and vectors.shape[0] == 2
+    matches = clip_backend.rank(masks, image, ["a bus", "a wheel"], top_k=2)
+    answered = {text: sorted(m.instance_index for m in matches if m.text_index == text) for text in (0, 1)}
+    assert [m.text_index for m in matches] == [0, 0, 1, 1] and answered == {0: [1, 3], 1: [1, 3]}
+    none, empty = clip_backend.crop_embeddings(MaskSet(side, 80, instances[:1]), image)
+    assert none == [] and empty.shape[0] == 0
