@@ -95,4 +95,6 @@ def test_decompression_bombs_are_refused_from_their_header(node_graph, zidane):
         good = answered()
         assert good.width == 1280 and sum(i.class_name == "person" for i in good.instances) >= 2
         assert refused not in {stamp_to_ns(m.header.stamp) for m in node_graph.received["instances"]}
-    assert psutil.Process(node_graph.process.pid).memory_info().rss - before < 100 * 2**20
+    # A decoded bomb takes 1.2 GB at least (20000 x 20000 x 3); the good frames answered in between
+    # alone grew the node by up to 102 MB on a loaded 2-core machine.
+    assert psutil.Process(node_graph.process.pid).memory_info().rss - before < 300 * 2**20
