@@ -211,9 +211,11 @@ def test_fastsam_export_compiles_the_head_for_openvino(yolo26_weights, capsys):
     from fastsam_ros.tools.export import main
 
     assert main(["--model", yolo26_weights, "--precision", "f32"]) == 0
+    assert main(["--model", yolo26_weights, "--precision", "f32", "--threads", "2"]) == 0
     assert capsys.readouterr().out == (
         f"compiled {yolo26_weights} for OpenVINO f32: "
         "precision f32 (requested); OpenVINO chooses the inference threads\n"
+        f"compiled {yolo26_weights} for OpenVINO f32: precision f32 (requested); 2 inference threads\n"
     )
 
 
@@ -223,20 +225,37 @@ def test_a_gather_elements_after_a_slice_gathers_the_same_elements_after_the_rew
 
     data = opset8.parameter([2, 50, 12], np.float32)
     indices = opset8.parameter([2, 7, 3], np.int64)
+    stop_at_run_time = opset8.parameter([1], np.int64)
     gathered = [
         opset8.gather_elements(
             opset8.slice(data, np.array([start]), np.array([stop]), np.array([step]), axes), indices, 1
         )
         for start, stop, step, axes in ((0, 3, 1, np.array([2])), (4, 10, 2, np.array([-1])))
     ]
-    compiled = ov.Core().compile_model(
-        gathers_instead_of_slices(ov.Model(gathered, [data, indices])), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+    # Slices that one Gather cannot replace are left as they are, and the constant one-axis ones
+    # are rewritten all the same (OpenVINO refuses the one from 0 otherwise). As the last results
+    # they come first in the graph's order, which the rewrite follows. One ends where the
+    # run time says:
+    gathered.append(
+        opset8.gather_elements(
+            opset8.slice(data, np.array([5]), stop_at_run_time, np.array([1]), np.array([2])), indices, 1
+        )
     )
+    # the other slices two axes:
+    indices_in_window = opset8.parameter([2, 7, 3], np.int64)
+    window = opset8.slice(data, np.array([10, 1]), np.array([40, 4]), np.array([1, 1]), np.array([1, 2]))
+    gathered.append(opset8.gather_elements(window, indices_in_window, 1))
+    rewritten = gathers_instead_of_slices(ov.Model(gathered, [data, indices, stop_at_run_time, indices_in_window]))
+    assert [op.get_type_name() for op in rewritten.get_ordered_ops()].count("Slice") == 2
+    compiled = ov.Core().compile_model(rewritten, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     values = np.random.default_rng(3).random((2, 50, 12), dtype=np.float32)
     chosen = np.random.default_rng(4).integers(0, 50, (2, 7, 3))
-    outputs = compiled([values, chosen])
+    chosen_in_window = np.random.default_rng(5).integers(0, 30, (2, 7, 3))
+    outputs = compiled([values, chosen, np.array([8]), chosen_in_window])
     assert np.array_equal(outputs[0], np.take_along_axis(values[..., 0:3], chosen, 1))
     assert np.array_equal(outputs[1], np.take_along_axis(values[..., 4:10:2], chosen, 1))
+    assert np.array_equal(outputs[2], np.take_along_axis(values[..., 5:8], chosen, 1))
+    assert np.array_equal(outputs[3], np.take_along_axis(values[:, 10:40, 1:4], chosen_in_window, 1))
 
 
 def test_point_and_box_prompts_select_among_yolo26_masks_as_fastsam_prompt_does(bus_yolo26, bus):
