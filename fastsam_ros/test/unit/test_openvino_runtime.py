@@ -299,6 +299,9 @@ def test_auto_takes_the_fastest_precision_here_timed_once_and_never_an_int8_that
     write_int8_verdict(tmp_path, True, "10/10 kept")
     chosen, why = resolve_precision("auto", tmp_path, Timer(f32=30.0, bf16=20.0, int8=1.0))
     assert chosen == "int8" and why.startswith("int8 passed the quality guard here (10/10 kept); "), why
+    (tmp_path / INT8_VERDICT).write_text('{"passed": true}')  # a verdict written by hand
+    why = resolve_precision("auto", tmp_path, Timer(f32=30.0, bf16=20.0, int8=1.0))[1]
+    assert why.startswith("int8 passed the quality guard here (); "), why
     assert resolve_precision("f32", tmp_path, Timer()) == ("f32", "requested")
     (tmp_path / INT8_MODEL).unlink()  # deleted to calibrate again: the verdict was of that network
     chosen, why = resolve_precision("auto", tmp_path, Timer(f32=30.0, bf16=20.0, int8=1.0))
