@@ -14,7 +14,7 @@ import pytest
 from onnx import numpy_helper
 
 from fastsam_ros.core import int8_calibration
-from fastsam_ros.core.backends import openvino_runtime
+from fastsam_ros.core.backends import openvino_runtime, precision
 from fastsam_ros.core.backends.int8_quantisation import INT8_MODEL, INT8_VERDICT, quantize_int8, write_int8_verdict
 from fastsam_ros.core.backends.model_errors import ModelLoadError
 from fastsam_ros.core.backends.model_loading import load_model
@@ -311,6 +311,24 @@ def test_auto_takes_the_fastest_precision_here_timed_once_and_never_an_int8_that
     with pytest.raises(ModelLoadError) as refused:
         resolve_precision("fp8", tmp_path, bf16_faster)
     assert str(refused.value) == "precision 'fp8' is not one of auto, f32, bf16, int8"
+
+
+def test_a_cpu_without_bf16_refuses_bf16_and_auto_times_nothing(tmp_path, monkeypatch):
+    """A CPU without bf16 instructions, given as the capabilities OpenVINO reports for one: the
+    suite's CPUs have bf16, so this list stands in for such a CPU."""
+    monkeypatch.setattr(precision, "cpu_capabilities", lambda: {"FP32", "INT8", "BIN"})
+    with pytest.raises(ModelLoadError) as refused:
+        resolve_precision("bf16", tmp_path, Timer())
+    assert str(refused.value) == (
+        "precision 'bf16' needs a CPU with bf16 instructions; this one has ['BIN', 'FP32', 'INT8']"
+    )
+    assert resolve_precision("f32", tmp_path, Timer()) == ("f32", "requested")
+    timer = Timer(f32=30.0, bf16=20.0)
+    assert resolve_precision("auto", tmp_path, timer) == (
+        "f32",
+        "int8 not calibrated yet (fastsam_export --precision int8); the CPU has no bf16",
+    )
+    assert timer.timed == [], "one candidate: nothing to time"
 
 
 def test_stored_timings_are_of_this_cpu_and_a_store_that_cannot_be_read_is_timed_again(tmp_path):
