@@ -241,6 +241,8 @@ def test_int8_is_calibrated_once_and_guarded(private_cache, weights, guard_frame
     assert said[-1] == f"int8 quality guard {'passed' if report.passed else 'FAILED'}: {report.summary()}"
     folder = model_dir(exported_onnx(weights), cache_dir())
     assert_int8_scheme(folder / INT8_MODEL)
+    stored = json.loads((folder / INT8_VERDICT).read_text())
+    assert stored == {"passed": report.passed, "summary": report.summary()}
     copy = tmp_path / "verdict"
     copy.mkdir()
     for name in (INT8_MODEL, INT8_VERDICT):
