@@ -345,7 +345,7 @@ def test_stored_timings_are_of_this_cpu_and_a_store_that_cannot_be_read_is_timed
     cpu = str(ov.Core().get_property("CPU", "FULL_DEVICE_NAME"))
     assert stored == {"cpu": cpu, "ms": {name: timer.ms[name] for name in candidates}}
     nested = "[" * 100_000 + "]" * 100_000
-    odd_times = ({name: value for name in candidates} for value in (10**400, float("nan"), -1.0, 0))
+    odd_times = ({name: value for name in candidates} for value in (10**400, float("nan"), -1.0, 0, None))
     for broken in (
         "{not json",
         "[1, 2]",
@@ -377,6 +377,24 @@ def test_a_precision_that_fails_to_compile_is_not_taken_and_its_timing_not_store
     write_int8_verdict(tmp_path, True, "10/10 kept")
     assert resolve_precision("auto", tmp_path, broken_int8)[0] == ("bf16" if HAS_BF16 else "f32")
     assert not (tmp_path / PRECISION_TIMINGS).exists()
+
+    def broken(precision: str) -> float:
+        raise RuntimeError("cannot compile")
+
+    candidates = "f32, bf16, int8" if HAS_BF16 else "f32, int8"
+    with pytest.raises(ModelLoadError) as refused:
+        resolve_precision("auto", tmp_path, broken)
+    assert str(refused.value) == f"OpenVINO could not compile the network at any of {candidates}"
+
+
+def test_timings_are_stored_in_a_cache_folder_made_now_and_a_cache_that_cannot_be_written_is_no_error(tmp_path):
+    made_now = tmp_path / "cache" / "network"  # its parent is missing too
+    (tmp_path / "file").write_text("")
+    unwritable = tmp_path / "file" / "network"  # below a file: no folder can be made there
+    for folder in (made_now, unwritable):
+        assert resolve_precision("auto", folder, Timer(f32=30.0, bf16=20.0))[0] == ("bf16" if HAS_BF16 else "f32")
+    assert (made_now / PRECISION_TIMINGS).is_file() == HAS_BF16, "stored where there was a choice to time"
+    assert not unwritable.exists()
 
 
 def test_auto_prefers_openvino_and_says_why(weights):
