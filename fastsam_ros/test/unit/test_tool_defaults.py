@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import time
 import unicodedata
 from pathlib import Path
@@ -454,26 +453,6 @@ def test_the_exporter_says_which_sample_video_int8_needs(tmp_path, monkeypatch, 
     assert capsys.readouterr().err == (
         f"fastsam_export: error: sample video 'vtest.avi' not found in {tmp_path}: run `make setup` to fetch it\n"
     )
-
-
-def test_an_interrupted_export_says_so(monkeypatch, capsys):
-    """Ctrl-C (a real SIGINT, under a shell's handler) while the exporter reads its calibration
-    frames: exit 130 and one line. The signal is sent from Python code the exporter runs, so that
-    Python raises it there and not inside a library's native code."""
-
-    def frames_read_until_ctrl_c() -> list:
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(5.0)  # Python raises KeyboardInterrupt here, at once
-        raise AssertionError("SIGINT did not interrupt the exporter")
-
-    monkeypatch.setattr(export, "calibration_frames", frames_read_until_ctrl_c)
-    handler = signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's, whatever runs the tests
-    try:
-        code = export.main(["--model", "yolo11n-seg.pt", "--precision", "int8"])
-    finally:
-        signal.signal(signal.SIGINT, handler)
-    assert code == 130
-    assert capsys.readouterr().err == "fastsam_export: interrupted\n"
 
 
 # the node client the tools and tests share
