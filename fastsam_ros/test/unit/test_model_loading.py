@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from fastsam_ros.core.backends.model_errors import ModelLoadError
-from fastsam_ros.core.backends.model_loading import RuntimeChoice, bundled_weights_path, load_model, resolve_device
+from fastsam_ros.core.backends.model_loading import (
+    RuntimeChoice,
+    bundled_weights_path,
+    load_model,
+    resolve_device,
+    resolve_weights,
+)
 from fastsam_ros.core.backends.registry import LoadRequest, runtime_plan, unavailable_runtimes
 
 
@@ -21,8 +27,32 @@ def test_default_weights_are_bundled_offline(loaded_model):
 
 
 def test_missing_weights_file(tmp_path):
-    with pytest.raises(ModelLoadError, match="not found"):
-        load_model(str(tmp_path / "nowhere" / "weights.pt"), "cpu")
+    missing = tmp_path / "nowhere" / "weights.pt"
+    with pytest.raises(ModelLoadError) as refused:
+        load_model(str(missing), "cpu")
+    assert str(refused.value) == f"model weights not found: '{missing}' is not a readable file"
+
+
+def _refusal(model: str) -> str:
+    with pytest.raises(ModelLoadError) as refused:
+        resolve_weights(model)
+    return str(refused.value)
+
+
+def test_weights_are_a_file_here_a_bundled_file_or_a_pt_name_to_download(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert _refusal("") == "parameter 'model' is empty: give a weights path or a model name"
+    (tmp_path / "mine.pt").write_bytes(b"weights")
+    assert resolve_weights("mine.pt") == "mine.pt"
+    assert resolve_weights("~/mine.pt") == str(tmp_path / "mine.pt"), "~ is the user's home"
+    assert resolve_weights("yolo11n-seg.pt") == str(bundled_weights_path("yolo11n-seg.pt"))
+    assert resolve_weights("FastSAM-s.pt") == "FastSAM-s.pt", "a bare .pt name is ultralytics' to download"
+    assert _refusal("FastSAM-s") == "model 'FastSAM-s' is neither a file nor a .pt model name ultralytics can download"
+    (tmp_path / "folder.pt").mkdir()
+    assert _refusal("folder.pt") == "model weights not found: 'folder.pt' is not a readable file", (
+        "a folder of that name is not downloaded over"
+    )
 
 
 @pytest.mark.parametrize(
@@ -39,8 +69,41 @@ def test_weights_that_cannot_be_looked_up_are_a_clear_error(model, reason):
 def test_corrupt_weights_file(tmp_path):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"this is not a checkpoint" * 100)
-    with pytest.raises(ModelLoadError, match="could not load model"):
+    with pytest.raises(ModelLoadError) as refused:
         load_model(str(corrupt), "cpu")
+    reason = str(refused.value).removeprefix(f"could not load model '{corrupt}' ({corrupt}): ")
+    assert reason != str(refused.value) and reason.strip() == reason and "\n" not in reason
+    assert reason == str(refused.value.__cause__).strip().splitlines()[0], "the first line of ultralytics' reason"
+
+
+def test_a_checkpoint_of_another_task_or_another_format_is_refused(tmp_path, loaded_model):
+    checkpoint = torch.load(loaded_model.source, weights_only=False)
+    checkpoint["model"].task = "detect"
+    detector = tmp_path / "detector.pt"
+    torch.save(checkpoint, detector)
+    with pytest.raises(ModelLoadError) as refused:
+        load_model(str(detector), "cpu")
+    assert str(refused.value) == f"model '{detector}' is a 'detect' model; a segmentation model is required"
+    other_format = tmp_path / "weights.safetensors"
+    other_format.write_bytes(b"\0" * 64)
+    with pytest.raises(ModelLoadError) as refused:
+        load_model(str(other_format), "cpu")
+    assert str(refused.value) == f"could not load model '{other_format}' ({other_format}): not a PyTorch checkpoint"
+
+
+class _EndsEarly:
+    """Unpickles by calling ``next`` on an empty iterator: a load error without a message."""
+
+    def __reduce__(self):
+        return (next, (iter([]),))
+
+
+def test_weights_whose_loading_fails_without_a_message_are_refused_by_the_error_type(tmp_path):
+    weights = tmp_path / "ends-early.pt"
+    torch.save({"model": _EndsEarly()}, weights)
+    with pytest.raises(ModelLoadError) as refused:
+        load_model(str(weights), "cpu")
+    assert str(refused.value) == f"could not load model '{weights}' ({weights}): StopIteration"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on machines without CUDA")
@@ -50,9 +113,20 @@ def test_cuda_without_gpu_is_an_error():
     assert resolve_device("auto") == torch.device("cpu")
 
 
-def test_unknown_device_is_an_error():
-    with pytest.raises(ModelLoadError):
-        resolve_device("tpu")
+@pytest.mark.parametrize(
+    ("device", "reason"),
+    [
+        ("tpu", "device 'tpu' is not a torch device name (Expected one of cpu, cuda, "),
+        ("cuda:x", "device 'cuda:x' is not a torch device name (Invalid device string: 'cuda:x')"),
+        ("meta", "device 'meta' is not supported: use auto, cpu or cuda:N"),
+        ("mps", "device 'mps' is not supported: use auto, cpu or cuda:N"),
+    ],
+)
+def test_unknown_device_is_an_error(device, reason):
+    with pytest.raises(ModelLoadError) as refused:
+        resolve_device(device)
+    assert str(refused.value).startswith(reason), str(refused.value)
+    assert resolve_device("cpu") == torch.device("cpu") and resolve_device("cpu:0") == torch.device("cpu:0")
 
 
 def test_other_exported_formats_run_through_ultralytics_autobackend(tmp_path, bus, engine):

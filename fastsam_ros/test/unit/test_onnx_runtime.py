@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from fastsam_ros.core.backends.model_errors import ModelLoadError
 from fastsam_ros.core.backends.model_loading import load_model, resolve_runtime
-from fastsam_ros.core.backends.onnx_runtime import cache_dir
+from fastsam_ros.core.backends.onnx_runtime import cache_dir, export_path, unavailable_reason
 from fastsam_ros.core.engine import SegmentationEngine
 
 
@@ -92,3 +93,45 @@ def test_an_unwritable_cache_is_a_clear_error(monkeypatch, tmp_path, loaded_mode
         load_model(loaded_model.source, "cpu", runtime="onnxruntime")
     fallen_back = load_model(loaded_model.source, "cpu", runtime="auto")
     assert fallen_back.runtime == "torch" and "could not write the ONNX export" in fallen_back.fallback
+
+
+def test_the_cache_is_fastsam_ros_cache_else_the_xdg_cache_else_the_home_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("FASTSAM_ROS_CACHE", str(tmp_path / "explicit"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "explicit"
+    monkeypatch.setenv("FASTSAM_ROS_CACHE", "")
+    assert cache_dir() == tmp_path / "xdg" / "fastsam_ros", "an empty setting is no setting"
+    monkeypatch.delenv("FASTSAM_ROS_CACHE")
+    assert cache_dir() == tmp_path / "xdg" / "fastsam_ros"
+    monkeypatch.setenv("XDG_CACHE_HOME", "")
+    assert cache_dir() == tmp_path / "home" / ".cache" / "fastsam_ros"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cache_dir() == tmp_path / "home" / ".cache" / "fastsam_ros"
+
+
+def test_an_export_is_cached_under_the_digest_of_the_weights_and_of_the_ultralytics_version(monkeypatch, tmp_path):
+    import ultralytics
+
+    weights = tmp_path / "weights.pt"
+    weights.write_bytes(b"first weights")
+    first = export_path(weights)
+    assert first.parent == cache_dir() and re.fullmatch(r"weights-[0-9a-f]{16}\.onnx", first.name), first.name
+    assert export_path(weights) == first
+    weights.write_bytes(b"other weights")
+    assert export_path(weights) != first, "new weights are exported again"
+    weights.write_bytes(b"first weights")
+    monkeypatch.setattr(ultralytics, "__version__", "0.0.1")
+    assert export_path(weights) != first, "so is the same file under another ultralytics"
+
+
+def test_onnx_runtime_names_every_package_its_exporter_lacks(monkeypatch):
+    assert unavailable_reason(onnx_file=False) == ""
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as when not installed
+    monkeypatch.setitem(sys.modules, "onnxslim", None)
+    assert unavailable_reason(onnx_file=False) == (
+        "onnxruntime is installed but its exporter needs onnx, onnxslim: pip install them"
+    )
+    assert unavailable_reason(onnx_file=True) == "", "an ONNX file needs no exporter"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert unavailable_reason(onnx_file=True).startswith("onnxruntime is not installed")
