@@ -11,7 +11,7 @@ import torch
 
 from fastsam_ros.core.backends.model_errors import ModelLoadError
 from fastsam_ros.core.backends.model_loading import load_model, resolve_runtime
-from fastsam_ros.core.backends.onnx_runtime import cache_dir, export_path, unavailable_reason
+from fastsam_ros.core.backends.onnx_runtime import cache_dir, export_path, exported_onnx, unavailable_reason
 from fastsam_ros.core.engine import SegmentationEngine
 
 
@@ -125,13 +125,16 @@ def test_an_export_is_cached_under_the_digest_of_the_weights_and_of_the_ultralyt
     assert export_path(weights) != first, "so is the same file under another ultralytics"
 
 
-def test_onnx_runtime_names_every_package_its_exporter_lacks(monkeypatch):
+def test_onnx_runtime_names_every_package_its_exporter_lacks(monkeypatch, loaded_model):
     assert unavailable_reason(onnx_file=False) == ""
     monkeypatch.setitem(sys.modules, "onnx", None)  # as when not installed
     monkeypatch.setitem(sys.modules, "onnxslim", None)
     assert unavailable_reason(onnx_file=False) == (
         "onnxruntime is installed but its exporter needs onnx, onnxslim: pip install them"
     )
+    with pytest.raises(ModelLoadError) as refused:
+        exported_onnx(loaded_model.source)
+    assert str(refused.value) == "the export to ONNX needs the packages onnx, onnxslim: pip install them"
     assert unavailable_reason(onnx_file=True) == "", "an ONNX file needs no exporter"
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert unavailable_reason(onnx_file=True).startswith("onnxruntime is not installed")

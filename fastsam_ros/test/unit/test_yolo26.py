@@ -20,7 +20,7 @@ import torch
 
 from fastsam_ros.core.backends.model_loading import load_model
 from fastsam_ros.core.backends.openvino_graph import gathers_instead_of_slices
-from fastsam_ros.core.backends.torch_runtime import END_TO_END_TOP_K
+from fastsam_ros.core.backends.torch_runtime import END_TO_END_TOP_K, nms_free_head
 from fastsam_ros.core.engine import EngineSettings, SegmentationEngine, anchor_count, split_network_outputs
 from fastsam_ros.core.int8_calibration import network_inputs
 from fastsam_ros.core.letterbox import letterbox_cpu, letterbox_geometry
@@ -122,6 +122,17 @@ def test_the_torch_runtime_runs_the_head_that_needs_no_nms(torch_engine):
     detections, prototypes = _raw_outputs(torch_engine)
     assert detections.shape == (1, END_TO_END_TOP_K, 6 + 32)  # x1, y1, x2, y2, score, class, coefficients
     assert prototypes.shape == (1, 32, 160, 120)
+
+
+def test_only_a_network_with_a_one_to_one_head_is_run_without_nms(yolo26_weights, loaded_model):
+    from ultralytics import YOLO
+
+    assert nms_free_head(YOLO(yolo26_weights).model) == {
+        "nms": False,
+        "max_det": END_TO_END_TOP_K,
+        "agnostic_nms": False,
+    }
+    assert nms_free_head(YOLO(loaded_model.source).model) == {}, "YOLO11 runs ultralytics' NMS"
 
 
 def test_boxes_scores_and_classes_equal_ultralytics_nms_free_predict(bus_yolo26, bus_reference):
