@@ -138,3 +138,14 @@ def test_onnx_runtime_names_every_package_its_exporter_lacks(monkeypatch, loaded
     assert unavailable_reason(onnx_file=True) == "", "an ONNX file needs no exporter"
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert unavailable_reason(onnx_file=True).startswith("onnxruntime is not installed")
+
+
+def test_the_cache_folder_is_made_with_its_parents_and_a_failed_export_leaves_nothing_in_it(monkeypatch, tmp_path):
+    cache = tmp_path / "several" / "levels" / "deep"
+    monkeypatch.setenv("FASTSAM_ROS_CACHE", str(cache))
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint" * 100)
+    with pytest.raises(ModelLoadError) as refused:
+        exported_onnx(str(corrupt))
+    assert str(refused.value).startswith(f"could not export '{corrupt}' to ONNX: "), str(refused.value)
+    assert cache.is_dir() and list(cache.iterdir()) == []
