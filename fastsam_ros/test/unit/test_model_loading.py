@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 
 import pytest
@@ -91,6 +92,15 @@ def test_a_checkpoint_of_another_task_or_another_format_is_refused(tmp_path, loa
     assert str(refused.value) == f"could not load model '{other_format}' ({other_format}): not a PyTorch checkpoint"
 
 
+def test_an_export_ultralytics_cannot_open_is_refused_naming_the_device(tmp_path):
+    broken = tmp_path / "broken.torchscript"
+    broken.write_bytes(b"not a TorchScript archive" * 10)
+    with pytest.raises(ModelLoadError) as refused:
+        load_model(str(broken), "cpu", runtime="auto")
+    message = str(refused.value)
+    assert message.startswith(f"could not place model '{broken}' on cpu: ") and len(message) > len(str(broken)) + 30
+
+
 class _EndsEarly:
     """Unpickles by calling ``next`` on an empty iterator: a load error without a message."""
 
@@ -150,6 +160,14 @@ def test_other_exported_formats_run_through_ultralytics_autobackend(tmp_path, bu
     assert "bus" in names and names.count("person") >= 3 and set(names) <= set(expected)
     with pytest.raises(ModelLoadError, match="is an exported model: use runtime 'torch'"):
         load_model(exported, "cpu", runtime="onnxruntime")
+    metadata = {"config.txt": ""}
+    module = torch.jit.load(exported, _extra_files=metadata)
+    detector = tmp_path / "detector.torchscript"
+    as_detector = {**json.loads(metadata["config.txt"]), "task": "detect"}
+    torch.jit.save(module, detector, _extra_files={"config.txt": json.dumps(as_detector)})
+    with pytest.raises(ModelLoadError) as refused:
+        load_model(str(detector), "cpu", runtime="auto")
+    assert str(refused.value) == f"model '{detector}' is a 'detect' model; a segmentation model is required"
 
 
 def _request(weights: str, device: str = "cpu") -> LoadRequest:
@@ -221,3 +239,14 @@ def test_what_was_chosen_is_one_frozen_record(loaded_model):
         "onnxruntime unavailable (could not write the ONNX export))"
     )
     assert record.fallback == "onnxruntime unavailable (could not write the ONNX export); using torch"
+    two_failed = dataclasses.replace(record, failed=(("openvino", "no compile"), ("onnxruntime", "no export")))
+    assert two_failed.fallback == "openvino unavailable (no compile); onnxruntime unavailable (no export); using torch"
+    fastest = RuntimeChoice(
+        requested="auto", runtime="openvino", precision="int8", precision_reason="guard passed", threads="2 threads"
+    )
+    assert fastest.summary == (
+        "runtime auto chose openvino (the fastest CPU runtime installed); precision int8 (guard passed); 2 threads"
+    )
+    assert fastest.fallback == ""
+    named = dataclasses.replace(fastest, requested="openvino", threads="")
+    assert named.summary == "precision int8 (guard passed)", "a named runtime explains its precision only"
