@@ -219,6 +219,11 @@ def test_auto_tries_the_runtimes_that_can_run_here_fastest_first_and_says_why_it
         runtime_plan("tensorrt", _request(loaded_model.source))
 
 
+def test_a_load_by_default_runs_torch_on_the_gpu_if_there_is_one(loaded_model):
+    loaded = load_model(loaded_model.source)
+    assert loaded.device == resolve_device("auto") and loaded.runtime == "torch"
+
+
 def test_what_was_chosen_is_one_frozen_record(loaded_model):
     assert loaded_model.choice_record == RuntimeChoice(requested="torch", runtime="torch", precision="f32")
     assert (loaded_model.runtime, loaded_model.precision, loaded_model.half) == ("torch", "f32", False)

@@ -11,7 +11,13 @@ import torch
 
 from fastsam_ros.core.backends.model_errors import ModelLoadError
 from fastsam_ros.core.backends.model_loading import load_model, resolve_runtime
-from fastsam_ros.core.backends.onnx_runtime import cache_dir, export_path, exported_onnx, unavailable_reason
+from fastsam_ros.core.backends.onnx_runtime import (
+    cache_dir,
+    export_fields,
+    export_path,
+    exported_onnx,
+    unavailable_reason,
+)
 from fastsam_ros.core.engine import SegmentationEngine
 
 
@@ -149,3 +155,18 @@ def test_the_cache_folder_is_made_with_its_parents_and_a_failed_export_leaves_no
         exported_onnx(str(corrupt))
     assert str(refused.value).startswith(f"could not export '{corrupt}' to ONNX: "), str(refused.value)
     assert cache.is_dir() and list(cache.iterdir()) == []
+
+
+def test_an_exports_metadata_gives_its_classes_stride_and_head_and_refuses_another_task(tmp_path):
+    path = tmp_path / "weights.onnx"
+    assert export_fields({}, path) == ({0: "object"}, 32, False), "an export without ultralytics' metadata"
+    written = {"task": "segment", "names": "{0: 'person', 1: 'bicycle'}", "stride": "16", "end2end": "True"}
+    assert export_fields(written, path) == ({0: "person", 1: "bicycle"}, 16, True)
+    assert export_fields({**written, "end2end": "False"}, path)[2] is False
+    with pytest.raises(ModelLoadError) as refused:
+        export_fields({**written, "task": "detect"}, path)
+    assert str(refused.value) == f"'{path}' is a 'detect' model; a segmentation model is required"
+    for names in ("['person']", "{0: 'person'", "__import__('os')", "{'a': 'person'}"):
+        with pytest.raises(ModelLoadError) as refused:
+            export_fields({**written, "names": names}, path)
+        assert str(refused.value).startswith(f"'{path}' has metadata that is not an ultralytics export's: ")
