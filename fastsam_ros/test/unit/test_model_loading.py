@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 
 import pytest
@@ -219,9 +220,17 @@ def test_auto_tries_the_runtimes_that_can_run_here_fastest_first_and_says_why_it
         runtime_plan("tensorrt", _request(loaded_model.source))
 
 
-def test_a_load_by_default_runs_torch_on_the_gpu_if_there_is_one(loaded_model):
+def test_a_load_by_default_runs_torch_on_the_gpu_if_there_is_one(loaded_model, monkeypatch):
+    monkeypatch.delenv("YOLO_VERBOSE", raising=False)
+    monkeypatch.delenv("YOLO_AUTOINSTALL", raising=False)
     loaded = load_model(loaded_model.source)
     assert loaded.device == resolve_device("auto") and loaded.runtime == "torch"
+    assert (os.environ["YOLO_VERBOSE"], os.environ["YOLO_AUTOINSTALL"]) == ("False", "False"), (
+        "ultralytics, imported on the first load, neither logs each frame nor installs packages at run time"
+    )
+    monkeypatch.setenv("YOLO_AUTOINSTALL", "True")
+    load_model(loaded_model.source)
+    assert os.environ["YOLO_AUTOINSTALL"] == "True", "a setting of the user's own is kept"
 
 
 def test_what_was_chosen_is_one_frozen_record(loaded_model):
