@@ -118,9 +118,11 @@ def test_weights_whose_loading_fails_without_a_message_are_refused_by_the_error_
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on machines without CUDA")
-def test_cuda_without_gpu_is_an_error():
+def test_cuda_without_gpu_is_an_error(loaded_model):
     with pytest.raises(ModelLoadError, match="CUDA is not available"):
         resolve_device("cuda:0")
+    with pytest.raises(ModelLoadError, match=r"^device 'cuda:0' was requested but CUDA is not available"):
+        load_model(loaded_model.source, "cuda:0")
     assert resolve_device("auto") == torch.device("cpu")
 
 

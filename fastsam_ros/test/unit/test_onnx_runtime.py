@@ -87,6 +87,13 @@ def test_corrupt_weights_are_refused_before_any_export(tmp_path):
     assert not list(cache_dir().glob("corrupt-*"))
 
 
+def test_idle_onnx_runtime_threads_sleep_instead_of_spinning(onnx_engine):
+    options = onnx_engine.loaded.backend.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0", (
+        "spinning workers would take the CPU from mask decoding, publishing and DDS"
+    )
+
+
 def test_blank_frame_gives_no_instances(onnx_engine):
     assert len(onnx_engine.segment(np.zeros((480, 640, 3), np.uint8))) == 0
 
