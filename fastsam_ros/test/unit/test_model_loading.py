@@ -118,11 +118,14 @@ def test_weights_whose_loading_fails_without_a_message_are_refused_by_the_error_
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on machines without CUDA")
-def test_cuda_without_gpu_is_an_error(loaded_model):
+def test_cuda_without_gpu_is_an_error(loaded_model, tmp_path):
     with pytest.raises(ModelLoadError, match="CUDA is not available"):
         resolve_device("cuda:0")
-    with pytest.raises(ModelLoadError, match=r"^device 'cuda:0' was requested but CUDA is not available"):
-        load_model(loaded_model.source, "cuda:0")
+    onnx_file = tmp_path / "weights.onnx"
+    onnx_file.write_bytes(b"checked after the device")
+    for weights in (loaded_model.source, str(onnx_file)):
+        with pytest.raises(ModelLoadError, match=r"^device 'cuda:0' was requested but CUDA is not available"):
+            load_model(weights, "cuda:0")
     assert resolve_device("auto") == torch.device("cpu")
 
 
