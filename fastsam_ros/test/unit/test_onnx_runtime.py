@@ -177,3 +177,11 @@ def test_an_exports_metadata_gives_its_classes_stride_and_head_and_refuses_anoth
         with pytest.raises(ModelLoadError) as refused:
             export_fields({**written, "names": names}, path)
         assert str(refused.value).startswith(f"'{path}' has metadata that is not an ultralytics export's: ")
+
+
+def test_a_released_onnx_network_refuses_to_run(onnx_engine, bus):
+    engine = SegmentationEngine(load_model("yolo11n-seg.pt", "cpu", runtime="onnxruntime"))
+    assert len(engine.segment(bus)) > 0
+    engine.release()
+    with pytest.raises(RuntimeError, match=r"^the network was released$"):
+        engine.segment(bus)
