@@ -180,6 +180,7 @@ def test_an_exports_metadata_gives_its_classes_stride_and_head_and_refuses_anoth
 
 
 def test_a_released_onnx_network_refuses_to_run(onnx_engine, bus):
+    """onnx_engine is asked for so that the module's one export is made before this second load."""
     engine = SegmentationEngine(load_model("yolo11n-seg.pt", "cpu", runtime="onnxruntime"))
     assert len(engine.segment(bus)) > 0
     engine.release()

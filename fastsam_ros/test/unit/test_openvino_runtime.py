@@ -276,9 +276,9 @@ class Timer:
     def __init__(self, **ms: float) -> None:
         self.ms, self.timed = ms, []
 
-    def __call__(self, precision: str) -> float:
-        self.timed.append(precision)
-        return self.ms[precision]
+    def __call__(self, asked: str) -> float:
+        self.timed.append(asked)
+        return self.ms[asked]
 
 
 def test_auto_takes_the_fastest_precision_here_timed_once_and_never_an_int8_that_failed_the_guard(tmp_path):
@@ -368,17 +368,17 @@ def test_stored_timings_are_of_this_cpu_and_a_store_that_cannot_be_read_is_timed
 
 
 def test_a_precision_that_fails_to_compile_is_not_taken_and_its_timing_not_stored(tmp_path):
-    def broken_int8(precision: str) -> float:
-        if precision == "int8":
+    def broken_int8(asked: str) -> float:
+        if asked == "int8":
             raise ModelLoadError("could not read")
-        return {"f32": 30.0, "bf16": 20.0}[precision]
+        return {"f32": 30.0, "bf16": 20.0}[asked]
 
     (tmp_path / INT8_MODEL).write_text("<net/>")
     write_int8_verdict(tmp_path, True, "10/10 kept")
     assert resolve_precision("auto", tmp_path, broken_int8)[0] == ("bf16" if HAS_BF16 else "f32")
     assert not (tmp_path / PRECISION_TIMINGS).exists()
 
-    def broken(precision: str) -> float:
+    def broken(asked: str) -> float:
         raise RuntimeError("cannot compile")
 
     candidates = "f32, bf16, int8" if HAS_BF16 else "f32, int8"
