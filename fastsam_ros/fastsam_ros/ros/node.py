@@ -54,9 +54,6 @@ DUPLICATE_CHECK_PERIOD_S = 2.0
 DUPLICATE_CHECKS = 10
 """Discovery may take seconds on a busy host: the graph is checked for a node of the same name
 every DUPLICATE_CHECK_PERIOD_S for the first DUPLICATE_CHECKS periods, and a match warned about once."""
-TEXT_LOAD_WAIT_S = 60.0
-"""Releasing the model first waits this long for a text backend still loading in the background:
-native threads still loading when the process ends would abort it, and cleanup should free that memory too."""
 
 
 @dataclass(frozen=True)
@@ -225,7 +222,6 @@ class FastSamNode(LifecycleNode):
                 f"({loaded.runtime} {loaded.precision}), {classes}{'; ' + loaded.choice if loaded.choice else ''}"
             )
             text_backends = TextBackends(loaded.class_names, values, loaded.device, log.info)
-            undo.callback(text_backends.wait_loaded, TEXT_LOAD_WAIT_S)
             diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
             undo.callback(self.destroy_lifecycle_publisher, diagnostics_pub)
             channels = {}

@@ -3,7 +3,9 @@
 Signal handlers are installed before the heavy imports (torch takes seconds), so a
 SIGINT or SIGTERM at any moment ends the process cleanly with exit code 0: during
 start-up once the current step is done, while running at the next spin slice, and during
-shutdown further signals change nothing. Without HOME, ROS logging gets a directory
+shutdown further signals change nothing. A text model still loading in the background (a first
+export takes seconds) is not waited for: the process then ends without finalizing the
+interpreter, which would abort under the loader's native code. Without HOME, ROS logging gets a directory
 of its own instead of failing. Invalid parameters exit with code 2 and one line.
 A node started by another process with FASTSAM_ROS_PARENT_PID set ends with that process,
 even when it is killed (SIGKILL, the OOM killer) and has no chance to stop the node.
@@ -16,6 +18,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -153,11 +156,22 @@ def _close(node: Any) -> None:
     leave_graph(node)
 
 
+def _exit(code: int) -> int:
+    """The exit code, or, while a text model still loads, the end of the process with it: the
+    node has left the graph, and only the interpreter's finalization is skipped."""
+    prompts = sys.modules.get("fastsam_ros.core.text_prompts")
+    if prompts is not None and any(thread.name == prompts.LOADER_THREAD for thread in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 def node_main(args: list[str] | None = None) -> int:
     """The node, configured and active from the start (autostart true unless set otherwise)."""
-    return _run("fastsam_node", args, waits_for_manager=False)
+    return _exit(_run("fastsam_node", args, waits_for_manager=False))
 
 
 def lifecycle_main(args: list[str] | None = None) -> int:
     """The same node left unconfigured for a lifecycle manager: autostart false, whatever the parameters say."""
-    return _run("fastsam_lifecycle_node", args, waits_for_manager=True)
+    return _exit(_run("fastsam_lifecycle_node", args, waits_for_manager=True))

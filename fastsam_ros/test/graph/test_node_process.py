@@ -16,7 +16,9 @@ from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 
+from fastsam_ros.core.backends import work_folder
 from fastsam_ros.tools.node_client import NodeClient, start_node, stop_node
+from test_support.ended_process import ended_pid
 
 
 def _start(tmp_path: Path, args: list[str], env: dict[str, str] | None = None, executable: str = "fastsam_node"):
@@ -24,8 +26,7 @@ def _start(tmp_path: Path, args: list[str], env: dict[str, str] | None = None, e
     return start_node(["-p", "device:=cpu", *args], env or dict(os.environ), str(log), executable), log
 
 
-def _wait_exit(process: subprocess.Popen, timeout: float = 120.0) -> int:
-    """Exit waits for a background text-model load; the first in a fresh export cache takes a while."""
+def _wait_exit(process: subprocess.Popen, timeout: float = 60.0) -> int:
     try:
         return process.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -86,6 +87,29 @@ def test_any_signal_sequence_exits_cleanly(tmp_path, when, signals):
     conventional = {0, -signal.SIGTERM} if when == "early" else {0}
     assert code in conventional, output
     assert "Traceback" not in output, output
+
+
+def test_ctrl_c_does_not_wait_for_a_first_text_model_export(tmp_path):
+    """Right after start-up the default text backend exports its encoder into a fresh cache
+    (seconds). Ctrl-C in the middle ends the node cleanly without waiting for it (the interpreter
+    would abort if finalized under it); its work folder is left for the next export to remove, as
+    the model's export at this start removed the one a killed process had left."""
+    cache = tmp_path / "cache"
+    abandoned = cache / f"{work_folder.PREFIX}{ended_pid()}-abc"
+    abandoned.mkdir(parents=True)
+    (abandoned / "half.onnx").write_bytes(b"\0" * 1000)
+    process, log = _start(tmp_path, [], {**os.environ, "FASTSAM_ROS_CACHE": str(cache)})
+    _wait_for_log(log, "active: segmenting frames")
+    deadline = time.monotonic() + 60.0
+    while not list(cache.glob(f"{work_folder.PREFIX}{process.pid}-*")):  # the encoder's export has begun
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    assert _wait_exit(process) == 0, log.read_text()
+    output = log.read_text()
+    assert "Traceback" not in output and "text prompts ready" not in output, output
+    assert not list(cache.glob("all-minilm-*.onnx")), "the node waited for the text encoder's export"
+    assert list(cache.glob("yolo11n-seg-*.onnx")) and not abandoned.exists()
 
 
 def test_without_home_the_node_logs_elsewhere_and_runs(tmp_path):

@@ -10,13 +10,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
 from fastsam_ros.core.backends.model_errors import ModelLoadError
+from fastsam_ros.core.backends.work_folder import work_folder
 
 INT8_MODEL = "int8-conv-inputs.xml"
 """Named after the quantisation scheme, so that a network cached by an earlier scheme is calibrated again."""
@@ -69,9 +69,8 @@ def quantize_int8(onnx_path: Path, folder: Path, inputs: Iterable[np.ndarray], l
         ),
     )
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=folder) as work:
-            staged = Path(work) / INT8_MODEL
+        with work_folder(folder) as work:
+            staged = work / INT8_MODEL
             ov.save_model(quantized, str(staged), compress_to_fp16=False)
             os.replace(staged.with_suffix(".bin"), target.with_suffix(".bin"))
             os.replace(staged, target)

@@ -14,7 +14,6 @@ import hashlib
 import importlib.util
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 from fastsam_ros.core.backends.backend import LoadedNetwork, released_error
 from fastsam_ros.core.backends.model_errors import ModelLoadError
 from fastsam_ros.core.backends.torch_runtime import END_TO_END_TOP_K, nms_free_head
+from fastsam_ros.core.backends.work_folder import work_folder
 
 EXPORT_PACKAGES = ("onnx", "onnxslim")
 """What ultralytics' ONNX exporter needs; both CPU runtimes (ONNX Runtime, OpenVINO) start from its export."""
@@ -74,9 +74,8 @@ def exported_onnx(weights: str) -> Path:
     if target.is_file():
         return target
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as work:
-            copy = Path(work) / source.name
+        with work_folder(target.parent) as work:
+            copy = work / source.name
             shutil.copyfile(source, copy)
             from ultralytics import YOLO
 

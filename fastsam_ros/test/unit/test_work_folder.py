@@ -1,0 +1,32 @@
+"""Export work folders: named after their process, removed with it or by the next export once it has ended."""
+
+from __future__ import annotations
+
+import os
+
+from fastsam_ros.core.backends.work_folder import PREFIX, remove_abandoned, work_folder
+from test_support.ended_process import ended_pid
+
+
+def test_only_folders_of_ended_processes_are_removed(tmp_path):
+    ended = tmp_path / f"{PREFIX}{ended_pid()}-abc"
+    running = tmp_path / f"{PREFIX}{os.getpid()}-abc"
+    parent_of_all = tmp_path / f"{PREFIX}1-abc"  # init runs, though not this user's process at times
+    unrelated = [tmp_path / "yolo11n-seg-0123.onnx", tmp_path / f"{PREFIX}notapid-abc", tmp_path / "export-7-abc"]
+    for folder in (ended, running, parent_of_all, *unrelated):
+        folder.mkdir()
+    (ended / "half.onnx").write_bytes(b"\0" * 1000)
+    assert remove_abandoned(tmp_path) == [ended]
+    assert sorted(tmp_path.iterdir()) == sorted([running, parent_of_all, *unrelated])
+
+
+def test_a_work_folder_is_this_process_s_and_gone_after_the_block(tmp_path):
+    cache = tmp_path / "deep" / "cache"
+    with work_folder(cache) as work:
+        assert work.parent == cache and work.name.startswith(f"{PREFIX}{os.getpid()}-")
+        (work / "file").write_text("x")
+        abandoned = cache / f"{PREFIX}{ended_pid()}-xyz"
+        abandoned.mkdir()
+    assert list(cache.iterdir()) == [abandoned], "the block removes its own folder only"
+    with work_folder(cache):
+        assert not abandoned.exists(), "the next export removes what an ended process left"
