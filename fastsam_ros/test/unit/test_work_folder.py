@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 from fastsam_ros.core.backends.work_folder import PREFIX, remove_abandoned, work_folder
 from test_support.ended_process import ended_pid
@@ -16,7 +20,7 @@ def test_only_folders_of_ended_processes_are_removed(tmp_path):
     for folder in (ended, running, parent_of_all, *unrelated):
         folder.mkdir()
     (ended / "half.onnx").write_bytes(b"\0" * 1000)
-    assert remove_abandoned(tmp_path) == [ended]
+    remove_abandoned(tmp_path)
     assert sorted(tmp_path.iterdir()) == sorted([running, parent_of_all, *unrelated])
 
 
@@ -30,3 +34,22 @@ def test_a_work_folder_is_this_process_s_and_gone_after_the_block(tmp_path):
     assert list(cache.iterdir()) == [abandoned], "the block removes its own folder only"
     with work_folder(cache):
         assert not abandoned.exists(), "the next export removes what an ended process left"
+
+
+def test_another_user_s_folders_stay_and_nothing_is_raised():
+    """kill(pid, 0) is refused for another user's process (EPERM): that process runs all the same.
+    Another user's folder of an ended process cannot be removed: it stays, and the export goes on."""
+    with tempfile.TemporaryDirectory() as cache:  # in /tmp, which the user taken on below can reach
+        os.chmod(cache, 0o777)  # so that a wrong verdict on the running process would remove its (empty) folder
+        running, ended = Path(cache) / f"{PREFIX}1-abc", Path(cache) / f"{PREFIX}{ended_pid()}-abc"
+        running.mkdir()
+        ended.mkdir()
+        (ended / "half.onnx").write_bytes(b"\0" * 1000)
+        as_root = os.geteuid() == 0
+        become_nobody = "os.setuid(65534); " if as_root else ""  # to root, every process and file is its own
+        code = (
+            "import os, sys, pathlib; from fastsam_ros.core.backends.work_folder import remove_abandoned; "
+            f"{become_nobody}remove_abandoned(pathlib.Path(sys.argv[1]))"
+        )
+        subprocess.run([sys.executable, "-c", code, cache], check=True)
+        assert running.is_dir() and ended.is_dir() == as_root

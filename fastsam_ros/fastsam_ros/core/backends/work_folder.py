@@ -30,15 +30,13 @@ def _running(pid: int) -> bool:
     return True
 
 
-def remove_abandoned(folder: Path) -> list[Path]:
-    """Remove the work folders in `folder` whose process has ended; those removed."""
-    removed = []
+def remove_abandoned(folder: Path) -> None:
+    """Remove the work folders in `folder` whose process has ended, as far as this user may: what
+    cannot be removed (another user's files, a folder another process removes at once) stays."""
     for work in folder.glob(f"{PREFIX}*-*"):
         pid = work.name[len(PREFIX) :].split("-")[0]
         if pid.isdigit() and not _running(int(pid)):
             shutil.rmtree(work, ignore_errors=True)
-            removed.append(work)
-    return removed
 
 
 @contextmanager
