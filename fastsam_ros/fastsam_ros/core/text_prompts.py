@@ -225,8 +225,7 @@ class TextBackends:
         self.default = values["text_backend"]
         if self.default == "auto":
             self.default = "class_names" if len(class_names) > 1 else "clip"
-        # A daemon, so that the process need not wait for a first load (an export, for seconds).
-        self._loader = threading.Thread(target=self._load_default, name=LOADER_THREAD, daemon=True)
+        self._loader = threading.Thread(target=self._load_default, name=LOADER_THREAD)
         self._loader.start()
 
     def _load_default(self) -> None:
