@@ -19,7 +19,14 @@ from fastsam_ros.core.backends.int8_quantisation import INT8_MODEL, INT8_VERDICT
 from fastsam_ros.core.backends.model_errors import ModelLoadError
 from fastsam_ros.core.backends.model_loading import load_model
 from fastsam_ros.core.backends.onnx_runtime import cache_dir, exported_onnx
-from fastsam_ros.core.backends.openvino_runtime import COMPILED, METADATA, OpenVinoNetwork, forward_ms, model_dir
+from fastsam_ros.core.backends.openvino_runtime import (
+    COMPILED,
+    METADATA,
+    PROBE_SHAPE,
+    OpenVinoNetwork,
+    forward_ms,
+    model_dir,
+)
 from fastsam_ros.core.backends.precision import PRECISION_TIMINGS, cpu_capabilities, resolve_precision
 from fastsam_ros.core.engine import SegmentationEngine
 from fastsam_ros.core.int8_calibration import calibrate_int8, calibration_frames_in_guard, precision_quality
@@ -167,6 +174,15 @@ def test_int8_without_nncf_says_what_to_install(monkeypatch, tmp_path, weights):
         quantize_int8(exported_onnx(weights), tmp_path, [], log=lambda line: None)
     assert str(refused.value) == "precision 'int8' needs the package nncf to calibrate once: pip install it"
     assert not list(tmp_path.iterdir())
+
+
+def test_int8_before_its_calibration_says_how_to_calibrate(private_cache, weights):
+    with pytest.raises(ModelLoadError) as refused:
+        load_model(weights, "cpu", runtime="openvino", precision="int8")
+    assert str(refused.value) == (
+        "precision 'int8' needs the network calibrated once for these weights (about a minute): "
+        "run `fastsam_export --precision int8`"
+    )
 
 
 def test_int8_guard_refuses_calibration_frames(private_cache, weights, bus, zidane):
@@ -422,6 +438,11 @@ def test_a_failed_compile_falls_back_to_onnxruntime(monkeypatch, private_cache, 
     monkeypatch.setattr(OpenVinoNetwork, "compiled", failing)
     loaded = load_model(weights, "cpu", runtime="auto")
     assert loaded.runtime == "onnxruntime"
+    named = load_model(weights, "cpu", runtime="auto", precision="f32")  # not timed: compiled once, at load
+    assert named.fallback == (
+        f"openvino unavailable (OpenVINO could not compile '{private_cache}' for the CPU: "
+        "Exception from src/plugins/intel_cpu: unsupported layer); using onnxruntime"
+    )
     assert "openvino unavailable" in loaded.fallback and "could not compile" in loaded.fallback
     with pytest.raises(ModelLoadError, match="could not compile"):
         load_model(weights, "cpu", runtime="openvino")
@@ -488,6 +509,24 @@ def test_a_forward_pass_is_timed_in_milliseconds_at_the_precision_asked(private_
     monkeypatch.setattr(openvino_runtime, "OpenVinoNetwork", Noting)
     assert 1.0 < forward_ms(private_cache, "f32", (0,), cache_dir(), runs=2) < 5000.0
     assert made == ["f32"]
+
+
+def test_auto_times_each_precision_it_may_take_and_compiles_the_one_it_took(private_cache, weights, monkeypatch):
+    import openvino as ov
+
+    made: list[str] = []
+
+    class Noting(OpenVinoNetwork):
+        def __init__(self, onnx_path, precision, *args) -> None:
+            made.append(precision)
+            super().__init__(onnx_path, precision, *args)
+
+    monkeypatch.setattr(openvino_runtime, "OpenVinoNetwork", Noting)
+    loaded = load_model(weights, "cpu", runtime="openvino", precision="auto")
+    timed = ["bf16", "f32"] if HAS_BF16 else []  # int8 is not calibrated in this cache
+    assert sorted(made[:-1]) == timed and made[-1] == loaded.precision
+    hint = loaded.backend.compiled(PROBE_SHAPE).get_property("INFERENCE_PRECISION_HINT")
+    assert hint == {"bf16": ov.Type.bf16, "f32": ov.Type.f32}[loaded.precision]
 
 
 def test_a_corrupt_compiled_model_is_compiled_again(private_cache, weights, bus, f32_engine):
