@@ -529,6 +529,21 @@ def test_auto_times_each_precision_it_may_take_and_compiles_the_one_it_took(priv
     assert hint == {"bf16": ov.Type.bf16, "f32": ov.Type.f32}[loaded.precision]
 
 
+def test_compiled_models_are_where_the_docs_say_and_a_cache_that_cannot_hold_them_costs_only_time(
+    private_cache, weights, bus, f32_engine
+):
+    """docs/RUNTIMES.md: <cache>/openvino/<export>-<key>/compiled/, the key 16 hex digits."""
+    folder = load_model(weights, "cpu", runtime="openvino", precision="f32").backend.folder
+    assert folder.parent == private_cache.parent / "openvino" and (folder / COMPILED).is_dir()
+    assert (folder / METADATA).is_file(), "kept at the first load, in folders made for it"
+    assert re.fullmatch(rf"{re.escape(private_cache.stem)}-[0-9a-f]{{16}}", folder.name)
+    shutil.rmtree(folder.parent)
+    folder.parent.write_text("a file where the folder would be")
+    blocked = load_model(weights, "cpu", runtime="openvino", precision="f32")
+    expected = [i.box for i in f32_engine.segment(bus).instances]
+    assert [i.box for i in SegmentationEngine(blocked).segment(bus).instances] == expected
+
+
 def test_a_corrupt_compiled_model_is_compiled_again(private_cache, weights, bus, f32_engine):
     first = load_model(weights, "cpu", runtime="openvino", precision="f32")
     entries = list((first.backend.folder / COMPILED).iterdir())
