@@ -26,6 +26,8 @@ from fastsam_ros.core.backends.openvino_runtime import (
     OpenVinoNetwork,
     forward_ms,
     model_dir,
+    onnx_metadata,
+    threads_text,
 )
 from fastsam_ros.core.backends.precision import PRECISION_TIMINGS, cpu_capabilities, resolve_precision
 from fastsam_ros.core.engine import SegmentationEngine
@@ -140,13 +142,25 @@ def test_int8_photo_frames_are_the_photos_a_mosaic_and_camera_windows_and_the_gu
             assert np.array_equal(frame, original[:, ::-1] if mirror else original), index
 
 
-@pytest.mark.parametrize("content", ["{not json", "[]", '{"names": 5}', '{"names": {"0": "person"}}'])
+@pytest.mark.parametrize("content", ["{not json", "[" * 100_000, "[]", '{"names": 5}', '{"names": {"0": "person"}}'])
 def test_a_cached_export_metadata_that_is_not_what_was_written_is_read_again(private_cache, weights, content):
     folder = model_dir(private_cache, cache_dir())
     expected = load_model(weights, "cpu", runtime="openvino", precision="f32").class_names
     (folder / METADATA).write_text(content)
     assert load_model(weights, "cpu", runtime="openvino", precision="f32").class_names == expected
     assert json.loads((folder / METADATA).read_text())["names"] == str(expected), "written again"
+
+
+def test_kept_metadata_is_read_instead_of_the_onnx_file(private_cache, tmp_path):
+    """A warm start reads the few fields kept beside the compiled models, not the whole export."""
+    (tmp_path / METADATA).write_text(json.dumps({"task": "segment", "kept": "yes"}))
+    assert onnx_metadata(private_cache, tmp_path) == {"task": "segment", "kept": "yes"}
+
+
+def test_the_inference_threads_are_said_as_set():
+    assert threads_text((1, 2, 4)) == "inference threads follow the load: 4 while frames do not queue, 1 while they do"
+    assert threads_text((0,)) == "OpenVINO chooses the inference threads"
+    assert [threads_text((count,)) for count in (1, 2)] == ["1 inference thread", "2 inference threads"]
 
 
 @pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
