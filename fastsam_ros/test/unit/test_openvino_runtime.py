@@ -298,6 +298,11 @@ def test_int8_is_calibrated_once_and_guarded(private_cache, weights, guard_frame
     compared.clear()
     precision_quality(weights, "f32", [])
     assert compared == [(*f32, 0), (*f32, 0)], "the precision asked for; OpenVINO chooses the threads unless told"
+    network.with_suffix(".bin").unlink()  # the int8 network's weights, lost: the int8 network is what loads
+    with pytest.raises(ModelLoadError) as refused:
+        load_model(weights, "cpu", runtime="openvino", precision="int8")
+    assert str(refused.value).startswith(f"OpenVINO could not read '{network}' (")
+    assert str(refused.value).endswith("); delete it to rebuild it")
 
 
 class Timer:
@@ -440,7 +445,10 @@ def test_auto_prefers_openvino_and_says_why(weights):
 def test_without_openvino_auto_falls_back_to_onnxruntime(monkeypatch, weights):
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now fails, as when not installed
     loaded = load_model(weights, "cpu", runtime="auto")
-    assert loaded.runtime == "onnxruntime" and "openvino is not installed" in loaded.choice
+    assert loaded.runtime == "onnxruntime"
+    assert dict(loaded.choice_record.passed_over)["openvino"] == (
+        "openvino is not installed; runtime 'openvino' needs the package openvino: pip install it"
+    )
     with pytest.raises(ModelLoadError, match="needs the package openvino"):
         load_model(weights, "cpu", runtime="openvino")
 
@@ -582,13 +590,14 @@ def test_a_released_network_refuses_to_run(private_cache, bus):
 
 
 def test_an_installed_openvino_without_its_exporter_says_so(monkeypatch, weights):
-    monkeypatch.setitem(sys.modules, "onnx", None)  # the exporter's package cannot be found
+    for name in ("onnx", "onnxslim"):
+        monkeypatch.setitem(sys.modules, name, None)  # the exporter's packages cannot be found
     loaded = load_model(weights, "cpu", runtime="auto")
     assert loaded.runtime == "torch"
     assert dict(loaded.choice_record.passed_over)["openvino"] == (
-        "openvino is installed but its exporter needs onnx: pip install them"
+        "openvino is installed but its exporter needs onnx, onnxslim: pip install them"
     )
-    assert "openvino is installed but its exporter needs onnx" in loaded.choice
-    assert "onnxruntime is installed but its exporter needs onnx" in loaded.choice
-    with pytest.raises(ModelLoadError, match="openvino is installed but its exporter needs onnx"):
+    assert "openvino is installed but its exporter needs onnx, onnxslim" in loaded.choice
+    assert "onnxruntime is installed but its exporter needs onnx, onnxslim" in loaded.choice
+    with pytest.raises(ModelLoadError, match="openvino is installed but its exporter needs onnx, onnxslim"):
         load_model(weights, "cpu", runtime="openvino")
