@@ -549,6 +549,11 @@ def test_auto_times_each_precision_it_may_take_and_compiles_the_one_it_took(priv
     assert sorted(made[:-1]) == timed and made[-1] == loaded.precision
     hint = loaded.backend.compiled(PROBE_SHAPE).get_property("INFERENCE_PRECISION_HINT")
     assert hint == {"bf16": ov.Type.bf16, "f32": ov.Type.f32}[loaded.precision]
+    for asked, expected in [("f32", ov.Type.f32), *([("bf16", ov.Type.bf16)] if HAS_BF16 else [])]:
+        compiled = load_model(weights, "cpu", runtime="openvino", precision=asked).backend.compiled(PROBE_SHAPE)
+        assert compiled.get_property("INFERENCE_PRECISION_HINT") == expected
+        # One stream of requests, its threads free to move to cores the node's callbacks leave idle.
+        assert (int(compiled.get_property("NUM_STREAMS")), compiled.get_property("ENABLE_CPU_PINNING")) == (1, False)
 
 
 def test_compiled_models_are_where_the_docs_say_and_a_cache_that_cannot_hold_them_costs_only_time(

@@ -155,7 +155,6 @@ class OpenVinoNetwork:
         import openvino as ov
 
         self.folder = model_dir(onnx_path, cache)
-        self.precision = precision
         self.thread_counts = tuple(sorted(set(threads)))
         self._threads = self.thread_counts[-1]
         self.names, self.stride, self.end2end = export_fields(onnx_metadata(onnx_path, self.folder), onnx_path)
