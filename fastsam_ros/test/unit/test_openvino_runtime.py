@@ -519,8 +519,9 @@ def test_the_thread_counts_are_the_fewest_while_frames_queue_and_the_most_otherw
     assert network.inference_threads == 4
 
 
-def test_a_forward_pass_is_timed_in_milliseconds_at_the_precision_asked(private_cache, monkeypatch):
-    """What precision 'auto' compares (a yolo11n forward at 640 x 640 takes tens of ms here)."""
+@pytest.fixture
+def networks_made(monkeypatch) -> list[str]:
+    """The precision of each OpenVINO network made from now on, in order."""
     made: list[str] = []
 
     class Noting(OpenVinoNetwork):
@@ -529,24 +530,21 @@ def test_a_forward_pass_is_timed_in_milliseconds_at_the_precision_asked(private_
             super().__init__(onnx_path, precision, *args)
 
     monkeypatch.setattr(openvino_runtime, "OpenVinoNetwork", Noting)
+    return made
+
+
+def test_a_forward_pass_is_timed_in_milliseconds_at_the_precision_asked(private_cache, networks_made):
+    """What precision 'auto' compares (a yolo11n forward at 640 x 640 takes tens of ms here)."""
     assert 1.0 < forward_ms(private_cache, "f32", (0,), cache_dir(), runs=2) < 5000.0
-    assert made == ["f32"]
+    assert networks_made == ["f32"]
 
 
-def test_auto_times_each_precision_it_may_take_and_compiles_the_one_it_took(private_cache, weights, monkeypatch):
+def test_auto_times_each_precision_it_may_take_and_compiles_the_one_it_took(private_cache, weights, networks_made):
     import openvino as ov
 
-    made: list[str] = []
-
-    class Noting(OpenVinoNetwork):
-        def __init__(self, onnx_path, precision, *args) -> None:
-            made.append(precision)
-            super().__init__(onnx_path, precision, *args)
-
-    monkeypatch.setattr(openvino_runtime, "OpenVinoNetwork", Noting)
     loaded = load_model(weights, "cpu", runtime="openvino", precision="auto")
     timed = ["bf16", "f32"] if HAS_BF16 else []  # int8 is not calibrated in this cache
-    assert sorted(made[:-1]) == timed and made[-1] == loaded.precision
+    assert sorted(networks_made[:-1]) == timed and networks_made[-1] == loaded.precision
     hint = loaded.backend.compiled(PROBE_SHAPE).get_property("INFERENCE_PRECISION_HINT")
     assert hint == {"bf16": ov.Type.bf16, "f32": ov.Type.f32}[loaded.precision]
     for asked, expected in [("f32", ov.Type.f32), *([("bf16", ov.Type.bf16)] if HAS_BF16 else [])]:
