@@ -20,8 +20,14 @@ def test_only_folders_of_ended_processes_are_removed(tmp_path):
     for folder in (ended, running, parent_of_all, *unrelated):
         folder.mkdir()
     (ended / "half.onnx").write_bytes(b"\0" * 1000)
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "kept").write_text("x")
+    link = tmp_path / f"{PREFIX}{ended_pid()}-link"  # named like an abandoned folder, pointing out of the cache
+    link.symlink_to(elsewhere)
     remove_abandoned(tmp_path)
-    assert sorted(tmp_path.iterdir()) == sorted([running, parent_of_all, *unrelated])
+    assert sorted(tmp_path.iterdir()) == sorted([running, parent_of_all, *unrelated, link])
+    assert (elsewhere / "kept").is_file(), "nothing outside the cache is removed"
 
 
 def test_a_work_folder_is_this_process_s_and_gone_after_the_block(tmp_path):
