@@ -5,8 +5,8 @@ SIGINT or SIGTERM at any moment ends the process cleanly with exit code 0: durin
 start-up once the current step is done, while running at the next spin slice, and during
 shutdown further signals change nothing. A text model still loading in the background (a first
 export takes seconds) is not waited for: the process then ends without finalizing the
-interpreter, which would abort under the loader's native code. Without HOME, ROS logging gets a directory
-of its own instead of failing. Invalid parameters exit with code 2 and one line.
+interpreter, which would abort under the loader's native code. Without HOME, ROS logging gets
+a directory of its own instead of failing. Invalid parameters exit with code 2 and one line.
 A node started by another process with FASTSAM_ROS_PARENT_PID set ends with that process,
 even when it is killed (SIGKILL, the OOM killer) and has no chance to stop the node.
 """

@@ -17,7 +17,7 @@ from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 
 from fastsam_ros.core.backends import work_folder
-from fastsam_ros.tools.node_client import NodeClient, start_node, stop_node
+from fastsam_ros.tools.node_client import NodeClient, start_node, stop_node, wait_until
 from test_support.ended_process import ended_pid
 
 
@@ -100,10 +100,8 @@ def test_ctrl_c_does_not_wait_for_a_first_text_model_export(tmp_path):
     (abandoned / "half.onnx").write_bytes(b"\0" * 1000)
     process, log = _start(tmp_path, [], {**os.environ, "FASTSAM_ROS_CACHE": str(cache)})
     _wait_for_log(log, "active: segmenting frames")
-    deadline = time.monotonic() + 60.0
-    while not list(cache.glob(f"{work_folder.PREFIX}{process.pid}-*")):  # the encoder's export has begun
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.01)
+    exporting = f"{work_folder.PREFIX}{process.pid}-*"
+    wait_until(lambda: any(cache.glob(exporting)), 60.0, lambda: time.sleep(0.01), "the encoder's export")
     process.send_signal(signal.SIGINT)
     assert _wait_exit(process) == 0, log.read_text()
     output = log.read_text()
