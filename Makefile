@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both set up .venv first.
-.PHONY: setup lock demo test test-unit fuzz mutate mutate-changed test-own-data lint format bench soak clean
+.PHONY: setup lock demo test test-unit test-colcon fuzz mutate mutate-changed test-own-data lint format bench soak clean
 
 VENV := .venv
 # The Python package's folder: its tests, benchmarks and tool settings (pyproject.toml) run from there.
@@ -33,6 +33,11 @@ test: setup
 # The in-process tests only (no node process, no DDS): seconds to a minute.
 test-unit: setup
 	@$(IN_PACKAGE) && pytest -ra test/unit
+
+# The colcon workspace test with both packages built in the workspace; make test builds fastsam_ros
+# there over the messages make setup built into .venv, which saves the messages' CMake build.
+test-colcon: setup
+	@$(IN_PACKAGE) && FASTSAM_COLCON_BOTH=1 pytest -ra test/system/test_colcon_install.py
 
 # The own-data tools alone (fastsam_play, fastsam_record, fastsam_web in headless Chromium);
 # refreshes the README's screenshot of the page.
