@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 
 import numpy as np
 import pytest
@@ -102,10 +103,26 @@ def test_blank_frame_gives_no_instances(engine):
     assert len(engine.segment(np.zeros((480, 640, 3), np.uint8))) == 0
 
 
-@pytest.mark.parametrize("shape", [(0, 10, 3), (10, 10), (10, 10, 4)])
-def test_malformed_arrays_are_refused(engine, shape):
-    with pytest.raises(ValueError):
-        engine.segment(np.zeros(shape, np.uint8))
+@pytest.mark.parametrize(
+    ("shape", "dtype", "message"),
+    [
+        ((0, 10, 3), np.uint8, "image has zero size"),
+        ((10, 0, 3), np.uint8, "image has zero size"),
+        ((10, 10), np.uint8, "expected an (H, W, 3) uint8 BGR image, got (10, 10) uint8"),
+        ((10, 10, 4), np.uint8, "expected an (H, W, 3) uint8 BGR image, got (10, 10, 4) uint8"),
+        ((10, 10, 3), np.float32, "expected an (H, W, 3) uint8 BGR image, got (10, 10, 3) float32"),
+    ],
+)
+def test_malformed_arrays_are_refused_saying_what_they_are(engine, shape, dtype, message):
+    with pytest.raises(ValueError) as refused:
+        engine.segment(np.zeros(shape, dtype))
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize("shape", [(1, 40, 3), (40, 1, 3)])
+def test_a_frame_one_pixel_high_or_wide_is_segmented(engine, shape):
+    result = engine.segment(np.zeros(shape, np.uint8))
+    assert (result.height, result.width) == shape[:2] and len(result) == 0
 
 
 def test_overlay_marks_obstacles_and_track_ids(bus_masks, bus):
@@ -253,6 +270,33 @@ def test_a_frame_carries_its_stamp_and_frame_id_and_none_by_default(engine, bus)
     assert (named.stamp_ns, named.frame_id) == (1_700_000_000_123, "front_optical")
     unnamed = engine.segment(bus)
     assert (unnamed.stamp_ns, unnamed.frame_id) == (0, "")
+    batched = engine.segment_batch([bus, bus])
+    assert [(masks.stamp_ns, masks.frame_id) for masks in batched] == [(0, "")] * 2
+
+
+def test_a_mask_set_names_its_classes_and_keeps_the_less_confident_detections_as_candidates(engine, bus):
+    """Detections scored in [candidate_conf, conf) are candidates, for the tracker; one scored
+    exactly conf is published."""
+    everything = SegmentationEngine(engine.loaded, dataclasses.replace(engine.settings, conf=0.1)).segment(bus)
+    assert everything.class_names == engine.class_names and everything.class_names[5] == "bus"
+    scores = sorted(instance.score for instance in everything.instances)
+    threshold = scores[-3]
+    strict_settings = dataclasses.replace(engine.settings, conf=threshold)
+    strict = SegmentationEngine(engine.loaded, strict_settings).segment(bus)
+    assert strict.conf == threshold
+    assert [i.box for i in strict.instances] == [i.box for i in everything.instances if i.score >= threshold]
+    assert sorted(i.box for i in strict.candidates) == sorted(
+        i.box for i in everything.instances if i.score < threshold
+    )
+    assert len(strict.instances) == 3 and strict.candidates
+
+
+def test_stage_times_are_milliseconds_within_the_call(engine, bus):
+    started = time.perf_counter()
+    engine.segment(bus)
+    elapsed_ms = (time.perf_counter() - started) * 1e3
+    times = engine.last_times
+    assert times.forward_ms > 1.0 and times.total_ms <= elapsed_ms
 
 
 def test_anchors_are_whole_cells_of_each_level():
