@@ -194,6 +194,18 @@ def test_coarse_masks_are_sampled_on_the_network_grid(engine, bus):
     assert any(_row_changes(a.mask) > math.ceil(a.mask.shape[0] * scale) for a in fine.instances)
 
 
+def test_coarse_masks_of_a_frame_smaller_than_the_network_input_are_the_retina_masks(engine, zidane):
+    """Below 640 px the network grid is finer than the frame: masks are sampled at the frame's resolution."""
+    import cv2
+
+    small = cv2.resize(zidane, (320, 180))
+    coarse_engine = SegmentationEngine(engine.loaded, dataclasses.replace(engine.settings, retina_masks=False))
+    fine, coarse = engine.segment(small), coarse_engine.segment(small)
+    assert len(fine) > 0 and len(coarse) == len(fine)
+    for a, b in zip(fine.instances, coarse.instances, strict=True):
+        assert a.box == b.box and a.mask_offset == b.mask_offset and np.array_equal(a.mask, b.mask)
+
+
 def test_max_det_keeps_the_highest_scoring_detections(engine, bus):
     everything = engine.segment(bus)
     assert len(everything) > 3, "the bus photo has more than 3 confident detections"
