@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -12,7 +14,7 @@ import pytest
 
 from fastsam_msgs.msg import Instance, InstanceArray
 from fastsam_ros.tools import demo
-from fastsam_ros.tools.node_client import isolated_ros_env
+from fastsam_ros.tools.node_client import NodeClient, isolated_ros_env
 from fastsam_ros.tools.sample_frames import demo_sequence
 
 ROW = re.compile(r"^\s*(\d+)  (\S+)\s+(\d+)x(\d+)\s+(\d+)\s+(\d+\.\d)\s+(\d+\.\d)  (.*)$")
@@ -32,19 +34,40 @@ def demo_environment(monkeypatch) -> None:
     monkeypatch.setattr(demo, "CAMERA_TOPIC", f"/demo_test_{os.getpid()}/camera/image_raw")
 
 
-def test_the_demo_segments_its_twelve_frames_and_writes_each_overlay(tmp_path, demo_environment, capsys):
+class NamedClient(NodeClient):
+    """The demo's own client, which keeps the name its node had in the graph."""
+
+    names: ClassVar[list[str]] = []
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.names.append(self.node.get_name())
+
+
+def test_the_demo_segments_its_twelve_frames_and_writes_each_overlay(tmp_path, demo_environment, capsys, monkeypatch):
+    monkeypatch.setattr(demo, "NodeClient", NamedClient)
+    monkeypatch.setattr(NamedClient, "names", [])
     output = tmp_path / "runs" / "demo"  # its folder is made, parents included
     code = demo.main(["--output", str(output), "--timeout", "120"])
     out, err = capsys.readouterr()
     assert code == 0, out + err
-    assert out.startswith(f"[demo] starting fastsam_node (model yolo11n-seg.pt); its log: {output / 'node.log'}\n")
     frames = demo_sequence()
+    assert out.splitlines()[:5] == [
+        f"[demo] starting fastsam_node (model yolo11n-seg.pt); its log: {output / 'node.log'}",
+        "[demo] waiting for the node to load its model and subscribe ...",
+        f"[demo] publishing 12 frames on {demo.CAMERA_TOPIC}",
+        "",
+        "frame  source           size  inst  node ms   e2e ms  top instances",
+    ], out
+    assert NamedClient.names == ["fastsam_demo"]  # its node in `ros2 node list` while it runs
     rows = [match for line in out.splitlines() if (match := ROW.match(line))]
     assert [int(row[1]) for row in rows] == list(range(len(frames))), out
     for row, (source, frame) in zip(rows, frames, strict=True):
         height, width = frame.shape[:2]
         assert (row[2], int(row[3]), int(row[4])) == (source, width, height), row[0]
         assert int(row[5]) >= 1, row[0]
+        # End to end is the node's processing and the trip both ways, in milliseconds.
+        assert float(row[6]) <= float(row[7]) < 60_000, row[0]
         overlay = cv2.imread(str(output / f"frame_{int(row[1]):02d}.png"))
         assert overlay is not None and overlay.shape == frame.shape, row[0]
         assert np.abs(overlay.astype(int) - frame).mean() > 1.0, "the overlay is the frame as sent"
@@ -64,6 +87,34 @@ def test_the_demo_says_why_when_the_node_cannot_start(tmp_path, demo_environment
     assert err == "[demo] error: node process exited with code 2\n", out + err
     assert "model weights not found" in (output / "node.log").read_text()
     assert not list(output.glob("frame_*.png"))
+
+
+def test_the_demo_names_what_it_waited_for_when_the_node_is_slow_to_subscribe(tmp_path, demo_environment, capsys):
+    """The node takes seconds to import torch and load its model: one second is not enough."""
+    output = tmp_path / "demo"
+    code = demo.main(["--output", str(output), "--timeout", "1"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert err == "[demo] error: timed out after 1 s waiting for fastsam_node to subscribe\n", out + err
+    assert "[demo] publishing" not in out
+    assert not list(output.glob("frame_*.png"))
+
+
+def test_the_demo_writes_to_demo_output_with_the_small_model_and_waits_three_minutes(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(demo, "run", lambda *args: calls.append(args) or 0)
+    assert demo.main([]) == 0
+    assert calls == [(Path("demo_output"), "yolo11n-seg.pt", 180.0)]
+    with pytest.raises(SystemExit):
+        demo.main(["--help"])
+    usage = " ".join(capsys.readouterr().out.split())
+    assert "`make demo`: the node segmenting a real image sequence, seen from another process." in usage
+    for option, meaning in [
+        ("--output OUTPUT", "folder for PNGs and the node log"),
+        ("--model MODEL", "weights path or model name"),
+        ("--timeout TIMEOUT", "seconds to wait for the node to start"),
+    ]:
+        assert f"{option} {meaning}" in usage
 
 
 def test_the_summary_names_the_three_highest_scores_first():
