@@ -91,6 +91,13 @@ def test_the_machines_addresses_are_ordered_loopback_then_ipv4_then_ipv6_and_sco
     assert web.machine_addresses() == ["127.0.0.1"]
 
 
+def test_a_named_host_is_served_as_itself_and_answers_loopback_names_but_not_the_machines_name():
+    served = web.Served.of("192.0.2.7", 8080)
+    assert served.urls == ("http://192.0.2.7:8080/",)
+    assert served.hosts == {"192.0.2.7:8080", "127.0.0.1:8080", "localhost:8080", "[::1]:8080"}
+    assert web.Served.of("fd00::5", 8080).urls == ("http://[fd00::5]:8080/",)
+
+
 def test_a_served_port_80_also_answers_a_host_without_port():
     assert web.Served.of("127.0.0.1", 80).hosts == {
         "127.0.0.1:80",
