@@ -660,7 +660,7 @@ def test_over_the_cap_with_every_connection_heard_a_new_one_is_closed(view, monk
 
     _, (refused, answers) = serving(view, talk)
     assert answers == [b"HTTP/1.1 200 OK"] * 3 and refused
-    assert "fastsam_web: 3 connections busy: a new one was closed" in capsys.readouterr().err
+    assert capsys.readouterr().err == "fastsam_web: 3 connections busy: a new one was closed\n", "and nothing else"
 
 
 @pytest.mark.parametrize(
