@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -34,19 +33,17 @@ def demo_environment(monkeypatch) -> None:
     monkeypatch.setattr(demo, "CAMERA_TOPIC", f"/demo_test_{os.getpid()}/camera/image_raw")
 
 
-class NamedClient(NodeClient):
-    """The demo's own client, which keeps the name its node had in the graph."""
-
-    names: ClassVar[list[str]] = []
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.names.append(self.node.get_name())
-
-
 def test_the_demo_segments_its_twelve_frames_and_writes_each_overlay(tmp_path, demo_environment, capsys, monkeypatch):
+    names: list[str] = []
+
+    class NamedClient(NodeClient):
+        """The demo's own client, which keeps the name its node had in the graph."""
+
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            names.append(self.node.get_name())
+
     monkeypatch.setattr(demo, "NodeClient", NamedClient)
-    monkeypatch.setattr(NamedClient, "names", [])
     output = tmp_path / "runs" / "demo"  # its folder is made, parents included
     code = demo.main(["--output", str(output), "--timeout", "120"])
     out, err = capsys.readouterr()
@@ -59,7 +56,7 @@ def test_the_demo_segments_its_twelve_frames_and_writes_each_overlay(tmp_path, d
         "",
         "frame  source           size  inst  node ms   e2e ms  top instances",
     ], out
-    assert NamedClient.names == ["fastsam_demo"]  # its node in `ros2 node list` while it runs
+    assert names == ["fastsam_demo"]  # its node in `ros2 node list` while it runs
     rows = [match for line in out.splitlines() if (match := ROW.match(line))]
     assert [int(row[1]) for row in rows] == list(range(len(frames))), out
     for row, (source, frame) in zip(rows, frames, strict=True):
