@@ -193,8 +193,22 @@ def test_a_request_target_naming_another_server_is_refused(view):
     async def talk(client: TestClient, port: int) -> None:
         assert await _request(port, f"http://127.0.0.1:{port}/api/instances") == b"HTTP/1.1 200 OK"
         assert await _request(port, f"HTTP://127.0.0.1:{port}/api/instances") == b"HTTP/1.1 200 OK"
-        assert await _request(port, "http://evil.example/api/instances") == b"HTTP/1.1 400 Bad Request"
         assert await _request(port, f"https://127.0.0.1:{port}/api/instances") == b"HTTP/1.1 400 Bad Request"
+        target = "http://evil.example/"  # short enough to be named in full
+        message = f"request target '{target}' is not a path of this server"
+        head = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        assert await _response(port, head) == (b"HTTP/1.1 400 Bad Request", {"success": False, "message": message})
+
+    served(view, talk)
+
+
+def test_a_request_without_a_host_is_refused_with_the_address_to_open(view):
+    """HTTP/1.0 lets a client leave out Host; such a request names no address of this server."""
+
+    async def talk(client: TestClient, port: int) -> None:
+        message = f"Host '' is not an address of this server: open http://127.0.0.1:{port}/"
+        answer = await _response(port, "GET /api/instances HTTP/1.0\r\n\r\n")
+        assert answer == (b"HTTP/1.0 403 Forbidden", {"success": False, "message": message})
 
     served(view, talk)
 
@@ -574,6 +588,16 @@ async def _request(port: int, path: str = "/api/instances") -> bytes:
     line = await asyncio.wait_for(reader.readline(), 10.0)
     writer.close()
     return line.strip()
+
+
+async def _response(port: int, head: str) -> tuple[bytes, dict]:
+    """The status line and JSON body of the answer to one request sent as `head`, read to its end."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head.encode())
+    answer = await asyncio.wait_for(reader.read(), 10.0)
+    writer.close()
+    status, _, body = answer.partition(b"\r\n\r\n")
+    return status.split(b"\r\n")[0], json.loads(body)
 
 
 async def _closed(reader: asyncio.StreamReader, within: float) -> bool:
