@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import cv2
@@ -95,6 +96,63 @@ def test_the_demo_names_what_it_waited_for_when_the_node_is_slow_to_subscribe(tm
     assert err == "[demo] error: timed out after 1 s waiting for fastsam_node to subscribe\n", out + err
     assert "[demo] publishing" not in out
     assert not list(output.glob("frame_*.png"))
+
+
+def test_a_frame_the_node_never_answers_is_named_and_the_next_ones_still_run(
+    tmp_path, demo_environment, capsys, monkeypatch
+):
+    """The second of three frames is lost on its way (never published): the demo names it, goes
+    on with the third, and exits 1. Its wait for the lost frame is cut from 60 s to 2 s."""
+    frames = [demo_sequence()[index] for index in (0, 6, 7)]
+    lost = frames[1][1]
+
+    class LossyClient(NodeClient):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.lost_stamps: set[int] = set()
+
+        def send(self, image, *args, **kwargs) -> int:
+            if image is not lost:
+                return super().send(image, *args, **kwargs)
+            self.lost_stamps.add(stamp := time.time_ns())
+            return stamp
+
+        def result_for(self, stamp, topic="instances", timeout=60.0):
+            return super().result_for(stamp, topic, 2.0 if stamp in self.lost_stamps else timeout)
+
+    monkeypatch.setattr(demo, "NodeClient", LossyClient)
+    monkeypatch.setattr(demo, "demo_sequence", lambda: frames)
+    output = tmp_path / "demo"
+    code = demo.main(["--output", str(output), "--timeout", "120"])
+    out, err = capsys.readouterr()
+    assert code == 1, out + err
+    lines = out.splitlines()
+    table = lines[lines.index("frame  source           size  inst  node ms   e2e ms  top instances") + 1 :]
+    assert ROW.match(table[0]).group(1, 2) == ("0", "bus.jpg"), out
+    assert table[1] == "    1  zidane.jpg  no result within 60 s", out
+    assert ROW.match(table[2]).group(1, 2) == ("2", "zidane.jpg"), out
+    assert "[demo] 2/3 frames; median node processing" in out
+    assert sorted(path.name for path in output.glob("frame_*.png")) == ["frame_00.png", "frame_02.png"]
+    assert err == ""
+
+
+def test_the_demo_fails_when_the_node_did_not_exit_cleanly(tmp_path, demo_environment, capsys, monkeypatch):
+    """Every frame answered, but the node died before it was asked to stop: exit 1, naming its log."""
+
+    class DyingNodeClient(NodeClient):
+        def close(self) -> None:
+            self.process.kill()
+            self.process.wait()
+            super().close()
+
+    monkeypatch.setattr(demo, "NodeClient", DyingNodeClient)
+    monkeypatch.setattr(demo, "demo_sequence", lambda: demo_sequence()[:1])
+    output = tmp_path / "demo"
+    code = demo.main(["--output", str(output), "--timeout", "120"])
+    out, err = capsys.readouterr()
+    assert code == 1, out + err
+    assert "[demo] 1/1 frames; median node processing" in out
+    assert err == f"[demo] fastsam_node exited with code -9; see {output / 'node.log'}\n"
 
 
 def test_the_demo_writes_to_demo_output_with_the_small_model_and_waits_three_minutes(monkeypatch, capsys):
