@@ -55,6 +55,12 @@ def test_listening_on_every_interface_is_announced_as_a_warning(capsys):
     output = capsys.readouterr()
     assert output.err == ""
     assert output.out == "fastsam_web: open http://127.0.0.1:8080/ (camera image from /camera/image_raw)\n"
+    urls = ("http://127.0.0.1:8080/", "http://192.0.2.7:8080/")  # a machine with one more address
+    web.announce(web.Served(urls, frozenset()), "0.0.0.0", "/camera/image_raw")
+    expected = (
+        "fastsam_web: open http://127.0.0.1:8080/ or http://192.0.2.7:8080/ (camera image from /camera/image_raw)\n"
+    )
+    assert capsys.readouterr().out == expected
 
 
 def test_on_every_interface_the_urls_are_loopback_first_then_the_hostnames_addresses():

@@ -231,6 +231,10 @@ def test_prompts_come_only_from_this_servers_own_page(view, node_side):
         assert (await client.post("/api/prompt/point", json=body)).status == 200, "no Origin: not a browser's page"
         reading = await client.get("/api/instances", headers={"Origin": "http://evil.example"})
         assert reading.status == 200, "reading is not prompting"
+        heading = await client.head("/api/instances", headers={"Origin": "http://evil.example"})
+        assert heading.status == 200, "nor is asking for the headers only"
+        named = {"Host": f"localhost:{port}", "Origin": f"http://localhost:{port}"}
+        assert (await client.post("/api/prompt/point", json=body, headers=named)).status == 200, "the page by name"
 
     served(view, talk)
 
