@@ -625,6 +625,38 @@ def test_the_server_answers_until_a_stop_signal_and_then_returns_0(view, capsys,
     assert "fastsam_web: open http://127.0.0.1:" in out and f"(camera image from /{NODE}/debug_image)" in out
 
 
+def test_a_server_on_loopback_is_not_reached_on_another_address(view, stop_requests):
+    """127.0.0.2 is this machine's loopback too: only a server bound to every address answers there."""
+
+    async def talk(port: int) -> str:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.2", port)
+        except ConnectionRefusedError:
+            return "refused"
+        writer.close()
+        return "answered"
+
+    assert serving(view, talk) == (0, "refused")
+
+
+def test_the_server_starts_again_at_once_on_the_port_it_left(view, stop_requests):
+    """The server closes each `Connection: close` exchange first, which leaves its side waiting
+    (TIME_WAIT) on the port after it stopped: a restart must still listen there."""
+    port = free_port()
+    assert serving(view, _request, port=port) == (0, b"HTTP/1.1 200 OK")
+    assert serving(view, _request, port=port) == (0, b"HTTP/1.1 200 OK")
+
+
+def test_event_loop_errors_while_serving_are_one_throttled_line(view, capsys, stop_requests):
+    async def talk(port: int) -> None:
+        for _ in range(3):
+            context = {"message": "accept failed", "exception": OSError(24, "Too many open files")}
+            asyncio.get_running_loop().call_exception_handler(context)
+
+    assert serving(view, talk) == (0, None)
+    assert capsys.readouterr().err == "fastsam_web: accept failed: [Errno 24] Too many open files\n"
+
+
 def test_an_address_in_use_is_one_line_and_exit_code_2(view, capsys, stop_requests):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
