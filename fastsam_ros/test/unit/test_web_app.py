@@ -193,6 +193,7 @@ def test_a_request_target_naming_another_server_is_refused(view):
     async def talk(client: TestClient, port: int) -> None:
         assert await _request(port, f"http://127.0.0.1:{port}/api/instances") == b"HTTP/1.1 200 OK"
         assert await _request(port, f"HTTP://127.0.0.1:{port}/api/instances") == b"HTTP/1.1 200 OK"
+        assert await _request(port, f"http://LocalHost:{port}/api/instances") == b"HTTP/1.1 200 OK", "caseless"
         assert await _request(port, f"https://127.0.0.1:{port}/api/instances") == b"HTTP/1.1 400 Bad Request"
         target = "http://evil.example/"  # short enough to be named in full
         message = f"request target '{target}' is not a path of this server"
