@@ -122,12 +122,29 @@ def test_a_frame_is_sent_stamped_with_the_time_it_returns(client, stand_in):
     [sent] = stand_in.frames
     assert (stamp_to_ns(sent.header.stamp), sent.header.frame_id, sent.encoding) == (stamp, "left_camera", "rgb8")
     np.testing.assert_array_equal(np.frombuffer(bytes(sent.data), np.uint8).reshape(4, 6, 3), frame)
+    client.send(frame)
+    client.wait(lambda: len(stand_in.frames) == 2, 10.0, "the second frame")
+    assert (stand_in.frames[1].header.frame_id, stand_in.frames[1].encoding) == ("camera", "bgr8"), "the defaults"
+
+
+def test_warm_up_sends_small_grey_frames_until_every_image_output_answered(client, stand_in):
+    """The stand-in never publishes ~/label_image: the warm-up ends naming what it still awaited."""
+    _matched(client, stand_in)
+    with pytest.raises(TimeoutError) as waited:
+        client.warm_up(timeout=2.0)
+    assert str(waited.value) == "no output from the node on ['instances', 'label_image', 'debug_image']"
+    assert stand_in.frames, "it sent frames while it waited"
+    for frame in stand_in.frames:
+        assert (frame.height, frame.width, frame.encoding, set(bytes(frame.data))) == (48, 64, "bgr8", {127})
 
 
 def test_a_service_is_ready_only_once_it_answered_and_its_silence_is_named(client, stand_in):
     """A server that is never spun is seen in the graph and never answers: the wait for a first
     answer ends naming the service; once the server spins, the client is handed out and calls it."""
     name = f"/{NODE}/unfollow"
+    with pytest.raises(TimeoutError) as waited:
+        client.service_client(Unfollow, f"/{NODE}/nobody", timeout=1.0)
+    assert str(waited.value) == f"timed out after 1 s waiting for service /{NODE}/nobody"
     with pytest.raises(TimeoutError) as waited:
         client.service_client(Unfollow, name, timeout=3.0, probe=Unfollow.Request(selection_id=0))
     assert str(waited.value) == f"timed out after 3 s waiting for a first answer from {name}"
