@@ -9,6 +9,7 @@ tested in test/graph/test_demo.py and the other graph tests.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
 
@@ -21,6 +22,7 @@ from fastsam_msgs.msg import InstanceArray
 from fastsam_msgs.srv import Unfollow
 from fastsam_ros.ros.convert import stamp_from_ns, stamp_to_ns
 from fastsam_ros.ros.qos import SERVICE_QOS
+from fastsam_ros.tools import node_client
 from fastsam_ros.tools.node_client import NodeClient
 from fastsam_ros.tools.play import MATCH_SETTLE_S
 from test_support.own_context import NodeInOwnContext
@@ -136,6 +138,7 @@ def test_warm_up_sends_small_grey_frames_until_every_image_output_answered(clien
     assert stand_in.frames, "it sent frames while it waited"
     for frame in stand_in.frames:
         assert (frame.height, frame.width, frame.encoding, set(bytes(frame.data))) == (48, 64, "bgr8", {127})
+        assert len(frame.data) == 48 * 64 * 3
 
 
 def test_a_service_is_ready_only_once_it_answered_and_its_silence_is_named(client, stand_in):
@@ -152,5 +155,21 @@ def test_a_service_is_ready_only_once_it_answered_and_its_silence_is_named(clien
     stand_in.spin_in_thread()
     ready = client.service_client(Unfollow, name, timeout=10.0, probe=Unfollow.Request(selection_id=0))
     assert ready.service_name == name and len(stand_in.calls) >= 1
+    clients = len(list(client.node.clients))
     response = client.call(Unfollow, name, Unfollow.Request(selection_id=7), timeout=10.0)
     assert (response.success, list(response.ended)) == (True, [7])
+    assert len(list(client.node.clients)) == clients, "a call's own client is destroyed after it"
+
+
+def test_the_installed_command_is_the_one_beside_this_interpreter():
+    """Tests run what set-up installed in this environment, not another on the PATH."""
+    assert node_client.installed_command("fastsam_node") == os.path.join(
+        os.path.dirname(sys.executable), "fastsam_node"
+    )
+    assert node_client.installed_command("no_such_program") == "no_such_program", "left to the PATH"
+
+
+def test_closing_the_client_shuts_its_own_context_down():
+    closed = NodeClient(CAMERA, node_name=NODE, name="closed_client")
+    closed.close()
+    assert not closed.context.ok()
