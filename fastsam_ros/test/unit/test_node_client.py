@@ -59,9 +59,9 @@ def stand_in() -> Iterator[StandIn]:
 
 @pytest.fixture
 def client() -> Iterator[NodeClient]:
-    node_client = NodeClient(CAMERA, node_name=NODE)
-    yield node_client
-    node_client.close()
+    made = NodeClient(CAMERA, node_name=NODE)
+    yield made
+    made.close()
 
 
 def _matched(client: NodeClient, stand_in: StandIn) -> None:
